@@ -1,1 +1,19 @@
-//! morel-manifest
+//! The app manifest (DESIGN §4, seed 002's format plus Morel's fields) and `morel build`'s
+//! discovery: turning a project directory into a validated [`Manifest`].
+//!
+//! Discovery never runs user code: Python files are read with Python's own `ast` module and
+//! Node files with a static scanner, both shipped inside the binary (`scripts/`). This crate
+//! does not pack, sign or deploy anything; `morel-bundle` and the control plane do that.
+
+mod build;
+mod discover;
+mod error;
+mod model;
+mod toml_config;
+
+pub use build::{BuildOptions, build_manifest};
+pub use error::ManifestError;
+pub use model::{
+    DependencyKind, DependencySpec, FunctionSpec, HttpSpec, MANIFEST_FILE, MANIFEST_VERSION,
+    Manifest, ResourceSpec, ResourceType,
+};

@@ -1,1 +1,101 @@
-//! morel-store
+//! Persistent state behind one trait, [`Store`]: apps, releases, resources, functions,
+//! instances, logs, bundle metadata, trusted keys and uploaded packages.
+//!
+//! The embedded default is SQLite ([`SqliteStore`]); a PostgreSQL implementation of the same
+//! trait follows without changing callers. Rows are typed (`rows.rs`) and separate from API
+//! views and wire messages. This crate knows nothing about HTTP, processes or bundles' bytes
+//! (those live on disk in the blob directory, owned by the control plane).
+
+mod error;
+mod migrations;
+pub mod rows;
+mod sqlite;
+
+use async_trait::async_trait;
+use morel_core::{AppName, Digest, InstanceId, Namespace, ReleaseStatus};
+
+pub use error::StoreError;
+pub use rows::*;
+pub use sqlite::SqliteStore;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything Morel persists. Implementations must be safe to share between tasks and, for
+/// the PostgreSQL one, between processes: every multi-row change is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Apps.
+    /// Creates the app if it does not exist; returns it either way.
+    async fn ensure_app(&self, app: &AppKey) -> Result<AppRow>;
+    async fn get_app(&self, app: &AppKey) -> Result<Option<AppRow>>;
+    async fn list_apps(&self) -> Result<Vec<AppRow>>;
+    /// Deletes the app and everything that belongs to it (releases, resources, functions,
+    /// instances, logs). Returns false when there was no such app.
+    async fn delete_app(&self, app: &AppKey) -> Result<bool>;
+    async fn set_active_release(&self, app: &AppKey, number: Option<i64>) -> Result<()>;
+
+    // Releases.
+    /// Creates the next release (`v{max+1}`) atomically.
+    async fn create_release(&self, app: &AppKey, env: &str, digest: &Digest, manifest_json: &str) -> Result<ReleaseRow>;
+    async fn get_release(&self, app: &AppKey, number: i64) -> Result<Option<ReleaseRow>>;
+    async fn list_releases(&self, app: &AppKey) -> Result<Vec<ReleaseRow>>;
+    async fn set_release_status(&self, app: &AppKey, number: i64, status: ReleaseStatus, error: Option<&str>) -> Result<()>;
+
+    // Resources (reconcile state, seed 002).
+    async fn upsert_resource(&self, row: &ResourceRow) -> Result<()>;
+    async fn list_resources(&self, app: &AppKey) -> Result<Vec<ResourceRow>>;
+    async fn delete_resource(&self, app: &AppKey, resource: &str) -> Result<()>;
+
+    // Functions (signatures as reported by the workers).
+    async fn replace_functions(&self, app: &AppKey, resource: &str, functions: &[FunctionRow]) -> Result<()>;
+    async fn list_functions(&self, app: &AppKey) -> Result<Vec<FunctionRow>>;
+
+    // Instances.
+    async fn upsert_instance(&self, row: &InstanceRow) -> Result<()>;
+    async fn list_instances(&self, app: Option<&AppKey>) -> Result<Vec<InstanceRow>>;
+    async fn delete_instance(&self, id: InstanceId) -> Result<()>;
+
+    // Logs.
+    async fn append_logs(&self, lines: &[NewLogLine]) -> Result<()>;
+    /// Lines of an app with id > `after_id` and timestamp >= `since_ms`, oldest first.
+    async fn read_logs(&self, app: &AppKey, after_id: i64, since_ms: i64, limit: i64) -> Result<Vec<LogRow>>;
+    /// Keeps the newest `keep` lines of the app and drops lines older than `min_ts`.
+    async fn prune_logs(&self, app: &AppKey, keep: i64, min_ts: i64) -> Result<u64>;
+
+    // Bundles (metadata; the bytes live in the blob directory).
+    async fn put_blob(&self, row: &BlobRow) -> Result<()>;
+    async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRow>>;
+
+    // Trusted signing keys.
+    async fn trust_key(&self, row: &KeyRow) -> Result<()>;
+    async fn list_keys(&self) -> Result<Vec<KeyRow>>;
+    async fn remove_key(&self, key_id: &str) -> Result<bool>;
+
+    // Seed 000 package uploads waiting for `deploy/create`.
+    async fn put_package(&self, row: &PackageRow) -> Result<()>;
+    async fn get_package(&self, app: &AppKey) -> Result<Option<PackageRow>>;
+    async fn delete_package(&self, app: &AppKey) -> Result<()>;
+}
+
+/// An app's identity: namespace (the call path's prefix) and name (its suffix).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct AppKey {
+    pub namespace: Namespace,
+    pub name: AppName,
+}
+
+impl AppKey {
+    pub fn new(namespace: Namespace, name: AppName) -> Self {
+        AppKey { namespace, name }
+    }
+
+    pub fn in_default(name: AppName) -> Self {
+        AppKey { namespace: Namespace::default_namespace(), name }
+    }
+}
+
+impl std::fmt::Display for AppKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}

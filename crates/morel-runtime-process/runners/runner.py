@@ -1,0 +1,540 @@
+"""Morel Python worker.
+
+Started by the Morel host as ``python3 runner.py`` with the app root as cwd.
+
+Protocol (see the host side in ``morel-runtime-process``):
+
+* fd 3 carries host -> worker frames, fd 4 worker -> host frames.  A frame is
+  a 4-byte big-endian length followed by that many bytes of UTF-8 JSON.
+* stdout / stderr belong to the application (its log); the protocol never
+  touches them.
+* The first frame is ``Load``; we import the user's files and answer with
+  ``MetaData`` (or ``LoadError`` and exit 1).  Afterwards ``Invoke`` and
+  ``Cancel`` frames arrive in any order; every ``Invoke`` gets exactly one
+  ``InvokeResult`` unless it was cancelled.
+* EOF on fd 3 means "shut down now": we exit 0 without waiting for calls that
+  are still running.
+
+Threading model: the main thread reads fd 3 with large ``os.read`` calls and
+parses frames.  Plain functions are submitted to a ``ThreadPoolExecutor``
+sized by ``concurrency``; coroutine functions are scheduled as tasks on a
+single asyncio loop that lives in its own thread (started lazily).  Frames
+to fd 4 are written under a lock so each frame is contiguous.
+"""
+
+import asyncio
+import concurrent.futures
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import struct
+import sys
+import threading
+import traceback
+
+IN_FD = 3
+OUT_FD = 4
+MAX_FRAME = 64 * 1024 * 1024
+READ_CHUNK = 1 << 20
+
+_HEADER = struct.Struct(">I")
+_pack_len = _HEADER.pack
+_unpack_len = _HEADER.unpack_from
+
+
+class _NotSerializable(Exception):
+    pass
+
+
+def _reject(obj):
+    # Used as the JSON encoder's ``default`` hook: anything the encoder does
+    # not know natively is an error, reported with the offending type.
+    raise _NotSerializable(type(obj))
+
+
+# One reusable encoder: ``json.dumps`` with keyword arguments would build a
+# new encoder on every call.
+_encode = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_reject
+).encode
+_decode = json.loads
+
+
+def _type_name(t):
+    mod = getattr(t, "__module__", "builtins")
+    name = getattr(t, "__qualname__", None) or getattr(t, "__name__", repr(t))
+    return name if mod in ("builtins", None) else "%s.%s" % (mod, name)
+
+
+# ---------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------
+
+_write_lock = threading.Lock()
+
+
+def _write_frame(payload: bytes):
+    data = _pack_len(len(payload)) + payload
+    with _write_lock:
+        view = memoryview(data)
+        while view:
+            n = os.write(OUT_FD, view)
+            view = view[n:]
+
+
+def _send(msg):
+    _write_frame(_encode(msg).encode("utf-8"))
+
+
+def _send_error(call_id, etype, message, tb=""):
+    _send(
+        {
+            "type": "InvokeResult",
+            "id": call_id,
+            "ok": False,
+            "error": {"message": message, "type": etype, "traceback": tb},
+        }
+    )
+
+
+def _user_traceback(exc):
+    # Drop the runner's own frame(s) at the top of the traceback so users see
+    # their code first.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _send_exception(call_id, exc):
+    _send_error(call_id, type(exc).__name__, str(exc), _user_traceback(exc))
+
+
+def _send_result(call_id, result):
+    """Encode ``result`` once, splice it into the reply, and write it."""
+    if inspect.isgenerator(result) or inspect.isasyncgen(result):
+        _send_error(
+            call_id,
+            "SerializationError",
+            "function returned a %s; streaming results are not supported, "
+            "return a list instead" % _type_name(type(result)),
+        )
+        return
+    try:
+        body = _encode(result)
+    except _NotSerializable as e:
+        _send_error(
+            call_id,
+            "SerializationError",
+            "result is not JSON-serializable: object of type %s"
+            % _type_name(e.args[0]),
+        )
+        return
+    except ValueError as e:  # NaN/Infinity, circular references
+        _send_error(
+            call_id, "SerializationError", "result is not JSON-serializable: %s" % e
+        )
+        return
+    except Exception as e:  # e.g. non-string dict keys of exotic types
+        _send_error(
+            call_id,
+            "SerializationError",
+            "result is not JSON-serializable: %s: %s" % (type(e).__name__, e),
+        )
+        return
+    if type(call_id) is int:
+        head = '{"type":"InvokeResult","id":%d,"ok":true,"result":' % call_id
+    else:
+        head = '{"type":"InvokeResult","id":%s,"ok":true,"result":' % _encode(call_id)
+    payload = (head + body + "}").encode("utf-8")
+    if len(payload) > MAX_FRAME:
+        _send_error(
+            call_id,
+            "SerializationError",
+            "result is too large: %d bytes encoded (limit %d)"
+            % (len(payload), MAX_FRAME),
+        )
+        return
+    _write_frame(payload)
+
+
+# ---------------------------------------------------------------------------
+# Loading user code
+# ---------------------------------------------------------------------------
+
+
+def _module_name(rel):
+    rel = rel.replace(os.sep, "/")
+    if rel.endswith(".py"):
+        rel = rel[:-3]
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _same_file(mod, path):
+    f = getattr(mod, "__file__", None)
+    if not f:
+        return False
+    try:
+        return os.path.samefile(f, path)
+    except OSError:
+        return False
+
+
+def _import_file(root, rel):
+    path = os.path.join(root, rel)
+    if not os.path.isfile(path):
+        raise FileNotFoundError("no such file: %s" % path)
+    name = _module_name(rel)
+    importable = name and all(p.isidentifier() for p in name.split("."))
+    if importable:
+        existing = sys.modules.get(name)
+        if existing is None or _same_file(existing, path):
+            # A regular import: user files that import each other share the
+            # very same module objects.
+            mod = importlib.import_module(name)
+            if _same_file(mod, path):
+                return mod
+    # The name is not importable (e.g. "my-app.py") or it is shadowed by an
+    # already imported module (e.g. a user file called "json.py"): load it
+    # from its path under a private name.
+    safe = "".join(c if c.isalnum() else "_" for c in (name or rel))
+    private = "_morel_app." + safe
+    if private in sys.modules:
+        return sys.modules[private]
+    spec = importlib.util.spec_from_file_location(private, path)
+    if spec is None or spec.loader is None:
+        raise ImportError("cannot load %s" % path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[private] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        sys.modules.pop(private, None)
+        raise
+    return mod
+
+
+_instances = {}  # class object -> its single instance in this worker
+
+
+def _resolve(mod, attr):
+    obj = mod
+    parts = attr.split(".")
+    for i, part in enumerate(parts):
+        if i > 0 and inspect.isclass(obj):
+            inst = _instances.get(obj)
+            if inst is None:
+                try:
+                    inst = obj()
+                except Exception as e:
+                    raise RuntimeError(
+                        "could not instantiate class %s (it must have a no-argument "
+                        "constructor): %s: %s" % (obj.__qualname__, type(e).__name__, e)
+                    ) from e
+                _instances[obj] = inst
+            obj = inst
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            where = ".".join(parts[:i]) or "module"
+            raise AttributeError(
+                "%s has no attribute %r" % (where, part)
+            ) from None
+    if not callable(obj):
+        raise TypeError("%s is not callable (it is a %s)" % (attr, _type_name(type(obj))))
+    return obj
+
+
+def _params(fn):
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return []
+    out = []
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            out.append("*" + p.name)
+        elif p.kind is p.VAR_KEYWORD:
+            out.append("**" + p.name)
+        else:
+            out.append(p.name)
+    return out
+
+
+def _is_async(fn):
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)
+    return not inspect.isroutine(fn) and inspect.iscoroutinefunction(call)
+
+
+def _load(msg):
+    root = os.path.abspath(msg.get("root") or os.getcwd())
+    # Python put this script's directory at sys.path[0]; user code must not
+    # see the runner's directory, it must see the app root instead.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    sys.path.insert(0, root)
+    importlib.invalidate_caches()
+
+    functions = msg.get("functions") or []
+    by_file = {}
+    for f in functions:
+        by_file.setdefault(f.get("file", ""), []).append(f)
+
+    modules = {}
+    errors = []
+    for rel, fns in by_file.items():
+        try:
+            modules[rel] = _import_file(root, rel)
+        except BaseException as e:
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            names = ", ".join(repr(f.get("name")) for f in fns)
+            errors.append(
+                "failed to import %s (needed by function %s): %s: %s\n%s"
+                % (rel, names, type(e).__name__, e, _user_traceback(e))
+            )
+
+    table = {}
+    meta = []
+    for f in functions:
+        rel = f.get("file", "")
+        mod = modules.get(rel)
+        if mod is None:
+            continue
+        name = f.get("name")
+        attr = f.get("attr") or name
+        try:
+            fn = _resolve(mod, attr)
+        except Exception as e:
+            errors.append(
+                "function %r not found in %s: %s\n%s"
+                % (name, rel, e, _user_traceback(e))
+            )
+            continue
+        is_async = _is_async(fn)
+        table[name] = (fn, is_async)
+        meta.append({"name": name, "params": _params(fn), "is_async": is_async})
+    return table, meta, errors
+
+
+# ---------------------------------------------------------------------------
+# Calling
+# ---------------------------------------------------------------------------
+
+
+class _AsyncSide:
+    """An asyncio loop in a daemon thread, started on first use."""
+
+    def __init__(self):
+        self.loop = None
+        self.tasks = {}
+        self._lock = threading.Lock()
+
+    def get_loop(self):
+        loop = self.loop
+        if loop is None:
+            with self._lock:
+                if self.loop is None:
+                    loop = asyncio.new_event_loop()
+                    t = threading.Thread(
+                        target=self._run, args=(loop,), name="morel-asyncio", daemon=True
+                    )
+                    t.start()
+                    self.loop = loop
+                loop = self.loop
+        return loop
+
+    @staticmethod
+    def _run(loop):
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
+
+    # The methods below run on the loop thread.
+
+    def start(self, call_id, fn, args, kwargs):
+        try:
+            coro = fn(*args, **kwargs)
+        except BaseException as e:
+            _send_exception(call_id, e)
+            return
+        self.start_coro(call_id, coro)
+
+    def start_coro(self, call_id, coro):
+        try:
+            task = self.loop.create_task(coro)
+        except BaseException as e:
+            _send_exception(call_id, e)
+            return
+        self.tasks[call_id] = task
+        task.add_done_callback(lambda t, i=call_id: self._done(i, t))
+
+    def _done(self, call_id, task):
+        if self.tasks.get(call_id) is task:
+            del self.tasks[call_id]
+        if task.cancelled():
+            return  # cancelled by the host: no reply
+        exc = task.exception()
+        if exc is not None:
+            _send_exception(call_id, exc)
+        else:
+            _send_result(call_id, task.result())
+
+    def cancel(self, call_id):
+        task = self.tasks.get(call_id)
+        if task is not None:
+            task.cancel()
+
+
+_async = _AsyncSide()
+
+
+def _call_sync(call_id, fn, args, kwargs):
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as e:
+        _send_exception(call_id, e)
+        return
+    if inspect.isawaitable(result):
+        # A plain function that returned a coroutine (e.g. a wrapper around
+        # an async function): finish it on the event loop.
+        loop = _async.get_loop()
+        loop.call_soon_threadsafe(_async.start_coro, call_id, result)
+        return
+    _send_result(call_id, result)
+
+
+def _shutdown(code):
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    # Don't cut a frame in half if another thread is writing one right now.
+    _write_lock.acquire(timeout=0.5)
+    os._exit(code)
+
+
+def _fatal(message):
+    try:
+        sys.stderr.write("morel runner: %s\n" % message)
+    except Exception:
+        pass
+    _shutdown(2)
+
+
+def _read_frames(first_only=False):
+    """Yield decoded frames from fd 3; returns at EOF."""
+    buf = bytearray()
+    need = 4  # bytes needed before something can be parsed
+    while True:
+        try:
+            chunk = os.read(IN_FD, max(READ_CHUNK, need - len(buf)))
+        except InterruptedError:
+            continue
+        if not chunk:
+            if buf:
+                sys.stderr.write(
+                    "morel runner: EOF in the middle of a frame (%d bytes pending)\n"
+                    % len(buf)
+                )
+            return
+        buf += chunk
+        n = len(buf)
+        pos = 0
+        while n - pos >= 4:
+            (length,) = _unpack_len(buf, pos)
+            if length > MAX_FRAME:
+                _fatal("frame of %d bytes exceeds the %d byte limit" % (length, MAX_FRAME))
+            end = pos + 4 + length
+            if end > n:
+                break
+            try:
+                msg = _decode(buf[pos + 4 : end])
+            except ValueError as e:
+                _fatal("malformed frame (not UTF-8 JSON): %s" % e)
+            if type(msg) is not dict:
+                _fatal("malformed frame: expected a JSON object, got %s" % type(msg).__name__)
+            pos = end
+            yield msg
+        if pos:
+            del buf[:pos]
+        need = 4 if len(buf) < 4 else 4 + _unpack_len(buf, 0)[0]
+
+
+def main():
+    # stdout/stderr are the app's log: make prints show up promptly.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except Exception:
+            pass
+    try:
+        os.fstat(IN_FD)
+        os.fstat(OUT_FD)
+    except OSError:
+        sys.stderr.write("morel runner: fd 3 and fd 4 must be the protocol pipes\n")
+        sys.exit(2)
+
+    frames = _read_frames()
+    first = next(frames, None)
+    if first is None:
+        _shutdown(0)
+    if not isinstance(first, dict) or first.get("type") != "Load":
+        _fatal("expected a Load frame first, got %r" % (first,))
+
+    try:
+        table, meta, errors = _load(first)
+    except BaseException as e:
+        table, meta, errors = {}, [], ["loader crashed: %s" % _user_traceback(e)]
+    if errors:
+        _send({"type": "LoadError", "error": "\n".join(errors)})
+        _shutdown(1)
+
+    try:
+        concurrency = max(1, int(first.get("concurrency") or 1))
+    except (TypeError, ValueError):
+        concurrency = 1
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=concurrency, thread_name_prefix="morel-call"
+    )
+    if any(is_async for _, is_async in table.values()):
+        _async.get_loop()
+    _send({"type": "MetaData", "functions": meta})
+
+    submit = pool.submit
+    get = table.get
+    for msg in frames:
+        kind = msg.get("type")
+        if kind == "Invoke":
+            call_id = msg.get("id")
+            entry = get(msg.get("name"))
+            if entry is None:
+                _send_error(call_id, "NotFound", "no such function: %r" % msg.get("name"))
+                continue
+            fn, is_async = entry
+            args = msg.get("args") or ()
+            kwargs = msg.get("kwargs") or {}
+            if is_async:
+                _async.loop.call_soon_threadsafe(_async.start, call_id, fn, args, kwargs)
+            else:
+                submit(_call_sync, call_id, fn, args, kwargs)
+        elif kind == "Cancel":
+            # Sync calls cannot be interrupted; async tasks are cancelled.
+            loop = _async.loop
+            if loop is not None:
+                loop.call_soon_threadsafe(_async.cancel, msg.get("id"))
+        else:
+            sys.stderr.write("morel runner: ignoring unknown frame type %r\n" % (kind,))
+
+    _shutdown(0)
+
+
+if __name__ == "__main__":
+    main()

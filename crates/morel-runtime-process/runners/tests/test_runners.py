@@ -1,0 +1,544 @@
+"""Behavioural tests for the Morel worker runners (runner.py and runner.js).
+
+Each test spawns a real worker the way the host does: fd 3 is the host ->
+worker pipe, fd 4 the worker -> host pipe, stdout/stderr are captured.
+
+Run with:
+    python3 -m unittest discover -s crates/morel-runtime-process/runners/tests
+"""
+
+import json
+import os
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNNERS = os.path.dirname(HERE)
+FIXTURES = os.path.join(HERE, "fixtures")
+PY_APP = os.path.join(FIXTURES, "py_app")
+PY_BROKEN = os.path.join(FIXTURES, "py_broken")
+NODE_APP = os.path.join(FIXTURES, "node_app")
+NODE_BROKEN = os.path.join(FIXTURES, "node_broken")
+NODE = shutil.which("node")
+
+
+def _child_setup(host_to_worker_r, worker_to_host_w):
+    def setup():
+        # Move both ends out of the way first so dup2 onto 3/4 cannot clobber
+        # one of them.
+        import fcntl
+
+        a = fcntl.fcntl(host_to_worker_r, fcntl.F_DUPFD, 10)
+        b = fcntl.fcntl(worker_to_host_w, fcntl.F_DUPFD, 10)
+        os.dup2(a, 3)
+        os.dup2(b, 4)
+        os.close(a)
+        os.close(b)
+
+    return setup
+
+
+class Worker:
+    """A runner process plus the host's ends of its two pipes."""
+
+    def __init__(self, lang, root):
+        if lang == "python":
+            cmd = [sys.executable, os.path.join(RUNNERS, "runner.py")]
+        else:
+            cmd = [NODE, os.path.join(RUNNERS, "runner.js")]
+        in_r, self.in_w = os.pipe()  # host -> worker
+        self.out_r, out_w = os.pipe()  # worker -> host
+        self.log = tempfile.TemporaryFile()
+        self.err = tempfile.TemporaryFile()
+        env = dict(os.environ, MOREL_APP="test", MOREL_RESOURCE="default", MOREL_ENV="test")
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=root,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.err,
+            env=env,
+            preexec_fn=_child_setup(in_r, out_w),
+            pass_fds=(3, 4),
+        )
+        os.close(in_r)
+        os.close(out_w)
+        self.buf = b""
+        self.root = root
+
+    # -- framing ----------------------------------------------------------
+
+    def send(self, msg):
+        data = json.dumps(msg).encode()
+        os.write(self.in_w, struct.pack(">I", len(data)) + data)
+
+    def send_raw(self, data):
+        os.write(self.in_w, data)
+
+    def _fill(self, deadline):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no frame from worker; stderr:\n" + self.stderr())
+        ready, _, _ = select.select([self.out_r], [], [], remaining)
+        if not ready:
+            raise TimeoutError("no frame from worker; stderr:\n" + self.stderr())
+        chunk = os.read(self.out_r, 1 << 16)
+        if not chunk:
+            raise EOFError("worker closed fd 4; stderr:\n" + self.stderr())
+        self.buf += chunk
+
+    def recv(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while len(self.buf) < 4:
+            self._fill(deadline)
+        (length,) = struct.unpack(">I", self.buf[:4])
+        while len(self.buf) < 4 + length:
+            self._fill(deadline)
+        body, self.buf = self.buf[4 : 4 + length], self.buf[4 + length :]
+        return json.loads(body.decode("utf-8"))
+
+    def read_eof(self, timeout=10.0):
+        """True when fd 4 is closed with no further frames."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ready, _, _ = select.select([self.out_r], [], [], max(0, deadline - time.monotonic()))
+            if not ready:
+                return False
+            chunk = os.read(self.out_r, 1 << 16)
+            if not chunk:
+                return not self.buf
+            self.buf += chunk
+
+    # -- protocol helpers -------------------------------------------------
+
+    def load(self, functions, concurrency=8):
+        self.send(
+            {
+                "type": "Load",
+                "app": "test",
+                "resource": "default",
+                "root": self.root,
+                "concurrency": concurrency,
+                "functions": functions,
+            }
+        )
+        return self.recv()
+
+    def invoke(self, call_id, name, args=(), kwargs=None, timeout_ms=30000):
+        self.send(
+            {
+                "type": "Invoke",
+                "id": call_id,
+                "name": name,
+                "args": list(args),
+                "kwargs": kwargs or {},
+                "timeout_ms": timeout_ms,
+            }
+        )
+
+    def call(self, name, /, *args, **kwargs):
+        self.invoke(999, name, args, kwargs)
+        msg = self.recv()
+        assert msg["type"] == "InvokeResult" and msg["id"] == 999, msg
+        return msg
+
+    def close_input(self):
+        if self.in_w is not None:
+            os.close(self.in_w)
+            self.in_w = None
+
+    def wait(self, timeout=10.0):
+        return self.proc.wait(timeout=timeout)
+
+    def stdout(self):
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")
+
+    def stderr(self):
+        self.err.seek(0)
+        return self.err.read().decode("utf-8", "replace")
+
+    def stop(self):
+        self.close_input()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.out_r)
+        self.log.close()
+        self.err.close()
+
+
+def fn(name, file, attr=None):
+    return {"name": name, "file": file, "attr": attr or name}
+
+
+PY_FUNCS = [
+    fn(n, "hello.py")
+    for n in (
+        "greet add fail bad_result nan pair nothing slow aslow agreet afail forever "
+        "chatty varargs numbers hang unicode_echo"
+    ).split()
+] + [
+    fn("Counter.incr", "models.py"),
+    fn("Counter.aget", "models.py"),
+    fn("Counter.peek", "models.py"),
+    fn("times_nine", "pkg/mod.py"),
+    fn("shadowed", "json.py"),
+]
+
+NODE_FUNCS = [
+    fn(n, "index.js")
+    for n in "greet add slow promise fail afail badResult mapResult undef chatty kw rest busy".split()
+] + [
+    fn("single", "single.js"),
+    fn("single_default", "single.js", "default"),
+    fn("Counter.incr", "model.js"),
+    fn("Counter.aget", "model.js"),
+    fn("hi", "esm.mjs"),
+    fn("arrow", "esm.mjs"),
+    fn("esm_default", "esm.mjs", "default"),
+    fn("mul", "esmpkg/lib.js"),
+]
+
+
+class RunnerContract:
+    """Tests shared by both runners; subclasses set LANG, ROOT, FUNCS."""
+
+    LANG = None
+    ROOT = None
+    FUNCS = None
+
+    def setUp(self):
+        self.w = Worker(self.LANG, self.ROOT)
+        self.addCleanup(self.w.stop)
+        self.meta = self.w.load(self.FUNCS)
+        self.assertEqual(self.meta["type"], "MetaData", self.meta)
+        self.by_name = {f["name"]: f for f in self.meta["functions"]}
+
+    def ok(self, msg):
+        self.assertTrue(msg["ok"], msg)
+        return msg["result"]
+
+    def err(self, msg):
+        self.assertFalse(msg["ok"], msg)
+        return msg["error"]
+
+    def test_metadata_lists_every_function(self):
+        self.assertEqual(set(self.by_name), {f["name"] for f in self.FUNCS})
+        for f in self.meta["functions"]:
+            self.assertIsInstance(f["params"], list)
+            self.assertIsInstance(f["is_async"], bool)
+
+    def test_sync_call(self):
+        self.assertEqual(self.ok(self.w.call("greet", "Ada")), "Hello, Ada!")
+        self.assertEqual(self.ok(self.w.call("add", 2, 3)), 5)
+
+    def test_kwargs(self):
+        name = "punctuation" if self.LANG == "python" else "punct"
+        self.assertEqual(self.ok(self.w.call("greet", "Ada", **{name: "?"})), "Hello, Ada?")
+        self.assertEqual(self.ok(self.w.call("greet", **{"name": "Bo", name: "."})), "Hello, Bo.")
+
+    def test_unknown_kwarg_is_type_error(self):
+        e = self.err(self.w.call("add", 1, 2, nope=3))
+        self.assertEqual(e["type"], "TypeError")
+        self.assertIn("nope", e["message"])
+
+    def test_exception(self):
+        e = self.err(self.w.call("fail", "boom"))
+        self.assertEqual(e["type"], "ValueError" if self.LANG == "python" else "TypeError")
+        self.assertEqual(e["message"], "boom")
+        self.assertIn("fail", e["traceback"])
+
+    def test_unknown_function(self):
+        e = self.err(self.w.call("does_not_exist"))
+        self.assertEqual(e["type"], "NotFound")
+        self.assertIn("does_not_exist", e["message"])
+
+    def test_non_serializable_result(self):
+        e = self.err(self.w.call("bad_result" if self.LANG == "python" else "badResult"))
+        self.assertEqual(e["type"], "SerializationError")
+        self.assertIn("type object" if self.LANG == "python" else "BigInt", e["message"])
+
+    def test_print_goes_to_log_not_protocol(self):
+        self.assertEqual(self.ok(self.w.call("chatty", 200)), 200)
+        # The stream stays in sync: the next call still works.
+        self.assertEqual(self.ok(self.w.call("add", 1, 1)), 2)
+        self.w.close_input()
+        self.assertEqual(self.w.wait(), 0)
+        out = self.w.stdout()
+        self.assertIn('{"type":"Meta"} line 199', out)
+        self.assertIn("to stderr", self.w.stderr())
+
+    def test_class_method_single_instance(self):
+        self.assertEqual(self.ok(self.w.call("Counter.incr")), {"n": 1, "instances": 1})
+        self.assertEqual(self.ok(self.w.call("Counter.incr", 5)), {"n": 6, "instances": 1})
+        self.assertEqual(self.ok(self.w.call("Counter.aget")), 6)
+        self.assertEqual(self.by_name["Counter.incr"]["params"], ["by"])
+
+    def test_multiplexed_ids(self):
+        for i in range(50):
+            self.w.invoke(i, "add", [i, 1])
+        seen = {}
+        for _ in range(50):
+            m = self.w.recv()
+            seen[m["id"]] = m["result"]
+        self.assertEqual(seen, {i: i + 1 for i in range(50)})
+
+    def test_eof_exits_zero(self):
+        self.w.close_input()
+        self.assertEqual(self.w.wait(), 0)
+
+    def test_eof_exits_promptly_with_call_in_flight(self):
+        self.w.invoke(1, "hang" if self.LANG == "python" else "slow", [3600] if self.LANG == "python" else [3600000])
+        time.sleep(0.1)
+        start = time.monotonic()
+        self.w.close_input()
+        self.assertEqual(self.w.wait(timeout=5), 0)
+        self.assertLess(time.monotonic() - start, 2.0)
+
+    def test_oversized_frame_exits_2(self):
+        self.w.send_raw(struct.pack(">I", 64 * 1024 * 1024 + 1))
+        self.assertEqual(self.w.wait(), 2)
+        self.assertIn("exceeds", self.w.stderr())
+
+    def test_large_frames_both_ways(self):
+        big = "x" * (3 * 1024 * 1024)
+        self.assertEqual(self.ok(self.w.call("add", big, "y")), big + "y")
+
+    def test_unicode(self):
+        if self.LANG == "python":
+            self.assertEqual(self.ok(self.w.call("unicode_echo", "héllo 🍄")), "héllo 🍄 ✓")
+        else:
+            self.assertEqual(self.ok(self.w.call("greet", "🍄", "é")), "Hello, 🍄é")
+
+
+
+class PythonRunnerTest(RunnerContract, unittest.TestCase):
+    LANG = "python"
+    ROOT = PY_APP
+    FUNCS = PY_FUNCS
+
+    def test_metadata_params(self):
+        b = self.by_name
+        self.assertEqual(b["greet"], {"name": "greet", "params": ["name", "punctuation"], "is_async": False})
+        self.assertEqual(b["aslow"]["params"], ["delay"])
+        self.assertTrue(b["aslow"]["is_async"])
+        self.assertEqual(b["varargs"]["params"], ["first", "*rest", "flag", "**extra"])
+        self.assertEqual(b["Counter.peek"]["params"], [])
+
+    def test_async_call(self):
+        self.assertEqual(self.ok(self.w.call("agreet", "Ada")), "async hi Ada")
+        self.assertEqual(self.ok(self.w.call("aslow", 0.01)), {"slept": 0.01})
+
+    def test_async_exception(self):
+        e = self.err(self.w.call("afail"))
+        self.assertEqual(e["type"], "KeyError")
+        self.assertIn("missing", e["message"])
+        self.assertIn("afail", e["traceback"])
+
+    def test_sync_concurrency(self):
+        start = time.monotonic()
+        for i in range(4):
+            self.w.invoke(i, "slow", [0.3])
+        results = [self.w.recv() for _ in range(4)]
+        elapsed = time.monotonic() - start
+        self.assertTrue(all(r["ok"] for r in results), results)
+        self.assertLess(elapsed, 0.9)
+
+    def test_async_concurrency(self):
+        start = time.monotonic()
+        for i in range(20):
+            self.w.invoke(i, "aslow", [0.3])
+        results = [self.w.recv() for _ in range(20)]
+        elapsed = time.monotonic() - start
+        self.assertTrue(all(r["ok"] for r in results), results)
+        self.assertLess(elapsed, 0.9)
+
+    def test_sync_calls_not_blocked_by_async(self):
+        self.w.invoke(1, "forever", [])
+        self.assertEqual(self.ok(self.w.call("add", 1, 2)), 3)
+
+    def test_cancel_async(self):
+        self.w.invoke(7, "forever", [])
+        time.sleep(0.05)
+        self.w.send({"type": "Cancel", "id": 7})
+        # No reply for the cancelled call; the next reply is for the next call.
+        self.w.invoke(8, "add", [1, 2])
+        m = self.w.recv()
+        self.assertEqual(m["id"], 8)
+        # Cancelling unknown / sync ids is harmless.
+        self.w.send({"type": "Cancel", "id": 12345})
+        self.assertEqual(self.ok(self.w.call("add", 2, 2)), 4)
+
+    def test_result_conversions(self):
+        self.assertEqual(self.ok(self.w.call("pair")), [1, "two", None])
+        self.assertIsNone(self.ok(self.w.call("nothing")))
+        self.assertIn("result", self.w.call("nothing"))
+
+    def test_nan_is_serialization_error(self):
+        self.assertEqual(self.err(self.w.call("nan"))["type"], "SerializationError")
+
+    def test_generator_rejected(self):
+        e = self.err(self.w.call("numbers"))
+        self.assertEqual(e["type"], "SerializationError")
+        self.assertIn("generator", e["message"])
+
+    def test_wrong_arg_count(self):
+        e = self.err(self.w.call("add", 1))
+        self.assertEqual(e["type"], "TypeError")
+        e = self.err(self.w.call("agreet"))
+        self.assertEqual(e["type"], "TypeError")
+
+    def test_varargs(self):
+        self.assertEqual(
+            self.ok(self.w.call("varargs", 1, 2, 3, flag=True, other="x")),
+            [1, [2, 3], True, {"other": "x"}],
+        )
+
+    def test_package_module_imports_sibling(self):
+        self.assertEqual(self.ok(self.w.call("times_nine", 2)), 18)
+
+    def test_module_shadowing_stdlib(self):
+        self.assertEqual(self.ok(self.w.call("shadowed")), "user json.py")
+
+    def test_import_prints_to_log(self):
+        self.w.close_input()
+        self.w.wait()
+        self.assertEqual(self.w.stdout().count("hello.py imported"), 1)
+
+    def test_string_ids(self):
+        self.w.invoke("abc", "add", [1, 2])
+        self.assertEqual(self.w.recv(), {"type": "InvokeResult", "id": "abc", "ok": True, "result": 3})
+
+
+class NodeRunnerTest(RunnerContract, unittest.TestCase):
+    LANG = "node"
+    ROOT = NODE_APP
+    FUNCS = NODE_FUNCS
+
+    def setUp(self):
+        if NODE is None:
+            self.skipTest("node is not installed")
+        super().setUp()
+
+    def test_metadata_params(self):
+        b = self.by_name
+        self.assertEqual(b["greet"], {"name": "greet", "params": ["name", "punct"], "is_async": False})
+        self.assertEqual(b["add"]["params"], ["a", "b"])
+        self.assertEqual(b["slow"], {"name": "slow", "params": ["ms"], "is_async": True})
+        self.assertEqual(b["promise"]["params"], ["x"])
+        self.assertEqual(b["kw"]["params"], ["a", "b", "c"])
+        self.assertEqual(b["rest"]["params"], ["first", "...others"])
+        self.assertEqual(b["single"]["params"], ["x"])
+        self.assertEqual(b["arrow"], {"name": "arrow", "params": ["a", "b"], "is_async": True})
+        self.assertTrue(b["mul"]["is_async"])
+
+    def test_promise_results(self):
+        self.assertEqual(self.ok(self.w.call("promise", 21)), 42)
+        self.assertEqual(self.ok(self.w.call("slow", 5)), {"slept": 5})
+
+    def test_async_exception(self):
+        e = self.err(self.w.call("afail"))
+        self.assertEqual(e["type"], "NotFoundish")
+        self.assertEqual(e["message"], "custom error")
+
+    def test_concurrency(self):
+        start = time.monotonic()
+        for i in range(4):
+            self.w.invoke(i, "slow", [300])
+        results = [self.w.recv() for _ in range(4)]
+        elapsed = time.monotonic() - start
+        self.assertTrue(all(r["ok"] for r in results), results)
+        self.assertLess(elapsed, 0.9)
+
+    def test_kwargs_fill_defaults(self):
+        self.assertEqual(self.ok(self.w.call("kw", 1, c=9)), [1, 2, 9])
+        self.assertEqual(self.ok(self.w.call("kw", b=5, a=0)), [0, 5, [1, 2]])
+        e = self.err(self.w.call("kw", 1, a=2))
+        self.assertEqual(e["type"], "TypeError")
+        self.assertIn("multiple values", e["message"])
+
+    def test_undefined_is_null(self):
+        m = self.w.call("undef")
+        self.assertTrue(m["ok"])
+        self.assertIsNone(m["result"])
+
+    def test_map_result_rejected(self):
+        e = self.err(self.w.call("mapResult"))
+        self.assertEqual(e["type"], "SerializationError")
+        self.assertIn("Map", e["message"])
+
+    def test_default_export_function(self):
+        self.assertEqual(self.ok(self.w.call("single", 4)), 8)
+        self.assertEqual(self.ok(self.w.call("single_default", 5)), 10)
+
+    def test_esm_modules(self):
+        self.assertEqual(self.ok(self.w.call("hi", "Ada")), "hi Ada from esm")
+        self.assertEqual(self.ok(self.w.call("arrow", 6, 7)), 42)
+        self.assertEqual(self.ok(self.w.call("esm_default", 1)), ["default", 1])
+        self.assertEqual(self.ok(self.w.call("mul", 3, 4)), 12)
+
+    def test_rest_params(self):
+        self.assertEqual(self.ok(self.w.call("rest", 1, 2, 3)), [1, [2, 3]])
+
+
+class LoadErrorTests(unittest.TestCase):
+    def check(self, lang, root, functions, *needles):
+        if lang == "node" and NODE is None:
+            self.skipTest("node is not installed")
+        w = Worker(lang, root)
+        self.addCleanup(w.stop)
+        msg = w.load(functions)
+        self.assertEqual(msg["type"], "LoadError", msg)
+        for needle in needles:
+            self.assertIn(needle, msg["error"])
+        self.assertEqual(w.wait(), 1)
+        return msg["error"]
+
+    def test_python_missing_function(self):
+        self.check("python", PY_BROKEN, [fn("present", "good.py"), fn("absent", "good.py")], "absent", "good.py")
+
+    def test_python_missing_method(self):
+        self.check("python", PY_APP, [fn("Counter.nope", "models.py")], "Counter.nope", "models.py", "nope")
+
+    def test_python_syntax_error(self):
+        err = self.check("python", PY_BROKEN, [fn("ok", "syntax_err.py")], "syntax_err.py", "'ok'", "SyntaxError")
+        self.assertIn("line 4", err)
+
+    def test_python_missing_file(self):
+        self.check("python", PY_BROKEN, [fn("x", "nowhere.py")], "nowhere.py", "'x'")
+
+    def test_python_not_callable(self):
+        self.check("python", PY_APP, [fn("created", "models.py")], "created", "not callable")
+
+    def test_node_missing_function(self):
+        self.check("node", NODE_BROKEN, [fn("present", "good.js"), fn("absent", "good.js")], "absent", "good.js")
+
+    def test_node_syntax_error(self):
+        self.check("node", NODE_BROKEN, [fn("ok", "syntax_err.js")], "syntax_err.js", "'ok'", "SyntaxError")
+
+    def test_python_eof_before_load(self):
+        w = Worker("python", PY_APP)
+        self.addCleanup(w.stop)
+        w.close_input()
+        self.assertEqual(w.wait(), 0)
+
+    def test_node_eof_before_load(self):
+        if NODE is None:
+            self.skipTest("node is not installed")
+        w = Worker("node", NODE_APP)
+        self.addCleanup(w.stop)
+        w.close_input()
+        self.assertEqual(w.wait(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,29 @@
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error during {op}")]
+    Database {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migration {version} failed")]
+    Migration {
+        version: i64,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("stored value in {column} is corrupt: {message}")]
+    Corrupt { column: &'static str, message: String },
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+pub(crate) trait Ctx<T> {
+    fn ctx(self, op: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Ctx<T> for Result<T, sqlx::Error> {
+    fn ctx(self, op: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Database { op, source })
+    }
+}

@@ -1,0 +1,103 @@
+//! Numbered, linear schema migrations. Append only: a shipped migration never changes.
+//! The same list runs on every backend, so keep the SQL to the portable subset
+//! (TEXT, BIGINT, no AUTOINCREMENT-only syntax in shared tables).
+
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE apps (
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    active_release BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE releases (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    number BIGINT NOT NULL,
+    env TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (namespace, app, number)
+);
+CREATE TABLE resources (
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    name TEXT NOT NULL,
+    runtime TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    release BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    endpoint_url TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (namespace, app, name)
+);
+CREATE TABLE functions (
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    name TEXT NOT NULL,
+    params TEXT NOT NULL,
+    is_async BIGINT NOT NULL,
+    http_method TEXT,
+    http_path TEXT,
+    PRIMARY KEY (namespace, app, name)
+);
+CREATE TABLE instances (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    release BIGINT NOT NULL,
+    digest TEXT NOT NULL,
+    node TEXT NOT NULL,
+    state TEXT NOT NULL,
+    pid BIGINT,
+    port BIGINT,
+    restarts BIGINT NOT NULL,
+    last_error TEXT,
+    started_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX instances_by_app ON instances (namespace, app);
+CREATE TABLE logs (
+    id INTEGER PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    ts BIGINT NOT NULL,
+    stream TEXT NOT NULL,
+    source TEXT NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX logs_by_app ON logs (namespace, app, id);
+CREATE TABLE blobs (
+    digest TEXT PRIMARY KEY,
+    size BIGINT NOT NULL,
+    signature TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE trusted_keys (
+    key_id TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE packages (
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (namespace, app)
+);
+"#,
+)];

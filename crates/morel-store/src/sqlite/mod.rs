@@ -1,0 +1,186 @@
+//! The embedded store: one SQLite file in WAL mode. One module per table family; the trait
+//! impl below only delegates.
+
+mod apps;
+mod blobs;
+mod instances;
+mod logs;
+mod releases;
+mod resources;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use morel_core::{Digest, InstanceId, ReleaseStatus};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::error::Ctx;
+use crate::migrations::MIGRATIONS;
+use crate::rows::*;
+use crate::{AppKey, Result, Store, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        Self::connect(opts, 4).await
+    }
+
+    /// A private in-memory database, for tests.
+    pub async fn in_memory() -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:").ctx("open in-memory database")?;
+        // One connection: every connection to :memory: would be its own database.
+        Self::connect(opts, 1).await
+    }
+
+    async fn connect(opts: SqliteConnectOptions, max: u32) -> Result<Self> {
+        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await.ctx("open database")?;
+        let store = SqliteStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS morel_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .execute(&self.pool)
+            .await
+            .ctx("create migrations table")?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM morel_migrations")
+            .fetch_all(&self.pool)
+            .await
+            .ctx("read migrations")?
+            .iter()
+            .map(|r| r.get::<i64, _>(0))
+            .collect();
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            let mut tx = self.pool.begin().await.ctx("begin migration")?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(|source| StoreError::Migration { version: *version, source })?;
+            sqlx::query("INSERT INTO morel_migrations (version, applied_at) VALUES (?, ?)")
+                .bind(version)
+                .bind(morel_core::time::now_ms())
+                .execute(&mut *tx)
+                .await
+                .ctx("record migration")?;
+            tx.commit().await.ctx("commit migration")?;
+            tracing::info!(version, "applied store migration");
+        }
+        Ok(())
+    }
+}
+
+/// Column decoding helpers shared by the table modules.
+pub(crate) fn parse<T: FromStr>(column: &'static str, s: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse::<T>().map_err(|e| StoreError::Corrupt { column, message: e.to_string() })
+}
+
+pub(crate) fn app_key(row: &sqlx::sqlite::SqliteRow) -> Result<AppKey> {
+    Ok(AppKey { namespace: parse("namespace", row.get("namespace"))?, name: parse("app", row.get("app"))? })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ensure_app(&self, app: &AppKey) -> Result<AppRow> {
+        apps::ensure(&self.pool, app).await
+    }
+    async fn get_app(&self, app: &AppKey) -> Result<Option<AppRow>> {
+        apps::get(&self.pool, app).await
+    }
+    async fn list_apps(&self) -> Result<Vec<AppRow>> {
+        apps::list(&self.pool).await
+    }
+    async fn delete_app(&self, app: &AppKey) -> Result<bool> {
+        apps::delete(&self.pool, app).await
+    }
+    async fn set_active_release(&self, app: &AppKey, number: Option<i64>) -> Result<()> {
+        apps::set_active(&self.pool, app, number).await
+    }
+    async fn create_release(&self, app: &AppKey, env: &str, digest: &Digest, manifest_json: &str) -> Result<ReleaseRow> {
+        releases::create(&self.pool, app, env, digest, manifest_json).await
+    }
+    async fn get_release(&self, app: &AppKey, number: i64) -> Result<Option<ReleaseRow>> {
+        releases::get(&self.pool, app, number).await
+    }
+    async fn list_releases(&self, app: &AppKey) -> Result<Vec<ReleaseRow>> {
+        releases::list(&self.pool, app).await
+    }
+    async fn set_release_status(&self, app: &AppKey, number: i64, status: ReleaseStatus, error: Option<&str>) -> Result<()> {
+        releases::set_status(&self.pool, app, number, status, error).await
+    }
+    async fn upsert_resource(&self, row: &ResourceRow) -> Result<()> {
+        resources::upsert(&self.pool, row).await
+    }
+    async fn list_resources(&self, app: &AppKey) -> Result<Vec<ResourceRow>> {
+        resources::list(&self.pool, app).await
+    }
+    async fn delete_resource(&self, app: &AppKey, resource: &str) -> Result<()> {
+        resources::delete(&self.pool, app, resource).await
+    }
+    async fn replace_functions(&self, app: &AppKey, resource: &str, functions: &[FunctionRow]) -> Result<()> {
+        resources::replace_functions(&self.pool, app, resource, functions).await
+    }
+    async fn list_functions(&self, app: &AppKey) -> Result<Vec<FunctionRow>> {
+        resources::list_functions(&self.pool, app).await
+    }
+    async fn upsert_instance(&self, row: &InstanceRow) -> Result<()> {
+        instances::upsert(&self.pool, row).await
+    }
+    async fn list_instances(&self, app: Option<&AppKey>) -> Result<Vec<InstanceRow>> {
+        instances::list(&self.pool, app).await
+    }
+    async fn delete_instance(&self, id: InstanceId) -> Result<()> {
+        instances::delete(&self.pool, id).await
+    }
+    async fn append_logs(&self, lines: &[NewLogLine]) -> Result<()> {
+        logs::append(&self.pool, lines).await
+    }
+    async fn read_logs(&self, app: &AppKey, after_id: i64, since_ms: i64, limit: i64) -> Result<Vec<LogRow>> {
+        logs::read(&self.pool, app, after_id, since_ms, limit).await
+    }
+    async fn prune_logs(&self, app: &AppKey, keep: i64, min_ts: i64) -> Result<u64> {
+        logs::prune(&self.pool, app, keep, min_ts).await
+    }
+    async fn put_blob(&self, row: &BlobRow) -> Result<()> {
+        blobs::put_blob(&self.pool, row).await
+    }
+    async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRow>> {
+        blobs::get_blob(&self.pool, digest).await
+    }
+    async fn trust_key(&self, row: &KeyRow) -> Result<()> {
+        blobs::trust_key(&self.pool, row).await
+    }
+    async fn list_keys(&self) -> Result<Vec<KeyRow>> {
+        blobs::list_keys(&self.pool).await
+    }
+    async fn remove_key(&self, key_id: &str) -> Result<bool> {
+        blobs::remove_key(&self.pool, key_id).await
+    }
+    async fn put_package(&self, row: &PackageRow) -> Result<()> {
+        blobs::put_package(&self.pool, row).await
+    }
+    async fn get_package(&self, app: &AppKey) -> Result<Option<PackageRow>> {
+        blobs::get_package(&self.pool, app).await
+    }
+    async fn delete_package(&self, app: &AppKey) -> Result<()> {
+        blobs::delete_package(&self.pool, app).await
+    }
+}
