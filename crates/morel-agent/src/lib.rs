@@ -1,1 +1,19 @@
-//! morel-agent
+//! The agent: runs instances on one node. It verifies and extracts bundles, installs their
+//! dependencies, starts worker processes, supervises them (respawn with backoff, crash-loop
+//! detection) and hands ready [`ResourcePool`]s to the gateway.
+//!
+//! The agent does not decide what should run: the control plane tells it which release of
+//! which app to prepare and start. It never parses HTTP; the gateway calls pools directly
+//! when they are local.
+
+mod agent;
+mod blobs;
+mod error;
+mod logs;
+mod pool;
+
+pub use agent::{Agent, AgentConfig, PreparedRelease};
+pub use blobs::BlobDir;
+pub use error::AgentError;
+pub use logs::LogHub;
+pub use pool::{CallError, PoolStatus, ResourcePool};

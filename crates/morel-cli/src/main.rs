@@ -1,1 +1,5 @@
-fn main() {}
+//! The `morel` binary: parse arguments, start tracing, run.
+
+fn main() -> std::process::ExitCode {
+    morel_cli::main()
+}

@@ -1,1 +1,20 @@
-//! morel-control
+//! The control plane: Morel's HTTP API (its own `/api/apps…` routes and seed 000's
+//! `/api/package|deploy|repository|inspect` routes), authentication, and the deploy service
+//! that turns an uploaded bundle into a running, routed release.
+//!
+//! Handlers only translate HTTP to calls on [`deploy::Deployer`] and views; the store does
+//! persistence and the agent runs processes. The binary wires this together in `morel up`.
+
+pub mod api;
+mod auth;
+pub mod config;
+pub mod deploy;
+mod error;
+mod git;
+mod server;
+mod views;
+
+pub use auth::Token;
+pub use config::ServerConfig;
+pub use error::ApiError;
+pub use server::{Server, serve};

@@ -16,7 +16,11 @@ pub struct NameError {
 
 /// DNS-label style: lowercase letters, digits and `-`/`_`, starting with a letter or digit.
 fn check_label(kind: &'static str, s: &str, max: usize) -> Result<(), NameError> {
-    let err = |reason| NameError { kind, value: s.to_owned(), reason };
+    let err = |reason| NameError {
+        kind,
+        value: s.to_owned(),
+        reason,
+    };
     if s.is_empty() {
         return Err(err("must not be empty"));
     }
@@ -27,8 +31,13 @@ fn check_label(kind: &'static str, s: &str, max: usize) -> Result<(), NameError>
     if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
         return Err(err("must start with a lowercase letter or digit"));
     }
-    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_') {
-        return Err(err("may only contain lowercase letters, digits, '-' and '_'"));
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(err(
+            "may only contain lowercase letters, digits, '-' and '_'",
+        ));
     }
     Ok(())
 }
@@ -140,7 +149,11 @@ impl FunctionName {
 impl FromStr for FunctionName {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = |reason| NameError { kind: "function name", value: s.to_owned(), reason };
+        let err = |reason| NameError {
+            kind: "function name",
+            value: s.to_owned(),
+            reason,
+        };
         if s.is_empty() || s.len() > 128 {
             return Err(err("must be 1 to 128 characters"));
         }

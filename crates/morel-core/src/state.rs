@@ -78,6 +78,9 @@ string_enum!(
 
 impl ReleaseStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, ReleaseStatus::Ready | ReleaseStatus::Failed | ReleaseStatus::Superseded)
+        matches!(
+            self,
+            ReleaseStatus::Ready | ReleaseStatus::Failed | ReleaseStatus::Superseded
+        )
     }
 }

@@ -7,10 +7,13 @@ use morel_core::Runtime;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::discover::{self, FunctionReport, Language};
-use crate::model::{DependencyKind, DependencySpec, FunctionSpec, HttpSpec, MANIFEST_VERSION, Manifest, ResourceSpec, ResourceType};
-use crate::toml_config::{self, CONFIG_FILE, ProjectConfig, ResourceSection};
 use crate::ManifestError;
+use crate::discover::{self, FunctionReport, Language};
+use crate::model::{
+    DependencyKind, DependencySpec, FunctionSpec, HttpSpec, MANIFEST_VERSION, Manifest,
+    ResourceSpec, ResourceType,
+};
+use crate::toml_config::{self, CONFIG_FILE, ProjectConfig, ResourceSection};
 
 /// Inputs of a build besides the directory.
 #[derive(Clone, Debug)]
@@ -25,7 +28,8 @@ impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             name: None,
-            python: std::env::var(morel_core::env_vars::MOREL_PYTHON).unwrap_or_else(|_| "python3".into()),
+            python: std::env::var(morel_core::env_vars::MOREL_PYTHON)
+                .unwrap_or_else(|_| "python3".into()),
             node: std::env::var(morel_core::env_vars::MOREL_NODE).unwrap_or_else(|_| "node".into()),
         }
     }
@@ -69,7 +73,10 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
     let mut found: Vec<Found> = Vec::new();
     let mut endpoints: BTreeMap<String, BTreeMap<String, serde_json::Value>> = BTreeMap::new();
     let metacall = metacall_files(dir)?;
-    let mut push = |lang: Language, files: &[String], endpoints: &mut BTreeMap<_, _>| -> Result<(), ManifestError> {
+    let mut push = |lang: Language,
+                    files: &[String],
+                    endpoints: &mut BTreeMap<_, _>|
+     -> Result<(), ManifestError> {
         let (program, runtime) = match lang {
             Language::Python => (&opts.python, Runtime::Python),
             Language::Node => (&opts.node, Runtime::Node),
@@ -80,19 +87,28 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
         }
         for file in report.files {
             for f in file.functions {
-                found.push(Found { runtime, file: file.file.clone(), f });
+                found.push(Found {
+                    runtime,
+                    file: file.file.clone(),
+                    f,
+                });
             }
         }
         Ok(())
     };
     if !metacall.is_empty() {
         for (file, text) in &metacall {
-            let mc: MetacallJson = serde_json::from_str(text).map_err(|e| ManifestError::field(file, "-", e.to_string()))?;
+            let mc: MetacallJson = serde_json::from_str(text)
+                .map_err(|e| ManifestError::field(file, "-", e.to_string()))?;
             let lang = match mc.language_id.as_str() {
                 "py" | "python" => Language::Python,
                 "node" | "js" => Language::Node,
                 other => {
-                    return Err(ManifestError::field(file, "language_id", format!("unsupported language {other:?} (supported: \"py\", \"node\")")));
+                    return Err(ManifestError::field(
+                        file,
+                        "language_id",
+                        format!("unsupported language {other:?} (supported: \"py\", \"node\")"),
+                    ));
                 }
             };
             if mc.scripts.is_empty() {
@@ -102,12 +118,24 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
             let base = base.trim_start_matches("./").trim_matches('/');
             let mut scripts = Vec::new();
             for s in &mc.scripts {
-                let rel = if base.is_empty() || base == "." { s.clone() } else { format!("{base}/{s}") };
+                let rel = if base.is_empty() || base == "." {
+                    s.clone()
+                } else {
+                    format!("{base}/{s}")
+                };
                 if rel.split('/').any(|p| p == "..") || rel.starts_with('/') {
-                    return Err(ManifestError::field(file, "scripts", format!("{rel:?} leaves the project directory")));
+                    return Err(ManifestError::field(
+                        file,
+                        "scripts",
+                        format!("{rel:?} leaves the project directory"),
+                    ));
                 }
                 if !dir.join(&rel).is_file() {
-                    return Err(ManifestError::field(file, "scripts", format!("{rel:?} does not exist")));
+                    return Err(ManifestError::field(
+                        file,
+                        "scripts",
+                        format!("{rel:?} does not exist"),
+                    ));
                 }
                 scripts.push(rel);
             }
@@ -115,20 +143,27 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
         }
     } else {
         let has_py = std::fs::read_dir(dir)
-            .map_err(|source| ManifestError::Io { path: dir.to_owned(), source })?
+            .map_err(|source| ManifestError::Io {
+                path: dir.to_owned(),
+                source,
+            })?
             .filter_map(Result::ok)
             .any(|e| e.path().extension().is_some_and(|x| x == "py"));
         if has_py {
             push(Language::Python, &[], &mut endpoints)?;
         }
-        let has_node = ["package.json", "index.js", "index.mjs"].iter().any(|f| dir.join(f).is_file());
+        let has_node = ["package.json", "index.js", "index.mjs"]
+            .iter()
+            .any(|f| dir.join(f).is_file());
         if has_node {
             push(Language::Node, &[], &mut endpoints)?;
         }
     }
 
     // 2. Group into resources.
-    let py_default = found.iter().any(|f| f.runtime == Runtime::Python && f.f.endpoint.is_none());
+    let py_default = found
+        .iter()
+        .any(|f| f.runtime == Runtime::Python && f.f.endpoint.is_none());
     let mut resources: BTreeMap<String, ResourceSpec> = BTreeMap::new();
     let assigned: BTreeMap<&str, &str> = config
         .resources
@@ -142,9 +177,18 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
             (None, None) if runtime == Runtime::Node && py_default => "node".to_owned(),
             (None, None) => DEFAULT_RESOURCE.to_owned(),
         };
-        let spec = resources.entry(resource.clone()).or_insert_with(|| default_spec(runtime));
+        let spec = resources
+            .entry(resource.clone())
+            .or_insert_with(|| default_spec(runtime));
         if spec.runtime != runtime {
-            return Err(ManifestError::field(&file, f.name.clone(), format!("resource {resource:?} mixes {} and {} functions", spec.runtime, runtime)));
+            return Err(ManifestError::field(
+                &file,
+                f.name.clone(),
+                format!(
+                    "resource {resource:?} mixes {} and {} functions",
+                    spec.runtime, runtime
+                ),
+            ));
         }
         let module = match runtime {
             Runtime::Python => file.trim_end_matches(".py").replace('/', "."),
@@ -177,7 +221,9 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
     }
     for (name, sec) in &config.resources {
         let runtime = match &sec.runtime {
-            Some(r) => Some(r.parse::<Runtime>().map_err(|e| ManifestError::field(CONFIG_FILE, format!("resources.{name}.runtime"), e))?),
+            Some(r) => Some(r.parse::<Runtime>().map_err(|e| {
+                ManifestError::field(CONFIG_FILE, format!("resources.{name}.runtime"), e)
+            })?),
             None => None,
         };
         if !resources.contains_key(name) {
@@ -186,24 +232,40 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
                     resources.insert(name.clone(), default_spec(Runtime::Http));
                 }
                 Some(r) => {
-                    return Err(ManifestError::field(CONFIG_FILE, format!("resources.{name}"), format!("declares runtime {r} but no {r} functions were found for it")));
+                    return Err(ManifestError::field(
+                        CONFIG_FILE,
+                        format!("resources.{name}"),
+                        format!("declares runtime {r} but no {r} functions were found for it"),
+                    ));
                 }
                 None => {
-                    return Err(ManifestError::field(CONFIG_FILE, format!("resources.{name}.runtime"), "is required for a resource without discovered functions"));
+                    return Err(ManifestError::field(
+                        CONFIG_FILE,
+                        format!("resources.{name}.runtime"),
+                        "is required for a resource without discovered functions",
+                    ));
                 }
             }
         }
-        let spec = resources.get_mut(name).ok_or_else(|| ManifestError::Invalid(name.clone()))?;
+        let spec = resources
+            .get_mut(name)
+            .ok_or_else(|| ManifestError::Invalid(name.clone()))?;
         if let Some(r) = runtime
             && r != spec.runtime
         {
-            return Err(ManifestError::field(CONFIG_FILE, format!("resources.{name}.runtime"), format!("is {r}, but its functions are {}", spec.runtime)));
+            return Err(ManifestError::field(
+                CONFIG_FILE,
+                format!("resources.{name}.runtime"),
+                format!("is {r}, but its functions are {}", spec.runtime),
+            ));
         }
         apply_section(spec, name, sec)?;
     }
 
     if resources.is_empty() {
-        return Err(ManifestError::Empty { dir: dir.to_owned() });
+        return Err(ManifestError::Empty {
+            dir: dir.to_owned(),
+        });
     }
 
     // 4. Dependencies, registry, routes, hashes.
@@ -214,11 +276,17 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
     let mut routes: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (rname, spec) in resources.iter_mut() {
         spec.dependencies = match spec.runtime {
-            Runtime::Python => requirements.as_deref().filter(|r| r.lines().any(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))).map(|r| DependencySpec {
-                kind: DependencyKind::Pip,
-                file: "requirements.txt".into(),
-                hash: hash_parts(&[r.as_bytes()]),
-            }),
+            Runtime::Python => requirements
+                .as_deref()
+                .filter(|r| {
+                    r.lines()
+                        .any(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+                })
+                .map(|r| DependencySpec {
+                    kind: DependencyKind::Pip,
+                    file: "requirements.txt".into(),
+                    hash: hash_parts(&[r.as_bytes()]),
+                }),
             Runtime::Node => match &package_json {
                 Some(pj) if npm_has_dependencies(pj) => Some(DependencySpec {
                     kind: DependencyKind::Npm,
@@ -232,7 +300,10 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
         for f in &spec.functions {
             registry.insert(f.name.clone(), rname.clone());
             if let (Some(m), Some(p)) = (&f.http_method, &f.http_path) {
-                routes.entry(rname.clone()).or_default().insert(format!("{m} {p}"), f.name.clone());
+                routes
+                    .entry(rname.clone())
+                    .or_default()
+                    .insert(format!("{m} {p}"), f.name.clone());
             }
         }
         spec.config_hash = spec.compute_config_hash();
@@ -249,14 +320,27 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
     Ok(manifest)
 }
 
-fn resolve_name(dir: &Path, opts: &BuildOptions, config: &ProjectConfig) -> Result<String, ManifestError> {
+fn resolve_name(
+    dir: &Path,
+    opts: &BuildOptions,
+    config: &ProjectConfig,
+) -> Result<String, ManifestError> {
     if let Some(n) = &opts.name {
-        return n.parse::<morel_core::AppName>().map(|n| n.to_string()).map_err(|e| ManifestError::field("--name", "name", e.to_string()));
+        return n
+            .parse::<morel_core::AppName>()
+            .map(|n| n.to_string())
+            .map_err(|e| ManifestError::field("--name", "name", e.to_string()));
     }
     if let Some(n) = &config.app.name {
-        return n.parse::<morel_core::AppName>().map(|n| n.to_string()).map_err(|e| ManifestError::field(CONFIG_FILE, "app.name", e.to_string()));
+        return n
+            .parse::<morel_core::AppName>()
+            .map(|n| n.to_string())
+            .map_err(|e| ManifestError::field(CONFIG_FILE, "app.name", e.to_string()));
     }
-    let base = std::fs::canonicalize(dir).ok().and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned())).unwrap_or_default();
+    let base = std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .unwrap_or_default();
     morel_core::AppName::slugify(&base)
         .map(|n| n.to_string())
         .ok_or_else(|| ManifestError::field(CONFIG_FILE, "app.name", format!("cannot derive an app name from directory {base:?}; set [app] name or pass --name")))
@@ -264,11 +348,17 @@ fn resolve_name(dir: &Path, opts: &BuildOptions, config: &ProjectConfig) -> Resu
 
 fn metacall_files(dir: &Path) -> Result<Vec<(String, String)>, ManifestError> {
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(|source| ManifestError::Io { path: dir.to_owned(), source })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| ManifestError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
     for e in entries.filter_map(Result::ok) {
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with("metacall") && name.ends_with(".json") {
-            let text = std::fs::read_to_string(e.path()).map_err(|source| ManifestError::Io { path: e.path(), source })?;
+            let text = std::fs::read_to_string(e.path()).map_err(|source| ManifestError::Io {
+                path: e.path(),
+                source,
+            })?;
             out.push((name, text));
         }
     }
@@ -300,27 +390,55 @@ fn default_spec(runtime: Runtime) -> ResourceSpec {
     }
 }
 
-fn apply_sdk_options(spec: &mut ResourceSpec, name: &str, options: &BTreeMap<String, serde_json::Value>) -> Result<(), ManifestError> {
+fn apply_sdk_options(
+    spec: &mut ResourceSpec,
+    name: &str,
+    options: &BTreeMap<String, serde_json::Value>,
+) -> Result<(), ManifestError> {
     let field = |k: &str| format!("Endpoint({name:?}).{k}");
-    let bad = |k: &str, why: &str| ManifestError::field(spec.handler_file.clone().unwrap_or_default(), field(k), why.to_owned());
+    let bad = |k: &str, why: &str| {
+        ManifestError::field(
+            spec.handler_file.clone().unwrap_or_default(),
+            field(k),
+            why.to_owned(),
+        )
+    };
     for (k, v) in options {
         match k.as_str() {
             "workers" => {
-                let pair = v.as_array().filter(|a| a.len() == 2).and_then(|a| Some((a[0].as_u64()?, a[1].as_u64()?)));
-                let (lo, hi) = pair.ok_or_else(|| bad(k, "must be a (min, max) pair of integers"))?;
+                let pair = v
+                    .as_array()
+                    .filter(|a| a.len() == 2)
+                    .and_then(|a| Some((a[0].as_u64()?, a[1].as_u64()?)));
+                let (lo, hi) =
+                    pair.ok_or_else(|| bad(k, "must be a (min, max) pair of integers"))?;
                 spec.workers_min = lo as u32;
                 spec.workers_max = hi as u32;
             }
-            "concurrency" => spec.concurrency = v.as_u64().ok_or_else(|| bad(k, "must be an integer"))? as u32,
-            "timeout_s" => spec.timeout_ms = (v.as_f64().ok_or_else(|| bad(k, "must be a number"))? * 1000.0) as u64,
-            "idle_timeout_s" => spec.idle_timeout_s = v.as_u64().ok_or_else(|| bad(k, "must be an integer"))?,
+            "concurrency" => {
+                spec.concurrency = v.as_u64().ok_or_else(|| bad(k, "must be an integer"))? as u32
+            }
+            "timeout_s" => {
+                spec.timeout_ms =
+                    (v.as_f64().ok_or_else(|| bad(k, "must be a number"))? * 1000.0) as u64
+            }
+            "idle_timeout_s" => {
+                spec.idle_timeout_s = v.as_u64().ok_or_else(|| bad(k, "must be an integer"))?
+            }
             "memory_mb" => spec.memory_mb = v.as_u64(),
             "cpu" => spec.cpu = v.as_f64(),
             "public" => spec.public = v.as_bool().ok_or_else(|| bad(k, "must be true or false"))?,
             "env" => {
-                let map = v.as_object().ok_or_else(|| bad(k, "must be a dict of strings"))?;
+                let map = v
+                    .as_object()
+                    .ok_or_else(|| bad(k, "must be a dict of strings"))?;
                 for (ek, ev) in map {
-                    spec.env.insert(ek.clone(), ev.as_str().ok_or_else(|| bad(k, "must be a dict of strings"))?.to_owned());
+                    spec.env.insert(
+                        ek.clone(),
+                        ev.as_str()
+                            .ok_or_else(|| bad(k, "must be a dict of strings"))?
+                            .to_owned(),
+                    );
                 }
             }
             _ => return Err(bad(k, "is not a known Endpoint option")),
@@ -329,7 +447,11 @@ fn apply_sdk_options(spec: &mut ResourceSpec, name: &str, options: &BTreeMap<Str
     Ok(())
 }
 
-fn apply_section(spec: &mut ResourceSpec, name: &str, sec: &ResourceSection) -> Result<(), ManifestError> {
+fn apply_section(
+    spec: &mut ResourceSpec,
+    name: &str,
+    sec: &ResourceSection,
+) -> Result<(), ManifestError> {
     let f = |k: &str| format!("resources.{name}.{k}");
     if let Some([lo, hi]) = sec.workers {
         spec.workers_min = lo;
@@ -340,7 +462,11 @@ fn apply_section(spec: &mut ResourceSpec, name: &str, sec: &ResourceSection) -> 
     }
     if let Some(t) = sec.timeout_s {
         if !(t > 0.0) {
-            return Err(ManifestError::field(CONFIG_FILE, f("timeout_s"), "must be positive"));
+            return Err(ManifestError::field(
+                CONFIG_FILE,
+                f("timeout_s"),
+                "must be positive",
+            ));
         }
         spec.timeout_ms = (t * 1000.0) as u64;
     }
@@ -352,17 +478,40 @@ fn apply_section(spec: &mut ResourceSpec, name: &str, sec: &ResourceSection) -> 
     if let Some(p) = sec.public {
         spec.public = p;
     }
-    spec.env.extend(sec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    spec.env
+        .extend(sec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     if spec.runtime == Runtime::Http {
-        let command = sec.command.clone().filter(|c| !c.is_empty()).ok_or_else(|| ManifestError::field(CONFIG_FILE, f("command"), "an http resource needs a non-empty command"))?;
+        let command = sec
+            .command
+            .clone()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                ManifestError::field(
+                    CONFIG_FILE,
+                    f("command"),
+                    "an http resource needs a non-empty command",
+                )
+            })?;
         let health = sec.health.clone().unwrap_or_else(|| "/health".into());
         if !health.starts_with('/') {
-            return Err(ManifestError::field(CONFIG_FILE, f("health"), "must start with '/'"));
+            return Err(ManifestError::field(
+                CONFIG_FILE,
+                f("health"),
+                "must start with '/'",
+            ));
         }
         spec.resource_type = ResourceType::LoadBalancerSlsResource;
-        spec.http = Some(HttpSpec { command, health, warmup_s: sec.warmup_s.unwrap_or(0) });
+        spec.http = Some(HttpSpec {
+            command,
+            health,
+            warmup_s: sec.warmup_s.unwrap_or(0),
+        });
     } else if sec.command.is_some() || sec.health.is_some() {
-        return Err(ManifestError::field(CONFIG_FILE, f("command"), "only http resources take a command"));
+        return Err(ManifestError::field(
+            CONFIG_FILE,
+            f("command"),
+            "only http resources take a command",
+        ));
     }
     Ok(())
 }
@@ -370,7 +519,11 @@ fn apply_section(spec: &mut ResourceSpec, name: &str, sec: &ResourceSection) -> 
 fn npm_has_dependencies(package_json: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(package_json)
         .ok()
-        .and_then(|v| v.get("dependencies").and_then(|d| d.as_object()).map(|d| !d.is_empty()))
+        .and_then(|v| {
+            v.get("dependencies")
+                .and_then(|d| d.as_object())
+                .map(|d| !d.is_empty())
+        })
         .unwrap_or(false)
 }
 

@@ -45,8 +45,6 @@ pub struct FunctionReport {
 #[derive(Debug, Deserialize)]
 pub struct EndpointReport {
     #[serde(default)]
-    pub file: String,
-    #[serde(default)]
     pub options: BTreeMap<String, serde_json::Value>,
 }
 
@@ -75,24 +73,41 @@ fn script_path(lang: Language) -> Result<PathBuf, ManifestError> {
     let dir = std::env::temp_dir().join(format!("morel-scripts-{hash}"));
     let path = dir.join(name);
     if !path.exists() {
-        std::fs::create_dir_all(&dir).map_err(|source| ManifestError::Io { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| ManifestError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         // Write then rename so concurrent builds never see a half-written script.
         let tmp = dir.join(format!("{name}.{}", std::process::id()));
-        std::fs::write(&tmp, body).map_err(|source| ManifestError::Io { path: tmp.clone(), source })?;
-        std::fs::rename(&tmp, &path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        std::fs::write(&tmp, body).map_err(|source| ManifestError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        std::fs::rename(&tmp, &path).map_err(|source| ManifestError::Io {
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(path)
 }
 
 /// Runs discovery for `lang` over `files` (relative to `root`; empty = the script's defaults).
-pub fn run(lang: Language, program: &str, root: &Path, files: &[String]) -> Result<Report, ManifestError> {
+pub fn run(
+    lang: Language,
+    program: &str,
+    root: &Path,
+    files: &[String],
+) -> Result<Report, ManifestError> {
     let script = script_path(lang)?;
     let out = Command::new(program)
         .arg(&script)
         .arg(root)
         .args(files)
         .output()
-        .map_err(|e| ManifestError::Tool { program: program.to_owned(), message: e.to_string() })?;
+        .map_err(|e| ManifestError::Tool {
+            program: program.to_owned(),
+            message: e.to_string(),
+        })?;
     if !out.status.success() {
         return Err(ManifestError::Tool {
             program: program.to_owned(),
@@ -104,7 +119,11 @@ pub fn run(lang: Language, program: &str, root: &Path, files: &[String]) -> Resu
         message: format!("unreadable discovery output: {e}"),
     })?;
     if let Some(err) = report.errors.first() {
-        return Err(ManifestError::Syntax { file: err.file.clone(), line: err.line, message: err.message.clone() });
+        return Err(ManifestError::Syntax {
+            file: err.file.clone(),
+            line: err.line,
+            message: err.message.clone(),
+        });
     }
     Ok(report)
 }

@@ -11,10 +11,20 @@ pub enum ManifestError {
         source: std::io::Error,
     },
     #[error("{file}: field `{field}`: {message}")]
-    Field { file: String, field: String, message: String },
+    Field {
+        file: String,
+        field: String,
+        message: String,
+    },
     #[error("{file}:{line}: {message}")]
-    Syntax { file: String, line: u64, message: String },
-    #[error("no deployable functions found in {dir}: add Python files with top-level functions, a Node package (index.js or package.json \"main\"), a metacall.json or a morel.toml")]
+    Syntax {
+        file: String,
+        line: u64,
+        message: String,
+    },
+    #[error(
+        "no deployable functions found in {dir}: add Python files with top-level functions, a Node package (index.js or package.json \"main\"), a metacall.json or a morel.toml"
+    )]
     Empty { dir: PathBuf },
     #[error("could not run {program} for discovery: {message}")]
     Tool { program: String, message: String },
@@ -23,7 +33,15 @@ pub enum ManifestError {
 }
 
 impl ManifestError {
-    pub(crate) fn field(file: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
-        ManifestError::Field { file: file.into(), field: field.into(), message: message.into() }
+    pub(crate) fn field(
+        file: impl Into<String>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ManifestError::Field {
+            file: file.into(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }

@@ -131,60 +131,117 @@ impl Manifest {
     pub fn validate(&self) -> Result<(), ManifestError> {
         const FILE: &str = "manifest.json";
         if self.version != MANIFEST_VERSION {
-            return Err(ManifestError::field(FILE, "version", format!("unsupported version {:?} (expected {MANIFEST_VERSION:?})", self.version)));
+            return Err(ManifestError::field(
+                FILE,
+                "version",
+                format!(
+                    "unsupported version {:?} (expected {MANIFEST_VERSION:?})",
+                    self.version
+                ),
+            ));
         }
         self.project_name
             .parse::<morel_core::AppName>()
             .map_err(|e| ManifestError::field(FILE, "project_name", e.to_string()))?;
         let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
         for (rname, res) in &self.resources {
-            rname
-                .parse::<morel_core::ResourceName>()
-                .map_err(|e| ManifestError::field(FILE, format!("resources.{rname}"), e.to_string()))?;
+            rname.parse::<morel_core::ResourceName>().map_err(|e| {
+                ManifestError::field(FILE, format!("resources.{rname}"), e.to_string())
+            })?;
             if res.workers_min > res.workers_max {
-                return Err(ManifestError::field(FILE, format!("resources.{rname}.workers_min"), format!("{} is greater than workers_max {}", res.workers_min, res.workers_max)));
+                return Err(ManifestError::field(
+                    FILE,
+                    format!("resources.{rname}.workers_min"),
+                    format!(
+                        "{} is greater than workers_max {}",
+                        res.workers_min, res.workers_max
+                    ),
+                ));
             }
             if res.workers_max == 0 {
-                return Err(ManifestError::field(FILE, format!("resources.{rname}.workers_max"), "must be at least 1"));
+                return Err(ManifestError::field(
+                    FILE,
+                    format!("resources.{rname}.workers_max"),
+                    "must be at least 1",
+                ));
             }
             if res.concurrency == 0 {
-                return Err(ManifestError::field(FILE, format!("resources.{rname}.concurrency"), "must be at least 1"));
+                return Err(ManifestError::field(
+                    FILE,
+                    format!("resources.{rname}.concurrency"),
+                    "must be at least 1",
+                ));
             }
             if res.runtime == morel_core::Runtime::Http {
                 if res.http.is_none() {
-                    return Err(ManifestError::field(FILE, format!("resources.{rname}.command"), "an http resource needs a command"));
+                    return Err(ManifestError::field(
+                        FILE,
+                        format!("resources.{rname}.command"),
+                        "an http resource needs a command",
+                    ));
                 }
             } else if res.functions.is_empty() {
-                return Err(ManifestError::field(FILE, format!("resources.{rname}.functions"), "a resource needs at least one function"));
+                return Err(ManifestError::field(
+                    FILE,
+                    format!("resources.{rname}.functions"),
+                    "a resource needs at least one function",
+                ));
             }
             let mut routes = BTreeMap::new();
             for f in &res.functions {
-                f.name
-                    .parse::<morel_core::FunctionName>()
-                    .map_err(|e| ManifestError::field(FILE, format!("resources.{rname}.functions"), e.to_string()))?;
+                f.name.parse::<morel_core::FunctionName>().map_err(|e| {
+                    ManifestError::field(
+                        FILE,
+                        format!("resources.{rname}.functions"),
+                        e.to_string(),
+                    )
+                })?;
                 if let Some(other) = seen.insert(&f.name, rname) {
-                    return Err(ManifestError::field(FILE, format!("resources.{rname}.functions"), format!("duplicate function name {:?} (also in resource {other:?})", f.name)));
+                    return Err(ManifestError::field(
+                        FILE,
+                        format!("resources.{rname}.functions"),
+                        format!(
+                            "duplicate function name {:?} (also in resource {other:?})",
+                            f.name
+                        ),
+                    ));
                 }
                 match (&f.http_method, &f.http_path) {
                     (Some(m), Some(p)) => {
                         if res.resource_type != ResourceType::LoadBalancerSlsResource {
-                            return Err(ManifestError::field(FILE, format!("resources.{rname}.functions.{}.http_path", f.name), "a route needs a LoadBalancerSlsResource (HTTP) resource"));
+                            return Err(ManifestError::field(
+                                FILE,
+                                format!("resources.{rname}.functions.{}.http_path", f.name),
+                                "a route needs a LoadBalancerSlsResource (HTTP) resource",
+                            ));
                         }
                         let key = format!("{m} {p}");
                         if let Some(prev) = routes.insert(key.clone(), f.name.clone()) {
-                            return Err(ManifestError::field(FILE, format!("resources.{rname}.functions.{}.http_path", f.name), format!("duplicate route {key:?} (also {prev:?})")));
+                            return Err(ManifestError::field(
+                                FILE,
+                                format!("resources.{rname}.functions.{}.http_path", f.name),
+                                format!("duplicate route {key:?} (also {prev:?})"),
+                            ));
                         }
                     }
                     (None, None) => {}
                     _ => {
-                        return Err(ManifestError::field(FILE, format!("resources.{rname}.functions.{}", f.name), "http_method and http_path must be given together"));
+                        return Err(ManifestError::field(
+                            FILE,
+                            format!("resources.{rname}.functions.{}", f.name),
+                            "http_method and http_path must be given together",
+                        ));
                     }
                 }
             }
         }
         for (f, r) in &self.function_registry {
             if seen.get(f.as_str()) != Some(&r.as_str()) {
-                return Err(ManifestError::field(FILE, format!("function_registry.{f}"), format!("names resource {r:?}, which does not define it")));
+                return Err(ManifestError::field(
+                    FILE,
+                    format!("function_registry.{f}"),
+                    format!("names resource {r:?}, which does not define it"),
+                ));
             }
         }
         // Routes are unique app-wide: they share the `/{app}{path}` space.
@@ -192,7 +249,11 @@ impl Manifest {
         for (rname, table) in &self.routes {
             for route in table.keys() {
                 if let Some(prev) = all_routes.insert(route.clone(), rname.clone()) {
-                    return Err(ManifestError::field(FILE, format!("routes.{rname}"), format!("duplicate route {route:?} (also on resource {prev:?})")));
+                    return Err(ManifestError::field(
+                        FILE,
+                        format!("routes.{rname}"),
+                        format!("duplicate route {route:?} (also on resource {prev:?})"),
+                    ));
                 }
             }
         }
@@ -202,6 +263,8 @@ impl Manifest {
     /// The resource that owns `function`, if any.
     pub fn resource_of(&self, function: &str) -> Option<(&str, &ResourceSpec)> {
         let r = self.function_registry.get(function)?;
-        self.resources.get_key_value(r).map(|(k, v)| (k.as_str(), v))
+        self.resources
+            .get_key_value(r)
+            .map(|(k, v)| (k.as_str(), v))
     }
 }

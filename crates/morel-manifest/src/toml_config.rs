@@ -29,7 +29,8 @@ pub struct ProjectConfig {
 #[serde(deny_unknown_fields)]
 pub struct AppSection {
     pub name: Option<String>,
-    /// Git branch that deploys to `production`.
+    /// Git branch that deploys to `production` (used by git deploys).
+    #[allow(dead_code)]
     pub main_branch: Option<String>,
 }
 
@@ -61,6 +62,10 @@ pub fn parse(text: &str) -> Result<ProjectConfig, crate::ManifestError> {
             let line = text[..s.start.min(text.len())].lines().count().max(1);
             format!("line {line}")
         });
-        crate::ManifestError::field(CONFIG_FILE, field.unwrap_or_else(|| "-".into()), e.message().to_owned())
+        crate::ManifestError::field(
+            CONFIG_FILE,
+            field.unwrap_or_else(|| "-".into()),
+            e.message().to_owned(),
+        )
     })
 }

@@ -327,7 +327,8 @@ async function loadFile(root, file) {
   try {
     return require(abs);
   } catch (e) {
-    if (e && e.code === 'ERR_REQUIRE_ESM') {
+    // ES modules that require() cannot load (older Node, or top-level await).
+    if (e && (e.code === 'ERR_REQUIRE_ESM' || e.code === 'ERR_REQUIRE_ASYNC_MODULE')) {
       return import(pathToFileURL(abs).href);
     }
     throw e;
@@ -433,7 +434,7 @@ async function load(msg) {
       table.set(f.name, { fn, self, params, index });
       meta.push({ name: f.name, params, is_async: isAsync });
     } catch (e) {
-      errors.push(`function '${f.name}' not found in ${f.file}: ${e && e.message}`);
+      errors.push(`cannot load function '${f.name}' from ${f.file}: ${e && e.message}`);
     }
   }
   return { table, meta, errors };

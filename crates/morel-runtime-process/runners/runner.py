@@ -99,13 +99,43 @@ def _send_error(call_id, etype, message, tb=""):
     )
 
 
+_IMPORTLIB_INIT = os.path.join(os.path.dirname(importlib.__file__), "__init__.py")
+
+
+def _is_internal(filename):
+    return (
+        filename == __file__
+        or filename == _IMPORTLIB_INIT
+        or filename.startswith("<frozen importlib")
+    )
+
+
 def _user_traceback(exc):
-    # Drop the runner's own frame(s) at the top of the traceback so users see
-    # their code first.
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    """The formatted traceback without the runner's and importlib's frames."""
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    seen = set()
+    todo = [te]
+    while todo:
+        t = todo.pop()
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        t.stack[:] = [f for f in t.stack if not _is_internal(f.filename)]
+        todo.extend(x for x in (t.__cause__, t.__context__) if x is not None)
+    return "".join(te.format())
+
+
+def _has_user_frames(exc):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            if not _is_internal(tb.tb_frame.f_code.co_filename):
+                return True
+            tb = tb.tb_next
+        exc = exc.__cause__
+    return False
 
 
 def _send_exception(call_id, exc):
@@ -222,7 +252,7 @@ def _import_file(root, rel):
 _instances = {}  # class object -> its single instance in this worker
 
 
-def _resolve(mod, attr):
+def _resolve(mod, attr, rel):
     obj = mod
     parts = attr.split(".")
     for i, part in enumerate(parts):
@@ -241,12 +271,12 @@ def _resolve(mod, attr):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            where = ".".join(parts[:i]) or "module"
+            where = ".".join(parts[:i]) or rel
             raise AttributeError(
                 "%s has no attribute %r" % (where, part)
             ) from None
     if not callable(obj):
-        raise TypeError("%s is not callable (it is a %s)" % (attr, _type_name(type(obj))))
+        raise TypeError("%s is not callable (got a value of type %s)" % (attr, _type_name(type(obj))))
     return obj
 
 
@@ -311,11 +341,12 @@ def _load(msg):
         name = f.get("name")
         attr = f.get("attr") or name
         try:
-            fn = _resolve(mod, attr)
+            fn = _resolve(mod, attr, rel)
         except Exception as e:
+            detail = _user_traceback(e) if _has_user_frames(e) else ""
             errors.append(
-                "function %r not found in %s: %s\n%s"
-                % (name, rel, e, _user_traceback(e))
+                "cannot load function %r from %s: %s%s"
+                % (name, rel, e, "\n" + detail if detail else "")
             )
             continue
         is_async = _is_async(fn)
@@ -367,24 +398,27 @@ class _AsyncSide:
         self.start_coro(call_id, coro)
 
     def start_coro(self, call_id, coro):
+        if not inspect.isawaitable(coro):
+            _send_result(call_id, coro)
+            return
         try:
-            task = self.loop.create_task(coro)
+            self.tasks[call_id] = self.loop.create_task(self._drive(call_id, coro))
         except BaseException as e:
             _send_exception(call_id, e)
-            return
-        self.tasks[call_id] = task
-        task.add_done_callback(lambda t, i=call_id: self._done(i, t))
 
-    def _done(self, call_id, task):
-        if self.tasks.get(call_id) is task:
-            del self.tasks[call_id]
-        if task.cancelled():
+    async def _drive(self, call_id, coro):
+        try:
+            result = await coro
+        except asyncio.CancelledError:
             return  # cancelled by the host: no reply
-        exc = task.exception()
-        if exc is not None:
-            _send_exception(call_id, exc)
-        else:
-            _send_result(call_id, task.result())
+        except BaseException as e:
+            # Including SystemExit/KeyboardInterrupt, which would otherwise
+            # escape the task and stop the event loop for every other call.
+            _send_exception(call_id, e)
+            return
+        finally:
+            self.tasks.pop(call_id, None)
+        _send_result(call_id, result)
 
     def cancel(self, call_id):
         task = self.tasks.get(call_id)
@@ -478,6 +512,10 @@ def main():
     try:
         os.fstat(IN_FD)
         os.fstat(OUT_FD)
+        # Child processes started by user code must not inherit the protocol
+        # pipes (a grandchild holding fd 4 would hide the worker's exit).
+        os.set_inheritable(IN_FD, False)
+        os.set_inheritable(OUT_FD, False)
     except OSError:
         sys.stderr.write("morel runner: fd 3 and fd 4 must be the protocol pipes\n")
         sys.exit(2)

@@ -1,1 +1,18 @@
-//! morel-runtime-process
+//! Process runtimes: Python and Node workers speaking Morel's worker protocol (DESIGN §5),
+//! and the dependency installs (pip, npm) they need.
+//!
+//! A [`Worker`] is one child process. The host writes length-prefixed JSON frames to the
+//! child's fd 3 and reads replies from its fd 4; the child's stdout and stderr are its log.
+//! Calls are multiplexed by id, so one worker serves many calls at once, up to its
+//! concurrency. This crate does not decide how many workers run or where: the agent does.
+
+pub mod deps;
+mod frame;
+pub mod protocol;
+mod runners;
+mod spawn;
+mod worker;
+
+pub use deps::{DepsError, Installer};
+pub use runners::RunnerFiles;
+pub use worker::{InvokeError, LogSink, Worker, WorkerError, WorkerSpec};

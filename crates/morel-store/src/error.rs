@@ -13,7 +13,10 @@ pub enum StoreError {
         source: sqlx::Error,
     },
     #[error("stored value in {column} is corrupt: {message}")]
-    Corrupt { column: &'static str, message: String },
+    Corrupt {
+        column: &'static str,
+        message: String,
+    },
     #[error("{0} not found")]
     NotFound(String),
 }

@@ -36,10 +36,23 @@ pub trait Store: Send + Sync + 'static {
 
     // Releases.
     /// Creates the next release (`v{max+1}`) atomically.
-    async fn create_release(&self, app: &AppKey, env: &str, digest: &Digest, manifest_json: &str) -> Result<ReleaseRow>;
+    async fn create_release(
+        &self,
+        app: &AppKey,
+        env: &str,
+        digest: &Digest,
+        manifest_json: &str,
+        config_json: &str,
+    ) -> Result<ReleaseRow>;
     async fn get_release(&self, app: &AppKey, number: i64) -> Result<Option<ReleaseRow>>;
     async fn list_releases(&self, app: &AppKey) -> Result<Vec<ReleaseRow>>;
-    async fn set_release_status(&self, app: &AppKey, number: i64, status: ReleaseStatus, error: Option<&str>) -> Result<()>;
+    async fn set_release_status(
+        &self,
+        app: &AppKey,
+        number: i64,
+        status: ReleaseStatus,
+        error: Option<&str>,
+    ) -> Result<()>;
 
     // Resources (reconcile state, seed 002).
     async fn upsert_resource(&self, row: &ResourceRow) -> Result<()>;
@@ -47,7 +60,12 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_resource(&self, app: &AppKey, resource: &str) -> Result<()>;
 
     // Functions (signatures as reported by the workers).
-    async fn replace_functions(&self, app: &AppKey, resource: &str, functions: &[FunctionRow]) -> Result<()>;
+    async fn replace_functions(
+        &self,
+        app: &AppKey,
+        resource: &str,
+        functions: &[FunctionRow],
+    ) -> Result<()>;
     async fn list_functions(&self, app: &AppKey) -> Result<Vec<FunctionRow>>;
 
     // Instances.
@@ -58,7 +76,13 @@ pub trait Store: Send + Sync + 'static {
     // Logs.
     async fn append_logs(&self, lines: &[NewLogLine]) -> Result<()>;
     /// Lines of an app with id > `after_id` and timestamp >= `since_ms`, oldest first.
-    async fn read_logs(&self, app: &AppKey, after_id: i64, since_ms: i64, limit: i64) -> Result<Vec<LogRow>>;
+    async fn read_logs(
+        &self,
+        app: &AppKey,
+        after_id: i64,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>>;
     /// Keeps the newest `keep` lines of the app and drops lines older than `min_ts`.
     async fn prune_logs(&self, app: &AppKey, keep: i64, min_ts: i64) -> Result<u64>;
 
@@ -78,7 +102,9 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// An app's identity: namespace (the call path's prefix) and name (its suffix).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct AppKey {
     pub namespace: Namespace,
     pub name: AppName,
@@ -90,7 +116,10 @@ impl AppKey {
     }
 
     pub fn in_default(name: AppName) -> Self {
-        AppKey { namespace: Namespace::default_namespace(), name }
+        AppKey {
+            namespace: Namespace::default_namespace(),
+            name,
+        }
     }
 }
 

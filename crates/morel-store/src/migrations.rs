@@ -21,6 +21,7 @@ CREATE TABLE releases (
     env TEXT NOT NULL,
     digest TEXT NOT NULL,
     manifest TEXT NOT NULL,
+    config TEXT NOT NULL,
     status TEXT NOT NULL,
     error TEXT,
     created_at BIGINT NOT NULL,

@@ -1,6 +1,8 @@
 //! Typed rows: exactly what is stored, nothing about how it is shown or sent.
 
-use morel_core::{Digest, InstanceId, InstanceState, ReleaseId, ReleaseStatus, ResourceStatus, Runtime};
+use morel_core::{
+    Digest, InstanceId, InstanceState, ReleaseId, ReleaseStatus, ResourceStatus, Runtime,
+};
 
 use crate::AppKey;
 
@@ -20,6 +22,8 @@ pub struct ReleaseRow {
     pub env: String,
     pub digest: Digest,
     pub manifest_json: String,
+    /// Environment variables given at deploy time (seed 000's `env`), as a JSON object.
+    pub config_json: String,
     pub status: ReleaseStatus,
     pub error: Option<String>,
     pub created_at: i64,

@@ -7,7 +7,10 @@ use crate::{AppKey, AppRow, Result};
 
 fn from_row(r: &SqliteRow) -> Result<AppRow> {
     Ok(AppRow {
-        key: AppKey { namespace: parse("namespace", r.get("namespace"))?, name: parse("name", r.get("name"))? },
+        key: AppKey {
+            namespace: parse("namespace", r.get("namespace"))?,
+            name: parse("name", r.get("name"))?,
+        },
         active_release: r.get("active_release"),
         created_at: r.get("created_at"),
         updated_at: r.get("updated_at"),
@@ -24,7 +27,9 @@ pub async fn ensure(pool: &SqlitePool, app: &AppKey) -> Result<AppRow> {
         .execute(pool)
         .await
         .ctx("create app")?;
-    get(pool, app).await?.ok_or_else(|| crate::StoreError::NotFound(format!("app {app}")))
+    get(pool, app)
+        .await?
+        .ok_or_else(|| crate::StoreError::NotFound(format!("app {app}")))
 }
 
 pub async fn get(pool: &SqlitePool, app: &AppKey) -> Result<Option<AppRow>> {
@@ -39,19 +44,34 @@ pub async fn get(pool: &SqlitePool, app: &AppKey) -> Result<Option<AppRow>> {
 }
 
 pub async fn list(pool: &SqlitePool) -> Result<Vec<AppRow>> {
-    sqlx::query("SELECT * FROM apps ORDER BY namespace, name").fetch_all(pool).await.ctx("list apps")?.iter().map(from_row).collect()
+    sqlx::query("SELECT * FROM apps ORDER BY namespace, name")
+        .fetch_all(pool)
+        .await
+        .ctx("list apps")?
+        .iter()
+        .map(from_row)
+        .collect()
 }
 
 pub async fn delete(pool: &SqlitePool, app: &AppKey) -> Result<bool> {
     let mut tx = pool.begin().await.ctx("begin delete app")?;
     let mut deleted = false;
-    for table in ["releases", "resources", "functions", "instances", "logs", "packages"] {
-        sqlx::query(&format!("DELETE FROM {table} WHERE namespace = ? AND app = ?"))
-            .bind(app.namespace.as_str())
-            .bind(app.name.as_str())
-            .execute(&mut *tx)
-            .await
-            .ctx("delete app rows")?;
+    for table in [
+        "releases",
+        "resources",
+        "functions",
+        "instances",
+        "logs",
+        "packages",
+    ] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE namespace = ? AND app = ?"
+        ))
+        .bind(app.namespace.as_str())
+        .bind(app.name.as_str())
+        .execute(&mut *tx)
+        .await
+        .ctx("delete app rows")?;
     }
     let res = sqlx::query("DELETE FROM apps WHERE namespace = ? AND name = ?")
         .bind(app.namespace.as_str())
@@ -65,13 +85,15 @@ pub async fn delete(pool: &SqlitePool, app: &AppKey) -> Result<bool> {
 }
 
 pub async fn set_active(pool: &SqlitePool, app: &AppKey, number: Option<i64>) -> Result<()> {
-    sqlx::query("UPDATE apps SET active_release = ?, updated_at = ? WHERE namespace = ? AND name = ?")
-        .bind(number)
-        .bind(morel_core::time::now_ms())
-        .bind(app.namespace.as_str())
-        .bind(app.name.as_str())
-        .execute(pool)
-        .await
-        .ctx("set active release")?;
+    sqlx::query(
+        "UPDATE apps SET active_release = ?, updated_at = ? WHERE namespace = ? AND name = ?",
+    )
+    .bind(number)
+    .bind(morel_core::time::now_ms())
+    .bind(app.namespace.as_str())
+    .bind(app.name.as_str())
+    .execute(pool)
+    .await
+    .ctx("set active release")?;
     Ok(())
 }

@@ -51,15 +51,27 @@ pub async fn trust_key(pool: &SqlitePool, row: &KeyRow) -> Result<()> {
 }
 
 pub async fn list_keys(pool: &SqlitePool) -> Result<Vec<KeyRow>> {
-    let rows = sqlx::query("SELECT * FROM trusted_keys ORDER BY created_at").fetch_all(pool).await.ctx("list keys")?;
+    let rows = sqlx::query("SELECT * FROM trusted_keys ORDER BY created_at")
+        .fetch_all(pool)
+        .await
+        .ctx("list keys")?;
     Ok(rows
         .iter()
-        .map(|r| KeyRow { key_id: r.get("key_id"), public_key: r.get("public_key"), name: r.get("name"), created_at: r.get("created_at") })
+        .map(|r| KeyRow {
+            key_id: r.get("key_id"),
+            public_key: r.get("public_key"),
+            name: r.get("name"),
+            created_at: r.get("created_at"),
+        })
         .collect())
 }
 
 pub async fn remove_key(pool: &SqlitePool, key_id: &str) -> Result<bool> {
-    let res = sqlx::query("DELETE FROM trusted_keys WHERE key_id = ?").bind(key_id).execute(pool).await.ctx("remove key")?;
+    let res = sqlx::query("DELETE FROM trusted_keys WHERE key_id = ?")
+        .bind(key_id)
+        .execute(pool)
+        .await
+        .ctx("remove key")?;
     Ok(res.rows_affected() > 0)
 }
 
@@ -82,7 +94,13 @@ pub async fn get_package(pool: &SqlitePool, app: &AppKey) -> Result<Option<Packa
         .fetch_optional(pool)
         .await
         .ctx("get package")?
-        .map(|r| Ok(PackageRow { app: app_key(&r)?, digest: parse("packages.digest", r.get("digest"))?, created_at: r.get("created_at") }))
+        .map(|r| {
+            Ok(PackageRow {
+                app: app_key(&r)?,
+                digest: parse("packages.digest", r.get("digest"))?,
+                created_at: r.get("created_at"),
+            })
+        })
         .transpose()
 }
 

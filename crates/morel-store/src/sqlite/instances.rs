@@ -54,18 +54,28 @@ pub async fn upsert(pool: &SqlitePool, row: &InstanceRow) -> Result<()> {
 
 pub async fn list(pool: &SqlitePool, app: Option<&AppKey>) -> Result<Vec<InstanceRow>> {
     let rows = match app {
-        Some(app) => sqlx::query("SELECT * FROM instances WHERE namespace = ? AND app = ? ORDER BY resource, started_at")
-            .bind(app.namespace.as_str())
-            .bind(app.name.as_str())
-            .fetch_all(pool)
-            .await,
-        None => sqlx::query("SELECT * FROM instances ORDER BY namespace, app, resource, started_at").fetch_all(pool).await,
+        Some(app) => sqlx::query(
+            "SELECT * FROM instances WHERE namespace = ? AND app = ? ORDER BY resource, started_at",
+        )
+        .bind(app.namespace.as_str())
+        .bind(app.name.as_str())
+        .fetch_all(pool)
+        .await,
+        None => {
+            sqlx::query("SELECT * FROM instances ORDER BY namespace, app, resource, started_at")
+                .fetch_all(pool)
+                .await
+        }
     }
     .ctx("list instances")?;
     rows.iter().map(from_row).collect()
 }
 
 pub async fn delete(pool: &SqlitePool, id: InstanceId) -> Result<()> {
-    sqlx::query("DELETE FROM instances WHERE id = ?").bind(id.to_string()).execute(pool).await.ctx("delete instance")?;
+    sqlx::query("DELETE FROM instances WHERE id = ?")
+        .bind(id.to_string())
+        .execute(pool)
+        .await
+        .ctx("delete instance")?;
     Ok(())
 }

@@ -10,22 +10,30 @@ pub async fn append(pool: &SqlitePool, lines: &[NewLogLine]) -> Result<()> {
     // One transaction per batch: the log pump batches lines so the hot path never waits on it.
     let mut tx = pool.begin().await.ctx("begin append logs")?;
     for l in lines {
-        sqlx::query("INSERT INTO logs (namespace, app, ts, stream, source, line) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(l.app.namespace.as_str())
-            .bind(l.app.name.as_str())
-            .bind(l.ts)
-            .bind(l.stream.as_str())
-            .bind(&l.source)
-            .bind(&l.line)
-            .execute(&mut *tx)
-            .await
-            .ctx("append log")?;
+        sqlx::query(
+            "INSERT INTO logs (namespace, app, ts, stream, source, line) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(l.app.namespace.as_str())
+        .bind(l.app.name.as_str())
+        .bind(l.ts)
+        .bind(l.stream.as_str())
+        .bind(&l.source)
+        .bind(&l.line)
+        .execute(&mut *tx)
+        .await
+        .ctx("append log")?;
     }
     tx.commit().await.ctx("commit logs")?;
     Ok(())
 }
 
-pub async fn read(pool: &SqlitePool, app: &AppKey, after_id: i64, since_ms: i64, limit: i64) -> Result<Vec<LogRow>> {
+pub async fn read(
+    pool: &SqlitePool,
+    app: &AppKey,
+    after_id: i64,
+    since_ms: i64,
+    limit: i64,
+) -> Result<Vec<LogRow>> {
     let rows = sqlx::query("SELECT id, ts, stream, source, line FROM logs WHERE namespace = ? AND app = ? AND id > ? AND ts >= ? ORDER BY id LIMIT ?")
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())
@@ -41,7 +49,10 @@ pub async fn read(pool: &SqlitePool, app: &AppKey, after_id: i64, since_ms: i64,
             Ok(LogRow {
                 id: r.get("id"),
                 ts: r.get("ts"),
-                stream: LogStream::parse(&stream).ok_or(StoreError::Corrupt { column: "logs.stream", message: stream.clone() })?,
+                stream: LogStream::parse(&stream).ok_or(StoreError::Corrupt {
+                    column: "logs.stream",
+                    message: stream.clone(),
+                })?,
                 source: r.get("source"),
                 line: r.get("line"),
             })

@@ -42,13 +42,18 @@ impl SqliteStore {
 
     /// A private in-memory database, for tests.
     pub async fn in_memory() -> Result<Self> {
-        let opts = SqliteConnectOptions::from_str("sqlite::memory:").ctx("open in-memory database")?;
+        let opts =
+            SqliteConnectOptions::from_str("sqlite::memory:").ctx("open in-memory database")?;
         // One connection: every connection to :memory: would be its own database.
         Self::connect(opts, 1).await
     }
 
     async fn connect(opts: SqliteConnectOptions, max: u32) -> Result<Self> {
-        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await.ctx("open database")?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .connect_with(opts)
+            .await
+            .ctx("open database")?;
         let store = SqliteStore { pool };
         store.migrate().await?;
         Ok(store)
@@ -71,7 +76,13 @@ impl SqliteStore {
                 continue;
             }
             let mut tx = self.pool.begin().await.ctx("begin migration")?;
-            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(|source| StoreError::Migration { version: *version, source })?;
+            sqlx::raw_sql(sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| StoreError::Migration {
+                    version: *version,
+                    source,
+                })?;
             sqlx::query("INSERT INTO morel_migrations (version, applied_at) VALUES (?, ?)")
                 .bind(version)
                 .bind(morel_core::time::now_ms())
@@ -90,11 +101,17 @@ pub(crate) fn parse<T: FromStr>(column: &'static str, s: &str) -> Result<T>
 where
     T::Err: std::fmt::Display,
 {
-    s.parse::<T>().map_err(|e| StoreError::Corrupt { column, message: e.to_string() })
+    s.parse::<T>().map_err(|e| StoreError::Corrupt {
+        column,
+        message: e.to_string(),
+    })
 }
 
 pub(crate) fn app_key(row: &sqlx::sqlite::SqliteRow) -> Result<AppKey> {
-    Ok(AppKey { namespace: parse("namespace", row.get("namespace"))?, name: parse("app", row.get("app"))? })
+    Ok(AppKey {
+        namespace: parse("namespace", row.get("namespace"))?,
+        name: parse("app", row.get("app"))?,
+    })
 }
 
 #[async_trait]
@@ -114,8 +131,15 @@ impl Store for SqliteStore {
     async fn set_active_release(&self, app: &AppKey, number: Option<i64>) -> Result<()> {
         apps::set_active(&self.pool, app, number).await
     }
-    async fn create_release(&self, app: &AppKey, env: &str, digest: &Digest, manifest_json: &str) -> Result<ReleaseRow> {
-        releases::create(&self.pool, app, env, digest, manifest_json).await
+    async fn create_release(
+        &self,
+        app: &AppKey,
+        env: &str,
+        digest: &Digest,
+        manifest_json: &str,
+        config_json: &str,
+    ) -> Result<ReleaseRow> {
+        releases::create(&self.pool, app, env, digest, manifest_json, config_json).await
     }
     async fn get_release(&self, app: &AppKey, number: i64) -> Result<Option<ReleaseRow>> {
         releases::get(&self.pool, app, number).await
@@ -123,7 +147,13 @@ impl Store for SqliteStore {
     async fn list_releases(&self, app: &AppKey) -> Result<Vec<ReleaseRow>> {
         releases::list(&self.pool, app).await
     }
-    async fn set_release_status(&self, app: &AppKey, number: i64, status: ReleaseStatus, error: Option<&str>) -> Result<()> {
+    async fn set_release_status(
+        &self,
+        app: &AppKey,
+        number: i64,
+        status: ReleaseStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
         releases::set_status(&self.pool, app, number, status, error).await
     }
     async fn upsert_resource(&self, row: &ResourceRow) -> Result<()> {
@@ -135,7 +165,12 @@ impl Store for SqliteStore {
     async fn delete_resource(&self, app: &AppKey, resource: &str) -> Result<()> {
         resources::delete(&self.pool, app, resource).await
     }
-    async fn replace_functions(&self, app: &AppKey, resource: &str, functions: &[FunctionRow]) -> Result<()> {
+    async fn replace_functions(
+        &self,
+        app: &AppKey,
+        resource: &str,
+        functions: &[FunctionRow],
+    ) -> Result<()> {
         resources::replace_functions(&self.pool, app, resource, functions).await
     }
     async fn list_functions(&self, app: &AppKey) -> Result<Vec<FunctionRow>> {
@@ -153,7 +188,13 @@ impl Store for SqliteStore {
     async fn append_logs(&self, lines: &[NewLogLine]) -> Result<()> {
         logs::append(&self.pool, lines).await
     }
-    async fn read_logs(&self, app: &AppKey, after_id: i64, since_ms: i64, limit: i64) -> Result<Vec<LogRow>> {
+    async fn read_logs(
+        &self,
+        app: &AppKey,
+        after_id: i64,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>> {
         logs::read(&self.pool, app, after_id, since_ms, limit).await
     }
     async fn prune_logs(&self, app: &AppKey, keep: i64, min_ts: i64) -> Result<u64> {

@@ -14,6 +14,7 @@ fn from_row(r: &SqliteRow) -> Result<ReleaseRow> {
         env: r.get("env"),
         digest: parse::<Digest>("releases.digest", r.get("digest"))?,
         manifest_json: r.get("manifest"),
+        config_json: r.get("config"),
         status: parse::<ReleaseStatus>("releases.status", r.get("status"))?,
         error: r.get("error"),
         created_at: r.get("created_at"),
@@ -21,13 +22,20 @@ fn from_row(r: &SqliteRow) -> Result<ReleaseRow> {
     })
 }
 
-pub async fn create(pool: &SqlitePool, app: &AppKey, env: &str, digest: &Digest, manifest: &str) -> Result<ReleaseRow> {
+pub async fn create(
+    pool: &SqlitePool,
+    app: &AppKey,
+    env: &str,
+    digest: &Digest,
+    manifest: &str,
+    config: &str,
+) -> Result<ReleaseRow> {
     let now = morel_core::time::now_ms();
     let id = ReleaseId::new();
     // One statement computes the next number, so two concurrent deploys cannot both get vN.
     sqlx::query(
-        "INSERT INTO releases (id, namespace, app, number, env, digest, manifest, status, error, created_at, updated_at) \
-         SELECT ?, ?, ?, COALESCE(MAX(number), 0) + 1, ?, ?, ?, ?, NULL, ?, ? FROM releases WHERE namespace = ? AND app = ?",
+        "INSERT INTO releases (id, namespace, app, number, env, digest, manifest, config, status, error, created_at, updated_at) \
+         SELECT ?, ?, ?, COALESCE(MAX(number), 0) + 1, ?, ?, ?, ?, ?, NULL, ?, ? FROM releases WHERE namespace = ? AND app = ?",
     )
     .bind(id.to_string())
     .bind(app.namespace.as_str())
@@ -35,6 +43,7 @@ pub async fn create(pool: &SqlitePool, app: &AppKey, env: &str, digest: &Digest,
     .bind(env)
     .bind(digest.as_str())
     .bind(manifest)
+    .bind(config)
     .bind(ReleaseStatus::Pending.as_str())
     .bind(now)
     .bind(now)
@@ -43,7 +52,11 @@ pub async fn create(pool: &SqlitePool, app: &AppKey, env: &str, digest: &Digest,
     .execute(pool)
     .await
     .ctx("create release")?;
-    let row = sqlx::query("SELECT * FROM releases WHERE id = ?").bind(id.to_string()).fetch_one(pool).await.ctx("read created release")?;
+    let row = sqlx::query("SELECT * FROM releases WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_one(pool)
+        .await
+        .ctx("read created release")?;
     from_row(&row)
 }
 
@@ -71,7 +84,13 @@ pub async fn list(pool: &SqlitePool, app: &AppKey) -> Result<Vec<ReleaseRow>> {
         .collect()
 }
 
-pub async fn set_status(pool: &SqlitePool, app: &AppKey, number: i64, status: ReleaseStatus, error: Option<&str>) -> Result<()> {
+pub async fn set_status(
+    pool: &SqlitePool,
+    app: &AppKey,
+    number: i64,
+    status: ReleaseStatus,
+    error: Option<&str>,
+) -> Result<()> {
     sqlx::query("UPDATE releases SET status = ?, error = ?, updated_at = ? WHERE namespace = ? AND app = ? AND number = ?")
         .bind(status.as_str())
         .bind(error)

@@ -61,20 +61,31 @@ pub async fn list(pool: &SqlitePool, app: &AppKey) -> Result<Vec<ResourceRow>> {
 pub async fn delete(pool: &SqlitePool, app: &AppKey, resource: &str) -> Result<()> {
     let mut tx = pool.begin().await.ctx("begin delete resource")?;
     for table in ["resources", "functions"] {
-        let col = if table == "resources" { "name" } else { "resource" };
-        sqlx::query(&format!("DELETE FROM {table} WHERE namespace = ? AND app = ? AND {col} = ?"))
-            .bind(app.namespace.as_str())
-            .bind(app.name.as_str())
-            .bind(resource)
-            .execute(&mut *tx)
-            .await
-            .ctx("delete resource")?;
+        let col = if table == "resources" {
+            "name"
+        } else {
+            "resource"
+        };
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE namespace = ? AND app = ? AND {col} = ?"
+        ))
+        .bind(app.namespace.as_str())
+        .bind(app.name.as_str())
+        .bind(resource)
+        .execute(&mut *tx)
+        .await
+        .ctx("delete resource")?;
     }
     tx.commit().await.ctx("commit delete resource")?;
     Ok(())
 }
 
-pub async fn replace_functions(pool: &SqlitePool, app: &AppKey, resource: &str, functions: &[FunctionRow]) -> Result<()> {
+pub async fn replace_functions(
+    pool: &SqlitePool,
+    app: &AppKey,
+    resource: &str,
+    functions: &[FunctionRow],
+) -> Result<()> {
     let mut tx = pool.begin().await.ctx("begin replace functions")?;
     sqlx::query("DELETE FROM functions WHERE namespace = ? AND app = ? AND resource = ?")
         .bind(app.namespace.as_str())
@@ -84,7 +95,10 @@ pub async fn replace_functions(pool: &SqlitePool, app: &AppKey, resource: &str, 
         .await
         .ctx("clear functions")?;
     for f in functions {
-        let params = serde_json::to_string(&f.params).map_err(|e| StoreError::Corrupt { column: "functions.params", message: e.to_string() })?;
+        let params = serde_json::to_string(&f.params).map_err(|e| StoreError::Corrupt {
+            column: "functions.params",
+            message: e.to_string(),
+        })?;
         sqlx::query(
             "INSERT INTO functions (namespace, app, resource, name, params, is_async, http_method, http_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (namespace, app, name) DO UPDATE SET resource = excluded.resource, params = excluded.params, \
@@ -119,7 +133,10 @@ pub async fn list_functions(pool: &SqlitePool, app: &AppKey) -> Result<Vec<Funct
             Ok(FunctionRow {
                 name: r.get("name"),
                 resource: r.get("resource"),
-                params: serde_json::from_str(&params).map_err(|e| StoreError::Corrupt { column: "functions.params", message: e.to_string() })?,
+                params: serde_json::from_str(&params).map_err(|e| StoreError::Corrupt {
+                    column: "functions.params",
+                    message: e.to_string(),
+                })?,
                 is_async: r.get::<i64, _>("is_async") != 0,
                 http_method: r.get("http_method"),
                 http_path: r.get("http_path"),

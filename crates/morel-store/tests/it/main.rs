@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use morel_core::{AppName, Digest, InstanceId, InstanceState, ReleaseStatus, ResourceStatus, Runtime};
+use morel_core::{
+    AppName, Digest, InstanceId, InstanceState, ReleaseStatus, ResourceStatus, Runtime,
+};
 use morel_store::*;
 
 fn key(name: &str) -> AppKey {
@@ -15,8 +17,17 @@ fn digest(n: u8) -> Digest {
 
 async fn backends() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
-    let file = SqliteStore::open(&dir.path().join("morel.db")).await.unwrap();
-    vec![("sqlite-file", Arc::new(file), Some(dir)), ("sqlite-memory", Arc::new(SqliteStore::in_memory().await.unwrap()), None)]
+    let file = SqliteStore::open(&dir.path().join("morel.db"))
+        .await
+        .unwrap();
+    vec![
+        ("sqlite-file", Arc::new(file), Some(dir)),
+        (
+            "sqlite-memory",
+            Arc::new(SqliteStore::in_memory().await.unwrap()),
+            None,
+        ),
+    ]
 }
 
 #[tokio::test]
@@ -27,20 +38,39 @@ async fn apps_and_releases_number_up() {
         store.ensure_app(&app).await.unwrap();
         store.ensure_app(&app).await.unwrap();
         assert_eq!(store.list_apps().await.unwrap().len(), 1, "{name}");
-        let r1 = store.create_release(&app, "production", &digest(1), "{}").await.unwrap();
-        let r2 = store.create_release(&app, "production", &digest(2), "{}").await.unwrap();
+        let r1 = store
+            .create_release(&app, "production", &digest(1), "{}", "{}")
+            .await
+            .unwrap();
+        let r2 = store
+            .create_release(&app, "production", &digest(2), "{}", "{}")
+            .await
+            .unwrap();
         assert_eq!((r1.number, r2.number), (1, 2), "{name}");
         assert_eq!(r2.status, ReleaseStatus::Pending);
-        store.set_release_status(&app, 2, ReleaseStatus::Failed, Some("pip failed")).await.unwrap();
+        store
+            .set_release_status(&app, 2, ReleaseStatus::Failed, Some("pip failed"))
+            .await
+            .unwrap();
         let got = store.get_release(&app, 2).await.unwrap().unwrap();
         assert_eq!(got.status, ReleaseStatus::Failed);
         assert_eq!(got.error.as_deref(), Some("pip failed"));
         store.set_active_release(&app, Some(1)).await.unwrap();
-        assert_eq!(store.get_app(&app).await.unwrap().unwrap().active_release, Some(1));
+        assert_eq!(
+            store.get_app(&app).await.unwrap().unwrap().active_release,
+            Some(1)
+        );
         // Another app's numbering is independent.
         let other = key("other");
         store.ensure_app(&other).await.unwrap();
-        assert_eq!(store.create_release(&other, "production", &digest(3), "{}").await.unwrap().number, 1);
+        assert_eq!(
+            store
+                .create_release(&other, "production", &digest(3), "{}", "{}")
+                .await
+                .unwrap()
+                .number,
+            1
+        );
     }
 }
 
@@ -51,7 +81,10 @@ async fn delete_app_removes_everything_it_owns() {
         let keep = key("kept");
         for a in [&app, &keep] {
             store.ensure_app(a).await.unwrap();
-            store.create_release(a, "production", &digest(1), "{}").await.unwrap();
+            store
+                .create_release(a, "production", &digest(1), "{}", "{}")
+                .await
+                .unwrap();
             store
                 .upsert_resource(&ResourceRow {
                     app: a.clone(),
@@ -68,7 +101,13 @@ async fn delete_app_removes_everything_it_owns() {
                 .await
                 .unwrap();
             store
-                .append_logs(&[NewLogLine { app: a.clone(), ts: 1, stream: LogStream::Stdout, source: "i".into(), line: "hi".into() }])
+                .append_logs(&[NewLogLine {
+                    app: a.clone(),
+                    ts: 1,
+                    stream: LogStream::Stdout,
+                    source: "i".into(),
+                    line: "hi".into(),
+                }])
                 .await
                 .unwrap();
         }
@@ -87,9 +126,22 @@ async fn functions_instances_and_logs() {
     for (name, store, _dir) in backends().await {
         let app = key("fx");
         store.ensure_app(&app).await.unwrap();
-        let f = |n: &str| FunctionRow { name: n.into(), resource: "default".into(), params: vec!["a".into(), "b".into()], is_async: true, http_method: None, http_path: None };
-        store.replace_functions(&app, "default", &[f("sum"), f("mul")]).await.unwrap();
-        store.replace_functions(&app, "default", &[f("sum")]).await.unwrap();
+        let f = |n: &str| FunctionRow {
+            name: n.into(),
+            resource: "default".into(),
+            params: vec!["a".into(), "b".into()],
+            is_async: true,
+            http_method: None,
+            http_path: None,
+        };
+        store
+            .replace_functions(&app, "default", &[f("sum"), f("mul")])
+            .await
+            .unwrap();
+        store
+            .replace_functions(&app, "default", &[f("sum")])
+            .await
+            .unwrap();
         let fns = store.list_functions(&app).await.unwrap();
         assert_eq!(fns.len(), 1, "{name}");
         assert_eq!(fns[0].params, vec!["a", "b"]);
@@ -121,7 +173,13 @@ async fn functions_instances_and_logs() {
         assert!(store.list_instances(None).await.unwrap().is_empty());
 
         let lines: Vec<_> = (0..10)
-            .map(|i| NewLogLine { app: app.clone(), ts: 1000 + i, stream: LogStream::Stderr, source: "x".into(), line: format!("line {i}") })
+            .map(|i| NewLogLine {
+                app: app.clone(),
+                ts: 1000 + i,
+                stream: LogStream::Stderr,
+                source: "x".into(),
+                line: format!("line {i}"),
+            })
             .collect();
         store.append_logs(&lines).await.unwrap();
         let all = store.read_logs(&app, 0, 0, 100).await.unwrap();
@@ -131,7 +189,13 @@ async fn functions_instances_and_logs() {
         assert_eq!(store.read_logs(&app, 0, 1008, 100).await.unwrap().len(), 2);
         // Keep the newest 3.
         store.prune_logs(&app, 3, 0).await.unwrap();
-        let kept: Vec<_> = store.read_logs(&app, 0, 0, 100).await.unwrap().into_iter().map(|l| l.line).collect();
+        let kept: Vec<_> = store
+            .read_logs(&app, 0, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
         assert_eq!(kept, vec!["line 7", "line 8", "line 9"]);
         // And drop by age.
         store.prune_logs(&app, 100, 1009).await.unwrap();
@@ -142,21 +206,52 @@ async fn functions_instances_and_logs() {
 #[tokio::test]
 async fn blobs_keys_packages() {
     for (name, store, _dir) in backends().await {
-        let b = BlobRow { digest: digest(9), size: 10, signature: "k:sig".into(), key_id: "k".into(), created_at: 1 };
+        let b = BlobRow {
+            digest: digest(9),
+            size: 10,
+            signature: "k:sig".into(),
+            key_id: "k".into(),
+            created_at: 1,
+        };
         store.put_blob(&b).await.unwrap();
         store.put_blob(&b).await.unwrap();
         assert_eq!(store.get_blob(&digest(9)).await.unwrap(), Some(b), "{name}");
         assert!(store.get_blob(&digest(8)).await.unwrap().is_none());
 
-        store.trust_key(&KeyRow { key_id: "k1".into(), public_key: "pk".into(), name: "local".into(), created_at: 1 }).await.unwrap();
+        store
+            .trust_key(&KeyRow {
+                key_id: "k1".into(),
+                public_key: "pk".into(),
+                name: "local".into(),
+                created_at: 1,
+            })
+            .await
+            .unwrap();
         assert_eq!(store.list_keys().await.unwrap().len(), 1);
         assert!(store.remove_key("k1").await.unwrap());
         assert!(!store.remove_key("k1").await.unwrap());
 
         let app = key("pkg");
-        store.put_package(&PackageRow { app: app.clone(), digest: digest(1), created_at: 1 }).await.unwrap();
-        store.put_package(&PackageRow { app: app.clone(), digest: digest(2), created_at: 2 }).await.unwrap();
-        assert_eq!(store.get_package(&app).await.unwrap().unwrap().digest, digest(2));
+        store
+            .put_package(&PackageRow {
+                app: app.clone(),
+                digest: digest(1),
+                created_at: 1,
+            })
+            .await
+            .unwrap();
+        store
+            .put_package(&PackageRow {
+                app: app.clone(),
+                digest: digest(2),
+                created_at: 2,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_package(&app).await.unwrap().unwrap().digest,
+            digest(2)
+        );
         store.delete_package(&app).await.unwrap();
         assert!(store.get_package(&app).await.unwrap().is_none());
     }
@@ -169,9 +264,16 @@ async fn reopening_keeps_state_and_migrations_are_idempotent() {
     {
         let store = SqliteStore::open(&path).await.unwrap();
         store.ensure_app(&key("persist")).await.unwrap();
-        store.create_release(&key("persist"), "production", &digest(1), "{\"a\":1}").await.unwrap();
+        store
+            .create_release(&key("persist"), "production", &digest(1), "{\"a\":1}", "{}")
+            .await
+            .unwrap();
     }
     let store = SqliteStore::open(&path).await.unwrap();
-    let r = store.get_release(&key("persist"), 1).await.unwrap().unwrap();
+    let r = store
+        .get_release(&key("persist"), 1)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r.manifest_json, "{\"a\":1}");
 }

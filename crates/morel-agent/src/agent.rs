@@ -1,0 +1,341 @@
+//! The local agent: prepare a release (verify → extract → install) and start its pools.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use morel_bundle::{ExtractLimits, Signature, TrustedKeys};
+use morel_core::{Digest, Runtime, env_vars};
+use morel_manifest::{DependencyKind, Manifest};
+use morel_runtime_process::{Installer, RunnerFiles, WorkerSpec};
+use morel_store::{AppKey, Store};
+
+use crate::pool::PoolParams;
+use crate::{AgentError, BlobDir, LogHub, ResourcePool};
+
+/// How long a worker may take from spawn to `MetaData`.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// This node's name, recorded on every instance.
+    pub node: String,
+    pub state_dir: PathBuf,
+    pub python: String,
+    pub node_bin: String,
+    pub npm: String,
+    /// Base URL of the gateway, given to workers for cross-function calls.
+    pub gateway_url: String,
+}
+
+pub struct Agent {
+    cfg: AgentConfig,
+    store: Arc<dyn Store>,
+    installer: Installer,
+    runners: RunnerFiles,
+    blobs: BlobDir,
+    /// Keys whose signatures this agent accepts. Written by the control plane when keys are
+    /// trusted or removed; read on every prepare.
+    trusted: RwLock<TrustedKeys>,
+    logs: LogHub,
+}
+
+/// A release that is verified, extracted and has its dependencies installed.
+#[derive(Clone, Debug)]
+pub struct PreparedRelease {
+    pub app: AppKey,
+    pub env: String,
+    pub release: i64,
+    pub digest: Digest,
+    pub root: PathBuf,
+    pub manifest: Manifest,
+    /// Per resource: the virtualenv to run Python workers with, when it has requirements.
+    venvs: BTreeMap<String, PathBuf>,
+}
+
+impl Agent {
+    pub fn new(
+        cfg: AgentConfig,
+        store: Arc<dyn Store>,
+        blobs: BlobDir,
+        logs: LogHub,
+    ) -> Result<Arc<Agent>, AgentError> {
+        let runtime_dir = cfg.state_dir.join("runtime");
+        let runners = RunnerFiles::install(&runtime_dir).map_err(AgentError::io(&runtime_dir))?;
+        let installer = Installer::new(
+            cfg.state_dir.join("deps"),
+            cfg.python.clone(),
+            cfg.npm.clone(),
+        );
+        Ok(Arc::new(Agent {
+            cfg,
+            store,
+            installer,
+            runners,
+            blobs,
+            trusted: RwLock::new(TrustedKeys::new()),
+            logs,
+        }))
+    }
+
+    pub fn set_trusted(&self, keys: TrustedKeys) {
+        if let Ok(mut t) = self.trusted.write() {
+            *t = keys;
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.cfg.node
+    }
+
+    /// Removes instance rows left by a previous run of this node: their processes are gone.
+    pub async fn forget_stale_instances(&self) -> Result<(), AgentError> {
+        for row in self.store.list_instances(None).await? {
+            if row.node == self.cfg.node {
+                self.store.delete_instance(row.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn release_dir(&self, app: &AppKey, release: i64) -> PathBuf {
+        self.cfg
+            .state_dir
+            .join("releases")
+            .join(app.namespace.as_str())
+            .join(app.name.as_str())
+            .join(format!("v{release}"))
+    }
+
+    /// Verifies the bundle (digest and signature, before anything is extracted), extracts
+    /// it, and installs each resource's dependencies (cached by the dependency file's hash).
+    pub async fn prepare(
+        &self,
+        app: &AppKey,
+        env: &str,
+        release: i64,
+        digest: &Digest,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<PreparedRelease, AgentError> {
+        let root = self.release_dir(app, release);
+        let marker = root.join(".morel-extracted");
+        let bundle_err = |source| AgentError::Bundle {
+            digest: digest.clone(),
+            source,
+        };
+        let manifest_bytes = if marker.exists() {
+            tokio::fs::read(root.join(morel_manifest::MANIFEST_FILE))
+                .await
+                .map_err(AgentError::io(&root))?
+        } else {
+            progress(format!("verifying bundle {}", digest.short()));
+            let (bytes, sig) = self
+                .blobs
+                .read(digest)
+                .await
+                .map_err(|_| AgentError::MissingBundle(digest.clone()))?;
+            let sig = Signature::from_header(sig.trim()).map_err(bundle_err)?;
+            {
+                let trusted = self.trusted.read().map(|t| t.clone()).unwrap_or_default();
+                morel_bundle::verify(&bytes, Some(digest), &sig, &trusted).map_err(bundle_err)?;
+            }
+            progress("extracting bundle".into());
+            if root.exists() {
+                tokio::fs::remove_dir_all(&root)
+                    .await
+                    .map_err(AgentError::io(&root))?;
+            }
+            if let Some(parent) = root.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(AgentError::io(parent))?;
+            }
+            let dest = root.clone();
+            let bytes = Arc::new(bytes);
+            let b = bytes.clone();
+            tokio::task::spawn_blocking(move || {
+                morel_bundle::extract(&b, &dest, &ExtractLimits::default())
+            })
+            .await
+            .map_err(|e| AgentError::Start {
+                resource: "-".into(),
+                message: e.to_string(),
+            })?
+            .map_err(bundle_err)?;
+            tokio::fs::write(&marker, b"")
+                .await
+                .map_err(AgentError::io(&marker))?;
+            tokio::fs::read(root.join(morel_manifest::MANIFEST_FILE))
+                .await
+                .map_err(AgentError::io(&root))?
+        };
+        let manifest = Manifest::from_json(&manifest_bytes).map_err(|e| AgentError::Start {
+            resource: "-".into(),
+            message: e.to_string(),
+        })?;
+
+        let mut venvs = BTreeMap::new();
+        for (name, res) in &manifest.resources {
+            let Some(dep) = &res.dependencies else {
+                continue;
+            };
+            let file = root.join(&dep.file);
+            let installed = match dep.kind {
+                DependencyKind::Pip => {
+                    progress(format!("installing Python dependencies of {name} (pip)"));
+                    let inst = self
+                        .installer
+                        .python(&dep.hash, &file)
+                        .await
+                        .map_err(|source| AgentError::Deps {
+                            resource: name.clone(),
+                            source,
+                        })?;
+                    venvs.insert(name.clone(), inst.path.clone());
+                    inst
+                }
+                DependencyKind::Npm => {
+                    progress(format!("installing Node dependencies of {name} (npm)"));
+                    let inst = self
+                        .installer
+                        .node(&dep.hash, &file)
+                        .await
+                        .map_err(|source| AgentError::Deps {
+                            resource: name.clone(),
+                            source,
+                        })?;
+                    let link = root.join("node_modules");
+                    if tokio::fs::symlink_metadata(&link).await.is_err() {
+                        tokio::fs::symlink(&inst.path, &link)
+                            .await
+                            .map_err(AgentError::io(&link))?;
+                    }
+                    inst
+                }
+            };
+            progress(if installed.fresh {
+                format!("dependencies of {name} installed")
+            } else {
+                format!("dependencies of {name} unchanged (cached)")
+            });
+        }
+        Ok(PreparedRelease {
+            app: app.clone(),
+            env: env.to_owned(),
+            release,
+            digest: digest.clone(),
+            root,
+            manifest,
+            venvs,
+        })
+    }
+
+    /// Starts every resource's pool and waits for each to have a ready instance. On failure the
+    /// pools already started are stopped again.
+    pub async fn start(
+        &self,
+        prepared: &PreparedRelease,
+        config: &BTreeMap<String, String>,
+    ) -> Result<Vec<Arc<ResourcePool>>, AgentError> {
+        let mut pools = Vec::new();
+        for (name, res) in &prepared.manifest.resources {
+            let (program, runner): (PathBuf, &PathBuf) = match res.runtime {
+                Runtime::Python => (
+                    prepared
+                        .venvs
+                        .get(name)
+                        .map(|v| v.join("bin/python"))
+                        .unwrap_or_else(|| PathBuf::from(&self.cfg.python)),
+                    &self.runners.runner_py,
+                ),
+                Runtime::Node => (PathBuf::from(&self.cfg.node_bin), &self.runners.runner_js),
+                other => {
+                    stop_all(&pools).await;
+                    return Err(AgentError::UnsupportedRuntime(other));
+                }
+            };
+            let mut env: Vec<(String, String)> =
+                config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            env.extend(res.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+            env.extend([
+                (
+                    env_vars::INSTANCE_APP.to_owned(),
+                    prepared.app.name.to_string(),
+                ),
+                (env_vars::INSTANCE_ENV.to_owned(), prepared.env.clone()),
+                (env_vars::INSTANCE_RESOURCE.to_owned(), name.clone()),
+                (
+                    env_vars::INSTANCE_GATEWAY.to_owned(),
+                    self.cfg.gateway_url.clone(),
+                ),
+                (
+                    "PYTHONPATH".to_owned(),
+                    self.runners.python_path.display().to_string(),
+                ),
+                ("PYTHONUNBUFFERED".to_owned(), "1".to_owned()),
+                ("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()),
+            ]);
+            let spec = WorkerSpec {
+                program,
+                args: vec![runner.display().to_string()],
+                cwd: prepared.root.clone(),
+                env,
+                app: prepared.app.name.to_string(),
+                resource: name.clone(),
+                concurrency: res.concurrency,
+                functions: res
+                    .functions
+                    .iter()
+                    .map(|f| (f.name.clone(), f.file.clone(), f.attr.clone()))
+                    .collect(),
+                load_timeout: LOAD_TIMEOUT,
+            };
+            let pool = ResourcePool::start(PoolParams {
+                app: prepared.app.clone(),
+                resource: name.clone(),
+                release: prepared.release,
+                digest: prepared.digest.clone(),
+                node: self.cfg.node.clone(),
+                instances: res.workers_min.max(1) as usize,
+                timeout: Duration::from_millis(res.timeout_ms),
+                spec,
+                store: self.store.clone(),
+                logs: self.logs.clone(),
+            });
+            pools.push(pool);
+        }
+        for pool in &pools {
+            if let Err(message) = pool.wait_ready(LOAD_TIMEOUT + Duration::from_secs(5)).await {
+                let resource = pool.resource.clone();
+                stop_all(&pools).await;
+                return Err(AgentError::Start { resource, message });
+            }
+        }
+        Ok(pools)
+    }
+
+    /// Deletes the extracted files of every release of an app (seed 000's delete flow).
+    pub async fn remove_app_files(&self, app: &AppKey) -> Result<(), AgentError> {
+        let dir = self
+            .cfg
+            .state_dir
+            .join("releases")
+            .join(app.namespace.as_str())
+            .join(app.name.as_str());
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(AgentError::Io {
+                path: dir,
+                source: e,
+            }),
+        }
+    }
+}
+
+pub async fn stop_all(pools: &[Arc<ResourcePool>]) {
+    for p in pools {
+        p.stop().await;
+    }
+}

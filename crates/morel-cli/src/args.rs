@@ -1,0 +1,159 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Morel: a self-hosted serverless platform. Deploy Python and Node projects as signed
+/// bundles and call their functions over HTTP.
+#[derive(Debug, Parser)]
+#[command(name = "morel", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run control plane + gateway + local agent on the embedded store.
+    Up(UpArgs),
+    /// Discover functions, write the manifest and pack a signed bundle.
+    Build(BuildArgs),
+    /// Build, upload and deploy a project; waits until it answers and prints its URLs.
+    Deploy(DeployArgs),
+    /// Call a deployed function.
+    Call(CallArgs),
+    /// List apps.
+    Ls(JsonFlag),
+    /// Show an app: releases, resources, functions, instances.
+    Inspect(InspectArgs),
+    /// Show (and follow) an app's logs.
+    Logs(LogsArgs),
+    /// Stop an app and delete everything it has.
+    Delete(DeleteArgs),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Save a server URL and token for later commands.
+    Login(LoginArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where state lives (database, bundles, dependencies, admin token).
+    #[arg(long, default_value = "./.morel")]
+    pub state_dir: PathBuf,
+    /// Projects to deploy once the server is up (e.g. examples/hello-python).
+    #[arg(long = "deploy", value_name = "DIR")]
+    pub deploy: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Project directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// App name (default: morel.toml's [app] name, else the directory name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print the manifest instead of writing a bundle.
+    #[arg(long)]
+    pub print: bool,
+    /// Where to write the bundle (default: DIR/.morel/<digest>.bundle).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Project directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Environment to deploy into.
+    #[arg(long, default_value = "production")]
+    pub env: String,
+    /// Environment variables for the instances (KEY=VALUE), repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Return once the release is created, without waiting for it to be ready.
+    #[arg(long)]
+    pub detach: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    pub app: String,
+    pub function: String,
+    /// JSON body: an array (positional) or an object (named) of arguments.
+    #[arg(long, short)]
+    pub data: Option<String>,
+    /// Which release: `latest`, `vN` or an environment name.
+    #[arg(long, default_value = "latest")]
+    pub release: String,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    pub app: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub app: String,
+    /// Keep streaming new lines.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only lines newer than this (e.g. 10m, 2h).
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    pub app: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create this CLI's signing key (kept in the config directory).
+    Generate {
+        /// Replace an existing key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print this CLI's public key (give it to `morel keys trust` on a server).
+    Show,
+    /// Trust a public key on the server (the text printed by `morel keys show`, or a file holding it).
+    Trust {
+        key: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the keys the server trusts.
+    Ls(JsonFlag),
+    /// Stop trusting a key.
+    Rm { key_id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    pub url: String,
+    #[arg(long)]
+    pub token: String,
+}

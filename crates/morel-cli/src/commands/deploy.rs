@@ -1,0 +1,279 @@
+//! `morel build` and `morel deploy`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use morel_bundle::{PackLimits, Packed, SigningKey};
+use morel_manifest::{BuildOptions, Manifest};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+
+use crate::args::{BuildArgs, DeployArgs};
+use crate::client::Client;
+use crate::settings;
+
+fn build_bundle(dir: &Path, name: Option<String>) -> Result<(Manifest, Packed)> {
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    let opts = BuildOptions {
+        name,
+        ..BuildOptions::default()
+    };
+    let manifest = morel_manifest::build_manifest(dir, &opts)
+        .with_context(|| format!("building {}", dir.display()))?;
+    let json = serde_json::to_vec_pretty(&manifest)?;
+    let packed = morel_bundle::pack_dir(dir, &json, &PackLimits::default())
+        .with_context(|| format!("packing {}", dir.display()))?;
+    Ok((manifest, packed))
+}
+
+pub async fn build(args: BuildArgs) -> Result<()> {
+    if args.print {
+        let manifest = morel_manifest::build_manifest(
+            &args.dir,
+            &BuildOptions {
+                name: args.name,
+                ..BuildOptions::default()
+            },
+        )
+        .with_context(|| format!("building {}", args.dir.display()))?;
+        println!("{}", manifest.to_json_pretty());
+        return Ok(());
+    }
+    let (manifest, packed) = build_bundle(&args.dir, args.name)?;
+    let key = SigningKey::load_or_generate(&settings::signing_key_path())?;
+    let sig = morel_bundle::sign(&packed.digest, &key);
+    let out = args.out.unwrap_or_else(|| {
+        args.dir
+            .join(".morel")
+            .join(format!("{}.bundle", packed.digest))
+    });
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&out, &packed.bytes).with_context(|| format!("writing {}", out.display()))?;
+    let sig_path = out.with_extension("sig");
+    std::fs::write(&sig_path, sig.to_header())?;
+    println!("app:       {}", manifest.project_name);
+    for (name, r) in &manifest.resources {
+        let fns: Vec<&str> = r.functions.iter().map(|f| f.name.as_str()).collect();
+        println!("resource:  {name} ({}): {}", r.runtime, fns.join(", "));
+    }
+    println!(
+        "files:     {} ({} bytes unpacked)",
+        packed.files, packed.uncompressed
+    );
+    println!("digest:    {}", packed.digest);
+    println!("bundle:    {}", out.display());
+    println!("signature: {} (key {})", sig_path.display(), sig.key_id);
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ReleaseView {
+    number: i64,
+    status: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LogLine {
+    id: i64,
+    line: String,
+}
+
+#[derive(Deserialize)]
+struct FunctionView {
+    name: String,
+    params: Vec<String>,
+    url: String,
+}
+
+#[derive(Deserialize)]
+struct AppDetail {
+    functions: Vec<FunctionView>,
+}
+
+/// Prints progress on a spinner when stderr is a terminal, as plain lines otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(Duration::from_millis(100));
+            b
+        });
+        Progress { bar }
+    }
+    fn step(&self, msg: &str) {
+        match &self.bar {
+            Some(b) => {
+                b.println(format!("  {msg}"));
+                b.set_message(msg.to_owned());
+            }
+            None => eprintln!("  {msg}"),
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+pub async fn deploy(args: DeployArgs) -> Result<()> {
+    let client = Client::from_settings()?;
+    let progress = Progress::new(args.json);
+    progress.step(&format!("building {}", args.dir.display()));
+    let dir = args.dir.clone();
+    let name = args.name.clone();
+    let (manifest, packed) =
+        tokio::task::spawn_blocking(move || build_bundle(&dir, name)).await??;
+    let app = manifest.project_name.clone();
+    let fn_count: usize = manifest.resources.values().map(|r| r.functions.len()).sum();
+    progress.step(&format!(
+        "packed {app}: {} files, {fn_count} functions, digest {}",
+        packed.files,
+        packed.digest.short()
+    ));
+
+    let key = SigningKey::load_or_generate(&settings::signing_key_path())?;
+    let sig = morel_bundle::sign(&packed.digest, &key);
+    let exists = client
+        .request(Method::HEAD, &format!("/api/bundles/{}", packed.digest))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", client.login.url))?;
+    match exists.status() {
+        StatusCode::OK => progress.step("bundle already on the server; skipping upload"),
+        StatusCode::UNAUTHORIZED => bail!(
+            "the server refused the token (HTTP 401); run `morel login URL --token T` or set MOREL_TOKEN"
+        ),
+        _ => {
+            progress.step(&format!(
+                "uploading {} KiB",
+                packed.bytes.len().div_ceil(1024)
+            ));
+            let req = client
+                .request(Method::PUT, &format!("/api/bundles/{}", packed.digest))
+                .header("x-morel-signature", sig.to_header())
+                .body(packed.bytes.clone());
+            client.send(req).await.context("uploading the bundle")?;
+        }
+    }
+    let mut config = BTreeMap::new();
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+        config.insert(k.to_owned(), v.to_owned());
+    }
+    let body = serde_json::json!({ "digest": packed.digest, "env": args.env, "config": config });
+    let release: ReleaseView = client
+        .json(
+            client
+                .request(Method::POST, &format!("/api/apps/{app}/releases"))
+                .json(&body),
+        )
+        .await?;
+    let n = release.number;
+    progress.step(&format!("release v{n} created"));
+    if args.detach {
+        progress.finish();
+        print_result(&args, &app, n, "pending", None, &[]);
+        return Ok(());
+    }
+    // Follow the release's platform events until it is ready or failed.
+    let mut after = 0i64;
+    let start_logs: Vec<LogLine> = client
+        .get(&format!("/api/apps/{app}/logs?stream=event&limit=10000"))
+        .await
+        .unwrap_or_default();
+    if let Some(last) = start_logs
+        .iter()
+        .rev()
+        .find(|l| l.line.contains(&format!("release v{n} created")))
+    {
+        after = last.id;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
+    let final_release = loop {
+        let lines: Vec<LogLine> = client
+            .get(&format!("/api/apps/{app}/logs?stream=event&after={after}"))
+            .await
+            .unwrap_or_default();
+        for l in lines {
+            after = l.id;
+            let text = l.line.strip_prefix(&format!("v{n}: ")).unwrap_or(&l.line);
+            progress.step(text);
+        }
+        let r: ReleaseView = client
+            .get(&format!("/api/apps/{app}/releases/v{n}"))
+            .await?;
+        if matches!(r.status.as_str(), "ready" | "failed" | "superseded") {
+            break r;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "release v{n} is still {} after 15 minutes; follow it with `morel logs {app} -f`",
+                r.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    };
+    progress.finish();
+    if final_release.status == "failed" {
+        let err = final_release.error.unwrap_or_default();
+        if args.json {
+            print_result(&args, &app, n, "failed", Some(&err), &[]);
+        }
+        bail!("release v{n} of {app} failed:\n{err}");
+    }
+    let detail: AppDetail = client.get(&format!("/api/apps/{app}")).await?;
+    print_result(
+        &args,
+        &app,
+        n,
+        &final_release.status,
+        None,
+        &detail.functions,
+    );
+    Ok(())
+}
+
+fn print_result(
+    args: &DeployArgs,
+    app: &str,
+    n: i64,
+    status: &str,
+    error: Option<&str>,
+    functions: &[FunctionView],
+) {
+    if args.json {
+        let fns: Vec<_> = functions
+            .iter()
+            .map(|f| serde_json::json!({ "name": f.name, "params": f.params, "url": f.url }))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "app": app, "release": format!("v{n}"), "status": status, "error": error, "functions": fns })
+        );
+        return;
+    }
+    println!("{app} v{n} is {status}");
+    for f in functions {
+        println!("  {}({})  POST {}", f.name, f.params.join(", "), f.url);
+    }
+}

@@ -1,0 +1,33 @@
+mod apps;
+mod deploy;
+mod keys;
+mod up;
+
+use anyhow::Result;
+
+use crate::args::{Cli, Command};
+
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Up(a) => up::run(a).await,
+        Command::Build(a) => deploy::build(a).await,
+        Command::Deploy(a) => deploy::deploy(a).await,
+        Command::Call(a) => apps::call(a).await,
+        Command::Ls(a) => apps::ls(a.json).await,
+        Command::Inspect(a) => apps::inspect(a).await,
+        Command::Logs(a) => apps::logs(a).await,
+        Command::Delete(a) => apps::delete(a).await,
+        Command::Keys(k) => keys::run(k).await,
+        Command::Login(a) => {
+            crate::settings::save_login(&crate::settings::Login {
+                url: a.url.trim_end_matches('/').to_owned(),
+                token: a.token,
+            })?;
+            println!(
+                "saved login to {}",
+                crate::settings::config_dir().join("login.json").display()
+            );
+            Ok(())
+        }
+    }
+}

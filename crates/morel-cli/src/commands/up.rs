@@ -1,0 +1,149 @@
+//! `morel up`: control plane + gateway + local agent on SQLite, in one process.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use morel_agent::{Agent, AgentConfig, BlobDir, LogHub};
+use morel_bundle::SigningKey;
+use morel_control::ServerConfig;
+use morel_gateway::RouteTable;
+use morel_store::{KeyRow, SqliteStore, Store};
+
+use crate::args::UpArgs;
+use crate::settings;
+
+pub async fn run(args: UpArgs) -> Result<()> {
+    let state_dir = &args.state_dir;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating state directory {}", state_dir.display()))?;
+    let state_dir = std::fs::canonicalize(state_dir)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let cfg = ServerConfig::new(addr, state_dir.clone());
+
+    let token = admin_token(&cfg.admin_token_path())?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&state_dir.join("morel.db"))
+            .await
+            .context("opening the store")?,
+    );
+
+    // The server signs packages it builds itself; the local CLI signs what it deploys. Both are trusted.
+    let server_key = SigningKey::load_or_generate(&cfg.server_key_path())?;
+    let cli_key = SigningKey::load_or_generate(&settings::signing_key_path())?;
+    for (key, name) in [(&server_key, "server"), (&cli_key, "local-cli")] {
+        let public = key.public();
+        store
+            .trust_key(&KeyRow {
+                key_id: public.key_id(),
+                public_key: public.to_text(),
+                name: name.into(),
+                created_at: morel_core::time::now_ms(),
+            })
+            .await?;
+    }
+
+    let logs = LogHub::start(store.clone());
+    let blobs = BlobDir::new(state_dir.join("blobs"));
+    let agent = Agent::new(
+        AgentConfig {
+            node: "local".into(),
+            state_dir: state_dir.clone(),
+            python: cfg.python.clone(),
+            node_bin: cfg.node.clone(),
+            npm: cfg.npm.clone(),
+            gateway_url: cfg.public_url.clone(),
+        },
+        store.clone(),
+        blobs.clone(),
+        logs.clone(),
+    )?;
+    let routes = Arc::new(RouteTable::new());
+    let deployer = morel_control::deploy::Deployer::new(
+        cfg.clone(),
+        store,
+        agent,
+        routes.clone(),
+        blobs,
+        logs,
+        server_key,
+    );
+    deployer
+        .boot()
+        .await
+        .map_err(|e| anyhow::anyhow!("restoring deployments: {}", e.message))?;
+
+    settings::save_login(&settings::Login {
+        url: cfg.public_url.clone(),
+        token: token.clone(),
+    })?;
+    eprintln!("Morel is listening on {}", cfg.public_url);
+    eprintln!("  state:       {}", state_dir.display());
+    eprintln!("  admin token: {}", cfg.admin_token_path().display());
+    eprintln!("  deploy with: morel deploy examples/hello-python");
+
+    let server = morel_control::Server {
+        deployer: deployer.clone(),
+        routes,
+        token: morel_control::Token::new(&token),
+    };
+    for dir in args.deploy.clone() {
+        let url = cfg.public_url.clone();
+        tokio::spawn(async move {
+            let deploy = crate::args::DeployArgs {
+                dir: dir.clone(),
+                name: None,
+                env: "production".into(),
+                set: vec![],
+                detach: false,
+                json: false,
+            };
+            if let Err(e) = super::deploy::deploy(deploy).await {
+                eprintln!("error: deploying {}: {e:#}", dir.display());
+            } else {
+                eprintln!(
+                    "try: curl -X POST {url}/default/<app>/latest/call/<function> -d '{{...}}'"
+                );
+            }
+        });
+    }
+    morel_control::serve(listener, &server, shutdown_signal()).await?;
+    eprintln!("shutting down: stopping instances");
+    deployer.shutdown().await;
+    Ok(())
+}
+
+/// Reads the admin token, creating it (0600) on first start.
+fn admin_token(path: &std::path::Path) -> Result<String> {
+    if let Ok(t) = std::fs::read_to_string(path) {
+        let t = t.trim().to_owned();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no randomness for the admin token: {e}"))?;
+    let token = format!(
+        "morel_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    std::fs::write(path, format!("{token}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(token)
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

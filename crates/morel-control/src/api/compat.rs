@@ -1,0 +1,404 @@
+//! Seed 000's API, so that its clients (notably the `@metacall/deploy` CLI) work against
+//! Morel unchanged: package upload, repository clone, deploy create/delete, inspect, and the
+//! account/billing routes that client calls. Auth is the same bearer token as everywhere
+//! (the client sends it as `Authorization: jwt <token>`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Multipart, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use morel_bundle::ExtractLimits;
+use morel_core::ReleaseStatus;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AppState, app_key};
+use crate::{ApiError, git};
+
+/// How long `deploy/create` waits for the release to become ready before answering.
+const DEPLOY_WAIT: Duration = Duration::from_secs(600);
+
+pub async fn readiness() -> Json<Value> {
+    Json(json!({ "status": "ready" }))
+}
+
+/// Reached only with a valid token (the auth layer answers 401 otherwise).
+pub async fn validate() -> Json<Value> {
+    Json(json!(true))
+}
+
+pub async fn deploy_enabled() -> Json<Value> {
+    Json(json!(true))
+}
+
+/// Admin tokens do not expire, so a refresh returns the same token (as raw text, which is what
+/// the client expects). Only a caller that already holds the token gets here.
+pub async fn refresh_token(State(st): State<AppState>) -> Response {
+    st.token.expose().to_owned().into_response()
+}
+
+/// Exactly one plan: the client sends `plans[0]` regardless of `--plan`.
+pub async fn list_subscriptions() -> Json<Value> {
+    Json(json!(["Essential"]))
+}
+
+pub async fn list_subscriptions_deploys(
+    State(st): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let apps = st.deployer.store.list_apps().await?;
+    Ok(Json(Value::Array(
+        apps.iter()
+            .map(|a| json!({ "deploy": a.key.name.as_str(), "plan": "Essential" }))
+            .collect(),
+    )))
+}
+
+/// `POST /api/package/create`: multipart with `id`, `jsons`, `runners` and the zip (any field
+/// name with a filename). The zip is unsigned: it is checked like any untrusted archive,
+/// built, packed and signed with the server's key.
+pub async fn package_create(
+    State(st): State<AppState>,
+    mut form: Multipart,
+) -> Result<Response, ApiError> {
+    let mut id = None;
+    let mut jsons = None;
+    let mut zip = None;
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("bad multipart body: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        let has_file = field.file_name().is_some();
+        let data = field.bytes().await.map_err(|e| {
+            if e.to_string().contains("limit") {
+                ApiError::too_large(format!("upload too large: {e}"))
+            } else {
+                ApiError::bad_request(format!("bad multipart field {name:?}: {e}"))
+            }
+        })?;
+        match name.as_str() {
+            "id" => id = Some(String::from_utf8_lossy(&data).trim().to_owned()),
+            "jsons" => jsons = Some(String::from_utf8_lossy(&data).into_owned()),
+            "runners" | "type" => {}
+            _ if has_file || name == "raw" || name == "file" => zip = Some(data),
+            _ => {}
+        }
+    }
+    let id = id.ok_or_else(|| ApiError::bad_request("missing field `id` (the app name)"))?;
+    let key = app_key(&id.to_lowercase())?;
+    let zip = zip.ok_or_else(|| {
+        ApiError::bad_request("missing the zip file field (send it as `raw` or `file`)")
+    })?;
+    let files = tokio::task::spawn_blocking(move || {
+        morel_bundle::read_untrusted_zip(&zip, &ExtractLimits::default())
+    })
+    .await
+    .map_err(|e| ApiError::internal("reading an upload", &e))?
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| ApiError::internal("creating a scratch directory", &e))?;
+    for (path, bytes, exec) in files {
+        let dest = dir.path().join(&path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| ApiError::internal("writing an upload", &e))?;
+        }
+        std::fs::write(&dest, bytes).map_err(|e| ApiError::internal("writing an upload", &e))?;
+        if exec {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    write_jsons(dir.path(), jsons.as_deref())?;
+    let (digest, manifest) = st
+        .deployer
+        .pack_and_store(dir.path(), key.name.as_str())
+        .await?;
+    st.deployer
+        .store
+        .put_package(&morel_store::PackageRow {
+            app: key.clone(),
+            digest: digest.clone(),
+            created_at: morel_core::time::now_ms(),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": key.name.as_str(), "digest": digest, "functions": manifest.function_registry.keys().collect::<Vec<_>>() }))).into_response())
+}
+
+/// The client's `jsons` field: metacall descriptions to write beside the code when the zip has none.
+fn write_jsons(dir: &std::path::Path, jsons: Option<&str>) -> Result<(), ApiError> {
+    let Some(text) = jsons.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(());
+    };
+    let list: Vec<Value> = serde_json::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("field `jsons` is not a JSON array: {e}")))?;
+    for (i, j) in list.iter().enumerate() {
+        let path = dir.join(format!("metacall-upload-{i}.json"));
+        std::fs::write(&path, j.to_string())
+            .map_err(|e| ApiError::internal("writing jsons", &e))?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+pub struct BranchList {
+    url: String,
+}
+
+pub async fn branch_list(
+    State(st): State<AppState>,
+    Json(req): Json<BranchList>,
+) -> Result<Json<Value>, ApiError> {
+    let branches = git::branches(&st.deployer.cfg.git, &req.url).await?;
+    Ok(Json(json!({ "branches": branches })))
+}
+
+#[derive(Deserialize)]
+pub struct RepositoryAdd {
+    url: String,
+    #[serde(default)]
+    branch: Option<String>,
+    #[serde(default)]
+    jsons: Option<Value>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+pub async fn repository_add(
+    State(st): State<AppState>,
+    Json(req): Json<RepositoryAdd>,
+) -> Result<Response, ApiError> {
+    git::check_url(&req.url)?;
+    let branch = req.branch.unwrap_or_else(|| "main".into());
+    git::check_branch(&branch)?;
+    let repo_name = req
+        .url
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(".git")
+        .to_owned();
+    let name = req.id.unwrap_or(repo_name);
+    let name = morel_core::AppName::slugify(&name).ok_or_else(|| {
+        ApiError::bad_request(format!("cannot derive an app name from {:?}", req.url))
+    })?;
+    let key = morel_store::AppKey::in_default(name);
+    let dir =
+        tempfile::tempdir().map_err(|e| ApiError::internal("creating a scratch directory", &e))?;
+    let checkout = dir.path().join("repo");
+    git::clone(&st.deployer.cfg.git, &req.url, &branch, &checkout).await?;
+    let jsons = req.jsons.map(|j| j.to_string());
+    write_jsons(&checkout, jsons.as_deref())?;
+    let (digest, _) = st
+        .deployer
+        .pack_and_store(&checkout, key.name.as_str())
+        .await?;
+    st.deployer
+        .store
+        .put_package(&morel_store::PackageRow {
+            app: key.clone(),
+            digest,
+            created_at: morel_core::time::now_ms(),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": key.name.as_str() })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct EnvVar {
+    name: String,
+    #[serde(default)]
+    value: String,
+}
+
+#[derive(Deserialize)]
+pub struct DeployCreate {
+    suffix: String,
+    #[serde(default)]
+    env: Vec<EnvVar>,
+}
+
+/// `POST /api/deploy/create`: deploys the uploaded package (or redeploys the active bundle)
+/// as a new release and answers once it is ready, as seed 000 does.
+pub async fn deploy_create(
+    State(st): State<AppState>,
+    Json(req): Json<DeployCreate>,
+) -> Result<Response, ApiError> {
+    let key = app_key(&req.suffix.to_lowercase())?;
+    let store = &st.deployer.store;
+    let digest = match store.get_package(&key).await? {
+        Some(p) => p.digest,
+        None => {
+            let app = store.get_app(&key).await?.ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no package or repository named {:?} was uploaded",
+                    req.suffix
+                ))
+            })?;
+            let n = app.active_release.ok_or_else(|| {
+                ApiError::not_found(format!("app {:?} has nothing to deploy", req.suffix))
+            })?;
+            store
+                .get_release(&key, n)
+                .await?
+                .ok_or_else(|| ApiError::not_found("release not found"))?
+                .digest
+        }
+    };
+    let mut config = BTreeMap::new();
+    for e in req.env {
+        if e.name.is_empty() || e.name.contains('=') || e.name.contains('\0') {
+            return Err(ApiError::bad_request(format!(
+                "env: invalid variable name {:?}",
+                e.name
+            )));
+        }
+        config.insert(e.name, e.value);
+    }
+    let release = st
+        .deployer
+        .create_release(&key, &digest, "production", &config)
+        .await?;
+    let done = st
+        .deployer
+        .wait_release(&key, release.number, DEPLOY_WAIT)
+        .await?;
+    match done.status {
+        ReleaseStatus::Ready => {
+            store.delete_package(&key).await?;
+            Ok(Json(json!({ "prefix": key.namespace.as_str(), "suffix": key.name.as_str(), "version": format!("v{}", done.number) })).into_response())
+        }
+        ReleaseStatus::Failed => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "DeployFailed",
+            done.error.unwrap_or_else(|| "deploy failed".into()),
+        )),
+        other => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "DeployTimeout",
+            format!("release v{} is still {other}", done.number),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DeployDelete {
+    suffix: String,
+    #[serde(default)]
+    prefix: Option<String>,
+}
+
+pub async fn deploy_delete(
+    State(st): State<AppState>,
+    Json(req): Json<DeployDelete>,
+) -> Result<Json<Value>, ApiError> {
+    let key = app_key(&req.suffix)?;
+    if let Some(p) = &req.prefix
+        && p != key.namespace.as_str()
+    {
+        return Err(ApiError::not_found(format!(
+            "no deployment {p}/{}",
+            req.suffix
+        )));
+    }
+    if !st.deployer.delete_app(&key).await? {
+        return Err(ApiError::not_found(format!(
+            "no deployment named {:?}",
+            req.suffix
+        )));
+    }
+    Ok(Json(json!("Deploy Delete Succeed")))
+}
+
+/// `GET /api/inspect`: deployments with their functions and signatures, in seed 000's shape.
+pub async fn inspect(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = &st.deployer.store;
+    let mut out = Vec::new();
+    for app in store.list_apps().await? {
+        let releases = store.list_releases(&app.key).await?;
+        let latest = releases.last();
+        let status = match (app.active_release, latest.map(|r| r.status)) {
+            (_, Some(s)) if !s.is_terminal() => "create",
+            (Some(_), _) => "ready",
+            _ => "fail",
+        };
+        let version = app.active_release.or(latest.map(|r| r.number)).unwrap_or(1);
+        let functions = store.list_functions(&app.key).await?;
+        let manifest: Option<morel_manifest::Manifest> = releases
+            .iter()
+            .find(|r| Some(r.number) == app.active_release)
+            .and_then(|r| serde_json::from_str(&r.manifest_json).ok());
+        let mut packages: BTreeMap<&str, BTreeMap<String, Vec<Value>>> = BTreeMap::new();
+        for f in &functions {
+            let (lang, file) = match manifest.as_ref().and_then(|m| m.resources.get(&f.resource)) {
+                Some(res) => (
+                    if res.runtime == morel_core::Runtime::Node {
+                        "node"
+                    } else {
+                        "py"
+                    },
+                    res.functions
+                        .iter()
+                        .find(|d| d.name == f.name)
+                        .map(|d| d.file.clone())
+                        .unwrap_or_default(),
+                ),
+                None => ("py", String::new()),
+            };
+            let args: Vec<Value> = f
+                .params
+                .iter()
+                .map(|p| json!({ "name": p, "type": { "name": "", "id": 18 } }))
+                .collect();
+            packages
+                .entry(lang)
+                .or_default()
+                .entry(file)
+                .or_default()
+                .push(json!({
+                    "name": f.name, "async": f.is_async,
+                    "signature": { "ret": { "type": { "name": "", "id": 18 } }, "args": args },
+                }));
+        }
+        let packages: BTreeMap<&str, Vec<Value>> = packages
+            .into_iter()
+            .map(|(lang, files)| {
+                let entries = files.into_iter().map(|(file, funcs)| json!({ "name": file, "scope": { "name": "global_namespace", "classes": [], "objects": [], "funcs": funcs } })).collect();
+                (lang, entries)
+            })
+            .collect();
+        out.push(json!({
+            "status": status,
+            "prefix": app.key.namespace.as_str(),
+            "suffix": app.key.name.as_str(),
+            "version": format!("v{version}"),
+            "packages": packages,
+            "ports": [],
+        }));
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+#[derive(Deserialize)]
+pub struct DeployLogs {
+    suffix: String,
+}
+
+pub async fn deploy_logs(
+    State(st): State<AppState>,
+    Json(req): Json<DeployLogs>,
+) -> Result<Json<Value>, ApiError> {
+    let key = app_key(&req.suffix)?;
+    let rows = st.deployer.store.read_logs(&key, 0, 0, 10_000).await?;
+    let text: Vec<&str> = rows.iter().map(|l| l.line.as_str()).collect();
+    Ok(Json(json!(text.join("\n"))))
+}

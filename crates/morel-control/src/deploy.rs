@@ -1,0 +1,461 @@
+//! The deploy service: bundles in, running releases out.
+//!
+//! A release goes `pending → installing → starting → ready` (or `failed`). Only when every
+//! resource of the new release has a ready instance are routes switched to it; the previous
+//! release's pools are then stopped. A failed release leaves the previous one serving.
+//! At boot, every app's active release is started again from its extracted bundle and cached
+//! dependencies, so a restart needs no user action and reinstalls nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use morel_agent::{Agent, BlobDir, LogHub, ResourcePool};
+use morel_bundle::{PackLimits, Signature, SigningKey, TrustedKeys};
+use morel_core::{Digest, ReleaseStatus, ResourceStatus};
+use morel_gateway::{AppRoutes, FnRoute, RouteTable};
+use morel_manifest::{BuildOptions, Manifest};
+use morel_store::{AppKey, BlobRow, ReleaseRow, ResourceRow, Store};
+
+use crate::{ApiError, ServerConfig};
+
+/// Largest bundle accepted on upload.
+pub const MAX_BUNDLE_BYTES: usize = 256 << 20;
+
+pub struct Deployer {
+    pub cfg: ServerConfig,
+    pub store: Arc<dyn Store>,
+    pub agent: Arc<Agent>,
+    pub routes: Arc<RouteTable>,
+    pub blobs: BlobDir,
+    pub logs: LogHub,
+    pub server_key: SigningKey,
+    /// Pools of each app's active release. Written by rollouts and deletes (under the app's
+    /// lock), read by inspect views.
+    active: Mutex<HashMap<AppKey, Vec<Arc<ResourcePool>>>>,
+    /// One lock per app: deploys and deletes of the same app run one at a time.
+    app_locks: Mutex<HashMap<AppKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Deployer {
+    pub fn new(
+        cfg: ServerConfig,
+        store: Arc<dyn Store>,
+        agent: Arc<Agent>,
+        routes: Arc<RouteTable>,
+        blobs: BlobDir,
+        logs: LogHub,
+        server_key: SigningKey,
+    ) -> Arc<Self> {
+        Arc::new(Deployer {
+            cfg,
+            store,
+            agent,
+            routes,
+            blobs,
+            logs,
+            server_key,
+            active: Default::default(),
+            app_locks: Default::default(),
+        })
+    }
+
+    fn lock_for(&self, app: &AppKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.app_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(app.clone()).or_default().clone()
+    }
+
+    /// The trusted keys, as stored; also pushed to the agent.
+    pub async fn trusted_keys(&self) -> Result<TrustedKeys, ApiError> {
+        let mut keys = TrustedKeys::new();
+        for row in self.store.list_keys().await? {
+            match morel_bundle::PublicKey::from_text(&row.public_key) {
+                Ok(k) => {
+                    keys.insert(k);
+                }
+                Err(e) => {
+                    tracing::warn!(key = %row.key_id, error = %e, "ignoring unreadable trusted key")
+                }
+            }
+        }
+        self.agent.set_trusted(keys.clone());
+        Ok(keys)
+    }
+
+    /// Verifies an uploaded bundle's digest and signature and stores it. Idempotent.
+    pub async fn store_bundle(
+        &self,
+        expected: &Digest,
+        bytes: &[u8],
+        sig: &Signature,
+    ) -> Result<Digest, ApiError> {
+        let trusted = self.trusted_keys().await?;
+        let digest = morel_bundle::verify(bytes, Some(expected), sig, &trusted)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        // The manifest must be readable and valid before anything can be deployed from it.
+        read_manifest(bytes)?;
+        self.put_blob(&digest, bytes, sig).await?;
+        Ok(digest)
+    }
+
+    async fn put_blob(
+        &self,
+        digest: &Digest,
+        bytes: &[u8],
+        sig: &Signature,
+    ) -> Result<(), ApiError> {
+        if !self.blobs.contains(digest) {
+            self.blobs
+                .put(digest, bytes, sig)
+                .await
+                .map_err(|e| ApiError::internal("writing a bundle", &e))?;
+        }
+        self.store
+            .put_blob(&BlobRow {
+                digest: digest.clone(),
+                size: bytes.len() as i64,
+                signature: sig.to_header(),
+                key_id: sig.key_id.clone(),
+                created_at: morel_core::time::now_ms(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Builds, packs and signs (with the server's key) a project directory received through
+    /// seed 000's package or repository API.
+    pub async fn pack_and_store(
+        &self,
+        dir: &Path,
+        name: &str,
+    ) -> Result<(Digest, Manifest), ApiError> {
+        let opts = BuildOptions {
+            name: Some(name.to_owned()),
+            python: self.cfg.python.clone(),
+            node: self.cfg.node.clone(),
+        };
+        let dir_owned = dir.to_owned();
+        let (manifest, packed) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+            let manifest = morel_manifest::build_manifest(&dir_owned, &opts)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let json = serde_json::to_vec_pretty(&manifest)
+                .map_err(|e| ApiError::internal("serializing a manifest", &e))?;
+            let packed = morel_bundle::pack_dir(&dir_owned, &json, &PackLimits::default())
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Ok((manifest, packed))
+        })
+        .await
+        .map_err(|e| ApiError::internal("building a package", &e))??;
+        let sig = morel_bundle::sign(&packed.digest, &self.server_key);
+        self.put_blob(&packed.digest, &packed.bytes, &sig).await?;
+        Ok((packed.digest, manifest))
+    }
+
+    /// Records release `v{N+1}` of `app` for `digest` and starts rolling it out in the background.
+    pub async fn create_release(
+        self: &Arc<Self>,
+        app: &AppKey,
+        digest: &Digest,
+        env: &str,
+        config: &BTreeMap<String, String>,
+    ) -> Result<ReleaseRow, ApiError> {
+        if self.store.get_blob(digest).await?.is_none() || !self.blobs.contains(digest) {
+            return Err(ApiError::bad_request(format!(
+                "bundle {digest} has not been uploaded"
+            )));
+        }
+        let (bytes, _) = self
+            .blobs
+            .read(digest)
+            .await
+            .map_err(|e| ApiError::internal("reading a bundle", &e))?;
+        let manifest = read_manifest(&bytes)?;
+        if manifest.project_name != app.name.as_str() {
+            tracing::info!(bundle = %manifest.project_name, app = %app.name, "deploying a bundle under another app name");
+        }
+        let manifest_json = serde_json::to_string(&manifest)
+            .map_err(|e| ApiError::internal("serializing a manifest", &e))?;
+        let config_json = serde_json::to_string(config)
+            .map_err(|e| ApiError::internal("serializing config", &e))?;
+        self.store.ensure_app(app).await?;
+        let release = self
+            .store
+            .create_release(app, env, digest, &manifest_json, &config_json)
+            .await?;
+        self.logs.event(
+            app,
+            format!(
+                "release v{} created from bundle {}",
+                release.number,
+                digest.short()
+            ),
+        );
+        let this = self.clone();
+        let r = release.clone();
+        tokio::spawn(async move { this.rollout(r).await });
+        Ok(release)
+    }
+
+    /// Waits until the release reaches a terminal status, or `limit` passes.
+    pub async fn wait_release(
+        &self,
+        app: &AppKey,
+        number: i64,
+        limit: Duration,
+    ) -> Result<ReleaseRow, ApiError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let r = self.store.get_release(app, number).await?.ok_or_else(|| {
+                ApiError::not_found(format!("release v{number} of {app} not found"))
+            })?;
+            if r.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+                return Ok(r);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn rollout(self: Arc<Self>, release: ReleaseRow) {
+        let app = release.app.clone();
+        let lock = self.lock_for(&app);
+        let _guard = lock.lock().await;
+        // The app may have been deleted while this waited.
+        if self.store.get_app(&app).await.ok().flatten().is_none() {
+            return;
+        }
+        let n = release.number;
+        if let Err(e) = self.rollout_locked(&release).await {
+            let msg = e.to_string();
+            tracing::warn!(app = %app, release = n, error = %msg, "release failed");
+            self.logs.event(&app, format!("release v{n} failed: {msg}"));
+            let _ = self
+                .store
+                .set_release_status(&app, n, ReleaseStatus::Failed, Some(&msg))
+                .await;
+        }
+    }
+
+    async fn rollout_locked(&self, release: &ReleaseRow) -> Result<(), morel_agent::AgentError> {
+        let app = &release.app;
+        let n = release.number;
+        let boot = self
+            .store
+            .get_app(app)
+            .await?
+            .and_then(|a| a.active_release)
+            == Some(n);
+        self.store
+            .set_release_status(app, n, ReleaseStatus::Installing, None)
+            .await?;
+        let logs = self.logs.clone();
+        let app_for_progress = app.clone();
+        let progress = move |step: String| logs.event(&app_for_progress, format!("v{n}: {step}"));
+        let prepared = self
+            .agent
+            .prepare(app, &release.env, n, &release.digest, &progress)
+            .await?;
+        self.store
+            .set_release_status(app, n, ReleaseStatus::Starting, None)
+            .await?;
+        progress("starting instances".into());
+        let config: BTreeMap<String, String> =
+            serde_json::from_str(&release.config_json).unwrap_or_default();
+        let pools = self.agent.start(&prepared, &config).await?;
+
+        // Switch routing to the new pools, then retire the old ones.
+        let mut functions = HashMap::new();
+        for pool in &pools {
+            for f in pool.functions() {
+                functions.insert(
+                    f.name.clone(),
+                    FnRoute {
+                        pool: pool.clone(),
+                        params: f.params.clone(),
+                    },
+                );
+            }
+        }
+        self.routes.install(
+            app.namespace.as_str(),
+            app.name.as_str(),
+            AppRoutes {
+                release: n,
+                env: release.env.clone(),
+                functions,
+            },
+        );
+        let old = {
+            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            active.insert(app.clone(), pools.clone())
+        };
+        let previous = self
+            .store
+            .get_app(app)
+            .await?
+            .and_then(|a| a.active_release);
+        self.store.set_active_release(app, Some(n)).await?;
+        self.store
+            .set_release_status(app, n, ReleaseStatus::Ready, None)
+            .await?;
+        if let Some(p) = previous.filter(|p| *p != n) {
+            self.store
+                .set_release_status(app, p, ReleaseStatus::Superseded, None)
+                .await?;
+        }
+        progress(format!("ready; routing to v{n}"));
+        if let Some(old) = old {
+            for pool in old {
+                pool.stop().await;
+            }
+        }
+
+        // Persist the reconcile state of each resource (seed 002) and the functions' signatures.
+        let existing: HashMap<String, ResourceRow> = self
+            .store
+            .list_resources(app)
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        for pool in &pools {
+            let Some(spec) = prepared.manifest.resources.get(&pool.resource) else {
+                continue;
+            };
+            let status = match existing.get(&pool.resource) {
+                Some(_) if boot => existing[&pool.resource].status,
+                Some(_) => ResourceStatus::Updated,
+                None => ResourceStatus::Deployed,
+            };
+            self.store
+                .upsert_resource(&ResourceRow {
+                    app: app.clone(),
+                    name: pool.resource.clone(),
+                    runtime: spec.runtime,
+                    config_hash: spec.config_hash.clone(),
+                    digest: release.digest.clone(),
+                    release: n,
+                    status,
+                    error: None,
+                    endpoint_url: format!(
+                        "{}/{}/{}/latest/call",
+                        self.cfg.public_url, app.namespace, app.name
+                    ),
+                    updated_at: morel_core::time::now_ms(),
+                })
+                .await?;
+            let rows: Vec<morel_store::FunctionRow> = pool
+                .functions()
+                .into_iter()
+                .map(|f| {
+                    let decl = spec.functions.iter().find(|d| d.name == f.name);
+                    morel_store::FunctionRow {
+                        name: f.name,
+                        resource: pool.resource.clone(),
+                        params: f.params,
+                        is_async: f.is_async,
+                        http_method: decl.and_then(|d| d.http_method.clone()),
+                        http_path: decl.and_then(|d| d.http_path.clone()),
+                    }
+                })
+                .collect();
+            self.store
+                .replace_functions(app, &pool.resource, &rows)
+                .await?;
+        }
+        for name in existing.keys() {
+            if !prepared.manifest.resources.contains_key(name) {
+                self.store.delete_resource(app, name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops an app's instances, removes its routes, data and files. False if it did not exist.
+    pub async fn delete_app(&self, app: &AppKey) -> Result<bool, ApiError> {
+        let lock = self.lock_for(app);
+        let _guard = lock.lock().await;
+        let existed = self.store.get_app(app).await?.is_some()
+            || self.store.get_package(app).await?.is_some();
+        self.routes
+            .remove(app.namespace.as_str(), app.name.as_str());
+        let pools = self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(app);
+        for pool in pools.unwrap_or_default() {
+            pool.stop().await;
+        }
+        self.store.delete_package(app).await?;
+        self.store.delete_app(app).await?;
+        self.agent
+            .remove_app_files(app)
+            .await
+            .map_err(|e| ApiError::internal("removing app files", &e))?;
+        Ok(existed)
+    }
+
+    /// Stops every running instance (server shutdown).
+    pub async fn shutdown(&self) {
+        let all: Vec<_> = self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for (_, pools) in all {
+            for pool in pools {
+                pool.stop().await;
+            }
+        }
+    }
+
+    pub fn active_pools(&self, app: &AppKey) -> Vec<Arc<ResourcePool>> {
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(app)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Brings every app's active release back after a restart; fails releases a crash interrupted.
+    pub async fn boot(self: &Arc<Self>) -> Result<(), ApiError> {
+        self.trusted_keys().await?;
+        self.agent
+            .forget_stale_instances()
+            .await
+            .map_err(|e| ApiError::internal("cleaning stale instances", &e))?;
+        for app in self.store.list_apps().await? {
+            for r in self.store.list_releases(&app.key).await? {
+                if !r.status.is_terminal() && Some(r.number) != app.active_release {
+                    self.store
+                        .set_release_status(
+                            &app.key,
+                            r.number,
+                            ReleaseStatus::Failed,
+                            Some("interrupted by a server restart"),
+                        )
+                        .await?;
+                }
+            }
+            let Some(n) = app.active_release else {
+                continue;
+            };
+            let Some(release) = self.store.get_release(&app.key, n).await? else {
+                continue;
+            };
+            tracing::info!(app = %app.key, release = n, "restoring active release");
+            let this = self.clone();
+            tokio::spawn(async move { this.rollout(release).await });
+        }
+        Ok(())
+    }
+}
+
+pub fn read_manifest(bundle: &[u8]) -> Result<Manifest, ApiError> {
+    let bytes = morel_bundle::read_entry(bundle, morel_manifest::MANIFEST_FILE, 4 << 20)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Manifest::from_json(&bytes).map_err(|e| ApiError::bad_request(e.to_string()))
+}

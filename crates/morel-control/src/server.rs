@@ -1,0 +1,98 @@
+//! Wiring: build the router (public call path + authenticated control API) and serve it on
+//! a given listener until the shutdown future resolves.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use morel_gateway::{CallLimits, RouteTable};
+
+use crate::api::{AppState, apps, compat};
+use crate::auth::{Token, require_token};
+use crate::deploy::{Deployer, MAX_BUNDLE_BYTES};
+
+pub struct Server {
+    pub deployer: Arc<Deployer>,
+    pub routes: Arc<RouteTable>,
+    pub token: Token,
+}
+
+impl Server {
+    pub fn router(&self) -> Router {
+        let state = AppState {
+            deployer: self.deployer.clone(),
+            token: self.token.clone(),
+        };
+        let control = Router::new()
+            .route(
+                "/api/bundles/{digest}",
+                get(apps::bundle_exists)
+                    .head(apps::bundle_exists)
+                    .put(apps::put_bundle),
+            )
+            .route("/api/apps", get(apps::list_apps))
+            .route(
+                "/api/apps/{app}",
+                get(apps::get_app).delete(apps::delete_app),
+            )
+            .route(
+                "/api/apps/{app}/releases",
+                get(apps::list_releases).post(apps::create_release),
+            )
+            .route("/api/apps/{app}/releases/{version}", get(apps::get_release))
+            .route("/api/apps/{app}/manifest", get(apps::get_manifest))
+            .route("/api/apps/{app}/logs", get(apps::logs))
+            .route("/api/keys", get(apps::list_keys).post(apps::trust_key))
+            .route(
+                "/api/keys/{key_id}",
+                axum::routing::delete(apps::remove_key),
+            )
+            // Seed 000's routes.
+            .route("/validate", get(compat::validate))
+            .route("/api/account/deploy-enabled", get(compat::deploy_enabled))
+            .route("/api/account/refresh-token", get(compat::refresh_token))
+            .route(
+                "/api/billing/list-subscriptions",
+                get(compat::list_subscriptions),
+            )
+            .route(
+                "/api/billing/list-subscriptions-deploys",
+                get(compat::list_subscriptions_deploys),
+            )
+            .route("/api/package/create", post(compat::package_create))
+            .route("/api/repository/branchlist", post(compat::branch_list))
+            .route("/api/repository/add", post(compat::repository_add))
+            .route("/api/deploy/create", post(compat::deploy_create))
+            .route("/api/deploy/delete", post(compat::deploy_delete))
+            .route("/api/deploy/logs", post(compat::deploy_logs))
+            .route("/api/inspect", get(compat::inspect))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.token.clone(),
+                require_token,
+            ))
+            .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES))
+            .with_state(state);
+        Router::new()
+            .route("/api/readiness", get(compat::readiness))
+            .merge(control)
+            .merge(morel_gateway::router(
+                self.routes.clone(),
+                CallLimits::default(),
+            ))
+            .fallback(|| async { crate::ApiError::not_found("no such route") })
+    }
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    server: &Server,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = server.router();
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

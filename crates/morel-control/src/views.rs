@@ -1,0 +1,175 @@
+//! API views: what crosses the wire. Built from store rows; never stored.
+
+use morel_store::{AppRow, FunctionRow, InstanceRow, LogRow, ReleaseRow, ResourceRow};
+use serde::Serialize;
+
+#[derive(Serialize)]
+pub struct ReleaseView {
+    pub app: String,
+    pub namespace: String,
+    pub version: String,
+    pub number: i64,
+    pub env: String,
+    pub digest: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at: String,
+}
+
+impl From<&ReleaseRow> for ReleaseView {
+    fn from(r: &ReleaseRow) -> Self {
+        ReleaseView {
+            app: r.app.name.to_string(),
+            namespace: r.app.namespace.to_string(),
+            version: format!("v{}", r.number),
+            number: r.number,
+            env: r.env.clone(),
+            digest: r.digest.to_string(),
+            status: r.status.to_string(),
+            error: r.error.clone(),
+            created_at: morel_core::time::rfc3339(r.created_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct AppSummary {
+    pub name: String,
+    pub namespace: String,
+    pub active_release: Option<String>,
+    pub status: String,
+    pub url: Option<String>,
+    pub updated_at: String,
+}
+
+impl AppSummary {
+    pub fn new(app: &AppRow, latest: Option<&ReleaseRow>, base_url: &str) -> Self {
+        let status = match (app.active_release, latest) {
+            (_, Some(l)) if !l.status.is_terminal() => l.status.to_string(),
+            (Some(_), _) => "ready".into(),
+            (None, Some(l)) => l.status.to_string(),
+            (None, None) => "empty".into(),
+        };
+        AppSummary {
+            name: app.key.name.to_string(),
+            namespace: app.key.namespace.to_string(),
+            active_release: app.active_release.map(|n| format!("v{n}")),
+            status,
+            url: app.active_release.map(|_| {
+                format!(
+                    "{base_url}/{}/{}/latest/call/",
+                    app.key.namespace, app.key.name
+                )
+            }),
+            updated_at: morel_core::time::rfc3339(app.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct FunctionView {
+    pub name: String,
+    pub resource: String,
+    pub params: Vec<String>,
+    pub is_async: bool,
+    pub url: String,
+}
+
+impl FunctionView {
+    pub fn new(f: &FunctionRow, base: &str) -> Self {
+        FunctionView {
+            name: f.name.clone(),
+            resource: f.resource.clone(),
+            params: f.params.clone(),
+            is_async: f.is_async,
+            url: format!("{base}{}", f.name),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ResourceView {
+    pub name: String,
+    pub runtime: String,
+    pub config_hash: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub endpoint_url: String,
+    pub release: String,
+}
+
+impl From<&ResourceRow> for ResourceView {
+    fn from(r: &ResourceRow) -> Self {
+        ResourceView {
+            name: r.name.clone(),
+            runtime: r.runtime.to_string(),
+            config_hash: r.config_hash.clone(),
+            status: r.status.to_string(),
+            error: r.error.clone(),
+            endpoint_url: r.endpoint_url.clone(),
+            release: format!("v{}", r.release),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct InstanceView {
+    pub id: String,
+    pub resource: String,
+    pub release: String,
+    pub node: String,
+    pub state: String,
+    pub pid: Option<i64>,
+    pub restarts: i64,
+    pub last_error: Option<String>,
+    pub digest: String,
+    pub uptime_s: i64,
+}
+
+impl From<&InstanceRow> for InstanceView {
+    fn from(r: &InstanceRow) -> Self {
+        InstanceView {
+            id: r.id.to_string(),
+            resource: r.resource.clone(),
+            release: format!("v{}", r.release),
+            node: r.node.clone(),
+            state: r.state.to_string(),
+            pid: r.pid,
+            restarts: r.restarts,
+            last_error: r.last_error.clone(),
+            digest: r.digest.short().to_owned(),
+            uptime_s: (morel_core::time::now_ms() - r.started_at) / 1000,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct AppDetail {
+    #[serde(flatten)]
+    pub summary: AppSummary,
+    pub releases: Vec<ReleaseView>,
+    pub resources: Vec<ResourceView>,
+    pub functions: Vec<FunctionView>,
+    pub instances: Vec<InstanceView>,
+}
+
+#[derive(Serialize)]
+pub struct LogView {
+    pub id: i64,
+    pub ts: String,
+    pub stream: &'static str,
+    pub source: String,
+    pub line: String,
+}
+
+impl From<&LogRow> for LogView {
+    fn from(l: &LogRow) -> Self {
+        LogView {
+            id: l.id,
+            ts: morel_core::time::rfc3339(l.ts),
+            stream: l.stream.as_str(),
+            source: l.source.clone(),
+            line: l.line.clone(),
+        }
+    }
+}

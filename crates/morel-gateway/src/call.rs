@@ -1,0 +1,162 @@
+//! The call path handlers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use morel_agent::CallError;
+use morel_runtime_process::InvokeError;
+
+use crate::{RouteTable, bind_args};
+
+#[derive(Clone, Copy, Debug)]
+pub struct CallLimits {
+    /// Largest request body accepted (413 beyond).
+    pub max_body: usize,
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        CallLimits { max_body: 6 << 20 }
+    }
+}
+
+#[derive(Clone)]
+struct Gw {
+    routes: Arc<RouteTable>,
+    limits: CallLimits,
+}
+
+/// The call-path router; merge it into the server's router.
+pub fn router(routes: Arc<RouteTable>, limits: CallLimits) -> Router {
+    let gw = Gw { routes, limits };
+    Router::new()
+        .route("/{prefix}/{app}/{version}/call/{func}", any(call))
+        .route("/{prefix}/{app}/{version}/await/{func}", any(call))
+        .with_state(gw)
+}
+
+fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "error": message.into(), "type": kind });
+    let mut resp = (status, axum::Json(body)).into_response();
+    resp.headers_mut()
+        .insert("x-morel-edge", HeaderValue::from_static("1"));
+    resp
+}
+
+async fn call(
+    State(gw): State<Gw>,
+    Path((prefix, app, version, func)): Path<(String, String, String, String)>,
+    body: Body,
+) -> Response {
+    let Some(routes) = gw.routes.get(&prefix, &app) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("app {prefix}/{app} is not deployed"),
+        );
+    };
+    let version_ok = version == "latest"
+        || version == routes.env
+        || version
+            .strip_prefix('v')
+            .and_then(|n| n.parse::<i64>().ok())
+            == Some(routes.release);
+    if !version_ok {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!(
+                "version {version:?} of {app} is not active (active: v{}, also reachable as \"latest\" and {:?})",
+                routes.release, routes.env
+            ),
+        );
+    }
+    let Some(route) = routes.functions.get(&func) else {
+        let mut names: Vec<&str> = routes.functions.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!(
+                "app {app} has no function {func:?} (functions: {})",
+                names.join(", ")
+            ),
+        );
+    };
+    let bytes = match axum::body::to_bytes(body, gw.limits.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                format!(
+                    "request body exceeds the limit of {} bytes",
+                    gw.limits.max_body
+                ),
+            );
+        }
+    };
+    let args = match bind_args(&bytes, &route.params) {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
+    };
+    let deadline = route.pool.timeout;
+    match route
+        .pool
+        .invoke(&func, &args.args, &args.kwargs, deadline)
+        .await
+    {
+        Ok(result) => {
+            let mut resp = Response::new(Body::from(String::from(Box::<str>::from(result))));
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            h.insert("x-morel-edge", HeaderValue::from_static("1"));
+            resp
+        }
+        Err(CallError::Invoke(InvokeError::Raised { message, kind, .. })) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, &kind, message)
+        }
+        Err(CallError::Invoke(InvokeError::NotFound(_))) => error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("function {func:?} is not loaded"),
+        ),
+        Err(CallError::Invoke(InvokeError::Timeout(d))) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            format!(
+                "{func} did not return within its deadline of {}",
+                fmt_duration(d)
+            ),
+        ),
+        Err(CallError::Invoke(InvokeError::WorkerDied(why))) => error(
+            StatusCode::BAD_GATEWAY,
+            "WorkerDied",
+            format!(
+                "the worker running {func} died during the call ({why}); it is being restarted"
+            ),
+        ),
+        Err(e @ CallError::NoInstance { .. }) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+fn fmt_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

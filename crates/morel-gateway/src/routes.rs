@@ -1,0 +1,49 @@
+//! The in-memory route table. Written by the control plane (release activated, app deleted),
+//! read by every call.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use morel_agent::ResourcePool;
+
+/// How to reach one function: its resource's pool and its parameter names (for binding
+/// a JSON object body to named arguments).
+#[derive(Clone)]
+pub struct FnRoute {
+    pub pool: Arc<ResourcePool>,
+    pub params: Vec<String>,
+}
+
+/// Everything the gateway needs to serve one app's active release.
+pub struct AppRoutes {
+    pub release: i64,
+    pub env: String,
+    pub functions: HashMap<String, FnRoute>,
+}
+
+#[derive(Default)]
+pub struct RouteTable {
+    apps: RwLock<HashMap<(String, String), Arc<AppRoutes>>>,
+}
+
+impl RouteTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes `routes` the app's live routes; returns the routes it replaced.
+    pub fn install(&self, namespace: &str, app: &str, routes: AppRoutes) -> Option<Arc<AppRoutes>> {
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        apps.insert((namespace.to_owned(), app.to_owned()), Arc::new(routes))
+    }
+
+    pub fn remove(&self, namespace: &str, app: &str) -> Option<Arc<AppRoutes>> {
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        apps.remove(&(namespace.to_owned(), app.to_owned()))
+    }
+
+    pub fn get(&self, namespace: &str, app: &str) -> Option<Arc<AppRoutes>> {
+        let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
+        apps.get(&(namespace.to_owned(), app.to_owned())).cloned()
+    }
+}

@@ -1,0 +1,483 @@
+//! One worker process and the calls multiplexed over its pipes.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::pipe;
+use tokio::process::Command;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use crate::frame;
+use crate::protocol::{FunctionMeta, HostMessage, LoadFunction, RaisedError, WorkerFrame};
+use crate::spawn;
+
+/// Where a worker's stdout/stderr lines go: `(is_stderr, line)`.
+pub type LogSink = Arc<dyn Fn(bool, String) + Send + Sync>;
+
+/// Everything needed to start one worker: resolved before the process starts.
+#[derive(Clone, Debug)]
+pub struct WorkerSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// The app's extracted bundle; also the `root` of `Load`.
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub app: String,
+    pub resource: String,
+    pub concurrency: u32,
+    /// `(name, file, attr)` of each function to load.
+    pub functions: Vec<(String, String, String)>,
+    pub load_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("could not start {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("worker failed to load: {0}")]
+    Load(String),
+    #[error("worker exited during load ({status}){tail}")]
+    ExitedDuringLoad { status: String, tail: String },
+    #[error("worker did not finish loading within {0:?}")]
+    LoadTimeout(Duration),
+    #[error("worker protocol error: {0}")]
+    Protocol(String),
+}
+
+/// Why a call did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("{message}")]
+    Raised {
+        message: String,
+        kind: String,
+        traceback: Option<String>,
+    },
+    #[error("function {0:?} is not loaded in this worker")]
+    NotFound(String),
+    #[error("call exceeded its deadline of {0:?}")]
+    Timeout(Duration),
+    #[error("worker died during the call: {0}")]
+    WorkerDied(String),
+}
+
+type Reply = Result<Box<RawValue>, InvokeError>;
+
+struct Inner {
+    pid: u32,
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    next_id: AtomicU64,
+    slots: Arc<Semaphore>,
+    alive: AtomicBool,
+    /// Set once by the wait task when the process has exited; read by anyone waiting on exit.
+    exit: watch::Receiver<Option<String>>,
+    /// The last lines of stderr, written by the stderr pump, read for error messages.
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    functions: Vec<FunctionMeta>,
+}
+
+/// A running worker. Cheap to clone; the process is killed when the last clone is stopped or dropped.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+const TAIL_LINES: usize = 20;
+
+impl Worker {
+    /// Starts the process, sends `Load`, and waits for `MetaData`.
+    pub async fn spawn(spec: &WorkerSpec, sink: LogSink) -> Result<Worker, WorkerError> {
+        let spawn_err = |source| WorkerError::Spawn {
+            program: spec.program.display().to_string(),
+            source,
+        };
+        let (child_in, host_out) = spawn::pipe().map_err(spawn_err)?;
+        let (host_in, child_out) = spawn::pipe().map_err(spawn_err)?;
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .current_dir(&spec.cwd)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        spawn::map_protocol_fds(&mut cmd, &child_in, &child_out);
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        drop(child_in);
+        drop(child_out);
+        let pid = child.id().unwrap_or(0);
+
+        let mut writer = pipe::Sender::from_owned_fd(host_out).map_err(spawn_err)?;
+        let reader = pipe::Receiver::from_owned_fd(host_in).map_err(spawn_err)?;
+
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(pump_lines(out, false, sink.clone(), None));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(pump_lines(err, true, sink.clone(), Some(tail.clone())));
+        }
+
+        // Writer: one task owns the pipe and batches whatever frames are queued.
+        let (frames_tx, mut frames_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(64 * 1024);
+            while let Some(first) = frames_rx.recv().await {
+                buf.clear();
+                buf.extend_from_slice(&first);
+                while buf.len() < 1 << 20 {
+                    match frames_rx.try_recv() {
+                        Ok(more) => buf.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                if writer.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+            // Dropping the writer closes fd 3 in the child: the runner's signal to exit.
+        });
+
+        let load = HostMessage::Load {
+            app: &spec.app,
+            resource: &spec.resource,
+            root: &spec.cwd.to_string_lossy(),
+            concurrency: spec.concurrency,
+            functions: spec
+                .functions
+                .iter()
+                .map(|(n, f, a)| LoadFunction {
+                    name: n,
+                    file: f,
+                    attr: a,
+                })
+                .collect(),
+        };
+        send(&frames_tx, &load);
+
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let mut reader = BufReader::with_capacity(64 * 1024, reader);
+        let mut buf = Vec::new();
+        let first =
+            tokio::time::timeout(spec.load_timeout, frame::read(&mut reader, &mut buf)).await;
+        let tail_text = |tail: &Mutex<VecDeque<String>>| {
+            let t = tail
+                .lock()
+                .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+                .unwrap_or_default();
+            if t.is_empty() {
+                String::new()
+            } else {
+                format!(":\n{t}")
+            }
+        };
+        let functions = match first {
+            Err(_) => {
+                spawn::kill_group(pid, libc::SIGKILL);
+                return Err(WorkerError::LoadTimeout(spec.load_timeout));
+            }
+            Ok(Err(e)) => return Err(WorkerError::Protocol(e.to_string())),
+            Ok(Ok(None)) => {
+                let status = match tokio::time::timeout(Duration::from_secs(2), child.wait()).await
+                {
+                    Ok(Ok(s)) => s.to_string(),
+                    _ => "unknown status".into(),
+                };
+                // Let the stderr pump catch up with the last lines.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return Err(WorkerError::ExitedDuringLoad {
+                    status,
+                    tail: tail_text(&tail),
+                });
+            }
+            Ok(Ok(Some(()))) => match serde_json::from_slice::<WorkerFrame>(&buf) {
+                Ok(f) if f.kind == "MetaData" => f.functions,
+                Ok(f) if f.kind == "LoadError" => {
+                    spawn::kill_group(pid, libc::SIGKILL);
+                    let msg = match f.error {
+                        Some(serde_json::Value::String(s)) => s,
+                        Some(other) => other.to_string(),
+                        None => "unknown load error".into(),
+                    };
+                    return Err(WorkerError::Load(msg));
+                }
+                Ok(f) => {
+                    return Err(WorkerError::Protocol(format!(
+                        "expected MetaData, got {}",
+                        f.kind
+                    )));
+                }
+                Err(e) => {
+                    return Err(WorkerError::Protocol(format!(
+                        "unreadable first message: {e}"
+                    )));
+                }
+            },
+        };
+
+        let inner = Arc::new(Inner {
+            pid,
+            frames: frames_tx,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            slots: Arc::new(Semaphore::new(spec.concurrency.max(1) as usize)),
+            alive: AtomicBool::new(true),
+            exit: exit_rx,
+            stderr_tail: tail,
+            functions,
+        });
+        // Reader: route replies to their callers.
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            while let Ok(Some(())) = frame::read(&mut reader, &mut buf).await {
+                let Some(inner) = weak.upgrade() else { break };
+                match serde_json::from_slice::<WorkerFrame>(&buf) {
+                    Ok(WorkerFrame {
+                        kind,
+                        id,
+                        ok,
+                        result,
+                        error,
+                        ..
+                    }) if kind == "InvokeResult" => {
+                        let waiter = inner.pending.lock().ok().and_then(|mut p| p.remove(&id));
+                        if let Some(tx) = waiter {
+                            let reply = if ok {
+                                Ok(result.unwrap_or_else(null_raw))
+                            } else {
+                                let e: RaisedError = error
+                                    .and_then(|v| serde_json::from_value(v).ok())
+                                    .unwrap_or(RaisedError {
+                                        message: "unknown error".into(),
+                                        kind: "Error".into(),
+                                        traceback: None,
+                                    });
+                                if e.kind == "NotFound" {
+                                    Err(InvokeError::NotFound(e.message))
+                                } else {
+                                    Err(InvokeError::Raised {
+                                        message: e.message,
+                                        kind: e.kind,
+                                        traceback: e.traceback,
+                                    })
+                                }
+                            };
+                            let _ = tx.send(reply);
+                        }
+                    }
+                    Ok(other) => {
+                        tracing::warn!(pid = inner.pid, kind = %other.kind, "unexpected worker message")
+                    }
+                    Err(e) => {
+                        tracing::warn!(pid = inner.pid, error = %e, "unreadable worker message")
+                    }
+                }
+            }
+        });
+
+        // Waiter: when the process exits, fail everything in flight at once.
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(s) => describe_exit(s),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            if let Some(inner) = weak.upgrade() {
+                inner.alive.store(false, Ordering::SeqCst);
+                let waiters: Vec<_> = inner
+                    .pending
+                    .lock()
+                    .map(|mut p| p.drain().collect())
+                    .unwrap_or_default();
+                for (_, tx) in waiters {
+                    let _ = tx.send(Err(InvokeError::WorkerDied(status.clone())));
+                }
+            }
+            let _ = exit_tx.send(Some(status));
+        });
+
+        Ok(Worker { inner })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.inner.pid
+    }
+
+    pub fn functions(&self) -> &[FunctionMeta] {
+        &self.inner.functions
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.inner.alive.load(Ordering::SeqCst)
+    }
+
+    /// Calls available right now without waiting.
+    pub fn free_slots(&self) -> usize {
+        self.inner.slots.available_permits()
+    }
+
+    /// The last lines the worker wrote to stderr.
+    pub fn stderr_tail(&self) -> Vec<String> {
+        self.inner
+            .stderr_tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Resolves with a description of the exit once the process has exited.
+    pub async fn exited(&self) -> String {
+        let mut rx = self.inner.exit.clone();
+        loop {
+            if let Some(s) = rx.borrow().clone() {
+                return s;
+            }
+            if rx.changed().await.is_err() {
+                return "exited".into();
+            }
+        }
+    }
+
+    /// Runs one call. The deadline covers waiting for a free slot and the call itself.
+    pub async fn invoke(
+        &self,
+        name: &str,
+        args: &RawValue,
+        kwargs: &RawValue,
+        deadline: Duration,
+    ) -> Result<Box<RawValue>, InvokeError> {
+        let start = tokio::time::Instant::now();
+        let permit =
+            match tokio::time::timeout(deadline, self.inner.slots.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(InvokeError::WorkerDied("worker stopped".into())),
+                Err(_) => return Err(InvokeError::Timeout(deadline)),
+            };
+        if !self.is_alive() {
+            return Err(InvokeError::WorkerDied(
+                self.inner
+                    .exit
+                    .borrow()
+                    .clone()
+                    .unwrap_or_else(|| "worker is not running".into()),
+            ));
+        }
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut p) = self.inner.pending.lock() {
+            p.insert(id, tx);
+        }
+        let remaining = deadline.saturating_sub(start.elapsed());
+        send(
+            &self.inner.frames,
+            &HostMessage::Invoke {
+                id,
+                name,
+                args,
+                kwargs,
+                timeout_ms: remaining.as_millis() as u64,
+            },
+        );
+        let out = match tokio::time::timeout(remaining, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(InvokeError::WorkerDied(
+                self.inner
+                    .exit
+                    .borrow()
+                    .clone()
+                    .unwrap_or_else(|| "worker exited".into()),
+            )),
+            Err(_) => {
+                if let Ok(mut p) = self.inner.pending.lock() {
+                    p.remove(&id);
+                }
+                send(&self.inner.frames, &HostMessage::Cancel { id });
+                Err(InvokeError::Timeout(deadline))
+            }
+        };
+        drop(permit);
+        out
+    }
+
+    /// Stops the worker: closes its input (the runner exits on EOF), then signals the group.
+    pub async fn stop(&self, grace: Duration) {
+        self.inner.slots.close();
+        spawn::kill_group(self.inner.pid, libc::SIGTERM);
+        if tokio::time::timeout(grace, self.exited()).await.is_err() {
+            spawn::kill_group(self.inner.pid, libc::SIGKILL);
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.exited()).await;
+        }
+    }
+
+    /// Kills the worker at once (tests use this to simulate a crash).
+    pub fn kill(&self) {
+        spawn::kill_group(self.inner.pid, libc::SIGKILL);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.alive.load(Ordering::SeqCst) {
+            spawn::kill_group(self.pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn null_raw() -> Box<RawValue> {
+    RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable_raw())
+}
+
+fn unreachable_raw() -> Box<RawValue> {
+    // "null" is always valid JSON; this only exists to avoid a panic path in library code.
+    serde_json::value::to_raw_value(&serde_json::Value::Null).unwrap_or_default()
+}
+
+fn send(frames: &mpsc::UnboundedSender<Vec<u8>>, msg: &HostMessage<'_>) {
+    let Ok(json) = serde_json::to_vec(msg) else {
+        return;
+    };
+    let mut out = Vec::with_capacity(json.len() + 4);
+    frame::encode(&json, &mut out);
+    let _ = frames.send(out);
+}
+
+fn describe_exit(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exit code {c}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => s.to_string(),
+    }
+}
+
+async fn pump_lines<R: tokio::io::AsyncRead + Unpin>(
+    r: R,
+    is_stderr: bool,
+    sink: LogSink,
+    tail: Option<Arc<Mutex<VecDeque<String>>>>,
+) {
+    let mut lines = BufReader::new(r).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(tail) = &tail
+            && let Ok(mut t) = tail.lock()
+        {
+            if t.len() == TAIL_LINES {
+                t.pop_front();
+            }
+            t.push_back(line.clone());
+        }
+        sink(is_stderr, line);
+    }
+}

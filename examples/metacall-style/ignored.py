@@ -1,0 +1,3 @@
+# Not listed in metacall.json, so not deployed.
+def not_deployed():
+    return 1
