@@ -1,0 +1,1 @@
+//! Seed 000 API compatibility tests (written next).

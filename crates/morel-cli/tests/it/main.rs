@@ -1,0 +1,12 @@
+//! End-to-end tests: the real `morel` binary, real worker processes, real HTTP on loopback.
+
+mod compat;
+mod flows;
+mod lifecycle;
+mod metacall_client;
+
+use std::path::PathBuf;
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_morel"))
+}

@@ -1,0 +1,1 @@
+//! The published @metacall/deploy client against Morel (written next).
