@@ -23,6 +23,7 @@ to fd 4 are written under a lock so each frame is contiguous.
 """
 
 import asyncio
+import collections
 import concurrent.futures
 import importlib
 import importlib.util
@@ -463,43 +464,153 @@ def _fatal(message):
     _shutdown(2)
 
 
-def _read_frames(first_only=False):
-    """Yield decoded frames from fd 3; returns at EOF."""
-    buf = bytearray()
-    need = 4  # bytes needed before something can be parsed
-    while True:
-        try:
-            chunk = os.read(IN_FD, max(READ_CHUNK, need - len(buf)))
-        except InterruptedError:
-            continue
-        if not chunk:
-            if buf:
-                sys.stderr.write(
-                    "morel runner: EOF in the middle of a frame (%d bytes pending)\n"
-                    % len(buf)
-                )
-            return
-        buf += chunk
-        n = len(buf)
-        pos = 0
-        while n - pos >= 4:
-            (length,) = _unpack_len(buf, pos)
-            if length > MAX_FRAME:
-                _fatal("frame of %d bytes exceeds the %d byte limit" % (length, MAX_FRAME))
-            end = pos + 4 + length
-            if end > n:
-                break
+class _Input:
+    """Frames from fd 3.  Not thread-safe: callers hold ``_reader_lock``."""
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.pos = 0
+
+    def next(self):
+        """The next decoded frame, or None at EOF."""
+        buf = self.buf
+        while True:
+            avail = len(buf) - self.pos
+            if avail >= 4:
+                (length,) = _unpack_len(buf, self.pos)
+                if length > MAX_FRAME:
+                    _fatal("frame of %d bytes exceeds the %d byte limit" % (length, MAX_FRAME))
+                if avail >= 4 + length:
+                    start = self.pos + 4
+                    self.pos = start + length
+                    try:
+                        msg = _decode(buf[start : self.pos])
+                    except ValueError as e:
+                        _fatal("malformed frame (not UTF-8 JSON): %s" % e)
+                    if type(msg) is not dict:
+                        _fatal("malformed frame: expected a JSON object, got %s" % type(msg).__name__)
+                    return msg
+                need = 4 + length - avail
+            else:
+                need = 4 - avail
+            # Drop consumed bytes only when we have to read anyway: keeps the
+            # cost linear when one read brings many frames.
+            if self.pos:
+                del buf[: self.pos]
+                self.pos = 0
             try:
-                msg = _decode(buf[pos + 4 : end])
-            except ValueError as e:
-                _fatal("malformed frame (not UTF-8 JSON): %s" % e)
-            if type(msg) is not dict:
-                _fatal("malformed frame: expected a JSON object, got %s" % type(msg).__name__)
-            pos = end
-            yield msg
-        if pos:
-            del buf[:pos]
-        need = 4 if len(buf) < 4 else 4 + _unpack_len(buf, 0)[0]
+                chunk = os.read(IN_FD, max(READ_CHUNK, need))
+            except InterruptedError:
+                continue
+            if not chunk:
+                if buf:
+                    sys.stderr.write(
+                        "morel runner: EOF in the middle of a frame (%d bytes pending)\n" % len(buf)
+                    )
+                return None
+            buf += chunk
+
+
+class _Dispatcher:
+    """Reads frames and runs calls.
+
+    Leader/follower: the ``concurrency`` threads of the pool take turns being
+    the reader.  The thread holding ``reader_lock`` reads frames, hands async
+    calls and cancellations to the event loop, and when it reads a sync call
+    it gives up the reader role and runs that call itself -- so a sync call
+    needs no thread hand-off.  The main thread only becomes the reader while
+    every pool thread is busy, so EOF, Cancel and async calls are still
+    noticed while sync calls hang; sync calls it reads wait in ``backlog``
+    for the next free pool thread.
+    """
+
+    # How long every pool thread must look busy before the main thread
+    # takes over reading.
+    SATURATION_GRACE_S = 0.02
+
+    def __init__(self, table, concurrency):
+        self.table = table
+        self.concurrency = concurrency
+        self.input = _Input()
+        self.reader_lock = threading.Lock()
+        self.busy = 0
+        self.cv = threading.Condition(threading.Lock())
+        self.backlog = collections.deque()
+
+    def read_sync_call(self, main_thread=False):
+        """Read frames, dispatching all but sync calls; return one sync call.
+
+        The main thread returns None as soon as a pool thread is free.
+        Called with ``reader_lock`` held.
+        """
+        get = self.table.get
+        while True:
+            msg = self.input.next()
+            if msg is None:
+                _shutdown(0)
+            kind = msg.get("type")
+            if kind == "Invoke":
+                call_id = msg.get("id")
+                entry = get(msg.get("name"))
+                if entry is None:
+                    _send_error(call_id, "NotFound", "no such function: %r" % (msg.get("name"),))
+                else:
+                    fn, is_async = entry
+                    args = msg.get("args") or ()
+                    kwargs = msg.get("kwargs") or {}
+                    if not is_async:
+                        return (call_id, fn, args, kwargs)
+                    _async.loop.call_soon_threadsafe(_async.start, call_id, fn, args, kwargs)
+            elif kind == "Cancel":
+                # Sync calls cannot be interrupted; async tasks are cancelled.
+                loop = _async.loop
+                if loop is not None:
+                    loop.call_soon_threadsafe(_async.cancel, msg.get("id"))
+            else:
+                sys.stderr.write("morel runner: ignoring unknown frame type %r\n" % (kind,))
+            if main_thread and self.busy < self.concurrency:
+                return None
+
+    def serve(self):
+        """Body of every pool thread."""
+        backlog = self.backlog
+        cv = self.cv
+        while True:
+            try:
+                call = backlog.popleft()
+            except IndexError:
+                with self.reader_lock:
+                    try:
+                        call = backlog.popleft()
+                    except IndexError:
+                        call = self.read_sync_call()
+            with cv:
+                self.busy += 1
+                if self.busy == self.concurrency:
+                    cv.notify()
+            try:
+                _call_sync(*call)
+            finally:
+                with cv:
+                    self.busy -= 1
+
+    def main_loop(self):
+        cv = self.cv
+        n = self.concurrency
+        while True:
+            with cv:
+                while self.busy < n:
+                    cv.wait()
+                # Every pool thread is busy.  Calls are usually short: give
+                # them a moment before stealing the reader role.
+                if cv.wait_for(lambda: self.busy < n, timeout=self.SATURATION_GRACE_S):
+                    continue
+            with self.reader_lock:
+                while self.busy >= n:
+                    call = self.read_sync_call(main_thread=True)
+                    if call is None:
+                        break
+                    self.backlog.append(call)
 
 
 def main():
@@ -520,11 +631,11 @@ def main():
         sys.stderr.write("morel runner: fd 3 and fd 4 must be the protocol pipes\n")
         sys.exit(2)
 
-    frames = _read_frames()
-    first = next(frames, None)
+    inp = _Input()
+    first = inp.next()
     if first is None:
         _shutdown(0)
-    if not isinstance(first, dict) or first.get("type") != "Load":
+    if first.get("type") != "Load":
         _fatal("expected a Load frame first, got %r" % (first,))
 
     try:
@@ -539,39 +650,27 @@ def main():
         concurrency = max(1, int(first.get("concurrency") or 1))
     except (TypeError, ValueError):
         concurrency = 1
+    if any(is_async for _, is_async in table.values()):
+        _async.get_loop()
+
+    dispatcher = _Dispatcher(table, concurrency)
+    dispatcher.input = inp  # keeps any bytes read past the Load frame
+    _send({"type": "MetaData", "functions": meta})
     pool = concurrent.futures.ThreadPoolExecutor(
         max_workers=concurrency, thread_name_prefix="morel-call"
     )
-    if any(is_async for _, is_async in table.values()):
-        _async.get_loop()
-    _send({"type": "MetaData", "functions": meta})
+    for _ in range(concurrency):
+        pool.submit(_guard, dispatcher.serve)
+    _guard(dispatcher.main_loop)
 
-    submit = pool.submit
-    get = table.get
-    for msg in frames:
-        kind = msg.get("type")
-        if kind == "Invoke":
-            call_id = msg.get("id")
-            entry = get(msg.get("name"))
-            if entry is None:
-                _send_error(call_id, "NotFound", "no such function: %r" % msg.get("name"))
-                continue
-            fn, is_async = entry
-            args = msg.get("args") or ()
-            kwargs = msg.get("kwargs") or {}
-            if is_async:
-                _async.loop.call_soon_threadsafe(_async.start, call_id, fn, args, kwargs)
-            else:
-                submit(_call_sync, call_id, fn, args, kwargs)
-        elif kind == "Cancel":
-            # Sync calls cannot be interrupted; async tasks are cancelled.
-            loop = _async.loop
-            if loop is not None:
-                loop.call_soon_threadsafe(_async.cancel, msg.get("id"))
-        else:
-            sys.stderr.write("morel runner: ignoring unknown frame type %r\n" % (kind,))
 
-    _shutdown(0)
+def _guard(body):
+    try:
+        body()
+    except BaseException:
+        # A bug in the runner itself: the worker is unusable, say so and go.
+        sys.stderr.write("morel runner: internal error\n" + traceback.format_exc())
+        _shutdown(3)
 
 
 if __name__ == "__main__":
