@@ -2,6 +2,8 @@
 //! into `morel up`. Output for humans goes to stdout, progress and logs to stderr; listing
 //! commands take `--json`.
 
+#![allow(clippy::print_stdout)] // printing results is what a CLI is for
+
 mod args;
 mod client;
 mod commands;

@@ -108,6 +108,7 @@ pub async fn clone(program: &str, url: &str, branch: &str, dest: &Path) -> Resul
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

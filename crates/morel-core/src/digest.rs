@@ -78,6 +78,7 @@ impl fmt::Debug for Digest {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

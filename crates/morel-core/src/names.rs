@@ -196,6 +196,7 @@ impl fmt::Debug for FunctionName {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

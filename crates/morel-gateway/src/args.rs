@@ -54,6 +54,7 @@ pub fn bind_args(body: &[u8], params: &[String]) -> Result<CallArgs, BadJson> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -461,7 +461,7 @@ fn apply_section(
         spec.concurrency = c;
     }
     if let Some(t) = sec.timeout_s {
-        if !(t > 0.0) {
+        if t.is_nan() || t <= 0.0 {
             return Err(ManifestError::field(
                 CONFIG_FILE,
                 f("timeout_s"),

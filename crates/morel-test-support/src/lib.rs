@@ -36,7 +36,13 @@ impl MorelServer {
     pub fn start_with(bin: &Path, dirs: std::sync::Arc<tempfile::TempDir>) -> MorelServer {
         let state_dir = dirs.path().join("state");
         let config_dir = dirs.path().join("config");
-        let log_path = dirs.path().join(format!("server-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+        let log_path = dirs.path().join(format!(
+            "server-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
         let log = std::fs::File::create(&log_path).unwrap();
         let mut child = Command::new(bin)
             .args(["up", "--listen", "127.0.0.1:0", "--state-dir"])
@@ -53,7 +59,10 @@ impl MorelServer {
         let (tx, rx) = std::sync::mpsc::channel();
         let log_copy = log_path.clone();
         std::thread::spawn(move || {
-            let mut out = std::fs::OpenOptions::new().append(true).open(&log_copy).unwrap();
+            let mut out = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log_copy)
+                .unwrap();
             let mut sent = false;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
@@ -69,11 +78,26 @@ impl MorelServer {
             Ok(u) => u,
             Err(_) => {
                 let _ = child.kill();
-                panic!("morel up did not start; log:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+                panic!(
+                    "morel up did not start; log:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
             }
         };
-        let token = std::fs::read_to_string(state_dir.join("admin.token")).unwrap().trim().to_owned();
-        MorelServer { bin: bin.to_owned(), url, token, state_dir, config_dir, dirs, child: Some(child), log_path }
+        let token = std::fs::read_to_string(state_dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        MorelServer {
+            bin: bin.to_owned(),
+            url,
+            token,
+            state_dir,
+            config_dir,
+            dirs,
+            child: Some(child),
+            log_path,
+        }
     }
 
     pub fn log(&self) -> String {
@@ -87,7 +111,12 @@ impl MorelServer {
     /// A `morel` command pointed at this server.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
-        cmd.args(args).env("MOREL_URL", &self.url).env("MOREL_TOKEN", &self.token).env("MOREL_CONFIG_DIR", &self.config_dir).env("MOREL_LOG", "warn").stdin(Stdio::null());
+        cmd.args(args)
+            .env("MOREL_URL", &self.url)
+            .env("MOREL_TOKEN", &self.token)
+            .env("MOREL_CONFIG_DIR", &self.config_dir)
+            .env("MOREL_LOG", "warn")
+            .stdin(Stdio::null());
         cmd
     }
 
@@ -99,7 +128,13 @@ impl MorelServer {
     /// Runs a `morel` command and panics with its output unless it succeeds; returns stdout.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
-        assert!(out.status.success(), "morel {args:?} failed:\nstdout: {}\nstderr: {}\nserver log:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr), self.log());
+        assert!(
+            out.status.success(),
+            "morel {args:?} failed:\nstdout: {}\nstderr: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -109,28 +144,51 @@ impl MorelServer {
     }
 
     pub fn http(&self) -> reqwest::Client {
-        reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap()
     }
 
     /// POSTs `body` to the call path; returns status and JSON (or the raw text as a string).
     pub async fn call(&self, app: &str, func: &str, body: &str) -> (u16, Value) {
         let url = format!("{}/default/{app}/latest/call/{func}", self.url);
-        let resp = self.http().post(url).body(body.to_owned()).send().await.unwrap();
+        let resp = self
+            .http()
+            .post(url)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// An authenticated control API request.
-    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http().request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -192,7 +250,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

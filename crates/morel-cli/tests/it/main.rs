@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `morel` binary, real worker processes, real HTTP on loopback.
 
+#![allow(clippy::unwrap_used)]
+
 mod compat;
 mod flows;
 mod lifecycle;

@@ -1,5 +1,7 @@
 //! Store behaviour, written against the trait so every backend runs the same suite.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use morel_core::{
