@@ -97,9 +97,23 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
         Ok(())
     };
     if !metacall.is_empty() {
+        let mut entries = Vec::new();
         for (file, text) in &metacall {
-            let mc: MetacallJson = serde_json::from_str(text)
+            // One description, or a list of them.
+            let value: serde_json::Value = serde_json::from_str(text)
                 .map_err(|e| ManifestError::field(file, "-", e.to_string()))?;
+            let items = match value {
+                serde_json::Value::Array(items) => items,
+                other => vec![other],
+            };
+            for item in items {
+                let mc: MetacallJson = serde_json::from_value(item)
+                    .map_err(|e| ManifestError::field(file, "-", e.to_string()))?;
+                entries.push((file.clone(), mc));
+            }
+        }
+        for (file, mc) in entries {
+            let file = &file;
             let lang = match mc.language_id.as_str() {
                 "py" | "python" => Language::Python,
                 "node" | "js" => Language::Node,

@@ -1,0 +1,231 @@
+//! `build_manifest` on real project directories, with the real discovery scripts.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use morel_core::Runtime;
+use morel_manifest::{BuildOptions, DependencyKind, ManifestError, build_manifest};
+
+fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    dir
+}
+
+fn build(dir: &Path, name: &str) -> Result<morel_manifest::Manifest, ManifestError> {
+    build_manifest(
+        dir,
+        &BuildOptions {
+            name: Some(name.into()),
+            ..BuildOptions::default()
+        },
+    )
+}
+
+#[test]
+fn python_functions_with_params_and_async() {
+    let p = project(&[
+        (
+            "app.py",
+            "import asyncio\n\ndef greet(name, punct='!'):\n    return name\n\nasync def later(x):\n    return x\n\ndef _hidden():\n    pass\n",
+        ),
+        ("requirements.txt", "six==1.16.0\n"),
+    ]);
+    let m = build(p.path(), "app").unwrap();
+    assert_eq!(m.project_name, "app");
+    let res = &m.resources["default"];
+    assert_eq!(res.runtime, Runtime::Python);
+    let names: Vec<&str> = res.functions.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, vec!["greet", "later"]);
+    assert_eq!(res.functions[0].params, vec!["name", "punct"]);
+    assert!(res.functions[1].is_async);
+    assert_eq!(res.functions[0].module, "app");
+    assert_eq!(res.dependencies.as_ref().unwrap().kind, DependencyKind::Pip);
+    assert_eq!(m.function_registry["greet"], "default");
+    assert_eq!(res.config_hash, res.compute_config_hash());
+    assert_eq!(res.config_hash.len(), 16);
+}
+
+#[test]
+fn node_exports_and_npm_dependencies() {
+    let p = project(&[
+        (
+            "package.json",
+            r#"{"name":"x","main":"lib.js","dependencies":{"ms":"2.1.3"}}"#,
+        ),
+        (
+            "lib.js",
+            "function a(x, y) { return x + y }\nasync function b() {}\nmodule.exports = { a, b };\n",
+        ),
+    ]);
+    let m = build(p.path(), "node-app").unwrap();
+    let res = &m.resources["default"];
+    assert_eq!(res.runtime, Runtime::Node);
+    let a = res.functions.iter().find(|f| f.name == "a").unwrap();
+    assert_eq!(a.params, vec!["x", "y"]);
+    assert_eq!(a.file, "lib.js");
+    assert!(
+        res.functions
+            .iter()
+            .find(|f| f.name == "b")
+            .unwrap()
+            .is_async
+    );
+    assert_eq!(res.dependencies.as_ref().unwrap().kind, DependencyKind::Npm);
+    // No dependencies → nothing to install.
+    let p = project(&[
+        ("index.js", "exports.f = () => 1;\n"),
+        ("package.json", r#"{"name":"y"}"#),
+    ]);
+    assert!(
+        build(p.path(), "y").unwrap().resources["default"]
+            .dependencies
+            .is_none()
+    );
+}
+
+#[test]
+fn metacall_json_object_or_list_selects_scripts() {
+    let p = project(&[
+        (
+            "metacall.json",
+            r#"{"language_id":"py","path":".","scripts":["a.py"]}"#,
+        ),
+        ("a.py", "def fa():\n    return 1\n"),
+        ("b.py", "def fb():\n    return 2\n"),
+    ]);
+    let m = build(p.path(), "mc").unwrap();
+    assert!(m.function_registry.contains_key("fa"));
+    assert!(!m.function_registry.contains_key("fb"));
+
+    let p = project(&[
+        (
+            "metacall.json",
+            r#"[{"language_id":"py","path":"src","scripts":["a.py"]},{"language_id":"node","path":".","scripts":["n.js"]}]"#,
+        ),
+        ("src/a.py", "def fa():\n    return 1\n"),
+        ("n.js", "module.exports = { fn(x) { return x } };\n"),
+    ]);
+    let m = build(p.path(), "mc2").unwrap();
+    assert_eq!(m.resources["default"].runtime, Runtime::Python);
+    assert_eq!(m.resources["default"].functions[0].file, "src/a.py");
+    assert_eq!(m.resources["default"].functions[0].module, "src.a");
+    assert_eq!(m.resources["node"].runtime, Runtime::Node);
+    assert_eq!(m.function_registry["fn"], "node");
+}
+
+#[test]
+fn errors_name_the_file_and_field() {
+    let p = project(&[(
+        "metacall.json",
+        r#"{"language_id":"rb","path":".","scripts":["x.rb"]}"#,
+    )]);
+    let e = build(p.path(), "x").unwrap_err().to_string();
+    assert!(
+        e.contains("metacall.json") && e.contains("language_id") && e.contains("rb"),
+        "{e}"
+    );
+
+    let p = project(&[(
+        "metacall.json",
+        r#"{"language_id":"py","path":".","scripts":["../etc.py"]}"#,
+    )]);
+    let e = build(p.path(), "x").unwrap_err().to_string();
+    assert!(
+        e.contains("scripts") && e.contains("leaves the project"),
+        "{e}"
+    );
+
+    let p = project(&[("app.py", "def f(:\n")]);
+    let e = build(p.path(), "x").unwrap_err().to_string();
+    assert!(e.contains("app.py:1"), "{e}");
+
+    let p = project(&[
+        ("app.py", "def f():\n    pass\n"),
+        ("morel.toml", "[app]\nname = \"Bad Name\"\n"),
+    ]);
+    let e = build_manifest(p.path(), &BuildOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("morel.toml") && e.contains("app.name"), "{e}");
+
+    let p = project(&[
+        ("app.py", "def f():\n    pass\n"),
+        ("morel.toml", "[resources.default]\nunknown_key = 1\n"),
+    ]);
+    let e = build(p.path(), "x").unwrap_err().to_string();
+    assert!(e.contains("morel.toml") && e.contains("unknown_key"), "{e}");
+
+    let p = project(&[
+        ("app.py", "def f():\n    pass\n"),
+        ("morel.toml", "[resources.default]\nruntime = \"cobol\"\n"),
+    ]);
+    let e = build(p.path(), "x").unwrap_err().to_string();
+    assert!(
+        e.contains("resources.default.runtime") && e.contains("cobol"),
+        "{e}"
+    );
+
+    let p = project(&[("README.md", "nothing here")]);
+    assert!(matches!(
+        build(p.path(), "x"),
+        Err(ManifestError::Empty { .. })
+    ));
+}
+
+#[test]
+fn morel_toml_settings_and_name() {
+    let p = project(&[
+        ("app.py", "def f():\n    pass\n"),
+        (
+            "morel.toml",
+            "[app]\nname = \"shop\"\n[resources.default]\ntimeout_s = 2.5\nconcurrency = 3\nworkers = [1, 4]\nenv = { A = \"b\" }\n",
+        ),
+    ]);
+    let m = build_manifest(p.path(), &BuildOptions::default()).unwrap();
+    assert_eq!(m.project_name, "shop");
+    let r = &m.resources["default"];
+    assert_eq!(
+        (r.timeout_ms, r.concurrency, r.workers_min, r.workers_max),
+        (2500, 3, 1, 4)
+    );
+    assert_eq!(r.env["A"], "b");
+    // A different setting changes the config hash; the same one does not.
+    let before = r.config_hash.clone();
+    std::fs::write(p.path().join("morel.toml"), "[app]\nname = \"shop\"\n[resources.default]\ntimeout_s = 2.5\nconcurrency = 4\nworkers = [1, 4]\nenv = { A = \"b\" }\n").unwrap();
+    assert_ne!(
+        build_manifest(p.path(), &BuildOptions::default())
+            .unwrap()
+            .resources["default"]
+            .config_hash,
+        before
+    );
+}
+
+#[test]
+fn validation_rejects_duplicates_and_bad_routes() {
+    let p = project(&[("app.py", "def f():\n    pass\n")]);
+    let m = build(p.path(), "v").unwrap();
+    let mut bad = m.clone();
+    let mut dup = bad.resources["default"].clone();
+    dup.config_hash = String::new();
+    bad.resources.insert("other".into(), dup);
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("duplicate function name"), "{e}");
+
+    let mut bad = m.clone();
+    let f = &mut bad.resources.get_mut("default").unwrap().functions[0];
+    f.http_method = Some("POST".into());
+    f.http_path = Some("/x".into());
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("route needs a LoadBalancerSlsResource"), "{e}");
+
+    let json = serde_json::to_vec(&m).unwrap();
+    assert_eq!(morel_manifest::Manifest::from_json(&json).unwrap(), m);
+    assert!(morel_manifest::Manifest::from_json(b"{\"version\":\"9\"}").is_err());
+}
