@@ -23,13 +23,14 @@ to fd 4 are written under a lock so each frame is contiguous.
 """
 
 import asyncio
-import collections
 import concurrent.futures
 import importlib
 import importlib.util
 import inspect
 import json
 import os
+import select
+import signal
 import struct
 import sys
 import threading
@@ -79,10 +80,18 @@ _write_lock = threading.Lock()
 def _write_frame(payload: bytes):
     data = _pack_len(len(payload)) + payload
     with _write_lock:
-        view = memoryview(data)
-        while view:
-            n = os.write(OUT_FD, view)
-            view = view[n:]
+        try:
+            n = os.write(OUT_FD, data)
+            if n < len(data):
+                view = memoryview(data)[n:]
+                while view:
+                    n = os.write(OUT_FD, view)
+                    view = view[n:]
+            return
+        except BrokenPipeError:
+            pass
+    # The host stopped reading: it is gone or shutting us down.
+    _shutdown(0)
 
 
 def _send(msg):
@@ -465,152 +474,177 @@ def _fatal(message):
 
 
 class _Input:
-    """Frames from fd 3.  Not thread-safe: callers hold ``_reader_lock``."""
+    """Frames from fd 3.  Not thread-safe: one reader at a time."""
 
     def __init__(self):
         self.buf = bytearray()
         self.pos = 0
 
-    def next(self):
-        """The next decoded frame, or None at EOF."""
+    def parse(self):
+        """The next complete frame already buffered, or None."""
         buf = self.buf
+        avail = len(buf) - self.pos
+        if avail < 4:
+            return None
+        (length,) = _unpack_len(buf, self.pos)
+        if length > MAX_FRAME:
+            _fatal("frame of %d bytes exceeds the %d byte limit" % (length, MAX_FRAME))
+        if avail < 4 + length:
+            return None
+        start = self.pos + 4
+        self.pos = start + length
+        try:
+            msg = _decode(buf[start : self.pos])
+        except ValueError as e:
+            _fatal("malformed frame (not UTF-8 JSON): %s" % e)
+        if type(msg) is not dict:
+            _fatal("malformed frame: expected a JSON object, got %s" % type(msg).__name__)
+        return msg
+
+    def fill(self):
+        """One read from fd 3; False at EOF.  May raise BlockingIOError."""
+        buf = self.buf
+        # Drop consumed bytes only when we have to read anyway: this keeps
+        # the cost linear when one read brings many frames.
+        if self.pos:
+            del buf[: self.pos]
+            self.pos = 0
+        need = 4
+        if len(buf) >= 4:
+            need = 4 + _unpack_len(buf, 0)[0] - len(buf)
         while True:
-            avail = len(buf) - self.pos
-            if avail >= 4:
-                (length,) = _unpack_len(buf, self.pos)
-                if length > MAX_FRAME:
-                    _fatal("frame of %d bytes exceeds the %d byte limit" % (length, MAX_FRAME))
-                if avail >= 4 + length:
-                    start = self.pos + 4
-                    self.pos = start + length
-                    try:
-                        msg = _decode(buf[start : self.pos])
-                    except ValueError as e:
-                        _fatal("malformed frame (not UTF-8 JSON): %s" % e)
-                    if type(msg) is not dict:
-                        _fatal("malformed frame: expected a JSON object, got %s" % type(msg).__name__)
-                    return msg
-                need = 4 + length - avail
-            else:
-                need = 4 - avail
-            # Drop consumed bytes only when we have to read anyway: keeps the
-            # cost linear when one read brings many frames.
-            if self.pos:
-                del buf[: self.pos]
-                self.pos = 0
             try:
                 chunk = os.read(IN_FD, max(READ_CHUNK, need))
+                break
             except InterruptedError:
                 continue
-            if not chunk:
-                if buf:
-                    sys.stderr.write(
-                        "morel runner: EOF in the middle of a frame (%d bytes pending)\n" % len(buf)
-                    )
+        if not chunk:
+            if buf:
+                sys.stderr.write(
+                    "morel runner: EOF in the middle of a frame (%d bytes pending)\n" % len(buf)
+                )
+            return False
+        buf += chunk
+        return True
+
+    def next(self):
+        """The next frame (blocking), or None at EOF."""
+        while True:
+            msg = self.parse()
+            if msg is not None:
+                return msg
+            if not self.fill():
                 return None
-            buf += chunk
 
 
-class _Dispatcher:
-    """Reads frames and runs calls.
+def _watch_for_eof():
+    """Exit as soon as the host closes fd 3, whatever the other threads do.
 
-    Leader/follower: the ``concurrency`` threads of the pool take turns being
-    the reader.  The thread holding ``reader_lock`` reads frames, hands async
-    calls and cancellations to the event loop, and when it reads a sync call
-    it gives up the reader role and runs that call itself -- so a sync call
-    needs no thread hand-off.  The main thread only becomes the reader while
-    every pool thread is busy, so EOF, Cancel and async calls are still
-    noticed while sync calls hang; sync calls it reads wait in ``backlog``
-    for the next free pool thread.
+    poll() with an empty event mask only reports POLLHUP/POLLERR, so this
+    thread sleeps until the write end is closed and never touches the data.
     """
-
-    # How long every pool thread must look busy before the main thread
-    # takes over reading.
-    SATURATION_GRACE_S = 0.02
-
-    def __init__(self, table, concurrency):
-        self.table = table
-        self.concurrency = concurrency
-        self.input = _Input()
-        self.reader_lock = threading.Lock()
-        self.busy = 0
-        self.cv = threading.Condition(threading.Lock())
-        self.backlog = collections.deque()
-
-    def read_sync_call(self, main_thread=False):
-        """Read frames, dispatching all but sync calls; return one sync call.
-
-        The main thread returns None as soon as a pool thread is free.
-        Called with ``reader_lock`` held.
-        """
-        get = self.table.get
-        while True:
-            msg = self.input.next()
-            if msg is None:
+    p = select.poll()
+    p.register(IN_FD, 0)
+    while True:
+        try:
+            if p.poll():
                 _shutdown(0)
-            kind = msg.get("type")
-            if kind == "Invoke":
-                call_id = msg.get("id")
-                entry = get(msg.get("name"))
-                if entry is None:
-                    _send_error(call_id, "NotFound", "no such function: %r" % (msg.get("name"),))
-                else:
-                    fn, is_async = entry
-                    args = msg.get("args") or ()
-                    kwargs = msg.get("kwargs") or {}
-                    if not is_async:
-                        return (call_id, fn, args, kwargs)
-                    _async.loop.call_soon_threadsafe(_async.start, call_id, fn, args, kwargs)
-            elif kind == "Cancel":
-                # Sync calls cannot be interrupted; async tasks are cancelled.
-                loop = _async.loop
-                if loop is not None:
-                    loop.call_soon_threadsafe(_async.cancel, msg.get("id"))
-            else:
-                sys.stderr.write("morel runner: ignoring unknown frame type %r\n" % (kind,))
-            if main_thread and self.busy < self.concurrency:
-                return None
+        except InterruptedError:
+            continue
 
-    def serve(self):
-        """Body of every pool thread."""
-        backlog = self.backlog
-        cv = self.cv
-        while True:
-            try:
-                call = backlog.popleft()
-            except IndexError:
-                with self.reader_lock:
-                    try:
-                        call = backlog.popleft()
-                    except IndexError:
-                        call = self.read_sync_call()
-            with cv:
-                self.busy += 1
-                if self.busy == self.concurrency:
-                    cv.notify()
-            try:
-                _call_sync(*call)
-            finally:
-                with cv:
-                    self.busy -= 1
 
-    def main_loop(self):
-        cv = self.cv
-        n = self.concurrency
-        while True:
-            with cv:
-                while self.busy < n:
-                    cv.wait()
-                # Every pool thread is busy.  Calls are usually short: give
-                # them a moment before stealing the reader role.
-                if cv.wait_for(lambda: self.busy < n, timeout=self.SATURATION_GRACE_S):
-                    continue
-            with self.reader_lock:
-                while self.busy >= n:
-                    call = self.read_sync_call(main_thread=True)
-                    if call is None:
+def _decode_invoke(msg, table):
+    """(call_id, fn, is_async, args, kwargs) or None after replying NotFound."""
+    call_id = msg.get("id")
+    entry = table.get(msg.get("name"))
+    if entry is None:
+        _send_error(call_id, "NotFound", "no such function: %r" % (msg.get("name"),))
+        return None
+    fn, is_async = entry
+    return call_id, fn, is_async, msg.get("args") or (), msg.get("kwargs") or {}
+
+
+def _unknown_frame(msg):
+    sys.stderr.write("morel runner: ignoring unknown frame type %r\n" % (msg.get("type"),))
+
+
+def _serve_sync(inp, table, reader_lock):
+    """Body of every pool thread when the app has no async functions.
+
+    Leader/follower: the pool threads take turns being the reader.  The
+    thread holding ``reader_lock`` reads frames until it gets a call, hands
+    the reader role to the next idle thread and runs the call itself, so a
+    call needs no hand-off between threads.
+    """
+    while True:
+        with reader_lock:
+            while True:
+                msg = inp.next()
+                if msg is None:
+                    _shutdown(0)
+                kind = msg.get("type")
+                if kind == "Invoke":
+                    call = _decode_invoke(msg, table)
+                    if call is not None:
                         break
-                    self.backlog.append(call)
+                elif kind != "Cancel":  # sync calls cannot be cancelled
+                    _unknown_frame(msg)
+        call_id, fn, is_async, args, kwargs = call
+        if is_async:  # not expected in this mode, but harmless
+            _async.get_loop().call_soon_threadsafe(_async.start, call_id, fn, args, kwargs)
+        else:
+            _call_sync(call_id, fn, args, kwargs)
+
+
+def _serve_with_loop(inp, table, pool):
+    """Main-thread event loop reading fd 3, for apps with async functions.
+
+    Async calls start right in the read callback (no thread hop); sync calls
+    go to the pool.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    _async.loop = loop
+    submit = pool.submit
+    start = _async.start
+
+    def handle(msg):
+        kind = msg.get("type")
+        if kind == "Invoke":
+            call = _decode_invoke(msg, table)
+            if call is None:
+                return
+            call_id, fn, is_async, args, kwargs = call
+            if is_async:
+                start(call_id, fn, args, kwargs)
+            else:
+                submit(_call_sync, call_id, fn, args, kwargs)
+        elif kind == "Cancel":
+            _async.cancel(msg.get("id"))
+        else:
+            _unknown_frame(msg)
+
+    def on_readable():
+        try:
+            if not inp.fill():
+                _shutdown(0)
+        except BlockingIOError:
+            return
+        while True:
+            msg = inp.parse()
+            if msg is None:
+                return
+            handle(msg)
+
+    # Frames that arrived together with the Load frame.
+    while True:
+        msg = inp.parse()
+        if msg is None:
+            break
+        handle(msg)
+    os.set_blocking(IN_FD, False)
+    loop.add_reader(IN_FD, on_readable)
+    loop.run_forever()
 
 
 def main():
@@ -620,6 +654,9 @@ def main():
             stream.reconfigure(line_buffering=True)
         except Exception:
             pass
+    # The host stops workers with signals or by closing fd 3; SIGINT should
+    # not turn into a KeyboardInterrupt inside some user call.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         os.fstat(IN_FD)
         os.fstat(OUT_FD)
@@ -650,18 +687,19 @@ def main():
         concurrency = max(1, int(first.get("concurrency") or 1))
     except (TypeError, ValueError):
         concurrency = 1
-    if any(is_async for _, is_async in table.values()):
-        _async.get_loop()
-
-    dispatcher = _Dispatcher(table, concurrency)
-    dispatcher.input = inp  # keeps any bytes read past the Load frame
-    _send({"type": "MetaData", "functions": meta})
     pool = concurrent.futures.ThreadPoolExecutor(
         max_workers=concurrency, thread_name_prefix="morel-call"
     )
-    for _ in range(concurrency):
-        pool.submit(_guard, dispatcher.serve)
-    _guard(dispatcher.main_loop)
+    _send({"type": "MetaData", "functions": meta})
+
+    if any(is_async for _, is_async in table.values()):
+        threading.Thread(target=_guard, args=(_watch_for_eof,), name="morel-eof", daemon=True).start()
+        _guard(lambda: _serve_with_loop(inp, table, pool))
+    else:
+        reader_lock = threading.Lock()
+        for _ in range(concurrency):
+            pool.submit(_guard, lambda: _serve_sync(inp, table, reader_lock))
+        _guard(_watch_for_eof)
 
 
 def _guard(body):
@@ -671,6 +709,7 @@ def _guard(body):
         # A bug in the runner itself: the worker is unusable, say so and go.
         sys.stderr.write("morel runner: internal error\n" + traceback.format_exc())
         _shutdown(3)
+    _shutdown(0)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,44 @@ pub trait Store: Send + Sync + 'static {
     async fn put_package(&self, row: &PackageRow) -> Result<()>;
     async fn get_package(&self, app: &AppKey) -> Result<Option<PackageRow>>;
     async fn delete_package(&self, app: &AppKey) -> Result<()>;
+
+    // Durable queues with pgmq semantics.
+    async fn queue_send(&self, queue: &str, message: &serde_json::Value) -> Result<i64>;
+    /// Reads up to `qty` visible messages, hiding each for `vt_ms` and counting the read.
+    async fn queue_read(&self, queue: &str, vt_ms: i64, qty: i64) -> Result<Vec<QueueMessage>>;
+    async fn queue_delete(&self, queue: &str, msg_id: i64) -> Result<bool>;
+    /// Moves a message to the archive (`dead` marks a dead letter).
+    async fn queue_archive(&self, queue: &str, msg_id: i64, dead: bool) -> Result<bool>;
+    /// Messages waiting (visible or not) and the age in ms of the oldest.
+    async fn queue_depth(&self, queue: &str) -> Result<(i64, i64)>;
+    async fn queue_archived(&self, queue: &str) -> Result<Vec<(QueueMessage, bool)>>;
+
+    // Compiled (wasm) functions and their executions (seed 001).
+    async fn insert_wasm_function(&self, row: &WasmFunctionRow) -> Result<()>;
+    async fn get_wasm_function(&self, id: &str, with_wasm: bool)
+    -> Result<Option<WasmFunctionRow>>;
+    async fn list_wasm_functions(&self) -> Result<Vec<WasmFunctionRow>>;
+    async fn set_wasm_function_status(&self, id: &str, status: WasmFunctionStatus) -> Result<()>;
+    /// Applies a compile result and deletes its queue message in one transaction. A function
+    /// already `READY` or `FAILED` is left as it is, so a redelivered result changes nothing.
+    /// Returns whether the function changed.
+    async fn apply_compile_result(
+        &self,
+        id: &str,
+        outcome: &CompileOutcome,
+        queue: &str,
+        msg_id: i64,
+    ) -> Result<bool>;
+    async fn insert_execution(&self, row: &ExecutionRow) -> Result<()>;
+    async fn finish_execution(
+        &self,
+        id: &str,
+        status: ExecutionStatus,
+        output: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<()>;
+    async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>>;
+    async fn list_executions(&self, function_id: &str, limit: i64) -> Result<Vec<ExecutionRow>>;
 }
 
 /// An app's identity: namespace (the call path's prefix) and name (its suffix).

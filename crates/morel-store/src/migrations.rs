@@ -2,9 +2,10 @@
 //! The same list runs on every backend, so keep the SQL to the portable subset
 //! (TEXT, BIGINT, no AUTOINCREMENT-only syntax in shared tables).
 
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE apps (
     namespace TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -101,4 +102,51 @@ CREATE TABLE packages (
     PRIMARY KEY (namespace, app)
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE queue_messages (
+    msg_id INTEGER PRIMARY KEY,
+    queue TEXT NOT NULL,
+    read_ct BIGINT NOT NULL,
+    enqueued_at BIGINT NOT NULL,
+    vt BIGINT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX queue_messages_ready ON queue_messages (queue, vt);
+CREATE TABLE queue_archive (
+    msg_id BIGINT NOT NULL,
+    queue TEXT NOT NULL,
+    read_ct BIGINT NOT NULL,
+    enqueued_at BIGINT NOT NULL,
+    archived_at BIGINT NOT NULL,
+    dead BIGINT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (queue, msg_id)
+);
+CREATE TABLE wasm_functions (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    language TEXT NOT NULL,
+    source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    compile_error TEXT,
+    wasm BLOB,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE executions (
+    id TEXT PRIMARY KEY,
+    function_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    started_at BIGINT NOT NULL,
+    completed_at BIGINT
+);
+CREATE INDEX executions_by_function ON executions (function_id, started_at);
+"#,
+    ),
+];

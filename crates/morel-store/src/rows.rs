@@ -143,3 +143,120 @@ pub struct PackageRow {
     pub digest: Digest,
     pub created_at: i64,
 }
+
+/// A message on a durable queue (pgmq's shape).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueMessage {
+    pub msg_id: i64,
+    /// How many times it has been read, this read included.
+    pub read_ct: i64,
+    pub enqueued_at: i64,
+    /// Hidden from other readers until this time (ms since the epoch).
+    pub vt: i64,
+    pub message: serde_json::Value,
+}
+
+/// Seed 001's function lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WasmFunctionStatus {
+    Pending,
+    Compiling,
+    Ready,
+    Failed,
+}
+
+impl WasmFunctionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Compiling => "COMPILING",
+            Self::Ready => "READY",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "PENDING" => Self::Pending,
+            "COMPILING" => Self::Compiling,
+            "READY" => Self::Ready,
+            "FAILED" => Self::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Ready | Self::Failed)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WasmFunctionRow {
+    pub id: String,
+    pub name: String,
+    pub language: String,
+    pub source: String,
+    pub status: WasmFunctionStatus,
+    pub compile_error: Option<String>,
+    /// Set once `READY`; listing queries leave it out (`None`) to stay light.
+    pub wasm: Option<Vec<u8>>,
+    pub wasm_size: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// How a compile ended, as carried by a `compilation_results` message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CompileOutcome {
+    Ready(Vec<u8>),
+    Failed(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutionStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    TimedOut,
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Running => "RUNNING",
+            Self::Completed => "COMPLETED",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "QUEUED" => Self::Queued,
+            "RUNNING" => Self::Running,
+            "COMPLETED" => Self::Completed,
+            "FAILED" => Self::Failed,
+            "TIMED_OUT" => Self::TimedOut,
+            "CANCELLED" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecutionRow {
+    pub id: String,
+    pub function_id: String,
+    pub status: ExecutionStatus,
+    /// JSON text.
+    pub input: String,
+    /// JSON text, when completed.
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub started_at: i64,
+    pub completed_at: Option<i64>,
+}

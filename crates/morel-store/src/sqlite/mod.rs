@@ -5,8 +5,10 @@ mod apps;
 mod blobs;
 mod instances;
 mod logs;
+mod queues;
 mod releases;
 mod resources;
+mod wasm;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -223,5 +225,66 @@ impl Store for SqliteStore {
     }
     async fn delete_package(&self, app: &AppKey) -> Result<()> {
         blobs::delete_package(&self.pool, app).await
+    }
+    async fn queue_send(&self, queue: &str, message: &serde_json::Value) -> Result<i64> {
+        queues::send(&self.pool, queue, message).await
+    }
+    async fn queue_read(&self, queue: &str, vt_ms: i64, qty: i64) -> Result<Vec<QueueMessage>> {
+        queues::read(&self.pool, queue, vt_ms, qty).await
+    }
+    async fn queue_delete(&self, queue: &str, msg_id: i64) -> Result<bool> {
+        queues::delete(&self.pool, queue, msg_id).await
+    }
+    async fn queue_archive(&self, queue: &str, msg_id: i64, dead: bool) -> Result<bool> {
+        queues::archive(&self.pool, queue, msg_id, dead).await
+    }
+    async fn queue_depth(&self, queue: &str) -> Result<(i64, i64)> {
+        queues::depth(&self.pool, queue).await
+    }
+    async fn queue_archived(&self, queue: &str) -> Result<Vec<(QueueMessage, bool)>> {
+        queues::archived(&self.pool, queue).await
+    }
+    async fn insert_wasm_function(&self, row: &WasmFunctionRow) -> Result<()> {
+        wasm::insert_function(&self.pool, row).await
+    }
+    async fn get_wasm_function(
+        &self,
+        id: &str,
+        with_wasm: bool,
+    ) -> Result<Option<WasmFunctionRow>> {
+        wasm::get_function(&self.pool, id, with_wasm).await
+    }
+    async fn list_wasm_functions(&self) -> Result<Vec<WasmFunctionRow>> {
+        wasm::list_functions(&self.pool).await
+    }
+    async fn set_wasm_function_status(&self, id: &str, status: WasmFunctionStatus) -> Result<()> {
+        wasm::set_status(&self.pool, id, status).await
+    }
+    async fn apply_compile_result(
+        &self,
+        id: &str,
+        outcome: &CompileOutcome,
+        queue: &str,
+        msg_id: i64,
+    ) -> Result<bool> {
+        wasm::apply_compile_result(&self.pool, id, outcome, queue, msg_id).await
+    }
+    async fn insert_execution(&self, row: &ExecutionRow) -> Result<()> {
+        wasm::insert_execution(&self.pool, row).await
+    }
+    async fn finish_execution(
+        &self,
+        id: &str,
+        status: ExecutionStatus,
+        output: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        wasm::finish_execution(&self.pool, id, status, output, error).await
+    }
+    async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
+        wasm::get_execution(&self.pool, id).await
+    }
+    async fn list_executions(&self, function_id: &str, limit: i64) -> Result<Vec<ExecutionRow>> {
+        wasm::list_executions(&self.pool, function_id, limit).await
     }
 }

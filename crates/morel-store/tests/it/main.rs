@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod queues;
+
 use std::sync::Arc;
 
 use morel_core::{
@@ -17,7 +19,7 @@ fn digest(n: u8) -> Digest {
     Digest::from_sha256([n; 32])
 }
 
-async fn backends() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
+pub(crate) async fn backends() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
     let file = SqliteStore::open(&dir.path().join("morel.db"))
         .await
