@@ -39,6 +39,38 @@ pub struct Agent {
     /// trusted or removed; read on every prepare.
     trusted: RwLock<TrustedKeys>,
     logs: LogHub,
+    /// Runs wasm resources in this process.
+    engine: morel_runtime_wasm::WasmEngine,
+    toolchains: morel_compiler::Toolchains,
+}
+
+/// A started resource: worker processes, or wasm modules run in this process.
+#[derive(Clone)]
+pub enum Running {
+    Process(Arc<ResourcePool>),
+    Wasm(Arc<crate::WasmResource>),
+}
+
+impl Running {
+    pub fn resource(&self) -> &str {
+        match self {
+            Running::Process(p) => &p.resource,
+            Running::Wasm(w) => &w.resource,
+        }
+    }
+
+    pub fn functions(&self) -> Vec<morel_runtime_process::protocol::FunctionMeta> {
+        match self {
+            Running::Process(p) => p.functions(),
+            Running::Wasm(w) => w.functions(),
+        }
+    }
+
+    pub async fn stop(&self) {
+        if let Running::Process(p) = self {
+            p.stop().await;
+        }
+    }
 }
 
 /// A release that is verified, extracted and has its dependencies installed.
@@ -52,6 +84,8 @@ pub struct PreparedRelease {
     pub manifest: Manifest,
     /// Per resource: the virtualenv to run Python workers with, when it has requirements.
     venvs: BTreeMap<String, PathBuf>,
+    /// Per wasm function: its compiled module on disk.
+    wasm: BTreeMap<String, PathBuf>,
 }
 
 impl Agent {
@@ -60,6 +94,8 @@ impl Agent {
         store: Arc<dyn Store>,
         blobs: BlobDir,
         logs: LogHub,
+        engine: morel_runtime_wasm::WasmEngine,
+        toolchains: morel_compiler::Toolchains,
     ) -> Result<Arc<Agent>, AgentError> {
         let runtime_dir = cfg.state_dir.join("runtime");
         let runners = RunnerFiles::install(&runtime_dir).map_err(AgentError::io(&runtime_dir))?;
@@ -76,6 +112,8 @@ impl Agent {
             blobs,
             trusted: RwLock::new(TrustedKeys::new()),
             logs,
+            engine,
+            toolchains,
         }))
     }
 
@@ -176,6 +214,17 @@ impl Agent {
         })?;
 
         let mut venvs = BTreeMap::new();
+        let mut wasm = BTreeMap::new();
+        for (name, res) in manifest
+            .resources
+            .iter()
+            .filter(|(_, r)| r.runtime == Runtime::Wasm)
+        {
+            for f in &res.functions {
+                let path = self.compile_wasm(&root, name, f, &progress).await?;
+                wasm.insert(f.name.clone(), path);
+            }
+        }
         for (name, res) in &manifest.resources {
             let Some(dep) = &res.dependencies else {
                 continue;
@@ -228,7 +277,59 @@ impl Agent {
             root,
             manifest,
             venvs,
+            wasm,
         })
+    }
+
+    /// Compiles one wasm function source (cached by the hash of language and source).
+    async fn compile_wasm(
+        &self,
+        root: &std::path::Path,
+        resource: &str,
+        f: &morel_manifest::FunctionSpec,
+        progress: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<PathBuf, AgentError> {
+        let src_path = root.join(&f.file);
+        if f.module == "wasm" {
+            return Ok(src_path);
+        }
+        let source = tokio::fs::read_to_string(&src_path)
+            .await
+            .map_err(AgentError::io(&src_path))?;
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(f.module.as_bytes());
+        h.update([0]);
+        h.update(source.as_bytes());
+        let dir = self.cfg.state_dir.join("wasm-builds");
+        let out = dir.join(format!("{}.wasm", hex::encode(h.finalize())));
+        if out.exists() {
+            return Ok(out);
+        }
+        progress(format!("compiling {} ({})", f.file, f.module));
+        let start_err = |message: String| AgentError::Start {
+            resource: resource.to_owned(),
+            message,
+        };
+        let lang: morel_compiler::Language = f.module.parse().map_err(
+            |e: <morel_compiler::Language as std::str::FromStr>::Err| start_err(e.to_string()),
+        )?;
+        let bytes = self
+            .toolchains
+            .compile(lang, &source, &morel_compiler::CompileLimits::default())
+            .await
+            .map_err(|e| start_err(format!("{}: {e}", f.file)))?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(AgentError::io(&dir))?;
+        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+        tokio::fs::write(&tmp, &bytes)
+            .await
+            .map_err(AgentError::io(&tmp))?;
+        tokio::fs::rename(&tmp, &out)
+            .await
+            .map_err(AgentError::io(&out))?;
+        Ok(out)
     }
 
     /// Starts every resource's pool and waits for each to have a ready instance. On failure the
@@ -237,9 +338,38 @@ impl Agent {
         &self,
         prepared: &PreparedRelease,
         config: &BTreeMap<String, String>,
-    ) -> Result<Vec<Arc<ResourcePool>>, AgentError> {
+    ) -> Result<Vec<Running>, AgentError> {
         let mut pools = Vec::new();
+        let mut running = Vec::new();
         for (name, res) in &prepared.manifest.resources {
+            if res.runtime == Runtime::Wasm {
+                let mut modules = std::collections::HashMap::new();
+                for f in &res.functions {
+                    let Some(path) = prepared.wasm.get(&f.name) else {
+                        continue;
+                    };
+                    let bytes = tokio::fs::read(path).await.map_err(AgentError::io(path))?;
+                    let engine = self.engine.clone();
+                    let module = tokio::task::spawn_blocking(move || engine.load(&bytes))
+                        .await
+                        .map_err(|e| AgentError::Start {
+                            resource: name.clone(),
+                            message: e.to_string(),
+                        })?
+                        .map_err(|e| AgentError::Start {
+                            resource: name.clone(),
+                            message: format!("{}: {e}", f.file),
+                        })?;
+                    modules.insert(f.name.clone(), module);
+                }
+                running.push(Running::Wasm(Arc::new(crate::WasmResource::new(
+                    name.clone(),
+                    Duration::from_millis(res.timeout_ms),
+                    self.engine.clone(),
+                    modules,
+                ))));
+                continue;
+            }
             let (program, runner): (PathBuf, &PathBuf) = match res.runtime {
                 Runtime::Python => (
                     prepared
@@ -312,7 +442,8 @@ impl Agent {
                 return Err(AgentError::Start { resource, message });
             }
         }
-        Ok(pools)
+        running.extend(pools.into_iter().map(Running::Process));
+        Ok(running)
     }
 
     /// Deletes the extracted files of every release of an app (seed 000's delete flow).

@@ -11,9 +11,11 @@ mod blobs;
 mod error;
 mod logs;
 mod pool;
+mod wasm;
 
-pub use agent::{Agent, AgentConfig, PreparedRelease};
+pub use agent::{Agent, AgentConfig, PreparedRelease, Running};
 pub use blobs::BlobDir;
 pub use error::AgentError;
 pub use logs::LogHub;
 pub use pool::{CallError, PoolStatus, ResourcePool};
+pub use wasm::WasmResource;

@@ -35,6 +35,58 @@ pub enum Command {
     Keys(KeysCommand),
     /// Save a server URL and token for later commands.
     Login(LoginArgs),
+    /// Compiled (WebAssembly) functions: create from source, list, execute.
+    #[command(subcommand, name = "fn")]
+    Fn(FnCommand),
+    /// Run only the compiler service against a state directory's store.
+    Compiler(CompilerArgs),
+    /// Report which function languages this machine can compile, and why not.
+    Doctor(JsonFlag),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FnCommand {
+    /// Register a function from a source file; waits until it is READY or FAILED.
+    Create {
+        name: String,
+        /// wat, c, rust or assemblyscript.
+        #[arg(long)]
+        lang: String,
+        file: PathBuf,
+        /// Return at once without waiting for the compile.
+        #[arg(long)]
+        detach: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List functions.
+    Ls(JsonFlag),
+    /// Execute a READY function with a JSON input.
+    Exec {
+        id: String,
+        #[arg(long, default_value = "null")]
+        input: String,
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A function's recent executions.
+    Executions {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CompilerArgs {
+    /// The state directory whose store holds the queues.
+    #[arg(long, default_value = "./.morel")]
+    pub state_dir: PathBuf,
+    /// How long a job read by this compiler stays hidden from others (default: compile timeout + 30 s).
+    #[arg(long)]
+    pub visibility_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +100,9 @@ pub struct UpArgs {
     /// Projects to deploy once the server is up (e.g. examples/hello-python).
     #[arg(long = "deploy", value_name = "DIR")]
     pub deploy: Vec<PathBuf>,
+    /// Do not run the compiler service in this process (run `morel compiler` elsewhere).
+    #[arg(long)]
+    pub no_compiler: bool,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use morel_agent::{Agent, BlobDir, LogHub, ResourcePool};
+use morel_agent::{Agent, BlobDir, LogHub, Running};
 use morel_bundle::{PackLimits, Signature, SigningKey, TrustedKeys};
 use morel_core::{Digest, ReleaseStatus, ResourceStatus};
 use morel_gateway::{AppRoutes, FnRoute, RouteTable};
@@ -33,7 +33,7 @@ pub struct Deployer {
     pub server_key: SigningKey,
     /// Pools of each app's active release. Written by rollouts and deletes (under the app's
     /// lock), read by inspect views.
-    active: Mutex<HashMap<AppKey, Vec<Arc<ResourcePool>>>>,
+    active: Mutex<HashMap<AppKey, Vec<Running>>>,
     /// One lock per app: deploys and deletes of the same app run one at a time.
     app_locks: Mutex<HashMap<AppKey, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -270,7 +270,7 @@ impl Deployer {
                 functions.insert(
                     f.name.clone(),
                     FnRoute {
-                        pool: pool.clone(),
+                        target: pool.clone(),
                         params: f.params.clone(),
                     },
                 );
@@ -319,18 +319,18 @@ impl Deployer {
             .map(|r| (r.name.clone(), r))
             .collect();
         for pool in &pools {
-            let Some(spec) = prepared.manifest.resources.get(&pool.resource) else {
+            let Some(spec) = prepared.manifest.resources.get(pool.resource()) else {
                 continue;
             };
-            let status = match existing.get(&pool.resource) {
-                Some(_) if boot => existing[&pool.resource].status,
+            let status = match existing.get(pool.resource()) {
+                Some(_) if boot => existing[pool.resource()].status,
                 Some(_) => ResourceStatus::Updated,
                 None => ResourceStatus::Deployed,
             };
             self.store
                 .upsert_resource(&ResourceRow {
                     app: app.clone(),
-                    name: pool.resource.clone(),
+                    name: pool.resource().to_owned(),
                     runtime: spec.runtime,
                     config_hash: spec.config_hash.clone(),
                     digest: release.digest.clone(),
@@ -351,7 +351,7 @@ impl Deployer {
                     let decl = spec.functions.iter().find(|d| d.name == f.name);
                     morel_store::FunctionRow {
                         name: f.name,
-                        resource: pool.resource.clone(),
+                        resource: pool.resource().to_owned(),
                         params: f.params,
                         is_async: f.is_async,
                         http_method: decl.and_then(|d| d.http_method.clone()),
@@ -360,7 +360,7 @@ impl Deployer {
                 })
                 .collect();
             self.store
-                .replace_functions(app, &pool.resource, &rows)
+                .replace_functions(app, pool.resource(), &rows)
                 .await?;
         }
         for name in existing.keys() {
@@ -411,7 +411,7 @@ impl Deployer {
         }
     }
 
-    pub fn active_pools(&self, app: &AppKey) -> Vec<Arc<ResourcePool>> {
+    pub fn active_pools(&self, app: &AppKey) -> Vec<Running> {
         self.active
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -9,12 +9,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use morel_gateway::{CallLimits, RouteTable};
 
-use crate::api::{AppState, apps, compat};
+use crate::api::{AppState, apps, compat, functions};
 use crate::auth::{Token, require_token};
 use crate::deploy::{Deployer, MAX_BUNDLE_BYTES};
 
 pub struct Server {
     pub deployer: Arc<Deployer>,
+    pub functions: Arc<crate::functions::Functions>,
     pub routes: Arc<RouteTable>,
     pub token: Token,
 }
@@ -23,6 +24,7 @@ impl Server {
     pub fn router(&self) -> Router {
         let state = AppState {
             deployer: self.deployer.clone(),
+            functions: self.functions.clone(),
             token: self.token.clone(),
         };
         let control = Router::new()
@@ -49,6 +51,12 @@ impl Server {
                 "/api/keys/{key_id}",
                 axum::routing::delete(apps::remove_key),
             )
+            // Seed 001's routes: compiled functions.
+            .route("/functions", get(functions::list).post(functions::create))
+            .route("/functions/{id}", get(functions::get))
+            .route("/functions/{id}/execute", post(functions::execute))
+            .route("/functions/{id}/executions", get(functions::executions))
+            .route("/executions/{id}", get(functions::execution))
             // Seed 000's routes.
             .route("/validate", get(compat::validate))
             .route("/api/account/deploy-enabled", get(compat::deploy_enabled))

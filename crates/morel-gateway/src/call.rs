@@ -9,8 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use morel_agent::CallError;
+use morel_agent::{CallError, Running, WasmResource};
 use morel_runtime_process::InvokeError;
+use morel_runtime_wasm::WasmError;
 
 use crate::{RouteTable, bind_args};
 
@@ -106,22 +107,13 @@ async fn call(
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
     };
-    let deadline = route.pool.timeout;
-    match route
-        .pool
-        .invoke(&func, &args.args, &args.kwargs, deadline)
-        .await
-    {
-        Ok(result) => {
-            let mut resp = Response::new(Body::from(String::from(Box::<str>::from(result))));
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            h.insert("x-morel-edge", HeaderValue::from_static("1"));
-            resp
-        }
+    let pool = match &route.target {
+        Running::Process(pool) => pool,
+        Running::Wasm(w) => return call_wasm(w, &func, &bytes).await,
+    };
+    let deadline = pool.timeout;
+    match pool.invoke(&func, &args.args, &args.kwargs, deadline).await {
+        Ok(result) => json_ok(String::from(Box::<str>::from(result))),
         Err(CallError::Invoke(InvokeError::Raised { message, kind, .. })) => {
             error(StatusCode::INTERNAL_SERVER_ERROR, &kind, message)
         }
@@ -148,6 +140,42 @@ async fn call(
         Err(e @ CallError::NoInstance { .. }) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+fn json_ok(body: impl Into<Body>) -> Response {
+    let mut resp = Response::new(body.into());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert("x-morel-edge", HeaderValue::from_static("1"));
+    resp
+}
+
+/// A wasm function gets the request body (JSON text; `null` when empty) as its input, in this process.
+async fn call_wasm(w: &WasmResource, func: &str, body: &[u8]) -> Response {
+    let input: &[u8] = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        b"null"
+    } else {
+        body
+    };
+    match w.call(func, input).await {
+        Ok(out) => json_ok(out),
+        Err(WasmError::Timeout(d)) => error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            format!(
+                "{func} did not return within its deadline of {}",
+                fmt_duration(d)
+            ),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "WasmError",
             e.to_string(),
         ),
     }

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use morel_agent::ResourcePool;
+use morel_agent::Running;
 
-/// How to reach one function: its resource's pool and its parameter names (for binding
-/// a JSON object body to named arguments).
+/// How to reach one function: its running resource (worker pool or wasm modules) and its
+/// parameter names (for binding a JSON object body to named arguments).
 #[derive(Clone)]
 pub struct FnRoute {
-    pub pool: Arc<ResourcePool>,
+    pub target: Running,
     pub params: Vec<String>,
 }
 

@@ -172,12 +172,36 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
         if has_node {
             push(Language::Node, &[], &mut endpoints)?;
         }
+        // WebAssembly sources: each file is one function, named after the file.
+        for file in wasm_sources(dir, has_node)? {
+            let stem = file
+                .rsplit_once('.')
+                .map(|(s, _)| s)
+                .unwrap_or(&file)
+                .replace('-', "_");
+            found.push(Found {
+                runtime: Runtime::Wasm,
+                file,
+                f: FunctionReport {
+                    name: stem,
+                    params: Vec::new(),
+                    is_async: false,
+                    is_class: false,
+                    endpoint: None,
+                    http_method: None,
+                    http_path: None,
+                },
+            });
+        }
     }
 
     // 2. Group into resources.
     let py_default = found
         .iter()
         .any(|f| f.runtime == Runtime::Python && f.f.endpoint.is_none());
+    let has_process_default = found
+        .iter()
+        .any(|f| f.runtime != Runtime::Wasm && f.f.endpoint.is_none());
     let mut resources: BTreeMap<String, ResourceSpec> = BTreeMap::new();
     let assigned: BTreeMap<&str, &str> = config
         .resources
@@ -189,6 +213,7 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
             (Some(ep), _) => ep.clone(),
             (None, Some(r)) => (*r).to_owned(),
             (None, None) if runtime == Runtime::Node && py_default => "node".to_owned(),
+            (None, None) if runtime == Runtime::Wasm && has_process_default => "wasm".to_owned(),
             (None, None) => DEFAULT_RESOURCE.to_owned(),
         };
         let spec = resources
@@ -206,6 +231,8 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
         }
         let module = match runtime {
             Runtime::Python => file.trim_end_matches(".py").replace('/', "."),
+            // For wasm the module names the source language the agent compiles it with.
+            Runtime::Wasm => wasm_language(&file).to_owned(),
             _ => file.clone(),
         };
         if spec.handler_file.is_none() {
@@ -374,6 +401,48 @@ fn metacall_files(dir: &Path) -> Result<Vec<(String, String)>, ManifestError> {
                 source,
             })?;
             out.push((name, text));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The source language of a wasm function file, as `morel-compiler` names it (`wasm` = prebuilt).
+pub fn wasm_language(file: &str) -> &'static str {
+    match file.rsplit_once('.').map(|(_, e)| e) {
+        Some("wat") => "wat",
+        Some("c") => "c",
+        Some("rs") => "rust",
+        Some("ts") => "assemblyscript",
+        _ => "wasm",
+    }
+}
+
+/// Top-level `.wat/.c/.rs/.ts/.wasm` files. `.ts` counts as AssemblyScript only outside Node
+/// projects, and `.rs` only outside Cargo projects.
+fn wasm_sources(dir: &Path, node_project: bool) -> Result<Vec<String>, ManifestError> {
+    let cargo_project = dir.join("Cargo.toml").exists();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)
+        .map_err(|source| ManifestError::Io {
+            path: dir.to_owned(),
+            source,
+        })?
+        .filter_map(Result::ok)
+    {
+        if !e.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ext = name.rsplit_once('.').map(|(_, x)| x).unwrap_or("");
+        let wanted = match ext {
+            "wat" | "c" | "wasm" => true,
+            "rs" => !cargo_project,
+            "ts" => !node_project && !name.ends_with(".d.ts"),
+            _ => false,
+        };
+        if wanted {
+            out.push(name);
         }
     }
     out.sort();

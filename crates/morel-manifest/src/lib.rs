@@ -11,7 +11,7 @@ mod error;
 mod model;
 mod toml_config;
 
-pub use build::{BuildOptions, build_manifest};
+pub use build::{BuildOptions, build_manifest, wasm_language};
 pub use error::ManifestError;
 pub use model::{
     DependencyKind, DependencySpec, FunctionSpec, HttpSpec, MANIFEST_FILE, MANIFEST_VERSION,

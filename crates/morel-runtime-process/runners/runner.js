@@ -40,7 +40,11 @@ try {
 } catch (e) {
   die(`fd 3 and fd 4 must be the protocol pipes (${e.message})`, 2);
 }
-output.on('error', (e) => die(`cannot write to fd 4: ${e.message}`, 2));
+output.on('error', (e) => {
+  // EPIPE: the host stopped reading, it is gone or shutting us down.
+  if (e && e.code === 'EPIPE') process.exit(0);
+  die(`cannot write to fd 4: ${e.message}`, 2);
+});
 input.on('error', (e) => die(`cannot read fd 3: ${e.message}`, 2));
 
 // ---------------------------------------------------------------------------
@@ -445,6 +449,7 @@ async function load(msg) {
 // ---------------------------------------------------------------------------
 
 let table = new Map();
+let inflight = 0; // calls whose promise has not settled yet
 
 function buildArgs(entry, name, args, kwargs) {
   const out = args.slice();
@@ -488,7 +493,19 @@ function invoke(msg) {
     return;
   }
   if (result !== null && typeof result === 'object' && typeof result.then === 'function') {
-    result.then((v) => sendResult(id, v), (e) => sendException(id, e));
+    inflight++;
+    result.then(
+      (v) => {
+        inflight--;
+        sendResult(id, v);
+        if (eof && inflight === 0) exitAfterFlush(0);
+      },
+      (e) => {
+        inflight--;
+        sendException(id, e);
+        if (eof && inflight === 0) exitAfterFlush(0);
+      },
+    );
   } else {
     sendResult(id, result);
   }
@@ -536,7 +553,7 @@ function startLoad(msg) {
       loaded = true;
       send({ type: 'MetaData', functions: res.meta });
       for (const m of backlog.splice(0)) handle(m);
-      if (eof) exitAfterFlush(0);
+      if (eof) drainAndExit();
     },
     (e) => {
       send({ type: 'LoadError', error: `loader crashed: ${formatError(e)}` });
@@ -618,8 +635,18 @@ input.on('end', () => {
   if (partial !== null || carry !== null) {
     process.stderr.write('morel runner: EOF in the middle of a frame\n');
   }
-  if (loaded || !loading) exitAfterFlush(0);
+  if (loaded || !loading) drainAndExit();
 });
+
+// EOF: calls still pending get EOF_GRACE_MS to settle and reply, then exit 0.
+const EOF_GRACE_MS = 500;
+function drainAndExit() {
+  if (inflight === 0) {
+    exitAfterFlush(0);
+    return;
+  }
+  setTimeout(() => exitAfterFlush(0), EOF_GRACE_MS);
+}
 
 // A stray rejection or exception from background work must not take down a
 // worker that is serving other calls: report it in the app's log instead.

@@ -15,11 +15,20 @@ Protocol (see the host side in ``morel-runtime-process``):
 * EOF on fd 3 means "shut down now": we exit 0 without waiting for calls that
   are still running.
 
-Threading model: the main thread reads fd 3 with large ``os.read`` calls and
-parses frames.  Plain functions are submitted to a ``ThreadPoolExecutor``
-sized by ``concurrency``; coroutine functions are scheduled as tasks on a
-single asyncio loop that lives in its own thread (started lazily).  Frames
-to fd 4 are written under a lock so each frame is contiguous.
+Threading model (chosen per app at Load time, for the lowest latency):
+
+* Only plain functions: ``concurrency`` threads of a ThreadPoolExecutor take
+  turns reading fd 3 (leader/follower).  The reader that gets a call passes
+  the reader role on and runs the call itself, so there is no hand-off
+  between threads on the hot path.
+* Some ``async def`` functions: the main thread runs an asyncio loop that
+  reads fd 3 itself; async calls become tasks right away, plain functions
+  are submitted to the ThreadPoolExecutor.
+
+EOF on fd 3 is normally seen by whichever thread is reading; in both modes
+one more thread (the main thread or a daemon) waits for POLLHUP on fd 3 so
+the worker still exits promptly when every reader is stuck in user code.
+Frames to fd 4 are written under a lock so each frame is contiguous.
 """
 
 import asyncio
@@ -34,6 +43,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 import traceback
 
 IN_FD = 3
@@ -371,11 +381,17 @@ def _load(msg):
 
 
 class _AsyncSide:
-    """An asyncio loop in a daemon thread, started on first use."""
+    """The event loop running async calls.
+
+    When the app has async functions this is the main thread's loop (see
+    ``_serve_with_loop``); otherwise a loop in a daemon thread is started on
+    first use (a plain function that returned an awaitable).
+    """
 
     def __init__(self):
         self.loop = None
-        self.tasks = {}
+        self.tasks = {}  # call id -> task
+        self.cancel_requested = set()
         self._lock = threading.Lock()
 
     def get_loop(self):
@@ -420,7 +436,10 @@ class _AsyncSide:
         try:
             result = await coro
         except asyncio.CancelledError:
-            return  # cancelled by the host: no reply
+            if call_id in self.cancel_requested:
+                return  # cancelled by the host: no reply
+            _send_error(call_id, "CancelledError", "the call was cancelled by the function itself")
+            return
         except BaseException as e:
             # Including SystemExit/KeyboardInterrupt, which would otherwise
             # escape the task and stop the event loop for every other call.
@@ -428,30 +447,48 @@ class _AsyncSide:
             return
         finally:
             self.tasks.pop(call_id, None)
+            self.cancel_requested.discard(call_id)
         _send_result(call_id, result)
 
     def cancel(self, call_id):
         task = self.tasks.get(call_id)
         if task is not None:
+            self.cancel_requested.add(call_id)
             task.cancel()
 
 
 _async = _AsyncSide()
 
 
+_inflight = 0  # sync calls read from fd 3 and not answered yet
+_inflight_lock = threading.Lock()
+
+
+def _inflight_add():
+    """Count a sync call as soon as it is read; _call_sync uncounts it."""
+    global _inflight
+    with _inflight_lock:
+        _inflight += 1
+
+
 def _call_sync(call_id, fn, args, kwargs):
+    global _inflight
     try:
-        result = fn(*args, **kwargs)
-    except BaseException as e:
-        _send_exception(call_id, e)
-        return
-    if inspect.isawaitable(result):
-        # A plain function that returned a coroutine (e.g. a wrapper around
-        # an async function): finish it on the event loop.
-        loop = _async.get_loop()
-        loop.call_soon_threadsafe(_async.start_coro, call_id, result)
-        return
-    _send_result(call_id, result)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as e:
+            _send_exception(call_id, e)
+            return
+        if inspect.isawaitable(result):
+            # A plain function that returned a coroutine (e.g. a wrapper
+            # around an async function): finish it on the event loop.
+            loop = _async.get_loop()
+            loop.call_soon_threadsafe(_async.start_coro, call_id, result)
+            return
+        _send_result(call_id, result)
+    finally:
+        with _inflight_lock:
+            _inflight -= 1
 
 
 def _shutdown(code):
@@ -479,6 +516,7 @@ class _Input:
     def __init__(self):
         self.buf = bytearray()
         self.pos = 0
+        self.frames = 0  # frames consumed so far (progress, for the EOF watcher)
 
     def parse(self):
         """The next complete frame already buffered, or None."""
@@ -493,6 +531,7 @@ class _Input:
             return None
         start = self.pos + 4
         self.pos = start + length
+        self.frames += 1
         try:
             msg = _decode(buf[start : self.pos])
         except ValueError as e:
@@ -537,20 +576,39 @@ class _Input:
                 return None
 
 
-def _watch_for_eof():
-    """Exit as soon as the host closes fd 3, whatever the other threads do.
+# After EOF on fd 3, calls already running get this long to finish and reply
+# before the worker exits; it is also how long the watcher lets readers go
+# without consuming a frame before deciding they are stuck in user code.
+EOF_GRACE_S = 0.5
 
-    poll() with an empty event mask only reports POLLHUP/POLLERR, so this
-    thread sleeps until the write end is closed and never touches the data.
+
+def _drain_and_exit():
+    """EOF: give calls in flight a short chance to reply, then exit 0."""
+    deadline = time.monotonic() + EOF_GRACE_S
+    while (_inflight or _async.tasks) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    _shutdown(0)
+
+
+def _watch_for_eof(inp):
+    """Exit soon after the host closes fd 3, whatever the other threads do.
+
+    Normally a reader consumes the remaining frames, sees EOF and exits by
+    itself.  This thread covers the case where every reader is stuck in user
+    code: poll() with an empty event mask sleeps until POLLHUP (the write end
+    was closed) without touching the data; from then on, if no frame is
+    consumed for EOF_GRACE_S, the worker exits.
     """
     p = select.poll()
     p.register(IN_FD, 0)
+    while not p.poll():
+        pass
+    seen = inp.frames
     while True:
-        try:
-            if p.poll():
-                _shutdown(0)
-        except InterruptedError:
-            continue
+        time.sleep(EOF_GRACE_S)
+        if inp.frames == seen:
+            _shutdown(0)
+        seen = inp.frames
 
 
 def _decode_invoke(msg, table):
@@ -581,11 +639,13 @@ def _serve_sync(inp, table, reader_lock):
             while True:
                 msg = inp.next()
                 if msg is None:
-                    _shutdown(0)
+                    _drain_and_exit()
                 kind = msg.get("type")
                 if kind == "Invoke":
                     call = _decode_invoke(msg, table)
                     if call is not None:
+                        if not call[2]:
+                            _inflight_add()
                         break
                 elif kind != "Cancel":  # sync calls cannot be cancelled
                     _unknown_frame(msg)
@@ -618,6 +678,7 @@ def _serve_with_loop(inp, table, pool):
             if is_async:
                 start(call_id, fn, args, kwargs)
             else:
+                _inflight_add()
                 submit(_call_sync, call_id, fn, args, kwargs)
         elif kind == "Cancel":
             _async.cancel(msg.get("id"))
@@ -627,7 +688,11 @@ def _serve_with_loop(inp, table, pool):
     def on_readable():
         try:
             if not inp.fill():
-                _shutdown(0)
+                # Let running tasks finish on this loop while another thread
+                # waits for them (bounded) and exits.
+                loop.remove_reader(IN_FD)
+                threading.Thread(target=_drain_and_exit, daemon=True).start()
+                return
         except BlockingIOError:
             return
         while True:
@@ -693,13 +758,15 @@ def main():
     _send({"type": "MetaData", "functions": meta})
 
     if any(is_async for _, is_async in table.values()):
-        threading.Thread(target=_guard, args=(_watch_for_eof,), name="morel-eof", daemon=True).start()
+        threading.Thread(
+            target=_guard, args=(lambda: _watch_for_eof(inp),), name="morel-eof", daemon=True
+        ).start()
         _guard(lambda: _serve_with_loop(inp, table, pool))
     else:
         reader_lock = threading.Lock()
         for _ in range(concurrency):
             pool.submit(_guard, lambda: _serve_sync(inp, table, reader_lock))
-        _guard(_watch_for_eof)
+        _guard(lambda: _watch_for_eof(inp))
 
 
 def _guard(body):

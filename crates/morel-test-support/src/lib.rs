@@ -34,6 +34,15 @@ impl MorelServer {
 
     /// Starts (or restarts) a server on the given directories.
     pub fn start_with(bin: &Path, dirs: std::sync::Arc<tempfile::TempDir>) -> MorelServer {
+        Self::start_with_args(bin, dirs, &[])
+    }
+
+    /// Starts a server on the given directories with extra `morel up` arguments.
+    pub fn start_with_args(
+        bin: &Path,
+        dirs: std::sync::Arc<tempfile::TempDir>,
+        extra: &[&str],
+    ) -> MorelServer {
         let state_dir = dirs.path().join("state");
         let config_dir = dirs.path().join("config");
         let log_path = dirs.path().join(format!(
@@ -47,6 +56,7 @@ impl MorelServer {
         let mut child = Command::new(bin)
             .args(["up", "--listen", "127.0.0.1:0", "--state-dir"])
             .arg(&state_dir)
+            .args(extra)
             .env("MOREL_CONFIG_DIR", &config_dir)
             .env("MOREL_LOG", "info")
             .stdin(Stdio::null())

@@ -1,5 +1,6 @@
 mod apps;
 mod deploy;
+mod functions;
 mod keys;
 mod up;
 
@@ -18,6 +19,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Logs(a) => apps::logs(a).await,
         Command::Delete(a) => apps::delete(a).await,
         Command::Keys(k) => keys::run(k).await,
+        Command::Fn(c) => functions::run(c).await,
+        Command::Compiler(a) => functions::compiler(a).await,
+        Command::Doctor(j) => functions::doctor(j.json).await,
         Command::Login(a) => {
             crate::settings::save_login(&crate::settings::Login {
                 url: a.url.trim_end_matches('/').to_owned(),

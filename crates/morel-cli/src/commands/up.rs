@@ -47,6 +47,10 @@ pub async fn run(args: UpArgs) -> Result<()> {
 
     let logs = LogHub::start(store.clone());
     let blobs = BlobDir::new(state_dir.join("blobs"));
+    // One wasm engine per process: compiled functions and wasm resources of apps share it.
+    let engine = morel_runtime_wasm::WasmEngine::new(morel_runtime_wasm::EngineConfig::new(
+        state_dir.join("wasm-cache"),
+    ))?;
     let agent = Agent::new(
         AgentConfig {
             node: "local".into(),
@@ -59,8 +63,22 @@ pub async fn run(args: UpArgs) -> Result<()> {
         store.clone(),
         blobs.clone(),
         logs.clone(),
+        engine.clone(),
+        morel_compiler::Toolchains::detect(),
     )?;
     let routes = Arc::new(RouteTable::new());
+    let functions = morel_control::functions::Functions::new(store.clone(), engine);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(functions.clone().consume_results(stop.clone()));
+    if !args.no_compiler {
+        tokio::spawn(morel_control::functions::run_compiler(
+            store.clone(),
+            morel_compiler::Toolchains::detect(),
+            morel_compiler::CompileLimits::default(),
+            None,
+            stop,
+        ));
+    }
     let deployer = morel_control::deploy::Deployer::new(
         cfg.clone(),
         store,
@@ -86,6 +104,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
 
     let server = morel_control::Server {
         deployer: deployer.clone(),
+        functions,
         routes,
         token: morel_control::Token::new(&token),
     };
@@ -111,6 +130,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     }
     morel_control::serve(listener, &server, shutdown_signal()).await?;
     eprintln!("shutting down: stopping instances");
+    let _ = stop_tx.send(true);
     deployer.shutdown().await;
     Ok(())
 }

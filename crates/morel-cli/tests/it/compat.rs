@@ -457,7 +457,16 @@ async fn package_deploy_call_inspect_delete_python_and_node() {
         post(&s, &format!("{node}/call/hello"), r#"["still here"]"#).await,
         (200, json!("hello still here"))
     );
-    // Deleting again, or something that never existed: 404 JSON.
+    // Deleting again, or something that never existed, or under another prefix: 404 JSON.
+    let (status, body) = s
+        .api(
+            Method::POST,
+            "/api/deploy/delete",
+            Some(json!({"prefix": "someone-else", "suffix": "nodeapp", "version": "v1"})),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["type"], "NotFound", "{body}");
     assert_error(
         &deploy_delete(&s, "pyapp", "v1").await,
         404,
@@ -748,11 +757,9 @@ async fn the_api_needs_a_token_but_the_call_path_does_not() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        answer(r).await.0,
-        500,
-        "calling env() without its argument is the function's error, not auth"
-    );
+    // A GET has no arguments: env() then raises Python's TypeError (the function's error,
+    // not an auth failure).
+    assert_error(&answer(r).await, 500, "TypeError", &["name"]);
 }
 
 /// Every file whose name contains `needle`, anywhere under `dir`.
@@ -912,16 +919,20 @@ async fn broken_projects_fail_to_deploy_without_hurting_others() {
         &["unknown-suffix"],
     );
 
-    // A syntax error is found when the package is built: 400 naming the file and line.
+    // A syntax error is found when the package is built: 400 naming the file and line (the
+    // wording after that is Python's own and varies by version).
     let broken = [
-        Entry::File("app.py", "def greet(name:\n    return name\n"),
+        Entry::File(
+            "app.py",
+            "import os\n\n\ndef greet(name)\n    return name\n",
+        ),
         Entry::File("metacall.json", PY_METACALL),
     ];
     assert_error(
         &package_create(&s, Some("syntax"), Some(zip(&broken))).await,
         400,
         "BadRequest",
-        &["app.py:1", "syntax"],
+        &["app.py:4"],
     );
     let (status, body) = deploy_create(&s, "syntax", json!([])).await;
     assert_ne!(status, 200, "{body}");
@@ -964,21 +975,16 @@ async fn broken_projects_fail_to_deploy_without_hurting_others() {
         Entry::File("metacall.json", NODE_METACALL),
     ];
     let (status, body) = package_create(&s, Some("nodefail"), Some(zip(&node_broken))).await;
-    if status == 201 {
-        assert_error(
-            &deploy_create(&s, "nodefail", json!([])).await,
-            422,
-            "DeployFailed",
-            &["cannot start: morel compat"],
-        );
-    } else {
-        assert_error(
-            &(status, body),
-            400,
-            "BadRequest",
-            &["cannot start: morel compat"],
-        );
-    }
+    assert_eq!(
+        status, 201,
+        "discovery reads the exports without running the module: {body}"
+    );
+    assert_error(
+        &deploy_create(&s, "nodefail", json!([])).await,
+        422,
+        "DeployFailed",
+        &["cannot start: morel compat"],
+    );
 
     // The server keeps serving the healthy app and still deploys new ones.
     assert_eq!(
@@ -1091,6 +1097,7 @@ fn git(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
         .stdin(Stdio::null())
         .output()
         .expect("git is needed for the repository tests");
@@ -1187,6 +1194,35 @@ async fn repository_branchlist_add_and_deploy() {
     assert_eq!(
         post(&s, "/default/gitapp/v2/call/answer", "[]").await,
         (200, json!(43))
+    );
+
+    // A bare `NAME.git` repository: the app is named without the `.git`.
+    let bare = tmp.path().join("bare").join("othergit.git");
+    std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
+    git(
+        tmp.path(),
+        &["clone", "--quiet", "--bare", &url, bare.to_str().unwrap()],
+    );
+    let bare_url = format!("file://{}", bare.display());
+    let (status, body) = s
+        .api(
+            Method::POST,
+            "/api/repository/add",
+            Some(json!({"url": bare_url, "branch": "main"})),
+        )
+        .await;
+    assert_eq!((status, body), (201, json!({"id": "othergit"})));
+    let (status, body) = deploy_create(&s, "othergit", json!([])).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"prefix": "default", "suffix": "othergit", "version": "v1"})
+        )
+    );
+    assert_eq!(
+        post(&s, "/default/othergit/v1/call/answer", "[]").await,
+        (200, json!(42))
     );
 }
 
@@ -1296,4 +1332,46 @@ async fn repository_api_refuses_injection() {
         "NotFound",
         &["gitapp"],
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "blocked: malformed JSON request bodies on the control API get axum's plain-text rejections (400/415/422 text/plain), not the JSON {error,type} every other error has (crates/morel-control/src/api/compat.rs and apps.rs use axum::Json<T> directly)"]
+async fn malformed_request_bodies_get_json_errors() {
+    let s = MorelServer::start(&bin());
+    let auth = format!("jwt {}", s.token);
+    let cases: [(&str, Option<&str>, &str); 6] = [
+        (
+            "/api/deploy/create",
+            Some("application/json"),
+            r#"{"suffix":"#,
+        ),
+        ("/api/deploy/create", Some("application/json"), "{}"),
+        ("/api/deploy/create", None, r#"{"suffix": "x"}"#),
+        ("/api/deploy/delete", Some("application/json"), "[1, 2]"),
+        ("/api/repository/branchlist", Some("application/json"), "{"),
+        (
+            "/api/repository/add",
+            Some("application/json"),
+            r#"{"branch": "main"}"#,
+        ),
+    ];
+    for (path, content_type, body) in cases {
+        let mut req = s
+            .http()
+            .post(format!("{}{path}", s.url))
+            .header("Authorization", &auth)
+            .body(body);
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        let (status, json) = answer(req.send().await.unwrap()).await;
+        assert!(
+            (400..500).contains(&status),
+            "{path} {body:?}: {status} {json}"
+        );
+        assert!(
+            json["error"].is_string() && json["type"].is_string(),
+            "{path} {body:?}: {status} answered {json} instead of {{error, type}}"
+        );
+    }
 }

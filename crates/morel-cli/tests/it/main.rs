@@ -6,6 +6,7 @@ mod compat;
 mod flows;
 mod lifecycle;
 mod metacall_client;
+mod wasm;
 
 use std::path::PathBuf;
 

@@ -1,1 +1,449 @@
-//! The published @metacall/deploy client against Morel (written next).
+//! The published seed 000 client, `@metacall/deploy`, unchanged, against the real `morel up`.
+//!
+//! The client is installed by `npm install --prefix crates/morel-cli/tests/metacall-client`
+//! (the test script does it). `package.json` there pins `@metacall/protocol` 0.1.26: with the
+//! 0.1.31 a plain install resolves to, the client cannot upload at all (it rejects its own
+//! zip stream before sending anything and exits 5), whatever the server does.
+//!
+//! The client can exit 0 without having done anything (no plans, a zip over about 2 MiB), so
+//! every step is checked on the server: through `/api/inspect` and the call path.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use morel_test_support::MorelServer;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::bin;
+
+/// Longest any one client run may take before it is killed.
+const CLIENT_LIMIT: Duration = Duration::from_secs(120);
+
+const INSTALL: &str = "npm install --prefix crates/morel-cli/tests/metacall-client";
+
+fn client_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/metacall-client")
+}
+
+/// The installed client; a missing or wrongly resolved install fails the test, never skips it.
+fn client_bin() -> PathBuf {
+    let dir = client_dir();
+    let bin = dir.join("node_modules/.bin/metacall-deploy");
+    assert!(
+        bin.is_file(),
+        "the @metacall/deploy client is not installed ({} is missing): run `{INSTALL}` from the repository root",
+        bin.display()
+    );
+    let protocol = dir.join("node_modules/@metacall/protocol/package.json");
+    let version = std::fs::read_to_string(&protocol)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["version"].as_str().map(str::to_owned));
+    assert_eq!(
+        version.as_deref(),
+        Some("0.1.26"),
+        "{} must be the pinned 0.1.26 (newer versions cannot upload): run `{INSTALL}` again",
+        protocol.display()
+    );
+    bin
+}
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A client configured for one server: its own HOME and `--confDir` with `config.ini`.
+struct Client {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Client {
+    fn new(s: &MorelServer, token: &str) -> Client {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        std::fs::create_dir_all(dir.path().join("conf")).unwrap();
+        let ini = format!(
+            "baseURL={url}\napiURL={url}\ndevURL={url}\ntoken={token}\n",
+            url = s.url
+        );
+        std::fs::write(dir.path().join("conf/config.ini"), ini).unwrap();
+        Client {
+            bin: client_bin(),
+            dir,
+        }
+    }
+
+    fn conf(&self) -> String {
+        self.dir.path().join("conf").display().to_string()
+    }
+
+    /// Runs the client with `args` and `stdin` (never a TTY), killed after [`CLIENT_LIMIT`].
+    async fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let out_path = self.dir.path().join(format!("out-{n}"));
+        let err_path = self.dir.path().join(format!("err-{n}"));
+        let mut child = tokio::process::Command::new(&self.bin)
+            .arg("--confDir")
+            .arg(self.conf())
+            .args(args)
+            .env("HOME", self.dir.path().join("home"))
+            .env_remove("METACALL_API_KEY")
+            .env_remove("NODE_ENV")
+            .env_remove("METACALL_DEPLOY_INTERACTIVE")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn metacall-deploy (is node installed?)");
+        let mut pipe = child.stdin.take().unwrap();
+        // The client may exit before reading its input; a broken pipe is not the test's concern.
+        let _ = pipe.write_all(stdin).await;
+        drop(pipe);
+        let status = tokio::time::timeout(CLIENT_LIMIT, child.wait()).await;
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        match status {
+            Ok(status) => Run {
+                code: status.unwrap().code(),
+                stdout: read(&out_path),
+                stderr: read(&err_path),
+            },
+            Err(_) => {
+                let _ = child.kill().await;
+                let run = Run {
+                    code: None,
+                    stdout: read(&out_path),
+                    stderr: read(&err_path),
+                };
+                panic!(
+                    "metacall-deploy {args:?} did not finish within {CLIENT_LIMIT:?}; killed.\n{run}"
+                );
+            }
+        }
+    }
+
+    async fn run_ok(&self, s: &MorelServer, args: &[&str], stdin: &[u8]) -> Run {
+        let run = self.run(args, stdin).await;
+        assert_eq!(
+            run.code,
+            Some(0),
+            "metacall-deploy {args:?}:\n{run}\nserver log:\n{}",
+            s.log()
+        );
+        run
+    }
+}
+
+async fn call(s: &MorelServer, path: &str, body: &str) -> (u16, Value) {
+    let resp = s
+        .http()
+        .post(format!("{}{path}", s.url))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn inspect(s: &MorelServer) -> Vec<Value> {
+    let (status, body) = s.get("/api/inspect").await;
+    assert_eq!(status, 200, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+/// `(suffix, status, version)` of every deployment, in inspect order.
+fn summary(list: &[Value]) -> Vec<(String, String, String)> {
+    list.iter()
+        .map(|d| {
+            (
+                d["suffix"].as_str().unwrap().to_owned(),
+                d["status"].as_str().unwrap().to_owned(),
+                d["version"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn func_names(entry: &Value, lang: &str) -> Vec<String> {
+    let mut names: Vec<String> = entry["packages"][lang]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {lang} package in {entry}"))
+        .iter()
+        .flat_map(|file| {
+            file["scope"]["funcs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["name"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Small projects, written the way a user of the client would have them.
+fn write_projects(root: &Path) -> (PathBuf, PathBuf) {
+    let py = root.join("python-project");
+    std::fs::create_dir_all(py.join("lib")).unwrap();
+    std::fs::write(py.join("app.py"), "import os\n\nfrom lib.words import shout\n\n\ndef greet(name):\n    return 'hi ' + name\n\n\ndef loud(name):\n    return shout(name)\n\n\ndef setting(key):\n    return os.environ.get(key)\n").unwrap();
+    std::fs::write(py.join("lib/__init__.py"), "").unwrap();
+    std::fs::write(
+        py.join("lib/words.py"),
+        "def shout(s):\n    return s.upper() + '!'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        py.join("metacall.json"),
+        r#"{ "language_id": "py", "path": ".", "scripts": ["app.py"] }"#,
+    )
+    .unwrap();
+    // The client sends .env as the deploy's env (and, being a dotfile, inside the zip too).
+    std::fs::write(py.join(".env"), "MC_GREETING=salut tout le monde\n").unwrap();
+
+    let node = root.join("mcnode");
+    std::fs::create_dir_all(&node).unwrap();
+    std::fs::write(node.join("index.js"), "function hello(name) { return 'hello ' + name; }\nfunction sum(a, b) { return a + b; }\nmodule.exports = { hello, sum };\n").unwrap();
+    std::fs::write(
+        node.join("package.json"),
+        r#"{"name": "mcnode", "version": "1.0.0", "main": "index.js"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        node.join("metacall.json"),
+        r#"{ "language_id": "node", "path": ".", "scripts": ["index.js"] }"#,
+    )
+    .unwrap();
+    (py, node)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_inspect_redeploy_delete_with_the_published_client() {
+    let s = MorelServer::start(&bin());
+    let client = Client::new(&s, &s.token);
+    let work = tempfile::tempdir().unwrap();
+    let (py, node) = write_projects(work.path());
+
+    // Deploy Python, named with --projectName (the client lowercases it into the id).
+    let run = client
+        .run_ok(
+            &s,
+            &["--workdir", py.to_str().unwrap(), "--projectName", "McPy"],
+            b"",
+        )
+        .await;
+    assert!(
+        run.stdout.contains("Repository deployed"),
+        "the client saw a non-empty deploy answer:\n{run}"
+    );
+    assert_eq!(
+        summary(&inspect(&s).await),
+        [("mcpy".into(), "ready".into(), "v1".into())]
+    );
+    assert_eq!(
+        call(&s, "/default/mcpy/v1/call/greet", r#"{"name": "Ada"}"#).await,
+        (200, json!("hi Ada"))
+    );
+    assert_eq!(
+        call(&s, "/default/mcpy/v1/call/loud", r#"["ada"]"#).await,
+        (200, json!("ADA!"))
+    );
+    assert_eq!(
+        call(&s, "/default/mcpy/v1/call/setting", r#"["MC_GREETING"]"#).await,
+        (200, json!("salut tout le monde"))
+    );
+
+    // Deploy Node, named after its directory.
+    let run = client
+        .run_ok(&s, &["--workdir", node.to_str().unwrap()], b"")
+        .await;
+    assert!(run.stdout.contains("Repository deployed"), "{run}");
+    assert_eq!(
+        call(&s, "/default/mcnode/v1/call/hello", r#"{"name": "Ada"}"#).await,
+        (200, json!("hello Ada"))
+    );
+    assert_eq!(
+        call(&s, "/default/mcnode/v1/call/sum", "[40, 2]").await,
+        (200, json!(42))
+    );
+    let list = inspect(&s).await;
+    let mut got = summary(&list);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("mcnode".into(), "ready".into(), "v1".into()),
+            ("mcpy".into(), "ready".into(), "v1".into())
+        ]
+    );
+    let entry = |suffix: &str| list.iter().find(|d| d["suffix"] == suffix).unwrap().clone();
+    assert_eq!(
+        func_names(&entry("mcpy"), "py"),
+        ["greet", "loud", "setting"]
+    );
+    assert_eq!(func_names(&entry("mcnode"), "node"), ["hello", "sum"]);
+
+    // --inspect Raw prints the server's list once and exits.
+    let run = client.run_ok(&s, &["--inspect", "Raw"], b"").await;
+    let start = run
+        .stdout
+        .find('[')
+        .unwrap_or_else(|| panic!("no JSON array in:\n{run}"));
+    let printed: Vec<Value> =
+        serde_json::from_str(run.stdout[start..].trim()).unwrap_or_else(|e| panic!("{e}:\n{run}"));
+    let mut got = summary(&printed);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("mcnode".into(), "ready".into(), "v1".into()),
+            ("mcpy".into(), "ready".into(), "v1".into())
+        ]
+    );
+    assert_eq!(
+        func_names(
+            printed.iter().find(|d| d["suffix"] == "mcpy").unwrap(),
+            "py"
+        ),
+        ["greet", "loud", "setting"]
+    );
+
+    // Deploying the same project again: a new version, not an error.
+    std::fs::write(node.join("index.js"), "function hello(name) { return 'hello again ' + name; }\nfunction sum(a, b) { return a + b; }\nmodule.exports = { hello, sum };\n").unwrap();
+    client
+        .run_ok(&s, &["--workdir", node.to_str().unwrap()], b"")
+        .await;
+    assert_eq!(
+        call(&s, "/default/mcnode/v2/call/hello", r#"["Ada"]"#).await,
+        (200, json!("hello again Ada"))
+    );
+    let node_version = inspect(&s)
+        .await
+        .iter()
+        .find(|d| d["suffix"] == "mcnode")
+        .unwrap()["version"]
+        .clone();
+    assert_eq!(node_version, "v2");
+
+    // --delete with "\n" picks the first ready deployment in inspect order.
+    let order = summary(&inspect(&s).await);
+    let (first, first_version) = (order[0].0.clone(), order[0].2.clone());
+    let (second, second_version) = (order[1].0.clone(), order[1].2.clone());
+    let run = client.run_ok(&s, &["--delete"], b"\n").await;
+    assert!(run.stdout.contains("Deploy Delete Succeed"), "{run}");
+    assert_eq!(
+        summary(&inspect(&s).await),
+        [(second.clone(), "ready".into(), second_version.clone())],
+        "{first} was deleted:\n{run}"
+    );
+    let (status, body) = call(
+        &s,
+        &format!("/default/{first}/{first_version}/call/hello"),
+        "[\"x\"]",
+    )
+    .await;
+    assert_eq!((status, &body["type"]), (404, &json!("NotFound")), "{body}");
+    let still = match second.as_str() {
+        "mcpy" => call(&s, "/default/mcpy/latest/call/greet", r#"["still"]"#).await,
+        _ => call(&s, "/default/mcnode/latest/call/hello", r#"["still"]"#).await,
+    };
+    assert_eq!(still.0, 200, "{still:?}");
+    assert!(still.1.as_str().unwrap().ends_with("still"), "{still:?}");
+
+    // Redeploy the deleted one, then "down, enter" picks the second entry of the list.
+    let first_dir = if first == "mcpy" { &py } else { &node };
+    let first_name = if first == "mcpy" { "McPy" } else { "mcnode" };
+    client
+        .run_ok(
+            &s,
+            &[
+                "--workdir",
+                first_dir.to_str().unwrap(),
+                "--projectName",
+                first_name,
+            ],
+            b"",
+        )
+        .await;
+    let order = summary(&inspect(&s).await);
+    assert_eq!(order.len(), 2, "{order:?}");
+    let (keep, target) = (order[0].clone(), order[1].clone());
+    client.run_ok(&s, &["--delete"], b"\x1b[B\n").await;
+    assert_eq!(
+        summary(&inspect(&s).await),
+        [keep.clone()],
+        "{} was the one to delete",
+        target.0
+    );
+
+    // The last one, then an empty list: the client reports it and exits 1.
+    client.run_ok(&s, &["--delete"], b"\n").await;
+    assert_eq!(inspect(&s).await, Vec::<Value>::new());
+    let run = client.run_ok(&s, &["--inspect", "Raw"], b"").await;
+    let start = run
+        .stdout
+        .find('[')
+        .unwrap_or_else(|| panic!("no JSON array in:\n{run}"));
+    assert_eq!(
+        serde_json::from_str::<Value>(run.stdout[start..].trim()).unwrap(),
+        json!([]),
+        "{run}"
+    );
+    let run = client.run(&["--delete"], b"\n").await;
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        format!("{}{}", run.stdout, run.stderr).contains("No deployment found"),
+        "{run}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_with_a_wrong_token_deploys_nothing() {
+    let s = MorelServer::start(&bin());
+    let client = Client::new(&s, "not-the-admin-token");
+    let work = tempfile::tempdir().unwrap();
+    let (py, _) = write_projects(work.path());
+
+    let run = client
+        .run(
+            &[
+                "--workdir",
+                py.to_str().unwrap(),
+                "--projectName",
+                "intruder",
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(run.code, Some(1), "{run}");
+    assert!(
+        format!("{}{}", run.stdout, run.stderr).contains("Token validation failed"),
+        "{run}"
+    );
+    assert_eq!(inspect(&s).await, Vec::<Value>::new());
+    let (status, _) = call(&s, "/default/intruder/v1/call/greet", "[\"x\"]").await;
+    assert_eq!(status, 404);
+}

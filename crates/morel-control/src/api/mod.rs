@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod compat;
+pub mod functions;
 
 use std::sync::Arc;
 
@@ -12,7 +13,14 @@ use crate::deploy::Deployer;
 #[derive(Clone)]
 pub struct AppState {
     pub deployer: Arc<Deployer>,
+    pub functions: Arc<crate::functions::Functions>,
     pub token: Token,
+}
+
+impl AppState {
+    pub(crate) fn functions(&self) -> Result<&crate::functions::Functions, crate::ApiError> {
+        Ok(&self.functions)
+    }
 }
 
 /// Parses an app name from a path or body field into a key in the default namespace.

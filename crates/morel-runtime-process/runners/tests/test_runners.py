@@ -195,7 +195,7 @@ PY_FUNCS = [
     fn(n, "hello.py")
     for n in (
         "greet add fail bad_result nan pair nothing slow aslow agreet afail forever "
-        "chatty varargs numbers hang unicode_echo child_fds aexit"
+        "chatty varargs numbers hang unicode_echo child_fds aexit block_loop self_cancel"
     ).split()
 ] + [
     fn("Counter.incr", "models.py"),
@@ -294,7 +294,8 @@ class RunnerContract:
     def test_class_method_single_instance(self):
         self.assertEqual(self.ok(self.w.call("Counter.incr")), {"n": 1, "instances": 1})
         self.assertEqual(self.ok(self.w.call("Counter.incr", 5)), {"n": 6, "instances": 1})
-        self.assertEqual(self.ok(self.w.call("Counter.aget")), 6)
+        if "Counter.aget" in self.by_name:
+            self.assertEqual(self.ok(self.w.call("Counter.aget")), 6)
         self.assertEqual(self.by_name["Counter.incr"]["params"], ["by"])
 
     def test_multiplexed_ids(self):
@@ -317,6 +318,16 @@ class RunnerContract:
         self.w.close_input()
         self.assertEqual(self.w.wait(timeout=5), 0)
         self.assertLess(time.monotonic() - start, 2.0)
+
+    def test_frames_sent_before_eof_are_answered(self):
+        # The host may write calls and close fd 3 straight away: calls that
+        # are quick to run are still answered before the worker exits.
+        for i in range(20):
+            self.w.invoke(i, "add", [i, i])
+        self.w.close_input()
+        got = sorted(self.w.recv()["result"] for _ in range(20))
+        self.assertEqual(got, [2 * i for i in range(20)])
+        self.assertEqual(self.w.wait(), 0)
 
     def test_oversized_frame_exits_2(self):
         self.w.send_raw(struct.pack(">I", 64 * 1024 * 1024 + 1))
@@ -384,6 +395,27 @@ class PythonRunnerTest(RunnerContract, unittest.TestCase):
     def test_sync_calls_not_blocked_by_async(self):
         self.w.invoke(1, "forever", [])
         self.assertEqual(self.ok(self.w.call("add", 1, 2)), 3)
+
+    def test_async_served_while_all_sync_workers_hang(self):
+        for i in range(8):
+            self.w.invoke(i, "hang", [])
+        time.sleep(0.1)
+        self.assertEqual(self.ok(self.w.call("agreet", "x")), "async hi x")
+        start = time.monotonic()
+        self.w.close_input()
+        self.assertEqual(self.w.wait(timeout=5), 0)
+        self.assertLess(time.monotonic() - start, 2.0)
+
+    def test_eof_exits_even_if_event_loop_is_blocked(self):
+        self.w.invoke(1, "block_loop", [3600])
+        time.sleep(0.2)
+        start = time.monotonic()
+        self.w.close_input()
+        self.assertEqual(self.w.wait(timeout=5), 0)
+        self.assertLess(time.monotonic() - start, 2.0)
+
+    def test_internal_cancellation_still_replies(self):
+        self.assertEqual(self.err(self.w.call("self_cancel"))["type"], "CancelledError")
 
     def test_cancel_async(self):
         self.w.invoke(7, "forever", [])
@@ -465,6 +497,63 @@ class PythonRunnerTest(RunnerContract, unittest.TestCase):
     def test_string_ids(self):
         self.w.invoke("abc", "add", [1, 2])
         self.assertEqual(self.w.recv(), {"type": "InvokeResult", "id": "abc", "ok": True, "result": 3})
+
+
+PY_ASYNC = {"aslow", "agreet", "afail", "forever", "aexit", "block_loop", "self_cancel", "Counter.aget", "ping"}
+
+
+class PythonSyncOnlyRunnerTest(RunnerContract, unittest.TestCase):
+    """Only plain functions loaded: the runner uses its thread-only mode."""
+
+    LANG = "python"
+    ROOT = PY_APP
+    FUNCS = [f for f in PY_FUNCS if f["name"] not in PY_ASYNC]
+
+    def test_no_async_in_metadata(self):
+        self.assertFalse(any(f["is_async"] for f in self.meta["functions"]))
+
+    def test_sync_concurrency(self):
+        start = time.monotonic()
+        for i in range(4):
+            self.w.invoke(i, "slow", [0.3])
+        results = [self.w.recv() for _ in range(4)]
+        self.assertTrue(all(r["ok"] for r in results), results)
+        self.assertLess(time.monotonic() - start, 1.0)
+
+    def test_fast_calls_not_blocked_by_slow_ones(self):
+        self.w.invoke(1, "slow", [1.0])
+        start = time.monotonic()
+        self.assertEqual(self.ok(self.w.call("add", 1, 2)), 3)
+        self.assertLess(time.monotonic() - start, 0.5)
+        self.assertEqual(self.w.recv()["id"], 1)
+
+    def test_concurrency_limit(self):
+        w = Worker("python", PY_APP)
+        self.addCleanup(w.stop)
+        self.assertEqual(w.load([fn("slow", "hello.py")], concurrency=2)["type"], "MetaData")
+        start = time.monotonic()
+        for i in range(4):
+            w.invoke(i, "slow", [0.25])
+        for _ in range(4):
+            self.assertTrue(w.recv()["ok"])
+        elapsed = time.monotonic() - start
+        self.assertGreater(elapsed, 0.45)  # two rounds of two
+        self.assertLess(elapsed, 1.5)
+
+    def test_cancel_and_unknown_frames_are_ignored(self):
+        self.w.send({"type": "Cancel", "id": 1})
+        self.w.send({"type": "Bogus"})
+        self.assertEqual(self.ok(self.w.call("add", 2, 2)), 4)
+        self.assertIn("Bogus", self.w.stderr())
+
+    def test_all_workers_hung_still_exits_on_eof(self):
+        for i in range(8):
+            self.w.invoke(i, "hang", [])
+        time.sleep(0.1)
+        start = time.monotonic()
+        self.w.close_input()
+        self.assertEqual(self.w.wait(timeout=5), 0)
+        self.assertLess(time.monotonic() - start, 2.0)
 
 
 class NodeRunnerTest(RunnerContract, unittest.TestCase):
@@ -597,6 +686,19 @@ class LoadErrorTests(unittest.TestCase):
 
     def test_node_syntax_error(self):
         self.check("node", NODE_BROKEN, [fn("ok", "syntax_err.js")], "syntax_err.js", "'ok'", "SyntaxError")
+
+    def test_load_and_invoke_then_eof(self):
+        for lang, root, f in (("python", PY_APP, fn("add", "hello.py")), ("node", NODE_APP, fn("add", "index.js"))):
+            if lang == "node" and NODE is None:
+                continue
+            w = Worker(lang, root)
+            self.addCleanup(w.stop)
+            w.send({"type": "Load", "app": "t", "resource": "default", "root": root, "concurrency": 2, "functions": [f]})
+            w.invoke(1, "add", [20, 22])
+            w.close_input()
+            self.assertEqual(w.recv()["type"], "MetaData")
+            self.assertEqual(w.recv()["result"], 42)
+            self.assertEqual(w.wait(), 0)
 
     def test_python_eof_before_load(self):
         w = Worker("python", PY_APP)

@@ -1,0 +1,53 @@
+//! WebAssembly resources: an app's wasm functions, compiled when the release is prepared and
+//! run in this process (the gateway's) on a fresh instance per call.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use morel_runtime_process::protocol::FunctionMeta;
+use morel_runtime_wasm::{WasmEngine, WasmError, WasmModule};
+
+pub struct WasmResource {
+    pub resource: String,
+    pub timeout: Duration,
+    engine: WasmEngine,
+    modules: HashMap<String, WasmModule>,
+}
+
+impl WasmResource {
+    pub(crate) fn new(
+        resource: String,
+        timeout: Duration,
+        engine: WasmEngine,
+        modules: HashMap<String, WasmModule>,
+    ) -> Self {
+        WasmResource {
+            resource,
+            timeout,
+            engine,
+            modules,
+        }
+    }
+
+    pub fn functions(&self) -> Vec<FunctionMeta> {
+        let mut names: Vec<&String> = self.modules.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| FunctionMeta {
+                name: n.clone(),
+                params: vec!["input".into()],
+                is_async: false,
+            })
+            .collect()
+    }
+
+    /// Calls `name` with `input` (JSON text) on a fresh instance.
+    pub async fn call(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, WasmError> {
+        let module = self
+            .modules
+            .get(name)
+            .ok_or_else(|| WasmError::BadExport(format!("no wasm function {name:?}")))?;
+        self.engine.call(module, input, self.timeout).await
+    }
+}

@@ -1,0 +1,176 @@
+//! `morel fn …`, `morel compiler`, `morel doctor`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::args::{CompilerArgs, FnCommand};
+use crate::client::Client;
+
+pub async fn run(cmd: FnCommand) -> Result<()> {
+    let client = Client::from_settings()?;
+    match cmd {
+        FnCommand::Create {
+            name,
+            lang,
+            file,
+            detach,
+            json,
+        } => {
+            let source = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let f: Value = client
+                .json(
+                    client
+                        .request(Method::POST, "/functions")
+                        .json(&json!({ "name": name, "language": lang, "source": source })),
+                )
+                .await?;
+            let id = f["id"].as_str().unwrap_or_default().to_owned();
+            if !json {
+                eprintln!("registered {name} ({id}); compiling {lang}…");
+            }
+            let mut f = f;
+            if !detach {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+                while !matches!(f["status"].as_str(), Some("READY" | "FAILED")) {
+                    if tokio::time::Instant::now() > deadline {
+                        bail!("{name} is still {} after 5 minutes", f["status"]);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    f = client.get(&format!("/functions/{id}")).await?;
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&f)?);
+            } else {
+                println!("{id}  {}", f["status"].as_str().unwrap_or("?"));
+            }
+            if f["status"] == "FAILED" {
+                bail!(
+                    "compilation of {name} failed:\n{}",
+                    f["compile_error"].as_str().unwrap_or("")
+                );
+            }
+        }
+        FnCommand::Ls(j) => {
+            let list: Vec<Value> = client.get("/functions").await?;
+            if j.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<38} {:<20} {:<15} {:<10}",
+                    "ID", "NAME", "LANGUAGE", "STATUS"
+                );
+                for f in list {
+                    println!(
+                        "{:<38} {:<20} {:<15} {:<10}",
+                        f["id"].as_str().unwrap_or(""),
+                        f["name"].as_str().unwrap_or(""),
+                        f["language"].as_str().unwrap_or(""),
+                        f["status"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        FnCommand::Exec {
+            id,
+            input,
+            timeout_ms,
+            json,
+        } => {
+            let input: Value = serde_json::from_str(&input)
+                .with_context(|| format!("--input is not valid JSON: {input}"))?;
+            let e: Value = client
+                .json(
+                    client
+                        .request(Method::POST, &format!("/functions/{id}/execute"))
+                        .json(&json!({ "input": input, "timeout_ms": timeout_ms })),
+                )
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else if e["status"] == "COMPLETED" {
+                println!("{}", e["output"]);
+            } else {
+                bail!(
+                    "execution {} {}: {}",
+                    e["id"].as_str().unwrap_or(""),
+                    e["status"].as_str().unwrap_or(""),
+                    e["errorMessage"].as_str().unwrap_or("")
+                );
+            }
+        }
+        FnCommand::Executions { id, json } => {
+            let list: Vec<Value> = client.get(&format!("/functions/{id}/executions")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for e in list {
+                    println!(
+                        "{}  {:<10} {:>6} ms  {}",
+                        e["id"].as_str().unwrap_or(""),
+                        e["status"].as_str().unwrap_or(""),
+                        e["duration_ms"],
+                        e["errorMessage"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn compiler(args: CompilerArgs) -> Result<()> {
+    let store: Arc<dyn morel_store::Store> = Arc::new(
+        morel_store::SqliteStore::open(&args.state_dir.join("morel.db"))
+            .await
+            .context("opening the store")?,
+    );
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    eprintln!(
+        "compiler service consuming {} in {}",
+        morel_control::functions::JOBS_QUEUE,
+        args.state_dir.display()
+    );
+    let task = tokio::spawn(morel_control::functions::run_compiler(
+        store,
+        morel_compiler::Toolchains::detect(),
+        morel_compiler::CompileLimits::default(),
+        args.visibility_timeout_ms.map(Duration::from_millis),
+        stop,
+    ));
+    let _ = tokio::signal::ctrl_c().await;
+    let _ = stop_tx.send(true);
+    let _ = task.await;
+    Ok(())
+}
+
+pub async fn doctor(json: bool) -> Result<()> {
+    let statuses = morel_compiler::Toolchains::detect().doctor().await;
+    if json {
+        let rows: Vec<Value> = statuses
+            .iter()
+            .map(
+                |s| json!({ "language": s.language, "available": s.available, "detail": s.detail }),
+            )
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    for s in &statuses {
+        println!(
+            "{:<15} {:<4} {}",
+            format!("{:?}", s.language).to_lowercase(),
+            if s.available { "ok" } else { "no" },
+            s.detail
+        );
+    }
+    if statuses.iter().any(|s| !s.available) {
+        println!("\ninstall the missing toolchains with scripts/setup-toolchains");
+    }
+    Ok(())
+}

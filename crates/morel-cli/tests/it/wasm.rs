@@ -1,0 +1,347 @@
+//! Seed 001: compiled WebAssembly functions through the real API, compiler service and wasmtime.
+
+use std::time::Duration;
+
+use morel_test_support::{MorelServer, example, repo_root, wait_for};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::bin;
+
+/// A core-ABI guest: returns its input unchanged.
+const ECHO_WAT: &str = r#"(module
+  (memory (export "memory") 1)
+  (global $next (mut i32) (i32.const 1024))
+  (func (export "alloc") (param $len i32) (result i32)
+    (local $p i32) (local.set $p (global.get $next))
+    (global.set $next (i32.add (global.get $next) (local.get $len))) (local.get $p))
+  (func (export "handle") (param $ptr i32) (param $len i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len)))))"#;
+
+fn guest(body: &str) -> String {
+    format!(
+        r#"(module (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "handle") (param i32 i32) (result i64) {body}))"#
+    )
+}
+
+async fn create(s: &MorelServer, name: &str, language: &str, source: &str) -> (u16, Value) {
+    s.api(
+        Method::POST,
+        "/functions",
+        Some(json!({ "name": name, "language": language, "source": source })),
+    )
+    .await
+}
+
+async fn wait_terminal(s: &MorelServer, id: &str) -> Value {
+    wait_for(
+        Duration::from_secs(120),
+        "the function to finish compiling",
+        || async {
+            let (_, f) = s.get(&format!("/functions/{id}")).await;
+            matches!(f["status"].as_str(), Some("READY" | "FAILED")).then_some(f)
+        },
+    )
+    .await
+}
+
+async fn execute(s: &MorelServer, id: &str, input: Value, timeout_ms: Option<u64>) -> (u16, Value) {
+    s.api(
+        Method::POST,
+        &format!("/functions/{id}/execute"),
+        Some(json!({ "input": input, "timeout_ms": timeout_ms })),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn register_compile_execute_and_fail() {
+    let s = MorelServer::start(&bin());
+    // Flow 1: compile succeeds.
+    let (status, f) = create(&s, "echo", "wat", ECHO_WAT).await;
+    assert_eq!(
+        (status, f["status"].as_str()),
+        (201, Some("PENDING")),
+        "{f}"
+    );
+    let id = f["id"].as_str().unwrap().to_owned();
+    let f = wait_terminal(&s, &id).await;
+    assert_eq!(f["status"], "READY", "{f}");
+    // Flow 3: execute.
+    let (status, e) = execute(&s, &id, json!({"hello": [1, 2]}), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (e["status"].as_str(), &e["output"]),
+        (Some("COMPLETED"), &json!({"hello": [1, 2]})),
+        "{e}"
+    );
+    let (_, got) = s
+        .get(&format!("/executions/{}", e["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(got["status"], "COMPLETED");
+    let (_, list) = s.get(&format!("/functions/{id}/executions")).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Flow 2: compile fails with the compiler's message.
+    let (_, bad) = create(
+        &s,
+        "broken",
+        "wat",
+        "(module (func $f (result i32) (i32.const)))",
+    )
+    .await;
+    let bad = wait_terminal(&s, bad["id"].as_str().unwrap()).await;
+    assert_eq!(bad["status"], "FAILED");
+    assert!(!bad["compile_error"].as_str().unwrap().is_empty(), "{bad}");
+    // Flow 4: a function that is not READY cannot run.
+    let (status, body) = execute(&s, bad["id"].as_str().unwrap(), json!(1), None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("FAILED"));
+    assert_eq!(execute(&s, "no-such-id", json!(1), None).await.0, 404);
+
+    // Flow 5: runtime failures are executions with status FAILED/TIMED_OUT, answered with 200.
+    let cases = [
+        ("trap", guest("(unreachable)"), "FAILED", "unreachable"),
+        (
+            "spin",
+            guest("(loop $l (br $l)) (i64.const 0)"),
+            "TIMED_OUT",
+            "",
+        ),
+        (
+            "grow",
+            guest("(drop (memory.grow (i32.const 60000))) (i64.const 0)"),
+            "FAILED",
+            "memory limit",
+        ),
+        (
+            "notjson",
+            guest("(i32.store8 (i32.const 0) (i32.const 123)) (i64.const 1)"),
+            "FAILED",
+            "JSON",
+        ),
+    ];
+    for (name, src, want, needle) in cases {
+        let (_, f) = create(&s, name, "wat", &src).await;
+        let f = wait_terminal(&s, f["id"].as_str().unwrap()).await;
+        assert_eq!(f["status"], "READY", "{name}: {f}");
+        let (status, e) = execute(&s, f["id"].as_str().unwrap(), json!({}), Some(500)).await;
+        assert_eq!(status, 200, "{name}: {e}");
+        assert_eq!(e["status"], want, "{name}: {e}");
+        assert!(
+            e["errorMessage"].as_str().unwrap_or("").contains(needle),
+            "{name}: {e}"
+        );
+    }
+    // A module importing what the host does not provide fails at validation, naming the import.
+    let (_, f) = create(&s, "imports", "wat", r#"(module (import "env" "launch_missiles" (func)) (memory (export "memory") 1) (func (export "alloc") (param i32) (result i32) (i32.const 0)) (func (export "handle") (param i32 i32) (result i64) (i64.const 0)))"#).await;
+    let f = wait_terminal(&s, f["id"].as_str().unwrap()).await;
+    assert_eq!(f["status"], "FAILED");
+    assert!(
+        f["compile_error"]
+            .as_str()
+            .unwrap()
+            .contains("launch_missiles"),
+        "{f}"
+    );
+    // Missing exports, too.
+    let (_, f) = create(&s, "noexports", "wat", "(module)").await;
+    let f = wait_terminal(&s, f["id"].as_str().unwrap()).await;
+    assert!(
+        f["compile_error"].as_str().unwrap().contains("handle"),
+        "{f}"
+    );
+    // None of that stopped the server: echo still answers.
+    assert_eq!(
+        execute(&s, &id, json!("still here"), None).await.1["output"],
+        json!("still here")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests() {
+    let s = MorelServer::start(&bin());
+    let (status, body) = create(&s, "x", "cobol", "IDENTIFICATION DIVISION.").await;
+    assert_eq!(status, 400);
+    let msg = body["error"].as_str().unwrap();
+    assert!(
+        msg.contains("wat") && msg.contains("assemblyscript"),
+        "{msg}"
+    );
+    let (status, _) = create(&s, "x", "wat", &"a".repeat(2 << 20)).await;
+    assert_eq!(status, 413);
+    let r = s
+        .http()
+        .post(format!("{}/functions", s.url))
+        .json(&json!({"name": "x", "language": "wat", "source": "(module)"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_language_compiles_and_runs() {
+    let s = MorelServer::start(&bin());
+    let root = repo_root();
+    let cases = [
+        ("wat", "examples/wasm-wat/echo.wat"),
+        ("c", "examples/wasm-c/sum.c"),
+        ("rust", "examples/wasm-rust/fib.rs"),
+        ("assemblyscript", "examples/wasm-assemblyscript/greet.ts"),
+    ];
+    let mut ids = Vec::new();
+    for (lang, file) in cases {
+        let source = std::fs::read_to_string(root.join(file)).unwrap();
+        let (status, f) = create(&s, lang, lang, &source).await;
+        assert_eq!(status, 201, "{f}");
+        ids.push((lang, f["id"].as_str().unwrap().to_owned()));
+    }
+    for (lang, id) in &ids {
+        let f = wait_terminal(&s, id).await;
+        assert_eq!(
+            f["status"], "READY",
+            "{lang}: {f}\nrun scripts/setup-toolchains if a toolchain is missing"
+        );
+    }
+    let input = |lang: &str| match lang {
+        "c" => json!([1, 2, 3.5]),
+        "rust" => json!(10),
+        "assemblyscript" => json!({"name": "Ada"}),
+        _ => json!({"any": "thing"}),
+    };
+    for (lang, id) in &ids {
+        let (_, e) = execute(&s, id, input(lang), None).await;
+        assert_eq!(e["status"], "COMPLETED", "{lang}: {e}");
+        match *lang {
+            "c" => assert_eq!(e["output"], json!(6.5), "{e}"),
+            "rust" => assert_eq!(e["output"], json!(55), "{e}"),
+            "wat" => assert_eq!(e["output"], json!({"any": "thing"}), "{e}"),
+            _ => assert!(e["output"].to_string().contains("Ada"), "{e}"),
+        }
+    }
+    // The CLI: fn ls / exec / executions, and doctor.
+    assert!(s.cli_ok(&["fn", "ls"]).contains("READY"));
+    let out = s.cli_ok(&["fn", "exec", &ids[1].1, "--input", "[40, 2]"]);
+    assert_eq!(out.trim(), "42");
+    assert!(
+        s.cli_ok(&["fn", "executions", &ids[1].1])
+            .contains("COMPLETED")
+    );
+    let doctor: Value = serde_json::from_str(&s.cli_ok(&["doctor", "--json"])).unwrap();
+    assert!(
+        doctor
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["available"] == true),
+        "{doctor}"
+    );
+    let _ = example("hello-python");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_keeps_ready_functions_without_recompiling() {
+    let mut s = MorelServer::start(&bin());
+    let (_, f) = create(&s, "echo", "wat", ECHO_WAT).await;
+    let id = f["id"].as_str().unwrap().to_owned();
+    wait_terminal(&s, &id).await;
+    assert_eq!(
+        execute(&s, &id, json!(1), None).await.1["status"],
+        "COMPLETED"
+    );
+    let cache = s.state_dir.join("wasm-cache");
+    let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
+    assert!(
+        !cached.is_empty(),
+        "the precompiled module is cached on disk"
+    );
+    let dirs = s.dirs.clone();
+    s.stop();
+    let s2 = MorelServer::start_with(&bin(), dirs);
+    let (status, e) = execute(&s2, &id, json!({"back": true}), None).await;
+    assert_eq!(
+        (status, e["output"].clone()),
+        (200, json!({"back": true})),
+        "{e}"
+    );
+    assert!(
+        s2.log().contains("loaded precompiled module from cache")
+            || std::fs::read_dir(&cache).unwrap().count() == cached.len(),
+        "no recompile after restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_compiler_is_redelivered_its_job() {
+    // The server runs no compiler; jobs wait on the queue.
+    let dirs = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let s = MorelServer::start_with_args(&bin(), dirs.clone(), &["--no-compiler"]);
+    let (_, f) = create(&s, "echo", "wat", ECHO_WAT).await;
+    let id = f["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.get(&format!("/functions/{id}")).await.1["status"],
+        "COMPILING"
+    );
+    assert_eq!(
+        execute(&s, &id, json!(1), None).await.0,
+        400,
+        "not READY yet"
+    );
+
+    // A compiler whose C toolchain hangs takes a C job, and is killed mid-compile.
+    let marker = dirs.path().join("compiling");
+    let fake = dirs.path().join("fake-clang");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\ntouch {}\nexec sleep 60\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_, c) = create(
+        &s,
+        "sum",
+        "c",
+        &std::fs::read_to_string(repo_root().join("examples/wasm-c/sum.c")).unwrap(),
+    )
+    .await;
+    let c_id = c["id"].as_str().unwrap().to_owned();
+    let mut hanging = s
+        .command(&[
+            "compiler",
+            "--state-dir",
+            s.state_dir.to_str().unwrap(),
+            "--visibility-timeout-ms",
+            "1500",
+        ])
+        .env("MOREL_CLANG", &fake)
+        .spawn()
+        .unwrap();
+    // It compiles the wat job first, then hangs in the fake clang.
+    assert_eq!(wait_terminal(&s, &id).await["status"], "READY");
+    wait_for(
+        Duration::from_secs(30),
+        "the compiler to start the C job",
+        || async { marker.exists().then_some(()) },
+    )
+    .await;
+    hanging.kill().unwrap();
+    let _ = hanging.wait();
+
+    // A healthy compiler gets the same job again once its visibility timeout passes.
+    let mut healthy = s
+        .command(&["compiler", "--state-dir", s.state_dir.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let done = wait_terminal(&s, &c_id).await;
+    let _ = healthy.kill();
+    let _ = healthy.wait();
+    assert_eq!(done["status"], "READY", "{done}");
+    assert_eq!(
+        execute(&s, &c_id, json!([2, 3]), None).await.1["output"],
+        json!(5)
+    );
+}

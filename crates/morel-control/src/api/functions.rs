@@ -1,0 +1,141 @@
+//! Seed 001's API: `/functions` and `/executions`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use morel_store::{ExecutionRow, WasmFunctionRow};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::ApiError;
+
+fn function_view(f: &WasmFunctionRow) -> Value {
+    json!({
+        "id": f.id,
+        "name": f.name,
+        "language": f.language,
+        "status": f.status.as_str(),
+        "compile_error": f.compile_error,
+        "wasm_size": f.wasm_size,
+        "created_at": morel_core::time::rfc3339(f.created_at),
+        "updated_at": morel_core::time::rfc3339(f.updated_at),
+    })
+}
+
+fn execution_view(e: &ExecutionRow) -> Value {
+    let parse = |s: &Option<String>| {
+        s.as_deref()
+            .map(|t| serde_json::from_str::<Value>(t).unwrap_or(Value::String(t.to_owned())))
+    };
+    json!({
+        "id": e.id,
+        "function_id": e.function_id,
+        "status": e.status.as_str(),
+        "input": serde_json::from_str::<Value>(&e.input).unwrap_or(Value::Null),
+        "output": parse(&e.output),
+        "errorMessage": e.error,
+        "started_at": morel_core::time::rfc3339(e.started_at),
+        "completed_at": e.completed_at.map(morel_core::time::rfc3339),
+        "duration_ms": e.completed_at.map(|c| c - e.started_at),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct CreateFunction {
+    name: String,
+    language: String,
+    source: String,
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if body.len() > crate::functions::MAX_SOURCE_BYTES + 64 * 1024 {
+        return Err(ApiError::too_large(format!(
+            "request of {} bytes is over the source limit of {} bytes",
+            body.len(),
+            crate::functions::MAX_SOURCE_BYTES
+        )));
+    }
+    let req: CreateFunction = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("expected {{name, language, source}}: {e}")))?;
+    let f = st
+        .functions()?
+        .create(&req.name, &req.language, &req.source)
+        .await?;
+    Ok((StatusCode::CREATED, Json(function_view(&f))).into_response())
+}
+
+pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
+    Ok(Json(
+        st.functions()?
+            .list()
+            .await?
+            .iter()
+            .map(function_view)
+            .collect(),
+    ))
+}
+
+pub async fn get(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(function_view(&st.functions()?.get(&id).await?)))
+}
+
+#[derive(Deserialize)]
+pub struct ExecuteRequest {
+    #[serde(default)]
+    input: Value,
+    /// Deadline for this execution (default 5000, at most 60000).
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+pub async fn execute(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req: ExecuteRequest = if body.is_empty() {
+        ExecuteRequest {
+            input: Value::Null,
+            timeout_ms: None,
+        }
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("expected {{input}}: {e}")))?
+    };
+    let e = st
+        .functions()?
+        .execute(&id, &req.input, req.timeout_ms.map(Duration::from_millis))
+        .await?;
+    Ok(Json(execution_view(&e)))
+}
+
+pub async fn execution(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(execution_view(&st.functions()?.execution(&id).await?)))
+}
+
+pub async fn executions(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    Ok(Json(
+        st.functions()?
+            .executions(&id)
+            .await?
+            .iter()
+            .map(execution_view)
+            .collect(),
+    ))
+}
