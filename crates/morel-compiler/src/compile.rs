@@ -259,7 +259,12 @@ async fn compile_in(
         if let Some(reason) = toolchain_fault(tool.language, &text) {
             return Err(CompileError::Unavailable {
                 language: tool.language,
-                reason: format!("{reason} ({})", tool.hint),
+                reason: format!(
+                    "{} at `{}`: {reason} ({})",
+                    tool.name,
+                    tool.program.display(),
+                    tool.hint
+                ),
             });
         }
         return Err(CompileError::Failed(text));
@@ -335,7 +340,7 @@ fn toolchain_fault(language: Language, text: &str) -> Option<String> {
                 || text.contains("Error loading target specification")
                 || text.contains("could not find specification for target") =>
         {
-            Some("the rustc has no wasm32 WASI standard library".to_owned())
+            Some("no wasm32 WASI standard library".to_owned())
         }
         _ => None,
     }

@@ -96,7 +96,9 @@ pub(crate) async fn run_tool(
         Ok(Err(e)) => Err(RunError::Io(e)),
         Err(_elapsed) => {
             group.kill();
-            // Reap the leader now rather than leaving a zombie to tokio's best effort.
+            // Also kill the leader directly (should the group kill have failed), and reap
+            // it now rather than leaving a zombie to tokio's best effort.
+            let _ = child.start_kill();
             let _ = child.wait().await;
             Err(RunError::TimedOut)
         }

@@ -27,6 +27,9 @@ use crate::{Invocation, WasmError};
 /// host being slow to schedule or tear down, and is a backstop, never the normal path.
 const HOST_GRACE: Duration = Duration::from_secs(1);
 
+/// Deadlines longer than this (a year, i.e. "none") are treated as this.
+const LONGEST_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// WASI's `ENOTSUP` errno, returned by the `poll_oneoff` the host installs instead of
 /// wasmtime-wasi's.
 const ERRNO_NOTSUP: i32 = 58;
@@ -221,7 +224,8 @@ impl WasmEngine {
                 "module was loaded by a different engine".into(),
             ));
         }
-        let give_up_at = tokio::time::Instant::now() + deadline;
+        // Clamped so that instant arithmetic cannot overflow; the error still reports `deadline`.
+        let give_up_at = tokio::time::Instant::now() + deadline.min(LONGEST_DEADLINE);
         let permit =
             match tokio::time::timeout_at(give_up_at, self.inner.slots.clone().acquire_owned())
                 .await

@@ -216,8 +216,8 @@ async fn every_language_compiles_and_runs() {
         let (_, e) = execute(&s, id, input(lang), None).await;
         assert_eq!(e["status"], "COMPLETED", "{lang}: {e}");
         match *lang {
-            "c" => assert_eq!(e["output"], json!(6.5), "{e}"),
-            "rust" => assert_eq!(e["output"], json!(55), "{e}"),
+            "c" => assert_eq!(e["output"], json!({"sum": 6.5, "count": 3}), "{e}"),
+            "rust" => assert_eq!(e["output"], json!({"n": 10, "fib": 55}), "{e}"),
             "wat" => assert_eq!(e["output"], json!({"any": "thing"}), "{e}"),
             _ => assert!(e["output"].to_string().contains("Ada"), "{e}"),
         }
@@ -225,7 +225,10 @@ async fn every_language_compiles_and_runs() {
     // The CLI: fn ls / exec / executions, and doctor.
     assert!(s.cli_ok(&["fn", "ls"]).contains("READY"));
     let out = s.cli_ok(&["fn", "exec", &ids[1].1, "--input", "[40, 2]"]);
-    assert_eq!(out.trim(), "42");
+    assert_eq!(
+        serde_json::from_str::<Value>(out.trim()).unwrap(),
+        json!({"sum": 42, "count": 2})
+    );
     assert!(
         s.cli_ok(&["fn", "executions", &ids[1].1])
             .contains("COMPLETED")
@@ -342,6 +345,64 @@ async fn a_killed_compiler_is_redelivered_its_job() {
     assert_eq!(done["status"], "READY", "{done}");
     assert_eq!(
         execute(&s, &c_id, json!([2, 3]), None).await.1["output"],
-        json!(5)
+        json!({"sum": 5, "count": 2})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_app_mixes_wasm_and_python_on_one_call_path() {
+    let s = MorelServer::start(&bin());
+    let out = s.deploy(&example("mixed-wasm-python"));
+    assert!(
+        out.contains("echo(input)") && out.contains("mean(values)"),
+        "{out}"
+    );
+    assert_eq!(
+        s.call("mixed-wasm-python", "mean", "[[1, 2, 3]]").await,
+        (200, json!(2.0))
+    );
+    assert_eq!(
+        s.call("mixed-wasm-python", "echo", r#"{"hi": [1, 2]}"#)
+            .await,
+        (200, json!({"hi": [1, 2]}))
+    );
+    assert_eq!(
+        s.call("mixed-wasm-python", "echo", "").await,
+        (200, json!(null))
+    );
+    assert_eq!(s.call("mixed-wasm-python", "echo", "{bad").await.0, 400);
+    let (_, detail) = s.get("/api/apps/mixed-wasm-python").await;
+    let runtimes: Vec<&str> = detail["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["runtime"].as_str().unwrap())
+        .collect();
+    assert_eq!(runtimes, vec!["python", "wasm"], "{detail}");
+
+    // A wasm function that traps answers 500; one that loops answers 504 at the resource deadline.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("boom.wat"), guest("(unreachable)")).unwrap();
+    std::fs::write(
+        dir.path().join("spin.wat"),
+        guest("(loop $l (br $l)) (i64.const 0)"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("morel.toml"),
+        "[app]\nname = \"wasm-errors\"\n[resources.default]\ntimeout_s = 0.5\n",
+    )
+    .unwrap();
+    s.deploy(dir.path());
+    let (status, body) = s.call("wasm-errors", "boom", "{}").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("unreachable"),
+        "{body}"
+    );
+    assert_eq!(s.call("wasm-errors", "spin", "{}").await.0, 504);
+    assert_eq!(
+        s.call("mixed-wasm-python", "echo", "1").await,
+        (200, json!(1))
     );
 }

@@ -1,5 +1,7 @@
 //! Integration tests of morel-runtime-wasm: real engines, real wasmtime, guests written in WAT.
 
+#![allow(clippy::unwrap_used)] // panicking is how a test fails
+
 mod abi;
 mod cache;
 mod limits;
