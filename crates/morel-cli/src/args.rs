@@ -30,6 +30,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Stop an app and delete everything it has.
     Delete(DeleteArgs),
+    /// Re-activate an older release of an app (default: the previous one).
+    Rollback(RollbackArgs),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -177,6 +179,14 @@ pub struct LogsArgs {
     pub since: Option<String>,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    pub app: String,
+    /// The release to re-activate, e.g. v1.
+    #[arg(long)]
+    pub to: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -226,7 +226,10 @@ impl Deployer {
         }
         let n = release.number;
         if let Err(e) = self.rollout_locked(&release).await {
-            let msg = e.to_string();
+            // Error text reaches API clients: do not reveal where the server keeps its state.
+            let msg = e
+                .to_string()
+                .replace(&*self.cfg.state_dir.to_string_lossy(), "<state>");
             tracing::warn!(app = %app, release = n, error = %msg, "release failed");
             self.logs.event(&app, format!("release v{n} failed: {msg}"));
             let _ = self
@@ -369,6 +372,64 @@ impl Deployer {
             }
         }
         Ok(())
+    }
+
+    /// Re-activates an older release (default: the newest release before the active one that
+    /// once served). Its bundle and extracted files are kept, so this is a fast rollout.
+    pub async fn rollback(
+        self: &Arc<Self>,
+        app: &AppKey,
+        to: Option<i64>,
+    ) -> Result<ReleaseRow, ApiError> {
+        let row = self
+            .store
+            .get_app(app)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("app {app} not found")))?;
+        let releases = self.store.list_releases(app).await?;
+        let target = match to {
+            Some(n) => releases
+                .iter()
+                .find(|r| r.number == n)
+                .ok_or_else(|| ApiError::not_found(format!("app {app} has no release v{n}")))?,
+            None => releases
+                .iter()
+                .rev()
+                .find(|r| {
+                    Some(r.number) != row.active_release && r.status == ReleaseStatus::Superseded
+                })
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "app {app} has no earlier release to roll back to"
+                    ))
+                })?,
+        };
+        if Some(target.number) == row.active_release {
+            return Err(ApiError::bad_request(format!(
+                "v{} is already the active release",
+                target.number
+            )));
+        }
+        if !self.blobs.contains(&target.digest) {
+            return Err(ApiError::bad_request(format!(
+                "the bundle of v{} is no longer kept",
+                target.number
+            )));
+        }
+        self.logs
+            .event(app, format!("rolling back to v{}", target.number));
+        self.store
+            .set_release_status(app, target.number, ReleaseStatus::Pending, None)
+            .await?;
+        let release = self
+            .store
+            .get_release(app, target.number)
+            .await?
+            .ok_or_else(|| ApiError::not_found("release vanished"))?;
+        let this = self.clone();
+        let r = release.clone();
+        tokio::spawn(async move { this.rollout(r).await });
+        Ok(release)
     }
 
     /// Stops an app's instances, removes its routes, data and files. False if it did not exist.

@@ -10,6 +10,7 @@ mod auth;
 pub mod config;
 pub mod deploy;
 mod error;
+mod extract;
 pub mod functions;
 mod git;
 mod server;

@@ -46,6 +46,7 @@ impl Server {
             .route("/api/apps/{app}/releases/{version}", get(apps::get_release))
             .route("/api/apps/{app}/manifest", get(apps::get_manifest))
             .route("/api/apps/{app}/logs", get(apps::logs))
+            .route("/api/apps/{app}/rollback", post(apps::rollback))
             .route("/api/keys", get(apps::list_keys).post(apps::trust_key))
             .route(
                 "/api/keys/{key_id}",

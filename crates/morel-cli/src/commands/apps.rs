@@ -5,7 +5,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::args::{CallArgs, DeleteArgs, InspectArgs, LogsArgs};
+use crate::args::{CallArgs, DeleteArgs, InspectArgs, LogsArgs, RollbackArgs};
 use crate::client::Client;
 
 pub async fn call(args: CallArgs) -> Result<()> {
@@ -213,4 +213,44 @@ pub async fn delete(args: DeleteArgs) -> Result<()> {
         .await?;
     println!("deleted {}", args.app);
     Ok(())
+}
+
+pub async fn rollback(args: RollbackArgs) -> Result<()> {
+    let client = Client::from_settings()?;
+    let release = match &args.to {
+        Some(v) => Some(
+            v.trim_start_matches('v')
+                .parse::<i64>()
+                .with_context(|| format!("--to {v:?}: expected a release like v2"))?,
+        ),
+        None => None,
+    };
+    let r: Value = client
+        .json(
+            client
+                .request(Method::POST, &format!("/api/apps/{}/rollback", args.app))
+                .json(&serde_json::json!({ "release": release })),
+        )
+        .await?;
+    let n = r["number"].as_i64().unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let r: Value = client
+            .get(&format!("/api/apps/{}/releases/v{n}", args.app))
+            .await?;
+        match r["status"].as_str() {
+            Some("ready") => {
+                println!("{} is back on v{n}", args.app);
+                return Ok(());
+            }
+            Some("failed") => bail!(
+                "rollback to v{n} failed: {}",
+                r["error"].as_str().unwrap_or("")
+            ),
+            _ if tokio::time::Instant::now() > deadline => {
+                bail!("rollback to v{n} did not finish in 10 minutes")
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(150)).await,
+        }
+    }
 }

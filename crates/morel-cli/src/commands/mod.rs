@@ -18,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => apps::inspect(a).await,
         Command::Logs(a) => apps::logs(a).await,
         Command::Delete(a) => apps::delete(a).await,
+        Command::Rollback(a) => apps::rollback(a).await,
         Command::Keys(k) => keys::run(k).await,
         Command::Fn(c) => functions::run(c).await,
         Command::Compiler(a) => functions::compiler(a).await,

@@ -1335,7 +1335,6 @@ async fn repository_api_refuses_injection() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "blocked: malformed JSON request bodies on the control API get axum's plain-text rejections (400/415/422 text/plain), not the JSON {error,type} every other error has (crates/morel-control/src/api/compat.rs and apps.rs use axum::Json<T> directly)"]
 async fn malformed_request_bodies_get_json_errors() {
     let s = MorelServer::start(&bin());
     let auth = format!("jwt {}", s.token);

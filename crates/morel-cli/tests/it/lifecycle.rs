@@ -170,3 +170,70 @@ async fn restart_brings_every_app_back_without_reinstalling() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_reactivates_an_older_release() {
+    let s = MorelServer::start(&bin());
+    s.deploy(&example("hello-python"));
+    let dir = tempfile::tempdir().unwrap();
+    morel_test_support::copy_dir(&example("hello-python"), dir.path());
+    std::fs::write(
+        dir.path().join("hello.py"),
+        "def greet(name='world'):\n    return {'message': f'Howdy, {name}!'}\n",
+    )
+    .unwrap();
+    s.cli_ok(&[
+        "deploy",
+        dir.path().to_str().unwrap(),
+        "--name",
+        "hello-python",
+    ]);
+    assert_eq!(
+        s.call("hello-python", "greet", r#"{"name":"Ada"}"#).await,
+        (200, json!({"message": "Howdy, Ada!"}))
+    );
+
+    let out = s.cli_ok(&["rollback", "hello-python"]);
+    assert!(out.contains("back on v1"), "{out}");
+    assert_eq!(
+        s.call("hello-python", "greet", r#"{"name":"Ada"}"#).await,
+        (200, json!({"message": "Hello, Ada!"}))
+    );
+    let (_, app) = s.get("/api/apps/hello-python").await;
+    assert_eq!(app["active_release"], "v1");
+    assert_eq!(app["releases"][1]["status"], "superseded");
+    // And forward again, by number.
+    s.cli_ok(&["rollback", "hello-python", "--to", "v2"]);
+    assert_eq!(
+        s.call("hello-python", "greet", "").await,
+        (200, json!({"message": "Howdy, world!"}))
+    );
+    // Bad targets are clear errors.
+    let out = s.cli(&["rollback", "hello-python", "--to", "v9"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no release v9"));
+    let (status, body) = s
+        .api(
+            reqwest::Method::POST,
+            "/api/apps/hello-python/rollback",
+            Some(json!({"release": 2})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    // A malformed body is a JSON error too.
+    let r = s
+        .http()
+        .post(format!("{}/api/apps/hello-python/releases", s.url))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid request body")
+    );
+}

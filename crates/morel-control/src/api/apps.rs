@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::{AppState, app_key};
 use crate::ApiError;
+use crate::extract::ApiJson;
 use crate::views::*;
 
 /// The header carrying a bundle's detached signature: `key_id:base64sig`.
@@ -77,7 +78,7 @@ pub struct CreateRelease {
 pub async fn create_release(
     State(st): State<AppState>,
     Path(app): Path<String>,
-    Json(req): Json<CreateRelease>,
+    ApiJson(req): ApiJson<CreateRelease>,
 ) -> Result<Response, ApiError> {
     let key = app_key(&app)?;
     let digest = digest_param(&req.digest)?;
@@ -340,6 +341,29 @@ where
 }
 
 #[derive(Deserialize)]
+pub struct Rollback {
+    /// Release number to re-activate; default: the previous one.
+    #[serde(default)]
+    pub release: Option<i64>,
+}
+
+pub async fn rollback(
+    State(st): State<AppState>,
+    Path(app): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let key = app_key(&app)?;
+    let req: Rollback = if body.is_empty() {
+        Rollback { release: None }
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("expected {{\"release\": N}}: {e}")))?
+    };
+    let release = st.deployer.rollback(&key, req.release).await?;
+    Ok((StatusCode::ACCEPTED, Json(ReleaseView::from(&release))).into_response())
+}
+
+#[derive(Deserialize)]
 pub struct TrustKey {
     pub public_key: String,
     #[serde(default)]
@@ -355,7 +379,7 @@ pub async fn list_keys(
 
 pub async fn trust_key(
     State(st): State<AppState>,
-    Json(req): Json<TrustKey>,
+    ApiJson(req): ApiJson<TrustKey>,
 ) -> Result<Response, ApiError> {
     let key = morel_bundle::PublicKey::from_text(&req.public_key)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;

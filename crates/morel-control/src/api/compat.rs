@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AppState, app_key};
+use crate::extract::ApiJson;
 use crate::{ApiError, git};
 
 /// How long `deploy/create` waits for the release to become ready before answering.
@@ -151,7 +152,7 @@ pub struct BranchList {
 
 pub async fn branch_list(
     State(st): State<AppState>,
-    Json(req): Json<BranchList>,
+    ApiJson(req): ApiJson<BranchList>,
 ) -> Result<Json<Value>, ApiError> {
     let branches = git::branches(&st.deployer.cfg.git, &req.url).await?;
     Ok(Json(json!({ "branches": branches })))
@@ -170,7 +171,7 @@ pub struct RepositoryAdd {
 
 pub async fn repository_add(
     State(st): State<AppState>,
-    Json(req): Json<RepositoryAdd>,
+    ApiJson(req): ApiJson<RepositoryAdd>,
 ) -> Result<Response, ApiError> {
     git::check_url(&req.url)?;
     let branch = req.branch.unwrap_or_else(|| "main".into());
@@ -231,7 +232,7 @@ pub struct DeployCreate {
 /// as a new release and answers once it is ready, as seed 000 does.
 pub async fn deploy_create(
     State(st): State<AppState>,
-    Json(req): Json<DeployCreate>,
+    ApiJson(req): ApiJson<DeployCreate>,
 ) -> Result<Response, ApiError> {
     let key = app_key(&req.suffix.to_lowercase())?;
     let store = &st.deployer.store;
@@ -299,7 +300,7 @@ pub struct DeployDelete {
 
 pub async fn deploy_delete(
     State(st): State<AppState>,
-    Json(req): Json<DeployDelete>,
+    ApiJson(req): ApiJson<DeployDelete>,
 ) -> Result<Json<Value>, ApiError> {
     let key = app_key(&req.suffix)?;
     if let Some(p) = &req.prefix
@@ -395,7 +396,7 @@ pub struct DeployLogs {
 
 pub async fn deploy_logs(
     State(st): State<AppState>,
-    Json(req): Json<DeployLogs>,
+    ApiJson(req): ApiJson<DeployLogs>,
 ) -> Result<Json<Value>, ApiError> {
     let key = app_key(&req.suffix)?;
     let rows = st.deployer.store.read_logs(&key, 0, 0, 10_000).await?;
