@@ -286,6 +286,12 @@ impl Deployer {
                 release: n,
                 env: release.env.clone(),
                 functions,
+                http: prepared
+                    .manifest
+                    .routes
+                    .values()
+                    .flat_map(|t| t.iter().map(|(k, f)| (k.clone(), f.clone())))
+                    .collect(),
             },
         );
         let old = {

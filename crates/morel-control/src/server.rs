@@ -90,7 +90,6 @@ impl Server {
                 self.routes.clone(),
                 CallLimits::default(),
             ))
-            .fallback(|| async { crate::ApiError::not_found("no such route") })
     }
 }
 

@@ -13,7 +13,7 @@ use morel_agent::{CallError, Running, WasmResource};
 use morel_runtime_process::InvokeError;
 use morel_runtime_wasm::WasmError;
 
-use crate::{RouteTable, bind_args};
+use crate::{FnRoute, RouteTable, bind_args};
 
 #[derive(Clone, Copy, Debug)]
 pub struct CallLimits {
@@ -39,6 +39,7 @@ pub fn router(routes: Arc<RouteTable>, limits: CallLimits) -> Router {
     Router::new()
         .route("/{prefix}/{app}/{version}/call/{func}", any(call))
         .route("/{prefix}/{app}/{version}/await/{func}", any(call))
+        .fallback(app_route)
         .with_state(gw)
 }
 
@@ -103,13 +104,94 @@ async fn call(
             );
         }
     };
-    let args = match bind_args(&bytes, &route.params) {
+    invoke(route, &func, &bytes).await
+}
+
+/// Seed 002's routes: `METHOD /{app}{path}` → the function the manifest maps it to, with the
+/// request body as its arguments. Anything else is a JSON 404.
+async fn app_route(
+    State(gw): State<Gw>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Response {
+    let path = uri.path();
+    let (app, rest) = match path.trim_start_matches('/').split_once('/') {
+        Some((a, r)) => (a, format!("/{r}")),
+        None => (path.trim_start_matches('/'), "/".to_owned()),
+    };
+    // `app@env` addresses an environment explicitly.
+    let (app, env) = app
+        .split_once('@')
+        .map_or((app, None), |(a, e)| (a, Some(e)));
+    let Some(routes) = gw.routes.get("default", app) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("no route for {method} {path}"),
+        );
+    };
+    if env.is_some_and(|e| e != routes.env) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("app {app} has no environment {:?}", env.unwrap_or_default()),
+        );
+    }
+    let key = format!("{method} {rest}");
+    let Some(func) = routes.http.get(&key) else {
+        let allowed: Vec<&str> = routes
+            .http
+            .keys()
+            .filter(|k| k.split_once(' ').map(|(_, p)| p) == Some(rest.as_str()))
+            .map(|k| k.split(' ').next().unwrap_or(""))
+            .collect();
+        if !allowed.is_empty() {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("{rest} of {app} accepts {}", allowed.join(", ")),
+            );
+        }
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("app {app} has no route {key}"),
+        );
+    };
+    let Some(route) = routes.functions.get(func) else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            format!("function {func} of route {key} is not running"),
+        );
+    };
+    let bytes = match axum::body::to_bytes(body, gw.limits.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                format!(
+                    "request body exceeds the limit of {} bytes",
+                    gw.limits.max_body
+                ),
+            );
+        }
+    };
+    invoke(route, func, &bytes).await
+}
+
+/// Runs one call on the function's resource and maps the outcome to an HTTP response.
+async fn invoke(route: &FnRoute, func: &str, bytes: &[u8]) -> Response {
+    let func = func.to_owned();
+    let args = match bind_args(bytes, &route.params) {
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
     };
     let pool = match &route.target {
         Running::Process(pool) => pool,
-        Running::Wasm(w) => return call_wasm(w, &func, &bytes).await,
+        Running::Wasm(w) => return call_wasm(w, &func, bytes).await,
     };
     let deadline = pool.timeout;
     match pool.invoke(&func, &args.args, &args.kwargs, deadline).await {

@@ -19,6 +19,8 @@ pub struct AppRoutes {
     pub release: i64,
     pub env: String,
     pub functions: HashMap<String, FnRoute>,
+    /// HTTP routes of the manifest: `"METHOD /path"` → function name, served at `/{app}{path}`.
+    pub http: HashMap<String, String>,
 }
 
 #[derive(Default)]

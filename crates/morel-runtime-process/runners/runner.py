@@ -712,6 +712,19 @@ def _serve_with_loop(inp, table, pool):
     loop.run_forever()
 
 
+
+def _register_with_sdk(table):
+    """Tells the SDK which functions run in this worker, so morel.call() of them stays local."""
+    sdk = sys.modules.get("morel")
+    if sdk is None:
+        try:
+            import morel as sdk
+        except Exception:
+            return
+    local = getattr(sdk, "_local", None)
+    if isinstance(local, dict):
+        local.update({name: fn for name, (fn, _) in table.items()})
+
 def main():
     # stdout/stderr are the app's log: make prints show up promptly.
     for stream in (sys.stdout, sys.stderr):
@@ -755,6 +768,7 @@ def main():
     pool = concurrent.futures.ThreadPoolExecutor(
         max_workers=concurrency, thread_name_prefix="morel-call"
     )
+    _register_with_sdk(table)
     _send({"type": "MetaData", "functions": meta})
 
     if any(is_async for _, is_async in table.values()):

@@ -39,10 +39,21 @@ the endpoint options must be written as literal values.
 __all__ = ["Endpoint", "function", "call"]
 __version__ = "0.1.0"
 
+import asyncio
+import functools
+import inspect
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+
 _HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 
 
 def _mark(obj, endpoint, method=None, path=None):
+    if endpoint is not None and inspect.isfunction(obj):
+        obj = _routed(obj, endpoint)
     try:
         obj.__morel_endpoint__ = endpoint
         if method is not None:
@@ -149,6 +160,103 @@ def function(obj):
     return _mark(obj, None)
 
 
+# Functions loaded in this worker, by name; filled by Morel's runner after it loads the app.
+_local = {}
+
+
+class RemoteError(Exception):
+    """A function called on another resource raised. ``type`` is the remote exception's type
+    name (the raised class is also named after it), ``status`` the HTTP status."""
+
+    def __init__(self, message, type_name="Error", status=500):
+        super().__init__(message)
+        self.type = type_name
+        self.status = status
+
+
+def _remote_error(message, type_name, status):
+    # A subclass named after the remote type, so an uncaught error keeps its name upstream.
+    name = type_name if isinstance(type_name, str) and type_name.isidentifier() else "RemoteError"
+    cls = type(name, (RemoteError,), {})
+    return cls(message, type_name, status)
+
+
+def _remote(name, args, kwargs):
+    base = os.environ.get("MOREL_GATEWAY_URL")
+    app = os.environ.get("MOREL_APP")
+    if not base or not app:
+        raise RuntimeError("morel.call(%r) runs inside Morel workers only (MOREL_GATEWAY_URL and MOREL_APP are not set)" % name)
+    if args and kwargs:
+        raise TypeError("calls to another resource take positional or keyword arguments, not both")
+    version = os.environ.get("MOREL_ENV") or "latest"
+    url = "%s/default/%s/%s/call/%s" % (base.rstrip("/"), app, version, urllib.parse.quote(name, safe=""))
+    body = json.dumps(kwargs if kwargs else list(args)).encode("utf-8")
+    req = urllib.request.Request(url, data=body, method="POST", headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=300) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as e:
+        try:
+            payload = json.loads(e.read() or b"{}")
+        except ValueError:
+            payload = {}
+        raise _remote_error(payload.get("error") or "HTTP %d from %s" % (e.code, name), payload.get("type") or "Error", e.code) from None
+    return json.loads(raw) if raw else None
+
+
 def call(name, *args, **kwargs):
-    """Call another function of the same app by name (not available yet)."""
-    raise NotImplementedError("cross-function calls arrive with manifest-driven apps")
+    """Call another function of the same app by name.
+
+    Runs in this worker when the function lives in this resource, otherwise through the gateway
+    on an instance of its resource (seed 002's transparent execution). A remote failure raises
+    a :class:`RemoteError` carrying the remote message and type.
+    """
+    fn = _local.get(name)
+    if fn is not None:
+        result = fn(*args, **kwargs)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        return result
+    return _remote(name, args, kwargs)
+
+
+async def acall(name, *args, **kwargs):
+    """The awaitable form of :func:`call`, for ``async def`` functions."""
+    fn = _local.get(name)
+    if fn is not None:
+        result = fn(*args, **kwargs)
+        if inspect.iscoroutine(result):
+            result = await result
+        return result
+    return await asyncio.to_thread(_remote, name, args, kwargs)
+
+
+def _routed(fn, endpoint):
+    """Wraps a function of ``endpoint`` so that calling it from another resource's worker goes
+    through the gateway, and runs it directly everywhere else."""
+
+    def remote_here():
+        # Loaded in this worker (whatever it declares) → local; else only another resource's
+        # worker goes through the gateway.
+        if fn.__name__ in _local:
+            return False
+        current = os.environ.get("MOREL_RESOURCE")
+        return current is not None and current != endpoint
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args, **kwargs):
+            if remote_here():
+                return await asyncio.to_thread(_remote, fn.__name__, args, kwargs)
+            return await fn(*args, **kwargs)
+
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if remote_here():
+            return _remote(fn.__name__, args, kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper

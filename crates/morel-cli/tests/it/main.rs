@@ -5,6 +5,7 @@
 mod compat;
 mod flows;
 mod lifecycle;
+mod manifest_apps;
 mod metacall_client;
 mod wasm;
 

@@ -1,0 +1,113 @@
+//! Seed 002: an app spread over several resources, routed by its manifest, whose functions
+//! call each other across resources.
+
+use morel_test_support::{MorelServer, example};
+use serde_json::{Value, json};
+
+use crate::bin;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_and_cross_resource_calls() {
+    let s = MorelServer::start(&bin());
+    s.deploy(&example("shop"));
+    let http = s.http();
+
+    // A route on the api resource calls a function of jobs (decorated call) and one of models (morel.call).
+    let r = http
+        .post(format!("{}/shop/checkout", s.url))
+        .body(r#"{"items": [{"price": 10, "qty": 2}, {"price": 5, "qty": 1}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["total"], 25);
+    assert_eq!(body["served_by"], "api");
+    assert_eq!(
+        body["thumbnail"],
+        json!({"w": 64, "h": 48, "served_by": "jobs"})
+    );
+    assert_eq!(body["score"]["served_by"], "models");
+    assert_eq!(body["score"]["score"], 2.5);
+    // The class keeps one instance per worker: its counter grows.
+    let again: Value = http
+        .post(format!("{}/shop/checkout", s.url))
+        .body(r#"{"items": []}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(again["score"]["calls"].as_i64().unwrap() >= 2, "{again}");
+
+    let r = http
+        .get(format!("{}/shop/status", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"ok": true}));
+    let r = http
+        .get(format!("{}/shop@production/status", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        http.get(format!("{}/shop/checkout", s.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+    assert_eq!(
+        http.get(format!("{}/shop/nope", s.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        http.get(format!("{}/no-such-app/x", s.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // A remote failure propagates with the remote function's message and type.
+    let r = http
+        .post(format!("{}/shop/fail", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["type"], "ValueError", "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("exploded from api"),
+        "{err}"
+    );
+
+    // Every function is also on the call path, including class methods.
+    assert_eq!(
+        s.call("shop", "resize", "[1, 2]").await.1["served_by"],
+        "jobs"
+    );
+    assert_eq!(
+        s.call("shop", "Model.predict", "[10]").await.1["score"],
+        1.0
+    );
+
+    // The authoritative manifest, with each resource's reconcile state.
+    let (_, m) = s.get("/api/apps/shop/manifest").await;
+    for r in ["api", "jobs", "models"] {
+        assert_eq!(m["resources"][r]["status"], "deployed", "{m}");
+        assert!(m["resources"][r]["config_hash"].as_str().unwrap().len() == 16);
+    }
+    assert_eq!(m["routes"]["api"]["POST /checkout"], "checkout");
+    assert_eq!(m["function_registry"]["Model.predict"], "models");
+}
