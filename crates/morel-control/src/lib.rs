@@ -13,6 +13,7 @@ mod error;
 mod extract;
 pub mod functions;
 mod git;
+pub mod jobs;
 mod server;
 mod views;
 

@@ -47,6 +47,8 @@ impl Server {
             .route("/api/apps/{app}/manifest", get(apps::get_manifest))
             .route("/api/apps/{app}/logs", get(apps::logs))
             .route("/api/apps/{app}/rollback", post(apps::rollback))
+            .route("/api/executions/{id}", get(crate::jobs::get_execution))
+            .route("/api/executions/{id}/cancel", post(crate::jobs::cancel))
             .route("/api/keys", get(apps::list_keys).post(apps::trust_key))
             .route(
                 "/api/keys/{key_id}",
@@ -82,10 +84,18 @@ impl Server {
                 require_token,
             ))
             .layer(DefaultBodyLimit::max(MAX_BUNDLE_BYTES))
+            .with_state(state.clone());
+        // Async runs are public like the call path.
+        let public = Router::new()
+            .route(
+                "/{prefix}/{app}/{version}/run/{func}",
+                post(crate::jobs::run),
+            )
             .with_state(state);
         Router::new()
             .route("/api/readiness", get(compat::readiness))
             .merge(control)
+            .merge(public)
             .merge(morel_gateway::router(
                 self.routes.clone(),
                 CallLimits::default(),

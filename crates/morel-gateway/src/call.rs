@@ -184,46 +184,78 @@ async fn app_route(
 
 /// Runs one call on the function's resource and maps the outcome to an HTTP response.
 async fn invoke(route: &FnRoute, func: &str, bytes: &[u8]) -> Response {
-    let func = func.to_owned();
-    let args = match bind_args(bytes, &route.params) {
-        Ok(a) => a,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
-    };
+    match call_function(route, func, bytes).await {
+        Ok(body) => json_ok(body),
+        Err(f) => error(f.status, &f.kind, f.message),
+    }
+}
+
+/// Why a call failed, already in HTTP terms.
+#[derive(Debug)]
+pub struct CallFailure {
+    pub status: StatusCode,
+    pub kind: String,
+    pub message: String,
+}
+
+impl CallFailure {
+    fn new(status: StatusCode, kind: &str, message: String) -> Self {
+        CallFailure {
+            status,
+            kind: kind.to_owned(),
+            message,
+        }
+    }
+}
+
+/// Runs one call of `func` with `body` (JSON text) on its resource and returns the JSON result.
+/// Shared by the call path, app routes and async jobs.
+pub async fn call_function(
+    route: &FnRoute,
+    func: &str,
+    bytes: &[u8],
+) -> Result<Vec<u8>, CallFailure> {
+    let args = bind_args(bytes, &route.params)
+        .map_err(|e| CallFailure::new(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()))?;
     let pool = match &route.target {
         Running::Process(pool) => pool,
-        Running::Wasm(w) => return call_wasm(w, &func, bytes).await,
+        Running::Wasm(w) => return call_wasm(w, func, bytes).await,
     };
-    let deadline = pool.timeout;
-    match pool.invoke(&func, &args.args, &args.kwargs, deadline).await {
-        Ok(result) => json_ok(String::from(Box::<str>::from(result))),
-        Err(CallError::Invoke(InvokeError::Raised { message, kind, .. })) => {
-            error(StatusCode::INTERNAL_SERVER_ERROR, &kind, message)
-        }
-        Err(CallError::Invoke(InvokeError::NotFound(_))) => error(
+    match pool
+        .invoke(func, &args.args, &args.kwargs, pool.timeout)
+        .await
+    {
+        Ok(result) => Ok(String::from(Box::<str>::from(result)).into_bytes()),
+        Err(CallError::Invoke(InvokeError::Raised { message, kind, .. })) => Err(CallFailure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &kind,
+            message,
+        )),
+        Err(CallError::Invoke(InvokeError::NotFound(_))) => Err(CallFailure::new(
             StatusCode::NOT_FOUND,
             "NotFound",
             format!("function {func:?} is not loaded"),
-        ),
-        Err(CallError::Invoke(InvokeError::Timeout(d))) => error(
+        )),
+        Err(CallError::Invoke(InvokeError::Timeout(d))) => Err(CallFailure::new(
             StatusCode::GATEWAY_TIMEOUT,
             "Timeout",
             format!(
                 "{func} did not return within its deadline of {}",
                 fmt_duration(d)
             ),
-        ),
-        Err(CallError::Invoke(InvokeError::WorkerDied(why))) => error(
+        )),
+        Err(CallError::Invoke(InvokeError::WorkerDied(why))) => Err(CallFailure::new(
             StatusCode::BAD_GATEWAY,
             "WorkerDied",
             format!(
                 "the worker running {func} died during the call ({why}); it is being restarted"
             ),
-        ),
-        Err(e @ CallError::NoInstance { .. }) => error(
+        )),
+        Err(e @ CallError::NoInstance { .. }) => Err(CallFailure::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Unavailable",
             e.to_string(),
-        ),
+        )),
     }
 }
 
@@ -239,27 +271,27 @@ fn json_ok(body: impl Into<Body>) -> Response {
 }
 
 /// A wasm function gets the request body (JSON text; `null` when empty) as its input, in this process.
-async fn call_wasm(w: &WasmResource, func: &str, body: &[u8]) -> Response {
+async fn call_wasm(w: &WasmResource, func: &str, body: &[u8]) -> Result<Vec<u8>, CallFailure> {
     let input: &[u8] = if body.iter().all(|b| b.is_ascii_whitespace()) {
         b"null"
     } else {
         body
     };
     match w.call(func, input).await {
-        Ok(out) => json_ok(out),
-        Err(WasmError::Timeout(d)) => error(
+        Ok(out) => Ok(out),
+        Err(WasmError::Timeout(d)) => Err(CallFailure::new(
             StatusCode::GATEWAY_TIMEOUT,
             "Timeout",
             format!(
                 "{func} did not return within its deadline of {}",
                 fmt_duration(d)
             ),
-        ),
-        Err(e) => error(
+        )),
+        Err(e) => Err(CallFailure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "WasmError",
             e.to_string(),
-        ),
+        )),
     }
 }
 

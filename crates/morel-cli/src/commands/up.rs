@@ -70,6 +70,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let functions = morel_control::functions::Functions::new(store.clone(), engine);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(functions.clone().consume_results(stop.clone()));
+    let stop_jobs = stop.clone();
     if !args.no_compiler {
         tokio::spawn(morel_control::functions::run_compiler(
             store.clone(),
@@ -92,6 +93,11 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .boot()
         .await
         .map_err(|e| anyhow::anyhow!("restoring deployments: {}", e.message))?;
+    tokio::spawn(morel_control::jobs::run_jobs(
+        deployer.clone(),
+        16,
+        stop_jobs,
+    ));
 
     settings::save_login(&settings::Login {
         url: cfg.public_url.clone(),

@@ -111,3 +111,102 @@ async fn routes_and_cross_resource_calls() {
     assert_eq!(m["routes"]["api"]["POST /checkout"], "checkout");
     assert_eq!(m["function_registry"]["Model.predict"], "models");
 }
+
+async fn wait_execution(s: &MorelServer, id: &str, want: &[&str]) -> Value {
+    morel_test_support::wait_for(
+        std::time::Duration::from_secs(60),
+        "the job to finish",
+        || async {
+            let (_, e) = s.get(&format!("/api/executions/{id}")).await;
+            want.contains(&e["status"].as_str().unwrap_or(""))
+                .then_some(e)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn async_jobs_run_report_and_cancel() {
+    let s = MorelServer::start(&bin());
+    s.deploy(&example("hello-python"));
+    let http = s.http();
+    let run = |func: &str, body: &str| {
+        http.post(format!("{}/default/hello-python/latest/run/{func}", s.url))
+            .body(body.to_owned())
+            .send()
+    };
+
+    let r = run("add", "[20, 22]").await.unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let e = wait_execution(&s, &id, &["COMPLETED"]).await;
+    assert_eq!(e["output"], json!(42));
+    assert_eq!(e["function"], "default/hello-python/add");
+
+    // A function that raises: FAILED with its message.
+    let id = run("fail", r#"{"message": "nope"}"#)
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let e = wait_execution(&s, &id, &["FAILED"]).await;
+    assert!(e["errorMessage"].as_str().unwrap().contains("nope"), "{e}");
+
+    // Cancel a long job: it stays CANCELLED even when the worker finishes later.
+    let id = run("slow_echo", r#"{"value": 1, "delay": 1.5}"#)
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, e) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/executions/{id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, e["status"].as_str()),
+        (200, Some("CANCELLED")),
+        "{e}"
+    );
+    let (status, _) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/executions/{id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "cancelling twice is a conflict");
+    // Proof the late result did not overwrite it: a second slow job started after it (they run
+    // concurrently) has completed, so the cancelled one's worker call has returned too.
+    let later = run("slow_echo", r#"{"value": 2, "delay": 1.5}"#)
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_execution(&s, &later, &["COMPLETED"]).await;
+    let (_, e) = s.get(&format!("/api/executions/{id}")).await;
+    assert_eq!(e["status"], "CANCELLED", "{e}");
+    assert!(e["output"].is_null(), "{e}");
+
+    // Bad input.
+    assert_eq!(run("nope", "").await.unwrap().status(), 404);
+    assert_eq!(run("add", "{bad").await.unwrap().status(), 400);
+    assert_eq!(s.get("/api/executions/does-not-exist").await.0, 404);
+}

@@ -284,6 +284,18 @@ impl Store for SqliteStore {
     async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
         wasm::get_execution(&self.pool, id).await
     }
+    async fn start_execution(&self, id: &str) -> Result<bool> {
+        wasm::transition_execution(&self.pool, id, &["QUEUED"], ExecutionStatus::Running).await
+    }
+    async fn cancel_execution(&self, id: &str) -> Result<bool> {
+        wasm::transition_execution(
+            &self.pool,
+            id,
+            &["QUEUED", "RUNNING"],
+            ExecutionStatus::Cancelled,
+        )
+        .await
+    }
     async fn list_executions(&self, function_id: &str, limit: i64) -> Result<Vec<ExecutionRow>> {
         wasm::list_executions(&self.pool, function_id, limit).await
     }

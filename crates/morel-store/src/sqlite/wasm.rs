@@ -204,3 +204,28 @@ pub async fn list_executions(
     .map(execution_from_row)
     .collect()
 }
+
+pub async fn transition_execution(
+    pool: &SqlitePool,
+    id: &str,
+    from: &[&str],
+    to: ExecutionStatus,
+) -> Result<bool> {
+    let placeholders = vec!["?"; from.len()].join(", ");
+    let sql = format!(
+        "UPDATE executions SET status = ?, completed_at = CASE WHEN ? THEN ? ELSE completed_at END WHERE id = ? AND status IN ({placeholders})"
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(to.as_str())
+        .bind(to == ExecutionStatus::Cancelled)
+        .bind(morel_core::time::now_ms())
+        .bind(id);
+    for f in from {
+        q = q.bind(*f);
+    }
+    Ok(q.execute(pool)
+        .await
+        .ctx("transition execution")?
+        .rows_affected()
+        > 0)
+}

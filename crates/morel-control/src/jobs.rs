@@ -1,0 +1,282 @@
+//! Async jobs: `POST /{prefix}/{app}/{version}/run/{func}` answers 202 with an execution id at
+//! once; a worker takes the job from the durable `jobs` queue and runs it on the function's
+//! resource. At-least-once: a worker that dies mid-job leaves the message to be read again
+//! after its visibility timeout; completion is idempotent (a finished or cancelled execution
+//! is not run again), and a job read more than [`MAX_JOB_READS`] times is archived as dead.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use morel_store::{ExecutionRow, ExecutionStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::ApiError;
+use crate::api::AppState;
+use crate::deploy::Deployer;
+
+pub const JOBS_QUEUE: &str = "jobs";
+pub const MAX_JOB_READS: i64 = 5;
+/// How long a job stays hidden while a worker runs it.
+const JOB_VISIBILITY_MS: i64 = 10 * 60 * 1000;
+const MAX_BODY: usize = 6 << 20;
+
+#[derive(Serialize, Deserialize)]
+struct Job {
+    execution_id: String,
+    namespace: String,
+    app: String,
+    function: String,
+    /// The request body (JSON text).
+    body: String,
+}
+
+pub fn execution_view(e: &ExecutionRow) -> Value {
+    let parse = |s: &Option<String>| {
+        s.as_deref()
+            .map(|t| serde_json::from_str::<Value>(t).unwrap_or(Value::String(t.to_owned())))
+    };
+    json!({
+        "id": e.id,
+        "function": e.function_id,
+        "status": e.status.as_str(),
+        "input": serde_json::from_str::<Value>(&e.input).unwrap_or(Value::Null),
+        "output": parse(&e.output),
+        "errorMessage": e.error,
+        "started_at": morel_core::time::rfc3339(e.started_at),
+        "completed_at": e.completed_at.map(morel_core::time::rfc3339),
+    })
+}
+
+pub async fn run(
+    State(st): State<AppState>,
+    Path((prefix, app, version, func)): Path<(String, String, String, String)>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let routes = st
+        .deployer
+        .routes
+        .get(&prefix, &app)
+        .ok_or_else(|| ApiError::not_found(format!("app {prefix}/{app} is not deployed")))?;
+    let version_ok = version == "latest"
+        || version == routes.env
+        || version
+            .strip_prefix('v')
+            .and_then(|n| n.parse::<i64>().ok())
+            == Some(routes.release);
+    if !version_ok {
+        return Err(ApiError::not_found(format!(
+            "version {version:?} of {app} is not active"
+        )));
+    }
+    if !routes.functions.contains_key(&func) {
+        return Err(ApiError::not_found(format!(
+            "app {app} has no function {func:?}"
+        )));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::too_large(format!(
+            "request body exceeds the limit of {MAX_BODY} bytes"
+        ))
+    })?;
+    let text = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        String::new()
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    if !text.is_empty() {
+        serde_json::from_str::<Value>(&text)
+            .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
+    }
+    let row = ExecutionRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        function_id: format!("{prefix}/{app}/{func}"),
+        status: ExecutionStatus::Queued,
+        input: if text.is_empty() {
+            "null".into()
+        } else {
+            text.clone()
+        },
+        output: None,
+        error: None,
+        started_at: morel_core::time::now_ms(),
+        completed_at: None,
+    };
+    let store = &st.deployer.store;
+    store.insert_execution(&row).await?;
+    let job = Job {
+        execution_id: row.id.clone(),
+        namespace: prefix,
+        app,
+        function: func,
+        body: text,
+    };
+    store
+        .queue_send(
+            JOBS_QUEUE,
+            &serde_json::to_value(&job).map_err(|e| ApiError::internal("encoding a job", &e))?,
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": row.id, "status": "QUEUED" })),
+    )
+        .into_response())
+}
+
+pub async fn get_execution(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let e = st
+        .deployer
+        .store
+        .get_execution(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
+    Ok(Json(execution_view(&e)))
+}
+
+pub async fn cancel(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = &st.deployer.store;
+    let e = store
+        .get_execution(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
+    if !store.cancel_execution(&id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!("execution {id} already finished ({})", e.status.as_str()),
+        ));
+    }
+    let e = store.get_execution(&id).await?.unwrap_or(e);
+    Ok(Json(execution_view(&e)))
+}
+
+/// The job worker: runs queued jobs until `stop` is set.
+pub async fn run_jobs(
+    deployer: Arc<Deployer>,
+    concurrency: usize,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let free = slots.available_permits() as i64;
+        let msgs = if free == 0 {
+            Vec::new()
+        } else {
+            deployer
+                .store
+                .queue_read(JOBS_QUEUE, JOB_VISIBILITY_MS, free)
+                .await
+                .unwrap_or_default()
+        };
+        if msgs.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
+        for m in msgs {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let d = deployer.clone();
+            tokio::spawn(async move {
+                run_one(&d, m).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn run_one(d: &Deployer, m: morel_store::QueueMessage) {
+    let store = &d.store;
+    let Ok(job) = serde_json::from_value::<Job>(m.message.clone()) else {
+        let _ = store.queue_archive(JOBS_QUEUE, m.msg_id, true).await;
+        return;
+    };
+    if m.read_ct > MAX_JOB_READS {
+        let _ = store
+            .finish_execution(
+                &job.execution_id,
+                ExecutionStatus::Failed,
+                None,
+                Some(&format!(
+                    "job was read {} times without finishing (dead-lettered)",
+                    m.read_ct - 1
+                )),
+            )
+            .await;
+        let _ = store.queue_archive(JOBS_QUEUE, m.msg_id, true).await;
+        return;
+    }
+    // Already finished or cancelled (a redelivery): nothing to do but drop the message.
+    match store.get_execution(&job.execution_id).await {
+        Ok(Some(e))
+            if e.status == ExecutionStatus::Queued || e.status == ExecutionStatus::Running => {}
+        Ok(_) => {
+            let _ = store.queue_delete(JOBS_QUEUE, m.msg_id).await;
+            return;
+        }
+        Err(_) => return,
+    }
+    let _ = store.start_execution(&job.execution_id).await;
+    let outcome = match d
+        .routes
+        .get(&job.namespace, &job.app)
+        .and_then(|r| r.functions.get(&job.function).cloned())
+    {
+        Some(route) => {
+            morel_gateway::call_function(&route, &job.function, job.body.as_bytes()).await
+        }
+        None => Err(morel_gateway::CallFailure {
+            status: StatusCode::NOT_FOUND,
+            kind: "NotFound".into(),
+            message: format!("{}/{} is no longer deployed", job.app, job.function),
+        }),
+    };
+    let result = match outcome {
+        Ok(out) => {
+            store
+                .finish_execution(
+                    &job.execution_id,
+                    ExecutionStatus::Completed,
+                    Some(&String::from_utf8_lossy(&out)),
+                    None,
+                )
+                .await
+        }
+        Err(f) => {
+            let status = if f.status == StatusCode::GATEWAY_TIMEOUT {
+                ExecutionStatus::TimedOut
+            } else {
+                ExecutionStatus::Failed
+            };
+            store
+                .finish_execution(
+                    &job.execution_id,
+                    status,
+                    None,
+                    Some(&format!("{}: {}", f.kind, f.message)),
+                )
+                .await
+        }
+    };
+    if result.is_ok() {
+        let _ = store.queue_delete(JOBS_QUEUE, m.msg_id).await;
+    }
+}
