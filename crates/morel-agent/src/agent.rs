@@ -338,10 +338,14 @@ impl Agent {
         &self,
         prepared: &PreparedRelease,
         config: &BTreeMap<String, String>,
+        skip: &std::collections::BTreeSet<String>,
     ) -> Result<Vec<Running>, AgentError> {
         let mut pools = Vec::new();
         let mut running = Vec::new();
         for (name, res) in &prepared.manifest.resources {
+            if skip.contains(name) {
+                continue;
+            }
             if res.runtime == Runtime::Wasm {
                 let mut modules = std::collections::HashMap::new();
                 for f in &res.functions {

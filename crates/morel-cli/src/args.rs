@@ -139,6 +139,9 @@ pub struct DeployArgs {
     /// Return once the release is created, without waiting for it to be ready.
     #[arg(long)]
     pub detach: bool,
+    /// Upload and print the reconcile plan (new / changed / removed / unchanged), then stop.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -264,7 +264,50 @@ impl Deployer {
         progress("starting instances".into());
         let config: BTreeMap<String, String> =
             serde_json::from_str(&release.config_json).unwrap_or_default();
-        let pools = self.agent.start(&prepared, &config).await?;
+        // Unchanged resources (same config hash, same bundle, same config) keep running.
+        let previous_config = match self
+            .store
+            .get_app(app)
+            .await?
+            .and_then(|a| a.active_release)
+        {
+            Some(p) if p != n => self
+                .store
+                .get_release(app, p)
+                .await?
+                .map(|r| (r.config_json, r.env)),
+            _ => None,
+        };
+        let content = match self.blobs.read(&release.digest).await {
+            Ok((bytes, _)) => content_hash(&bytes).map_err(|e| morel_agent::AgentError::Start {
+                resource: "-".into(),
+                message: e.message,
+            })?,
+            Err(_) => {
+                return Err(morel_agent::AgentError::MissingBundle(
+                    release.digest.clone(),
+                ));
+            }
+        };
+        let plan = self.plan(app, &prepared.manifest, &content).await?;
+        let config_same = previous_config
+            .as_ref()
+            .is_some_and(|(c, e)| *c == release.config_json && *e == release.env);
+        let keep: Vec<Running> = if config_same {
+            self.active_pools(app)
+                .into_iter()
+                .filter(|r| plan.unchanged.iter().any(|u| u == r.resource()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let skip: std::collections::BTreeSet<String> =
+            keep.iter().map(|r| r.resource().to_owned()).collect();
+        for r in &skip {
+            progress(format!("{r}: unchanged, kept running"));
+        }
+        let mut pools = self.agent.start(&prepared, &config, &skip).await?;
+        pools.extend(keep);
 
         // Switch routing to the new pools, then retire the old ones.
         let mut functions = HashMap::new();
@@ -298,27 +341,6 @@ impl Deployer {
             let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
             active.insert(app.clone(), pools.clone())
         };
-        let previous = self
-            .store
-            .get_app(app)
-            .await?
-            .and_then(|a| a.active_release);
-        self.store.set_active_release(app, Some(n)).await?;
-        self.store
-            .set_release_status(app, n, ReleaseStatus::Ready, None)
-            .await?;
-        if let Some(p) = previous.filter(|p| *p != n) {
-            self.store
-                .set_release_status(app, p, ReleaseStatus::Superseded, None)
-                .await?;
-        }
-        progress(format!("ready; routing to v{n}"));
-        if let Some(old) = old {
-            for pool in old {
-                pool.stop().await;
-            }
-        }
-
         // Persist the reconcile state of each resource (seed 002) and the functions' signatures.
         let existing: HashMap<String, ResourceRow> = self
             .store
@@ -332,7 +354,9 @@ impl Deployer {
                 continue;
             };
             let status = match existing.get(pool.resource()) {
-                Some(_) if boot => existing[pool.resource()].status,
+                Some(_) if boot || skip.contains(pool.resource()) => {
+                    existing[pool.resource()].status
+                }
                 Some(_) => ResourceStatus::Updated,
                 None => ResourceStatus::Deployed,
             };
@@ -342,7 +366,7 @@ impl Deployer {
                     name: pool.resource().to_owned(),
                     runtime: spec.runtime,
                     config_hash: spec.config_hash.clone(),
-                    digest: release.digest.clone(),
+                    digest: content.clone(),
                     release: n,
                     status,
                     error: None,
@@ -377,6 +401,29 @@ impl Deployer {
                 self.store.delete_resource(app, name).await?;
             }
         }
+        let previous = self
+            .store
+            .get_app(app)
+            .await?
+            .and_then(|a| a.active_release);
+        self.store.set_active_release(app, Some(n)).await?;
+        self.store
+            .set_release_status(app, n, ReleaseStatus::Ready, None)
+            .await?;
+        if let Some(p) = previous.filter(|p| *p != n) {
+            self.store
+                .set_release_status(app, p, ReleaseStatus::Superseded, None)
+                .await?;
+        }
+        progress(format!("ready; routing to v{n}"));
+        if let Some(old) = old {
+            for pool in old {
+                if !skip.contains(pool.resource()) {
+                    pool.stop().await;
+                }
+            }
+        }
+
         Ok(())
     }
 
@@ -436,6 +483,59 @@ impl Deployer {
         let r = release.clone();
         tokio::spawn(async move { this.rollout(r).await });
         Ok(release)
+    }
+
+    /// Seed 002's reconcile categories for deploying `manifest` (from bundle `digest`) over what
+    /// the app runs now: a resource is unchanged when its config hash and bundle are the same.
+    /// `content` is [`content_hash`] of the bundle: the same files give the same hash even when
+    /// the manifest's timestamp differs.
+    pub async fn plan(
+        &self,
+        app: &AppKey,
+        manifest: &Manifest,
+        content: &Digest,
+    ) -> Result<Plan, morel_store::StoreError> {
+        let existing: HashMap<String, ResourceRow> = self
+            .store
+            .list_resources(app)
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        let mut plan = Plan::default();
+        for (name, spec) in &manifest.resources {
+            match existing.get(name) {
+                None => plan.new.push(name.clone()),
+                Some(r) if r.config_hash == spec.config_hash && r.digest == *content => {
+                    plan.unchanged.push(name.clone())
+                }
+                Some(_) => plan.changed.push(name.clone()),
+            }
+        }
+        plan.removed = existing
+            .keys()
+            .filter(|k| !manifest.resources.contains_key(*k))
+            .cloned()
+            .collect();
+        plan.removed.sort();
+        Ok(plan)
+    }
+
+    /// The plan for deploying an uploaded bundle, without deploying it.
+    pub async fn plan_for_bundle(&self, app: &AppKey, digest: &Digest) -> Result<Plan, ApiError> {
+        if !self.blobs.contains(digest) {
+            return Err(ApiError::bad_request(format!(
+                "bundle {digest} has not been uploaded"
+            )));
+        }
+        let (bytes, _) = self
+            .blobs
+            .read(digest)
+            .await
+            .map_err(|e| ApiError::internal("reading a bundle", &e))?;
+        let manifest = read_manifest(&bytes)?;
+        let content = content_hash(&bytes)?;
+        Ok(self.plan(app, &manifest, &content).await?)
     }
 
     /// Stops an app's instances, removes its routes, data and files. False if it did not exist.
@@ -519,6 +619,46 @@ impl Deployer {
         }
         Ok(())
     }
+}
+
+/// Seed 002's reconcile categories, by resource name.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Plan {
+    pub new: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// A hash of a bundle's files other than `manifest.json`: what decides whether a resource's
+/// code changed between two bundles.
+pub fn content_hash(bundle: &[u8]) -> Result<Digest, ApiError> {
+    use sha2::Digest as _;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bundle))
+        .map_err(|e| ApiError::bad_request(format!("bundle is not a zip: {e}")))?;
+    let mut entries = Vec::new();
+    for i in 0..archive.len() {
+        let mut f = archive
+            .by_index(i)
+            .map_err(|e| ApiError::bad_request(format!("unreadable bundle entry: {e}")))?;
+        let name = f.name().to_owned();
+        if name == morel_manifest::MANIFEST_FILE || f.is_dir() {
+            continue;
+        }
+        let mut h = sha2::Sha256::new();
+        std::io::copy(&mut f, &mut h)
+            .map_err(|e| ApiError::bad_request(format!("unreadable bundle entry {name}: {e}")))?;
+        entries.push((name, f.unix_mode().unwrap_or(0), h.finalize()));
+    }
+    entries.sort();
+    let mut h = sha2::Sha256::new();
+    for (name, mode, digest) in entries {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(mode.to_be_bytes());
+        h.update(digest);
+    }
+    Ok(Digest::from_sha256(h.finalize().into()))
 }
 
 pub fn read_manifest(bundle: &[u8]) -> Result<Manifest, ApiError> {

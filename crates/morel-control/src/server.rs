@@ -47,6 +47,7 @@ impl Server {
             .route("/api/apps/{app}/manifest", get(apps::get_manifest))
             .route("/api/apps/{app}/logs", get(apps::logs))
             .route("/api/apps/{app}/rollback", post(apps::rollback))
+            .route("/api/apps/{app}/plan", get(apps::plan))
             .route("/api/executions/{id}", get(crate::jobs::get_execution))
             .route("/api/executions/{id}/cancel", post(crate::jobs::cancel))
             .route("/api/keys", get(apps::list_keys).post(apps::trust_key))
@@ -96,6 +97,7 @@ impl Server {
             .route("/api/readiness", get(compat::readiness))
             .merge(control)
             .merge(public)
+            .merge(morel_dashboard::router())
             .merge(morel_gateway::router(
                 self.routes.clone(),
                 CallLimits::default(),

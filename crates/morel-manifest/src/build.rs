@@ -351,7 +351,7 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
     }
     let manifest = Manifest {
         version: MANIFEST_VERSION.into(),
-        generated_at: morel_core::time::rfc3339(morel_core::time::now_ms()),
+        generated_at: morel_core::time::rfc3339(newest_mtime(dir, &resources)),
         project_name,
         function_registry: registry,
         resources,
@@ -359,6 +359,44 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
     };
     manifest.validate()?;
     Ok(manifest)
+}
+
+/// The newest modification time among the files the build read. Used as `generated_at` so
+/// that building an untouched tree twice gives the same bundle bytes, and so the same digest
+/// (the server then skips the upload).
+fn newest_mtime(dir: &Path, resources: &BTreeMap<String, ResourceSpec>) -> i64 {
+    let mut files: Vec<String> = resources
+        .values()
+        .flat_map(|r| r.functions.iter().map(|f| f.file.clone()))
+        .collect();
+    files.extend(
+        [
+            "morel.toml",
+            "requirements.txt",
+            "package.json",
+            "package-lock.json",
+        ]
+        .map(String::from),
+    );
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        files.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("metacall") && n.ends_with(".json")),
+        );
+    }
+    files
+        .iter()
+        .filter_map(|f| {
+            std::fs::metadata(dir.join(f))
+                .and_then(|m| m.modified())
+                .ok()
+        })
+        .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .max()
+        .unwrap_or(0)
 }
 
 fn resolve_name(

@@ -37,7 +37,8 @@ pub struct ResourceRow {
     pub name: String,
     pub runtime: Runtime,
     pub config_hash: String,
-    /// Digest of the bundle the resource last ran; with `config_hash` it decides "unchanged".
+    /// Hash of the files (all but `manifest.json`) of the bundle the resource last ran; with
+    /// `config_hash` it decides "unchanged".
     pub digest: Digest,
     pub release: i64,
     pub status: ResourceStatus,

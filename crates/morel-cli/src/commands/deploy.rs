@@ -173,6 +173,31 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
             client.send(req).await.context("uploading the bundle")?;
         }
     }
+    // The reconcile plan, as a short diff, before anything changes.
+    let plan: serde_json::Value = client
+        .get(&format!("/api/apps/{app}/plan?digest={}", packed.digest))
+        .await?;
+    let mut lines = Vec::new();
+    for (key, sign, label) in [
+        ("new", '+', "new"),
+        ("changed", '~', "changed: restart"),
+        ("removed", '-', "removed: stop and delete"),
+        ("unchanged", '=', "unchanged: keep"),
+    ] {
+        for r in plan[key].as_array().into_iter().flatten() {
+            lines.push(format!("{sign} {} ({label})", r.as_str().unwrap_or("?")));
+        }
+    }
+    if args.dry_run {
+        for l in &lines {
+            println!("{l}");
+        }
+        progress.finish();
+        return Ok(());
+    }
+    for l in &lines {
+        progress.step(&format!("plan: {l}"));
+    }
     let mut config = BTreeMap::new();
     for kv in &args.set {
         let (k, v) = kv

@@ -123,6 +123,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
                 env: "production".into(),
                 set: vec![],
                 detach: false,
+                dry_run: false,
                 json: false,
             };
             if let Err(e) = super::deploy::deploy(deploy).await {

@@ -482,3 +482,22 @@ async fn bundles_are_verified_and_auth_is_required() {
         .await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unchanged_tree_is_not_uploaded_twice() {
+    let s = MorelServer::start(&bin());
+    let first = s.cli(&["deploy", example("metacall-style").to_str().unwrap()]);
+    assert!(first.status.success());
+    assert!(
+        String::from_utf8_lossy(&first.stderr).contains("uploading"),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = s.cli(&["deploy", example("metacall-style").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        second.status.success() && err.contains("already on the server; skipping upload"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&second.stdout).contains("metacall-style v2 is ready"));
+}

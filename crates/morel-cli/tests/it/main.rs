@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod compat;
+mod dashboard;
 mod flows;
 mod lifecycle;
 mod manifest_apps;

@@ -210,3 +210,98 @@ async fn async_jobs_run_report_and_cancel() {
     assert_eq!(run("add", "{bad").await.unwrap().status(), 400);
     assert_eq!(s.get("/api/executions/does-not-exist").await.0, 404);
 }
+
+fn instance_pids(detail: &Value) -> std::collections::BTreeMap<String, i64> {
+    let Some(list) = detail["instances"].as_array() else {
+        return Default::default();
+    };
+    list.iter()
+        .filter(|i| i["state"] == "ready")
+        .filter_map(|i| Some((i["resource"].as_str()?.to_owned(), i["pid"].as_i64()?)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconcile_plans_and_keeps_unchanged_resources() {
+    let s = MorelServer::start(&bin());
+    let dir = tempfile::tempdir().unwrap();
+    morel_test_support::copy_dir(&example("shop"), dir.path());
+    let d = dir.path().to_str().unwrap();
+
+    // First deploy: everything is new.
+    let plan = s.cli_ok(&["deploy", d, "--name", "shop", "--dry-run"]);
+    assert!(
+        plan.contains("+ api (new)")
+            && plan.contains("+ jobs (new)")
+            && plan.contains("+ models (new)"),
+        "{plan}"
+    );
+    assert_eq!(
+        s.get("/api/apps/shop").await.0,
+        404,
+        "a dry run deploys nothing"
+    );
+    s.cli_ok(&["deploy", d, "--name", "shop"]);
+    let before = morel_test_support::wait_for(
+        std::time::Duration::from_secs(30),
+        "three ready resources",
+        || async {
+            let pids = instance_pids(&s.get("/api/apps/shop").await.1);
+            (pids.len() == 3).then_some(pids)
+        },
+    )
+    .await;
+
+    // The same bundle again: all unchanged, and no worker restarts.
+    let plan = s.cli_ok(&["deploy", d, "--name", "shop", "--dry-run"]);
+    assert!(
+        plan.contains("= api (unchanged")
+            && plan.contains("= jobs (unchanged")
+            && plan.contains("= models (unchanged"),
+        "{plan}"
+    );
+    s.cli_ok(&["deploy", d, "--name", "shop"]);
+    let (_, detail) = s.get("/api/apps/shop").await;
+    assert_eq!(detail["active_release"], "v2");
+    assert_eq!(
+        instance_pids(&detail),
+        before,
+        "a no-op redeploy restarted workers"
+    );
+
+    // Change settings of api, and remove models: changed restarts, removed really stops.
+    let src = std::fs::read_to_string(dir.path().join("shop.py")).unwrap();
+    let src = src.replace(
+        r#"api = morel.Endpoint("api", workers=(1, 2), concurrency=8)"#,
+        r#"api = morel.Endpoint("api", workers=(1, 2), concurrency=4)"#,
+    );
+    let src = src.replace("@models.function\nclass Model", "class Model");
+    std::fs::write(dir.path().join("shop.py"), src).unwrap();
+    let plan = s.cli_ok(&["deploy", d, "--name", "shop", "--dry-run"]);
+    assert!(
+        plan.contains("~ api (changed") && plan.contains("- models (removed"),
+        "{plan}"
+    );
+    s.cli_ok(&["deploy", d, "--name", "shop"]);
+    let (_, m) = s.get("/api/apps/shop/manifest").await;
+    assert_eq!(m["resources"]["api"]["status"], "updated", "{m}");
+    assert!(m["resources"].get("models").is_none(), "{m}");
+    let after = instance_pids(&s.get("/api/apps/shop").await.1);
+    assert_ne!(
+        after.get("api"),
+        before.get("api"),
+        "a changed resource restarts"
+    );
+    assert!(!after.contains_key("models"), "{after:?}");
+    let gone = before["models"];
+    morel_test_support::wait_for(
+        std::time::Duration::from_secs(10),
+        "the removed resource's worker to exit",
+        || async {
+            let stat = std::fs::read_to_string(format!("/proc/{gone}/stat")).unwrap_or_default();
+            (stat.is_empty() || stat.contains(") Z ")).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(s.call("shop", "Model.predict", "[1]").await.0, 404);
+}

@@ -341,6 +341,22 @@ where
 }
 
 #[derive(Deserialize)]
+pub struct PlanQuery {
+    pub digest: String,
+}
+
+/// What deploying an uploaded bundle would do: new / changed / removed / unchanged resources.
+pub async fn plan(
+    State(st): State<AppState>,
+    Path(app): Path<String>,
+    Query(q): Query<PlanQuery>,
+) -> Result<Json<crate::deploy::Plan>, ApiError> {
+    let key = app_key(&app)?;
+    let digest = digest_param(&q.digest)?;
+    Ok(Json(st.deployer.plan_for_bundle(&key, &digest).await?))
+}
+
+#[derive(Deserialize)]
 pub struct Rollback {
     /// Release number to re-activate; default: the previous one.
     #[serde(default)]
