@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bench_smoke;
 mod compat;
 mod dashboard;
 mod flows;
