@@ -314,7 +314,12 @@ fn wasmtime_config(cfg: &EngineConfig) -> Config {
         // Components and fiber stacks are never used (no call_async): no slots for them.
         .total_component_instances(0)
         .total_stacks(0)
-        .max_memory_size(reservation as usize);
+        .max_memory_size(reservation as usize)
+        // Reset the first pages of a slot with memset instead of madvise: most guests touch
+        // little memory, and an madvise per call (plus the TLB shootdowns it causes) was the
+        // largest cost of a small call (bench/NOTES.md).
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
 
     let mut config = Config::new();
     config
