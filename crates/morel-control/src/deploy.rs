@@ -160,17 +160,7 @@ impl Deployer {
         env: &str,
         config: &BTreeMap<String, String>,
     ) -> Result<ReleaseRow, ApiError> {
-        if self.store.get_blob(digest).await?.is_none() || !self.blobs.contains(digest) {
-            return Err(ApiError::bad_request(format!(
-                "bundle {digest} has not been uploaded"
-            )));
-        }
-        let (bytes, _) = self
-            .blobs
-            .read(digest)
-            .await
-            .map_err(|e| ApiError::internal("reading a bundle", &e))?;
-        let manifest = read_manifest(&bytes)?;
+        let (_, manifest) = self.uploaded_bundle(digest).await?;
         if manifest.project_name != app.name.as_str() {
             tracing::info!(bundle = %manifest.project_name, app = %app.name, "deploying a bundle under another app name");
         }
@@ -521,9 +511,9 @@ impl Deployer {
         Ok(plan)
     }
 
-    /// The plan for deploying an uploaded bundle, without deploying it.
-    pub async fn plan_for_bundle(&self, app: &AppKey, digest: &Digest) -> Result<Plan, ApiError> {
-        if !self.blobs.contains(digest) {
+    /// An uploaded bundle's bytes and validated manifest (400 when it was never uploaded).
+    async fn uploaded_bundle(&self, digest: &Digest) -> Result<(Vec<u8>, Manifest), ApiError> {
+        if self.store.get_blob(digest).await?.is_none() || !self.blobs.contains(digest) {
             return Err(ApiError::bad_request(format!(
                 "bundle {digest} has not been uploaded"
             )));
@@ -534,6 +524,12 @@ impl Deployer {
             .await
             .map_err(|e| ApiError::internal("reading a bundle", &e))?;
         let manifest = read_manifest(&bytes)?;
+        Ok((bytes, manifest))
+    }
+
+    /// The plan for deploying an uploaded bundle, without deploying it.
+    pub async fn plan_for_bundle(&self, app: &AppKey, digest: &Digest) -> Result<Plan, ApiError> {
+        let (bytes, manifest) = self.uploaded_bundle(digest).await?;
         let content = content_hash(&bytes)?;
         Ok(self.plan(app, &manifest, &content).await?)
     }

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use crate::ApiError;
 use crate::api::AppState;
 use crate::deploy::Deployer;
+use crate::views::execution_view;
 
 pub const JOBS_QUEUE: &str = "jobs";
 pub const MAX_JOB_READS: i64 = 5;
@@ -34,23 +35,6 @@ struct Job {
     function: String,
     /// The request body (JSON text).
     body: String,
-}
-
-pub fn execution_view(e: &ExecutionRow) -> Value {
-    let parse = |s: &Option<String>| {
-        s.as_deref()
-            .map(|t| serde_json::from_str::<Value>(t).unwrap_or(Value::String(t.to_owned())))
-    };
-    json!({
-        "id": e.id,
-        "function": e.function_id,
-        "status": e.status.as_str(),
-        "input": serde_json::from_str::<Value>(&e.input).unwrap_or(Value::Null),
-        "output": parse(&e.output),
-        "errorMessage": e.error,
-        "started_at": morel_core::time::rfc3339(e.started_at),
-        "completed_at": e.completed_at.map(morel_core::time::rfc3339),
-    })
 }
 
 pub async fn run(

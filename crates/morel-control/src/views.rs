@@ -1,6 +1,8 @@
 //! API views: what crosses the wire. Built from store rows; never stored.
 
-use morel_store::{AppRow, FunctionRow, InstanceRow, LogRow, ReleaseRow, ResourceRow};
+use morel_store::{
+    AppRow, ExecutionRow, FunctionRow, InstanceRow, LogRow, ReleaseRow, ResourceRow,
+};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -172,4 +174,26 @@ impl From<&LogRow> for LogView {
             line: l.line.clone(),
         }
     }
+}
+
+/// One recorded execution (seed 001's compiled functions and async jobs alike). `function_id`
+/// is a compiled function's id, or `namespace/app/function` for an async job.
+pub fn execution_view(e: &ExecutionRow) -> serde_json::Value {
+    let parse = |s: &Option<String>| {
+        s.as_deref().map(|t| {
+            serde_json::from_str::<serde_json::Value>(t)
+                .unwrap_or(serde_json::Value::String(t.to_owned()))
+        })
+    };
+    serde_json::json!({
+        "id": e.id,
+        "function_id": e.function_id,
+        "status": e.status.as_str(),
+        "input": serde_json::from_str::<serde_json::Value>(&e.input).unwrap_or(serde_json::Value::Null),
+        "output": parse(&e.output),
+        "errorMessage": e.error,
+        "started_at": morel_core::time::rfc3339(e.started_at),
+        "completed_at": e.completed_at.map(morel_core::time::rfc3339),
+        "duration_ms": e.completed_at.map(|c| c - e.started_at),
+    })
 }

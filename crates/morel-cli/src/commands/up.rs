@@ -106,7 +106,10 @@ pub async fn run(args: UpArgs) -> Result<()> {
     eprintln!("Morel is listening on {}", cfg.public_url);
     eprintln!("  state:       {}", state_dir.display());
     eprintln!("  admin token: {}", cfg.admin_token_path().display());
-    eprintln!("  dashboard:   {}/ (sign in with the admin token)", cfg.public_url);
+    eprintln!(
+        "  dashboard:   {}/ (sign in with the admin token)",
+        cfg.public_url
+    );
     eprintln!("  deploy with: morel deploy examples/hello-python");
 
     let server = morel_control::Server {

@@ -144,7 +144,7 @@ async fn async_jobs_run_report_and_cancel() {
         .to_owned();
     let e = wait_execution(&s, &id, &["COMPLETED"]).await;
     assert_eq!(e["output"], json!(42));
-    assert_eq!(e["function"], "default/hello-python/add");
+    assert_eq!(e["function_id"], "default/hello-python/add");
 
     // A function that raises: FAILED with its message.
     let id = run("fail", r#"{"message": "nope"}"#)

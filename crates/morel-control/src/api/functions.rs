@@ -6,7 +6,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use morel_store::{ExecutionRow, WasmFunctionRow};
+use morel_store::WasmFunctionRow;
+
+use crate::views::execution_view;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -23,24 +25,6 @@ fn function_view(f: &WasmFunctionRow) -> Value {
         "wasm_size": f.wasm_size,
         "created_at": morel_core::time::rfc3339(f.created_at),
         "updated_at": morel_core::time::rfc3339(f.updated_at),
-    })
-}
-
-fn execution_view(e: &ExecutionRow) -> Value {
-    let parse = |s: &Option<String>| {
-        s.as_deref()
-            .map(|t| serde_json::from_str::<Value>(t).unwrap_or(Value::String(t.to_owned())))
-    };
-    json!({
-        "id": e.id,
-        "function_id": e.function_id,
-        "status": e.status.as_str(),
-        "input": serde_json::from_str::<Value>(&e.input).unwrap_or(Value::Null),
-        "output": parse(&e.output),
-        "errorMessage": e.error,
-        "started_at": morel_core::time::rfc3339(e.started_at),
-        "completed_at": e.completed_at.map(morel_core::time::rfc3339),
-        "duration_ms": e.completed_at.map(|c| c - e.started_at),
     })
 }
 
