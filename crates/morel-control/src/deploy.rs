@@ -181,10 +181,14 @@ impl Deployer {
                 digest.short()
             ),
         );
-        let this = self.clone();
-        let r = release.clone();
-        tokio::spawn(async move { this.rollout(r).await });
+        self.spawn_rollout(release.clone());
         Ok(release)
+    }
+
+    /// Rolls a release out in the background (progress is in its status and the event log).
+    fn spawn_rollout(self: &Arc<Self>, release: ReleaseRow) {
+        let this = self.clone();
+        tokio::spawn(async move { this.rollout(release).await });
     }
 
     /// Waits until the release reaches a terminal status, or `limit` passes.
@@ -469,9 +473,7 @@ impl Deployer {
             .get_release(app, target.number)
             .await?
             .ok_or_else(|| ApiError::not_found("release vanished"))?;
-        let this = self.clone();
-        let r = release.clone();
-        tokio::spawn(async move { this.rollout(r).await });
+        self.spawn_rollout(release.clone());
         Ok(release)
     }
 
@@ -610,8 +612,7 @@ impl Deployer {
                 continue;
             };
             tracing::info!(app = %app.key, release = n, "restoring active release");
-            let this = self.clone();
-            tokio::spawn(async move { this.rollout(release).await });
+            self.spawn_rollout(release);
         }
         Ok(())
     }

@@ -243,23 +243,10 @@ impl Functions {
     /// changes nothing.
     pub async fn consume_results(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
-            if *stop.borrow() {
+            let Some(msgs) = next_batch(&*self.store, RESULTS_QUEUE, 30_000, 10, &mut stop).await
+            else {
                 return;
-            }
-            let msgs = match self.store.queue_read(RESULTS_QUEUE, 30_000, 10).await {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "reading compilation results");
-                    Vec::new()
-                }
             };
-            if msgs.is_empty() {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = stop.changed() => return,
-                }
-                continue;
-            }
             for m in msgs {
                 let outcome = match serde_json::from_value::<CompilationResult>(m.message.clone()) {
                     Ok(r) => Some((r.function_id.clone(), self.validate(r).await)),
@@ -304,6 +291,31 @@ impl Functions {
     }
 }
 
+/// Polls `queue` until it yields messages (each hidden for `vt_ms`), or `stop` is set (`None`).
+/// Every path works by polling; a read error is logged and retried.
+async fn next_batch(
+    store: &dyn Store,
+    queue: &str,
+    vt_ms: i64,
+    qty: i64,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Vec<morel_store::QueueMessage>> {
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        match store.queue_read(queue, vt_ms, qty).await {
+            Ok(msgs) if !msgs.is_empty() => return Some(msgs),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(queue, error = %format!("{e:#}"), "reading a queue"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.changed() => return None,
+        }
+    }
+}
+
 /// Reads at most this many times before a job is dead-lettered.
 pub const MAX_JOB_READS: i64 = 3;
 
@@ -320,23 +332,9 @@ pub async fn run_compiler(
         .unwrap_or(limits.timeout + Duration::from_secs(30))
         .as_millis() as i64;
     loop {
-        if *stop.borrow() {
+        let Some(msgs) = next_batch(&*store, JOBS_QUEUE, vt_ms, 1, &mut stop).await else {
             return;
-        }
-        let msgs = match store.queue_read(JOBS_QUEUE, vt_ms, 1).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "reading compilation jobs");
-                Vec::new()
-            }
         };
-        if msgs.is_empty() {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = stop.changed() => return,
-            }
-            continue;
-        }
         for m in msgs {
             let job: CompilationJob = match serde_json::from_value(m.message.clone()) {
                 Ok(j) => j,

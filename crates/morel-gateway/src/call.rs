@@ -91,18 +91,9 @@ async fn call(
             ),
         );
     };
-    let bytes = match axum::body::to_bytes(body, gw.limits.max_body).await {
+    let bytes = match read_body(body, &gw.limits).await {
         Ok(b) => b,
-        Err(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                format!(
-                    "request body exceeds the limit of {} bytes",
-                    gw.limits.max_body
-                ),
-            );
-        }
+        Err(resp) => return resp,
     };
     invoke(route, &func, &bytes).await
 }
@@ -166,18 +157,9 @@ async fn app_route(
             format!("function {func} of route {key} is not running"),
         );
     };
-    let bytes = match axum::body::to_bytes(body, gw.limits.max_body).await {
+    let bytes = match read_body(body, &gw.limits).await {
         Ok(b) => b,
-        Err(_) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                format!(
-                    "request body exceeds the limit of {} bytes",
-                    gw.limits.max_body
-                ),
-            );
-        }
+        Err(resp) => return resp,
     };
     invoke(route, func, &bytes).await
 }
@@ -206,6 +188,22 @@ impl CallFailure {
             message,
         }
     }
+}
+
+/// Reads a request body within the limit (413 beyond).
+async fn read_body(body: Body, limits: &CallLimits) -> Result<axum::body::Bytes, Response> {
+    axum::body::to_bytes(body, limits.max_body)
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PayloadTooLarge",
+                format!(
+                    "request body exceeds the limit of {} bytes",
+                    limits.max_body
+                ),
+            )
+        })
 }
 
 /// Runs one call of `func` with `body` (JSON text) on its resource and returns the JSON result.
