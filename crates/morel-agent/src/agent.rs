@@ -431,7 +431,12 @@ impl Agent {
                 release: prepared.release,
                 digest: prepared.digest.clone(),
                 node: self.cfg.node.clone(),
-                instances: res.workers_min.max(1) as usize,
+                limits: crate::pool::ScaleLimits {
+                    min: res.workers_min as usize,
+                    max: res.workers_max.max(1) as usize,
+                    concurrency: res.concurrency.max(1) as usize,
+                    idle_timeout: Duration::from_secs(res.idle_timeout_s),
+                },
                 timeout: Duration::from_millis(res.timeout_ms),
                 spec,
                 store: self.store.clone(),

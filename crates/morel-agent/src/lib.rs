@@ -11,11 +11,12 @@ mod blobs;
 mod error;
 mod logs;
 mod pool;
+mod scale;
 mod wasm;
 
 pub use agent::{Agent, AgentConfig, PreparedRelease, Running};
 pub use blobs::BlobDir;
 pub use error::AgentError;
 pub use logs::LogHub;
-pub use pool::{CallError, PoolStatus, ResourcePool};
+pub use pool::{CallError, PoolStatus, ResourcePool, ScaleLimits};
 pub use wasm::WasmResource;

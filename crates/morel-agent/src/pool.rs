@@ -1,11 +1,16 @@
-//! A resource's running instances and the supervisor that keeps each one alive.
+//! A resource's running instances, the supervisor that keeps each one alive, and the call
+//! path's choice of instance.
 //!
-//! Each instance slot has a supervisor task: spawn → ready → wait for exit → respawn with
-//! exponential backoff. Five failures in a row that each lived under [`HEALTHY_AFTER`] mark the
-//! instance `failed` (crash loop) with the last stderr lines as its error. A worker that fails
-//! to load on its very first start fails at once: that is a broken deploy, not a crash.
+//! A pool has `workers_max` slots, fixed when it starts. A slot is either stopped or has a
+//! supervisor task: spawn → ready → wait for exit → respawn with exponential backoff. Five
+//! failures in a row that each lived under [`HEALTHY_AFTER`] mark the instance `failed` (crash
+//! loop) with the last stderr lines as its error. A worker that fails to load before any
+//! instance of the pool ever loaded fails the pool at once: that is a broken deploy, not a crash.
+//!
+//! Which slots run is decided by the scaler (`scale.rs`), never by the call path: a call only
+//! picks a ready worker with a free slot, or registers itself as waiting and wakes the scaler.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +19,7 @@ use morel_runtime_process::protocol::FunctionMeta;
 use morel_runtime_process::{InvokeError, LogSink, Worker, WorkerSpec};
 use morel_store::{AppKey, InstanceRow, LogStream, Store};
 use serde_json::value::RawValue;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::LogHub;
 
@@ -25,7 +30,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// What the pool's callers can observe: how many instances are ready, and whether the pool
-/// has given up (its first start failed, or every instance is in a crash loop).
+/// has given up (its first start failed, or an instance is in a crash loop).
 #[derive(Clone, Debug, Default)]
 pub struct PoolStatus {
     pub ready: usize,
@@ -37,18 +42,55 @@ pub struct PoolStatus {
 pub enum CallError {
     #[error(transparent)]
     Invoke(#[from] InvokeError),
-    #[error("no ready instance of resource {resource} within {waited:?}{reason}")]
-    NoInstance {
+    /// The pool cannot run calls: it failed (crash loop, broken code) or is being stopped (503).
+    #[error("resource {resource} has no instance to run the call{reason}")]
+    NoInstance { resource: String, reason: String },
+    /// The call's deadline passed while it waited for a free slot or a starting instance (504).
+    #[error(
+        "no instance of resource {resource} was free within the call's deadline of {waited:?} ({ready} ready, {starting} starting)"
+    )]
+    WaitTimeout {
         resource: String,
         waited: Duration,
-        reason: String,
+        ready: usize,
+        starting: usize,
     },
 }
 
-struct Slot {
-    id: InstanceId,
-    /// Written by the slot's supervisor, read by callers picking a worker.
-    worker: Mutex<Option<Worker>>,
+/// Per-resource scaling settings, from the manifest.
+#[derive(Clone, Copy, Debug)]
+pub struct ScaleLimits {
+    pub min: usize,
+    /// Also the number of slots.
+    pub max: usize,
+    /// Calls one instance runs at once.
+    pub concurrency: usize,
+    /// A ready instance with no call for this long is stopped, down to `min`.
+    pub idle_timeout: Duration,
+}
+
+/// Why a slot's supervisor is asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopReason {
+    /// Scaled down: the instance row stays, as `stopped`, and the slot may start again.
+    Idle,
+    /// The pool is retired (new release, app deleted, shutdown): the row is deleted.
+    Retire,
+}
+
+pub(crate) struct Slot {
+    pub(crate) id: InstanceId,
+    /// Written by the slot's supervisor, read by callers picking a worker and by the scaler.
+    pub(crate) worker: Mutex<Option<Worker>>,
+    /// Milliseconds since the pool's epoch when a call on this slot last ended (or the
+    /// instance became ready). Written by callers, read by the scaler.
+    pub(crate) last_used: AtomicU64,
+}
+
+/// A running supervisor of a slot. Only the scaler and `stop` touch these.
+pub(crate) struct SlotRun {
+    pub(crate) stop: watch::Sender<Option<StopReason>>,
+    pub(crate) handle: tokio::task::JoinHandle<()>,
 }
 
 pub struct ResourcePool {
@@ -56,12 +98,26 @@ pub struct ResourcePool {
     pub resource: String,
     pub release: i64,
     pub timeout: Duration,
-    slots: Vec<Arc<Slot>>,
+    pub limits: ScaleLimits,
+    pub(crate) slots: Vec<Arc<Slot>>,
+    pub(crate) runs: Mutex<Vec<Option<SlotRun>>>,
     next: AtomicUsize,
     status: watch::Receiver<PoolStatus>,
     status_tx: Arc<watch::Sender<PoolStatus>>,
-    stop: watch::Sender<bool>,
-    supervisors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Set once when the pool is retired; nothing starts after it.
+    pub(crate) stopping: AtomicBool,
+    /// Calls waiting for a free slot. Written by callers, read by the scaler.
+    pub(crate) waiting: AtomicUsize,
+    /// Signalled when a slot frees up, an instance becomes ready or the pool fails; only when
+    /// `waiting > 0`, so a call that found a free slot never touches it.
+    freed: Notify,
+    /// Wakes the scaler when a call starts waiting.
+    pub(crate) wake_scaler: Notify,
+    pub(crate) epoch: tokio::time::Instant,
+    /// Some instance of this pool loaded once: later load failures are crashes, not a broken deploy.
+    loaded: AtomicBool,
+    p: Arc<PoolParams>,
+    scaler: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Functions as the first ready worker reported them (`MetaData`).
     functions: Mutex<Vec<FunctionMeta>>,
 }
@@ -72,7 +128,7 @@ pub(crate) struct PoolParams {
     pub release: i64,
     pub digest: morel_core::Digest,
     pub node: String,
-    pub instances: usize,
+    pub limits: ScaleLimits,
     pub timeout: Duration,
     pub spec: WorkerSpec,
     pub store: Arc<dyn Store>,
@@ -80,48 +136,76 @@ pub(crate) struct PoolParams {
 }
 
 impl ResourcePool {
+    /// Starts `max(min, 1)` instances (one even for `min = 0`: the deploy must prove the code
+    /// loads and learn its functions; the scaler stops it after the idle timeout) and the scaler.
     pub(crate) fn start(p: PoolParams) -> Arc<ResourcePool> {
         let (status_tx, status) = watch::channel(PoolStatus::default());
-        let (stop, _) = watch::channel(false);
-        let slots: Vec<Arc<Slot>> = (0..p.instances.max(1))
+        let max = p.limits.max.max(1);
+        let slots: Vec<Arc<Slot>> = (0..max)
             .map(|_| {
                 Arc::new(Slot {
                     id: InstanceId::new(),
                     worker: Mutex::new(None),
+                    last_used: AtomicU64::new(0),
                 })
             })
             .collect();
+        let initial = p.limits.min.clamp(1, max);
         let pool = Arc::new(ResourcePool {
             app: p.app.clone(),
             resource: p.resource.clone(),
             release: p.release,
             timeout: p.timeout,
-            slots: slots.clone(),
+            limits: p.limits,
+            slots,
+            runs: Mutex::new((0..max).map(|_| None).collect()),
             next: AtomicUsize::new(0),
             status,
             status_tx: Arc::new(status_tx),
-            stop,
-            supervisors: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            freed: Notify::new(),
+            wake_scaler: Notify::new(),
+            epoch: tokio::time::Instant::now(),
+            loaded: AtomicBool::new(false),
+            p: Arc::new(p),
+            scaler: Mutex::new(None),
             functions: Mutex::new(Vec::new()),
         });
-        let p = Arc::new(p);
-        let handles = slots
-            .into_iter()
-            .map(|slot| {
-                let sup = Supervisor {
-                    pool: Arc::downgrade(&pool),
-                    slot,
-                    p: p.clone(),
-                    stop: pool.stop.subscribe(),
-                    status: pool.status_tx.clone(),
-                };
-                tokio::spawn(sup.run())
-            })
-            .collect();
-        if let Ok(mut s) = pool.supervisors.lock() {
-            *s = handles;
+        for i in 0..initial {
+            pool.start_slot(i);
+        }
+        let scaler = tokio::spawn(crate::scale::run(Arc::downgrade(&pool)));
+        if let Ok(mut s) = pool.scaler.lock() {
+            *s = Some(scaler);
         }
         pool
+    }
+
+    /// Starts a supervisor on slot `i` unless one runs there. Called by `start` and the scaler.
+    pub(crate) fn start_slot(self: &Arc<Self>, i: usize) -> bool {
+        if self.stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        let Ok(mut runs) = self.runs.lock() else {
+            return false;
+        };
+        if runs[i].as_ref().is_some_and(|r| !r.handle.is_finished()) {
+            return false;
+        }
+        let (stop, stop_rx) = watch::channel(None);
+        let sup = Supervisor {
+            pool: Arc::downgrade(self),
+            slot: self.slots[i].clone(),
+            p: self.p.clone(),
+            stop: stop_rx,
+            status: self.status_tx.clone(),
+        };
+        runs[i] = Some(SlotRun {
+            stop,
+            handle: tokio::spawn(sup.run()),
+        });
+        true
     }
 
     pub fn status(&self) -> PoolStatus {
@@ -130,6 +214,25 @@ impl ResourcePool {
 
     pub fn functions(&self) -> Vec<FunctionMeta> {
         self.functions.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Instances running now: (ready, starting).
+    pub fn counts(&self) -> (usize, usize) {
+        let ready = self
+            .slots
+            .iter()
+            .filter(|s| s.worker.lock().map(|w| w.is_some()).unwrap_or(false))
+            .count();
+        let active = self
+            .runs
+            .lock()
+            .map(|r| {
+                r.iter()
+                    .filter(|r| r.as_ref().is_some_and(|r| !r.handle.is_finished()))
+                    .count()
+            })
+            .unwrap_or(0);
+        (ready, active.saturating_sub(ready))
     }
 
     /// Waits until at least one instance is ready, or the pool failed, or `limit` passed.
@@ -155,27 +258,86 @@ impl ResourcePool {
         res.unwrap_or_else(|_| Err(format!("no instance became ready within {limit:?}")))
     }
 
-    fn pick(&self) -> Option<Worker> {
+    /// A ready worker with a free slot, round-robin. Takes only per-slot locks.
+    fn pick_free(&self) -> Option<(usize, Worker)> {
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        // Prefer a ready worker with a free slot; else any ready worker (its queue absorbs the call).
-        let mut fallback = None;
         for i in 0..n {
-            let slot = &self.slots[(start + i) % n];
-            let Ok(guard) = slot.worker.lock() else {
+            let idx = (start + i) % n;
+            let Ok(guard) = self.slots[idx].worker.lock() else {
                 continue;
             };
-            if let Some(w) = guard.as_ref().filter(|w| w.is_alive()) {
-                if w.free_slots() > 0 {
-                    return Some(w.clone());
-                }
-                fallback.get_or_insert_with(|| w.clone());
+            if let Some(w) = guard
+                .as_ref()
+                .filter(|w| w.is_alive() && w.free_slots() > 0)
+            {
+                return Some((idx, w.clone()));
             }
         }
-        fallback
+        None
     }
 
-    /// Runs a call on a ready instance, waiting (within the call's deadline) for one if none is ready.
+    /// Waits, within the deadline, for a ready worker with a free slot. While it waits the
+    /// call counts in `waiting`, which is what makes the scaler start instances.
+    async fn wait_for_worker(
+        &self,
+        start: tokio::time::Instant,
+        deadline: Duration,
+    ) -> Result<(usize, Worker), CallError> {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
+        self.wake_scaler.notify_one();
+        loop {
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(found) = self.pick_free() {
+                return Ok(found);
+            }
+            if let Some(f) = self.status.borrow().failed.clone() {
+                return Err(CallError::NoInstance {
+                    resource: self.resource.clone(),
+                    reason: format!(": {f}"),
+                });
+            }
+            if self.stopping.load(Ordering::SeqCst) {
+                return Err(CallError::NoInstance {
+                    resource: self.resource.clone(),
+                    reason: ": it is being stopped".into(),
+                });
+            }
+            let remaining = deadline.saturating_sub(start.elapsed());
+            if remaining.is_zero() {
+                let (ready, starting) = self.counts();
+                return Err(CallError::WaitTimeout {
+                    resource: self.resource.clone(),
+                    waited: start.elapsed(),
+                    ready,
+                    starting,
+                });
+            }
+            let _ = tokio::time::timeout(remaining, notified).await;
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn notify_freed(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.freed.notify_waiters();
+        }
+    }
+
+    /// Runs a call on a ready instance with a free slot. If there is none, waits (within the
+    /// call's deadline) while the scaler starts one, up to `workers_max`; else for a slot to free.
     pub async fn invoke(
         &self,
         name: &str,
@@ -184,50 +346,54 @@ impl ResourcePool {
         deadline: Duration,
     ) -> Result<Box<RawValue>, CallError> {
         let start = tokio::time::Instant::now();
-        let worker = match self.pick() {
-            Some(w) => w,
-            None => {
-                let mut rx = self.status.clone();
-                loop {
-                    if let Some(w) = self.pick() {
-                        break w;
-                    }
-                    let failed = rx.borrow().failed.clone();
-                    let remaining = deadline.saturating_sub(start.elapsed());
-                    if failed.is_some()
-                        || remaining.is_zero()
-                        || tokio::time::timeout(remaining, rx.changed()).await.is_err()
-                    {
-                        let reason = failed.map(|f| format!(": {f}")).unwrap_or_default();
-                        return Err(CallError::NoInstance {
-                            resource: self.resource.clone(),
-                            waited: start.elapsed(),
-                            reason,
-                        });
-                    }
-                }
+        loop {
+            let (idx, worker) = match self.pick_free() {
+                Some(found) => found,
+                None => self.wait_for_worker(start, deadline).await?,
+            };
+            let remaining = deadline.saturating_sub(start.elapsed());
+            let out = worker.invoke(name, args, kwargs, remaining).await;
+            self.slots[idx]
+                .last_used
+                .store(self.now_ms(), Ordering::Relaxed);
+            self.notify_freed();
+            match out {
+                // The scaler retired this idle worker between our pick and our call: the call
+                // was never sent, so it goes to another instance.
+                Err(InvokeError::WorkerDied(_)) if worker.retired_idle() => continue,
+                other => return Ok(other?),
             }
-        };
-        let remaining = deadline.saturating_sub(start.elapsed());
-        Ok(worker.invoke(name, args, kwargs, remaining).await?)
+        }
     }
 
-    /// Stops every instance (letting in-flight calls finish within the grace period).
+    /// Stops every instance (letting in-flight calls finish within the grace period) and
+    /// deletes their rows.
     pub async fn stop(&self) {
-        let _ = self.stop.send(true);
-        let handles: Vec<_> = self
-            .supervisors
-            .lock()
-            .map(|mut h| h.drain(..).collect())
-            .unwrap_or_default();
-        for h in handles {
-            let _ = h.await;
+        self.stopping.store(true, Ordering::SeqCst);
+        if let Some(h) = self.scaler.lock().ok().and_then(|mut s| s.take()) {
+            h.abort();
         }
+        let runs: Vec<SlotRun> = self
+            .runs
+            .lock()
+            .map(|mut r| r.iter_mut().filter_map(Option::take).collect())
+            .unwrap_or_default();
+        for r in &runs {
+            let _ = r.stop.send(Some(StopReason::Retire));
+        }
+        for r in runs {
+            let _ = r.handle.await;
+        }
+        // Stopped-by-idle slots have no supervisor left to delete their rows.
+        for s in &self.slots {
+            let _ = self.p.store.delete_instance(s.id).await;
+        }
+        self.freed.notify_waiters();
     }
 
     /// Kills one running worker, as a crash would (tests and `morel` chaos checks use it).
     pub fn kill_one(&self) -> Option<u32> {
-        let w = self.pick()?;
+        let (_, w) = self.pick_free()?;
         w.kill();
         Some(w.pid())
     }
@@ -241,11 +407,15 @@ struct Supervisor {
     pool: std::sync::Weak<ResourcePool>,
     slot: Arc<Slot>,
     p: Arc<PoolParams>,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Option<StopReason>>,
     status: Arc<watch::Sender<PoolStatus>>,
 }
 
 impl Supervisor {
+    fn stop_reason(&self) -> Option<StopReason> {
+        *self.stop.borrow()
+    }
+
     async fn run(mut self) {
         let p = self.p.clone();
         let now = morel_core::time::now_ms();
@@ -265,12 +435,12 @@ impl Supervisor {
             updated_at: now,
         };
         let mut fast_failures = 0u32;
-        let mut ever_ready = false;
         let mut backoff = BACKOFF_START;
         loop {
-            if *self.stop.borrow() {
+            if self.stop_reason().is_some() {
                 break;
             }
+            row.pid = None;
             self.set_state(&mut row, InstanceState::Launching, None)
                 .await;
             let source = self.slot.id.to_string();
@@ -291,21 +461,33 @@ impl Supervisor {
                 })
             };
             let started = tokio::time::Instant::now();
-            let failure = match Worker::spawn(&p.spec, sink).await {
+            let spawned = tokio::select! {
+                s = Worker::spawn(&p.spec, sink) => Some(s),
+                _ = self.stop.changed() => None,
+            };
+            let Some(spawned) = spawned else {
+                // Stopped while loading; dropping the half-started worker kills it.
+                break;
+            };
+            let failure = match spawned {
                 Ok(worker) => {
                     row.pid = Some(worker.pid() as i64);
-                    if let Some(pool) = self.pool.upgrade()
-                        && let Ok(mut f) = pool.functions.lock()
-                        && f.is_empty()
-                    {
-                        *f = worker.functions().to_vec();
+                    if let Some(pool) = self.pool.upgrade() {
+                        pool.loaded.store(true, Ordering::SeqCst);
+                        if let Ok(mut f) = pool.functions.lock()
+                            && f.is_empty()
+                        {
+                            *f = worker.functions().to_vec();
+                        }
+                        self.slot.last_used.store(pool.now_ms(), Ordering::Relaxed);
                     }
                     if let Ok(mut w) = self.slot.worker.lock() {
                         *w = Some(worker.clone());
                     }
-                    ever_ready = true;
+                    row.started_at = morel_core::time::now_ms();
                     self.set_state(&mut row, InstanceState::Ready, None).await;
                     self.bump_ready(1);
+                    self.notify_pool();
                     let exit = tokio::select! {
                         exit = worker.exited() => Some(exit),
                         _ = self.stop.changed() => None,
@@ -342,7 +524,11 @@ impl Supervisor {
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    if !ever_ready {
+                    let loaded = self
+                        .pool
+                        .upgrade()
+                        .is_some_and(|pool| pool.loaded.load(Ordering::SeqCst));
+                    if !loaded {
                         // A deploy whose worker cannot even load is broken; retrying hides that.
                         p.logs.event(
                             &p.app,
@@ -387,8 +573,29 @@ impl Supervisor {
                 _ = self.stop.changed() => break,
             }
         }
-        self.set_state(&mut row, InstanceState::Stopped, None).await;
-        let _ = p.store.delete_instance(row.id).await;
+        row.pid = None;
+        match self.stop_reason() {
+            Some(StopReason::Idle) => {
+                p.logs.event(
+                    &p.app,
+                    format!(
+                        "instance {} of {} stopped after being idle",
+                        self.slot.id, p.resource
+                    ),
+                );
+                self.set_state(&mut row, InstanceState::Stopped, None).await;
+            }
+            _ => {
+                row.state = InstanceState::Stopped;
+                let _ = p.store.delete_instance(row.id).await;
+            }
+        }
+    }
+
+    fn notify_pool(&self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.freed.notify_waiters();
+        }
     }
 
     fn bump_ready(&self, delta: isize) {
@@ -402,6 +609,7 @@ impl Supervisor {
                 s.failed = Some(msg);
             }
         });
+        self.notify_pool();
     }
 
     async fn set_state(&self, row: &mut InstanceRow, state: InstanceState, error: Option<String>) {
@@ -410,9 +618,7 @@ impl Supervisor {
             row.last_error = error;
         }
         row.updated_at = morel_core::time::now_ms();
-        if state != InstanceState::Stopped
-            && let Err(e) = self.p.store.upsert_instance(row).await
-        {
+        if let Err(e) = self.p.store.upsert_instance(row).await {
             tracing::warn!(error = %format!("{e:#}"), "could not persist instance state");
         }
     }

@@ -249,6 +249,11 @@ pub async fn call_function(
                 "the worker running {func} died during the call ({why}); it is being restarted"
             ),
         )),
+        Err(e @ CallError::WaitTimeout { .. }) => Err(CallFailure::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            e.to_string(),
+        )),
         Err(e @ CallError::NoInstance { .. }) => Err(CallFailure::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Unavailable",

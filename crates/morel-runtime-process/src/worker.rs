@@ -78,6 +78,10 @@ struct Inner {
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     next_id: AtomicU64,
     slots: Arc<Semaphore>,
+    /// The semaphore's size: calls this worker runs at once.
+    concurrency: u32,
+    /// Set by [`Worker::try_retire_idle`]: no call was ever sent after it closed the slots.
+    retired_idle: AtomicBool,
     alive: AtomicBool,
     /// Set once by the wait task when the process has exited; read by anyone waiting on exit.
     exit: watch::Receiver<Option<String>>,
@@ -232,6 +236,8 @@ impl Worker {
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             slots: Arc::new(Semaphore::new(spec.concurrency.max(1) as usize)),
+            concurrency: spec.concurrency.max(1),
+            retired_idle: AtomicBool::new(false),
             alive: AtomicBool::new(true),
             exit: exit_rx,
             stderr_tail: tail,
@@ -326,6 +332,32 @@ impl Worker {
     /// Calls available right now without waiting.
     pub fn free_slots(&self) -> usize {
         self.inner.slots.available_permits()
+    }
+
+    /// True when no call is running or waiting on this worker.
+    pub fn is_idle(&self) -> bool {
+        self.inner.slots.available_permits() == self.inner.concurrency as usize
+    }
+
+    /// Closes the worker to new calls if, and only if, no call is running: takes every slot at
+    /// once, so a call cannot slip in between the check and the close. A caller that picked the
+    /// worker just before gets `WorkerDied` with [`Worker::retired_idle`] true, and can safely
+    /// go elsewhere: its call was never sent.
+    pub fn try_retire_idle(&self) -> bool {
+        match self.inner.slots.try_acquire_many(self.inner.concurrency) {
+            Ok(permits) => {
+                self.inner.retired_idle.store(true, Ordering::SeqCst);
+                self.inner.slots.close();
+                permits.forget();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// See [`Worker::try_retire_idle`].
+    pub fn retired_idle(&self) -> bool {
+        self.inner.retired_idle.load(Ordering::SeqCst)
     }
 
     /// The last lines the worker wrote to stderr.

@@ -1,0 +1,222 @@
+//! Scaling per resource (issue #4): scale to zero and back through a cold start, scale-up under
+//! bounded concurrent load and idle scale-down; boot-time reconcile after a crash mid-deploy;
+//! Node resources configured in morel.toml; seed 002's bare `GET /manifest`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use morel_test_support::{MorelServer, wait_for};
+use serde_json::Value;
+
+use crate::bin;
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+/// Instances of `resource` of `app` as the API shows them: (state, pid) per instance.
+async fn instances(s: &MorelServer, app: &str, resource: &str) -> Vec<(String, Option<i64>)> {
+    let (status, body) = s.get(&format!("/api/apps/{app}")).await;
+    assert_eq!(status, 200, "{body}");
+    body["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["resource"] == resource)
+        .map(|i| (i["state"].as_str().unwrap().to_owned(), i["pid"].as_i64()))
+        .collect()
+}
+
+/// Instances that run or are starting (not `stopped`).
+async fn running(s: &MorelServer, app: &str, resource: &str) -> usize {
+    instances(s, app, resource)
+        .await
+        .iter()
+        .filter(|(state, _)| state == "ready" || state == "launching")
+        .count()
+}
+
+const LAZY_APP: &str = r#"
+import os
+import morel
+
+lazy = morel.Endpoint("lazy", workers=(0, 1), idle_timeout_s=1)
+
+@lazy.function
+def hello(name):
+    return {"hi": name, "pid": os.getpid()}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_to_zero_and_back_with_a_cold_start() {
+    let s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lazy");
+    write(&dir, &[("app.py", LAZY_APP)]);
+    s.deploy(&dir);
+
+    // The deploy started one instance to prove the code loads; it is the only one.
+    let (status, first) = s.call("lazy", "hello", r#"["a"]"#).await;
+    assert_eq!(status, 200, "{first}");
+    let first_pid = first["pid"].as_i64().unwrap();
+
+    // After the idle timeout the pool goes to zero; the row stays, as stopped, without a pid.
+    wait_for(
+        Duration::from_secs(20),
+        "the lazy pool to scale to zero",
+        || async {
+            let all = instances(&s, "lazy", "lazy").await;
+            (running(&s, "lazy", "lazy").await == 0 && !all.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let all = instances(&s, "lazy", "lazy").await;
+    assert!(
+        all.iter()
+            .all(|(state, pid)| state == "stopped" && pid.is_none()),
+        "{all:?}"
+    );
+    assert!(
+        std::fs::metadata(format!("/proc/{first_pid}")).is_err()
+            || std::fs::read_to_string(format!("/proc/{first_pid}/stat"))
+                .is_ok_and(|st| st.contains(") Z ")),
+        "the idle worker {first_pid} still runs"
+    );
+    let inspect = s.cli_ok(&["inspect", "lazy"]);
+    assert!(inspect.contains("stopped"), "{inspect}");
+
+    // The next call cold-starts an instance and waits for it.
+    let (status, again) = s.call("lazy", "hello", r#"["b"]"#).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["hi"], "b");
+    assert_ne!(again["pid"].as_i64().unwrap(), first_pid);
+    assert_eq!(running(&s, "lazy", "lazy").await, 1);
+    // And it idles down again.
+    wait_for(
+        Duration::from_secs(20),
+        "the second scale to zero",
+        || async { (running(&s, "lazy", "lazy").await == 0).then_some(()) },
+    )
+    .await;
+}
+
+const SLEEPY_APP: &str = r#"
+import time
+import morel
+
+sleepy = morel.Endpoint("sleepy", workers=(0, 1), idle_timeout_s=1, timeout_s=1)
+
+time.sleep(2.5)  # a slow import: every cold start takes longer than a call's deadline
+
+@sleepy.function
+def ping():
+    return "pong"
+"#;
+
+/// A cold start that outlasts the call's deadline answers 504, and the instance it started
+/// serves the calls after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn cold_start_past_the_deadline_is_a_504() {
+    let s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sleepy");
+    write(&dir, &[("app.py", SLEEPY_APP)]);
+    s.deploy(&dir);
+    wait_for(
+        Duration::from_secs(20),
+        "the sleepy pool to scale to zero",
+        || async {
+            let all = instances(&s, "sleepy", "sleepy").await;
+            (running(&s, "sleepy", "sleepy").await == 0 && !all.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let (status, body) = s.call("sleepy", "ping", "").await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["type"], "Timeout", "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("1 starting"),
+        "{body}"
+    );
+    // The cold start the call triggered goes on; once ready, calls succeed.
+    wait_for(
+        Duration::from_secs(20),
+        "the cold-started instance",
+        || async {
+            let (status, body) = s.call("sleepy", "ping", "").await;
+            (status == 200).then_some(body)
+        },
+    )
+    .await;
+}
+
+const BUSY_APP: &str = r#"
+import os
+import time
+import morel
+
+busy = morel.Endpoint("busy", workers=(1, 3), concurrency=1, idle_timeout_s=2, timeout_s=60)
+
+@busy.function
+def slow(i):
+    time.sleep(1.5)
+    return {"i": i, "pid": os.getpid()}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scales_up_under_load_and_idles_back_down() {
+    let s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("busy");
+    write(&dir, &[("app.py", BUSY_APP)]);
+    s.deploy(&dir);
+    assert_eq!(running(&s, "busy", "busy").await, 1);
+
+    // Six calls at once on one instance that runs one call at a time: calls wait, so the
+    // pool grows (to at most 3).
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            let url = format!("{}/default/busy/latest/call/slow", s.url);
+            let http = s.http();
+            tokio::spawn(async move {
+                let r = http.post(url).body(format!("[{i}]")).send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let peak = wait_for(
+        Duration::from_secs(30),
+        "more than one busy instance",
+        || async {
+            let n = running(&s, "busy", "busy").await;
+            (n > 1).then_some(n)
+        },
+    )
+    .await;
+    assert!(peak <= 3, "{peak} instances, above workers_max");
+    let mut pids = BTreeSet::new();
+    for (i, c) in calls.into_iter().enumerate() {
+        let (status, body) = c.await.unwrap();
+        assert_eq!(status, 200, "call {i}: {body}");
+        assert_eq!(body["i"], i);
+        pids.insert(body["pid"].as_i64().unwrap());
+    }
+    assert!(pids.len() > 1, "every call ran on one instance: {pids:?}");
+    assert!(pids.len() <= 3, "{pids:?}");
+    let all = instances(&s, "busy", "busy").await;
+    assert!(all.len() <= 3, "{all:?}");
+
+    // Idle: back down to workers_min = 1, never below.
+    wait_for(
+        Duration::from_secs(30),
+        "the busy pool to idle down to 1",
+        || async { (running(&s, "busy", "busy").await == 1).then_some(()) },
+    )
+    .await;
+    let (status, body) = s.call("busy", "slow", "[9]").await;
+    assert_eq!(status, 200, "{body}");
+}
