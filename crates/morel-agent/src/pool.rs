@@ -104,6 +104,9 @@ pub struct ResourcePool {
     next: AtomicUsize,
     status: watch::Receiver<PoolStatus>,
     status_tx: Arc<watch::Sender<PoolStatus>>,
+    /// Slots with a supervisor (starting, ready or backing off). Written by `start_slot` and
+    /// supervisors as they end; read by callers to know whether the pool can still grow.
+    active: AtomicUsize,
     /// Set once when the pool is retired; nothing starts after it.
     pub(crate) stopping: AtomicBool,
     /// Calls waiting for a free slot. Written by callers, read by the scaler.
@@ -162,6 +165,7 @@ impl ResourcePool {
             next: AtomicUsize::new(0),
             status,
             status_tx: Arc::new(status_tx),
+            active: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
             freed: Notify::new(),
@@ -194,6 +198,7 @@ impl ResourcePool {
             return false;
         }
         let (stop, stop_rx) = watch::channel(None);
+        self.active.fetch_add(1, Ordering::SeqCst);
         let sup = Supervisor {
             pool: Arc::downgrade(self),
             slot: self.slots[i].clone(),
@@ -258,23 +263,28 @@ impl ResourcePool {
         res.unwrap_or_else(|_| Err(format!("no instance became ready within {limit:?}")))
     }
 
-    /// A ready worker with a free slot, round-robin. Takes only per-slot locks.
+    /// A ready worker with a free slot, round-robin. Takes only per-slot locks. When the pool
+    /// is at `workers_max` (it cannot grow), a busy ready worker is returned if none is free:
+    /// the call then queues on that worker's own slots, first come first served.
     fn pick_free(&self) -> Option<(usize, Worker)> {
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut busy = None;
         for i in 0..n {
             let idx = (start + i) % n;
             let Ok(guard) = self.slots[idx].worker.lock() else {
                 continue;
             };
-            if let Some(w) = guard
-                .as_ref()
-                .filter(|w| w.is_alive() && w.free_slots() > 0)
-            {
-                return Some((idx, w.clone()));
+            if let Some(w) = guard.as_ref().filter(|w| w.is_alive()) {
+                if w.free_slots() > 0 {
+                    return Some((idx, w.clone()));
+                }
+                if busy.is_none() {
+                    busy = Some((idx, w.clone()));
+                }
             }
         }
-        None
+        busy.filter(|_| self.active.load(Ordering::SeqCst) >= n)
     }
 
     /// Waits, within the deadline, for a ready worker with a free slot. While it waits the
@@ -416,7 +426,17 @@ impl Supervisor {
         *self.stop.borrow()
     }
 
-    async fn run(mut self) {
+    async fn run(self) {
+        let pool = self.pool.clone();
+        self.supervise().await;
+        if let Some(pool) = pool.upgrade() {
+            pool.active.fetch_sub(1, Ordering::SeqCst);
+            // Waiting calls re-check: the pool may be able to grow again.
+            pool.wake_scaler.notify_one();
+        }
+    }
+
+    async fn supervise(mut self) {
         let p = self.p.clone();
         let now = morel_core::time::now_ms();
         let mut row = InstanceRow {
