@@ -45,6 +45,7 @@ impl Server {
             )
             .route("/api/apps/{app}/releases/{version}", get(apps::get_release))
             .route("/api/apps/{app}/manifest", get(apps::get_manifest))
+            .route("/manifest", get(crate::api::manifest::bare_manifest))
             .route("/api/apps/{app}/logs", get(apps::logs))
             .route("/api/apps/{app}/rollback", post(apps::rollback))
             .route("/api/apps/{app}/plan", get(apps::plan))

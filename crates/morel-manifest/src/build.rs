@@ -601,6 +601,9 @@ fn apply_section(
     }
     spec.env
         .extend(sec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (route, function) in &sec.routes {
+        apply_route(spec, name, route, function)?;
+    }
     if spec.runtime == Runtime::Http {
         let command = sec
             .command
@@ -634,6 +637,51 @@ fn apply_section(
             "only http resources take a command",
         ));
     }
+    Ok(())
+}
+
+/// Methods a route may use, as the SDK's decorators name them.
+const ROUTE_METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "PATCH"];
+
+/// A `routes` entry of a `morel.toml` resource: `"METHOD /path" = "function"`.
+fn apply_route(
+    spec: &mut ResourceSpec,
+    resource: &str,
+    route: &str,
+    function: &str,
+) -> Result<(), ManifestError> {
+    let field = format!("resources.{resource}.routes.\"{route}\"");
+    let bad = |msg: String| ManifestError::field(CONFIG_FILE, field.clone(), msg);
+    let (method, path) = route
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| bad("expected \"METHOD /path\", e.g. \"POST /checkout\"".into()))?;
+    let method = method.to_ascii_uppercase();
+    if !ROUTE_METHODS.contains(&method.as_str()) {
+        return Err(bad(format!(
+            "unknown method {method:?} (expected one of: {})",
+            ROUTE_METHODS.join(", ")
+        )));
+    }
+    let path = path.trim();
+    if !path.starts_with('/') || path.contains(|c: char| c.is_whitespace() || c == '?' || c == '#')
+    {
+        return Err(bad(format!(
+            "path {path:?} must start with '/' and hold no spaces, '?' or '#'"
+        )));
+    }
+    let f = spec
+        .functions
+        .iter_mut()
+        .find(|f| f.name == function)
+        .ok_or_else(|| {
+            bad(format!(
+                "function {function:?} is not on resource {resource:?} (add it to its `functions`)"
+            ))
+        })?;
+    f.http_method = Some(method);
+    f.http_path = Some(path.to_owned());
+    spec.resource_type = ResourceType::LoadBalancerSlsResource;
     Ok(())
 }
 

@@ -8,6 +8,12 @@
 //! command = ["./server"]
 //! health = "/health"
 //! workers = [1, 3]
+//! [resources.api]            # any runtime: Node projects use this instead of the Python SDK
+//! functions = ["checkout"]   # which discovered functions run on this resource
+//! workers = [0, 3]
+//! concurrency = 8
+//! idle_timeout_s = 60
+//! routes = { "POST /checkout" = "checkout" }
 //! ```
 
 use std::collections::BTreeMap;
@@ -51,6 +57,9 @@ pub struct ResourceSection {
     pub public: Option<bool>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// `"METHOD /path"` → function name: HTTP routes served at `/{app}{path}`.
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
     pub command: Option<Vec<String>>,
     pub health: Option<String>,
     pub warmup_s: Option<u64>,

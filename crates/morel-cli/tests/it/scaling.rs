@@ -220,3 +220,141 @@ async fn scales_up_under_load_and_idles_back_down() {
     let (status, body) = s.call("busy", "slow", "[9]").await;
     assert_eq!(status, 200, "{body}");
 }
+
+const NODE_TOML: &str = r#"
+[app]
+name = "store"
+[resources.api]
+functions = ["checkout", "status"]
+workers = [1, 2]
+concurrency = 16
+routes = { "POST /checkout" = "checkout", "GET /status" = "status" }
+[resources.jobs]
+functions = ["resize"]
+workers = [0, 1]
+idle_timeout_s = 1
+"#;
+
+const NODE_INDEX: &str = r#"
+function checkout(items) {
+  const total = items.reduce((s, i) => s + i.price * i.qty, 0);
+  return { total, served_by: process.env.MOREL_RESOURCE };
+}
+function status() { return { ok: true }; }
+function resize(w, h) { return { w, h, served_by: process.env.MOREL_RESOURCE }; }
+module.exports = { checkout, status, resize };
+"#;
+
+/// A Node app split into resources by morel.toml (functions, workers, concurrency, idle
+/// timeout, routes), and seed 002's bare `GET /manifest` over it.
+#[tokio::test(flavor = "multi_thread")]
+async fn node_resources_from_morel_toml_and_bare_manifest() {
+    let s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    write(
+        &dir,
+        &[
+            ("package.json", r#"{"name":"store","main":"index.js"}"#),
+            ("index.js", NODE_INDEX),
+            ("morel.toml", NODE_TOML),
+        ],
+    );
+    let printed = s.cli_ok(&["build", "--print", dir.to_str().unwrap()]);
+    assert!(
+        printed.contains(r#""POST /checkout": "checkout""#),
+        "{printed}"
+    );
+    s.deploy(&dir);
+    let http = s.http();
+
+    let r = http
+        .post(format!("{}/store/checkout", s.url))
+        .body(r#"{"items": [{"price": 3, "qty": 2}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["total"], 6);
+    assert_eq!(body["served_by"], "api");
+    let r = http
+        .get(format!("{}/store/status", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["ok"], true);
+    let r = http
+        .get(format!("{}/store/checkout", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+
+    // Only one app: the bare route serves it, with the persisted reconcile state.
+    let (status, m) = s.get("/manifest").await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["project_name"], "store");
+    assert_eq!(m["resources"]["api"]["workers_max"], 2);
+    assert_eq!(m["resources"]["api"]["concurrency"], 16);
+    assert_eq!(m["resources"]["api"]["status"], "deployed");
+    assert_eq!(m["resources"]["jobs"]["workers_min"], 0);
+    assert_eq!(m["resources"]["jobs"]["runtime"], "node");
+    assert_eq!(m["function_registry"]["resize"], "jobs");
+    assert_eq!(m["routes"]["api"]["POST /checkout"], "checkout");
+    assert!(
+        m["resources"]["jobs"]["endpoint_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http")
+    );
+
+    // The jobs resource (workers = [0, 1]) idles to zero and cold-starts on the next call.
+    wait_for(
+        Duration::from_secs(20),
+        "the node jobs pool to scale to zero",
+        || async {
+            let all = instances(&s, "store", "jobs").await;
+            (running(&s, "store", "jobs").await == 0 && !all.is_empty()).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(running(&s, "store", "api").await, 1);
+    let (status, body) = s.call("store", "resize", "[4, 3]").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["served_by"], "jobs");
+
+    // With two apps, `?app=` chooses; without it the error names the choices.
+    let lazy = tmp.path().join("lazy");
+    write(&lazy, &[("app.py", LAZY_APP)]);
+    s.deploy(&lazy);
+    let (status, e) = s.get("/manifest").await;
+    assert_eq!(status, 400, "{e}");
+    let msg = e["error"].as_str().unwrap();
+    assert!(
+        msg.contains("?app=") && msg.contains("lazy") && msg.contains("store"),
+        "{e}"
+    );
+    let (status, m) = s.get("/manifest?app=lazy").await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["project_name"], "lazy");
+    assert_eq!(
+        s.get("/api/apps/store/manifest").await.1,
+        s.get("/manifest?app=store").await.1
+    );
+    let (status, e) = s.get("/manifest?app=nope").await;
+    assert_eq!(status, 404, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("nope"), "{e}");
+    let (status, e) = s.get("/manifest?app=Not%20A%20Name").await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].is_string(), "{e}");
+    let (status, e) = s.get("/manifest?application=store").await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("?app=NAME"), "{e}");
+    let r = http
+        .get(format!("{}/manifest", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

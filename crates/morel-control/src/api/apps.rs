@@ -188,35 +188,7 @@ pub async fn get_manifest(
     State(st): State<AppState>,
     Path(app): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let key = app_key(&app)?;
-    let store = &st.deployer.store;
-    let row = store
-        .get_app(&key)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("app {app} not found")))?;
-    let n = row
-        .active_release
-        .ok_or_else(|| ApiError::not_found(format!("app {app} has no active release")))?;
-    let release = store
-        .get_release(&key, n)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("release v{n} not found")))?;
-    let mut manifest: serde_json::Value = serde_json::from_str(&release.manifest_json)
-        .map_err(|e| ApiError::internal("reading a stored manifest", &e))?;
-    for r in store.list_resources(&key).await? {
-        if let Some(res) = manifest
-            .get_mut("resources")
-            .and_then(|m| m.get_mut(&r.name))
-            .and_then(|v| v.as_object_mut())
-        {
-            res.insert("endpoint_url".into(), r.endpoint_url.into());
-            res.insert("status".into(), r.status.as_str().into());
-            if let Some(e) = r.error {
-                res.insert("error".into(), e.into());
-            }
-        }
-    }
-    Ok(Json(manifest))
+    super::manifest::manifest_of(&st, &app).await.map(Json)
 }
 
 #[derive(Deserialize)]

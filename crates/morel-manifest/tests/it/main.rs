@@ -229,3 +229,94 @@ fn validation_rejects_duplicates_and_bad_routes() {
     assert_eq!(morel_manifest::Manifest::from_json(&json).unwrap(), m);
     assert!(morel_manifest::Manifest::from_json(b"{\"version\":\"9\"}").is_err());
 }
+
+/// Node projects get seed 002's resource fields from morel.toml: which functions run where,
+/// workers, concurrency, idle timeout and routes. Nothing runs the code to find them.
+#[test]
+fn node_resources_and_routes_from_morel_toml() {
+    let toml = r#"
+[app]
+name = "store"
+[resources.api]
+functions = ["checkout", "status"]
+workers = [1, 2]
+concurrency = 16
+routes = { "POST /checkout" = "checkout", "get /status" = "status" }
+[resources.jobs]
+functions = ["resize"]
+workers = [0, 3]
+idle_timeout_s = 60
+timeout_s = 5
+"#;
+    let p = project(&[
+        ("package.json", r#"{"name":"store","main":"index.js"}"#),
+        (
+            "index.js",
+            "function checkout(items) {}\nfunction status() {}\nfunction resize(w, h) {}\nfunction other() {}\nmodule.exports = { checkout, status, resize, other };\n",
+        ),
+        ("morel.toml", toml),
+    ]);
+    let m = build_manifest(
+        p.path(),
+        &BuildOptions {
+            name: None,
+            python: "python3".into(),
+            node: "node".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(m.project_name, "store");
+    let api = &m.resources["api"];
+    assert_eq!(api.runtime, Runtime::Node);
+    assert_eq!(
+        (api.workers_min, api.workers_max, api.concurrency),
+        (1, 2, 16)
+    );
+    assert_eq!(
+        api.resource_type,
+        morel_manifest::ResourceType::LoadBalancerSlsResource
+    );
+    let jobs = &m.resources["jobs"];
+    assert_eq!((jobs.workers_min, jobs.workers_max), (0, 3));
+    assert_eq!((jobs.idle_timeout_s, jobs.timeout_ms), (60, 5000));
+    assert_eq!(
+        jobs.resource_type,
+        morel_manifest::ResourceType::ServerlessResource
+    );
+    assert_eq!(m.function_registry["resize"], "jobs");
+    assert_eq!(m.function_registry["other"], "default");
+    assert_eq!(m.routes["api"]["POST /checkout"], "checkout");
+    assert_eq!(m.routes["api"]["GET /status"], "status");
+    assert!(!m.routes.contains_key("jobs"));
+
+    // Routes name the field on error: unknown function, bad method, bad path, duplicates,
+    // a route to a function of another resource.
+    for (routes, needle) in [
+        (
+            r#"{ "POST /x" = "nope" }"#,
+            "function \"nope\" is not on resource \"api\"",
+        ),
+        (r#"{ "FETCH /x" = "checkout" }"#, "unknown method \"FETCH\""),
+        (r#"{ "POST x" = "checkout" }"#, "must start with '/'"),
+        (r#"{ "POST" = "checkout" }"#, "expected \"METHOD /path\""),
+        (
+            r#"{ "POST /x" = "resize" }"#,
+            "function \"resize\" is not on resource \"api\"",
+        ),
+        (
+            r#"{ "POST /x" = "checkout", "post /x" = "status" }"#,
+            "duplicate route \"POST /x\"",
+        ),
+    ] {
+        let bad = toml.replace(
+            r#"routes = { "POST /checkout" = "checkout", "get /status" = "status" }"#,
+            &format!("routes = {routes}"),
+        );
+        std::fs::write(p.path().join("morel.toml"), bad).unwrap();
+        let err = build(p.path(), "store").unwrap_err().to_string();
+        assert!(err.contains(needle), "{routes}: {err}");
+        if !needle.starts_with("duplicate") {
+            assert!(err.contains("resources.api.routes"), "{routes}: {err}");
+        }
+    }
+}
