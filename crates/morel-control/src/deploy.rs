@@ -593,18 +593,7 @@ impl Deployer {
             .await
             .map_err(|e| ApiError::internal("cleaning stale instances", &e))?;
         for app in self.store.list_apps().await? {
-            for r in self.store.list_releases(&app.key).await? {
-                if !r.status.is_terminal() && Some(r.number) != app.active_release {
-                    self.store
-                        .set_release_status(
-                            &app.key,
-                            r.number,
-                            ReleaseStatus::Failed,
-                            Some("interrupted by a server restart"),
-                        )
-                        .await?;
-                }
-            }
+            self.reconcile_interrupted(&app).await?;
             let Some(n) = app.active_release else {
                 continue;
             };

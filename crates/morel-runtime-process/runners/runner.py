@@ -611,6 +611,28 @@ def _watch_for_eof(inp):
         seen = inp.frames
 
 
+def _exit_if_host_dies_while(loading, inp):
+    """Exit at once if the host closes fd 3 while ``loading`` is set and sent
+    nothing after the Load frame.
+
+    poll() with an empty event mask sleeps until POLLHUP without touching the
+    data.  Frames the host sent before closing are still answered once the
+    load is done, and after the load the normal EOF handling takes over (calls
+    in flight get their grace period), so in those cases this does nothing.
+    """
+    p = select.poll()
+    p.register(IN_FD, 0)
+    while not p.poll():
+        pass
+    if not loading.is_set():
+        return
+    q = select.poll()
+    q.register(IN_FD, select.POLLIN)
+    unread = any(ev & select.POLLIN for _, ev in q.poll(0))
+    if not unread and len(inp.buf) == inp.pos:
+        os._exit(0)
+
+
 def _decode_invoke(msg, table):
     """(call_id, fn, is_async, args, kwargs) or None after replying NotFound."""
     call_id = msg.get("id")
@@ -753,6 +775,13 @@ def main():
     if first.get("type") != "Load":
         _fatal("expected a Load frame first, got %r" % (first,))
 
+    # Loading runs user code that may take long (imports, model loading). If the host dies
+    # meanwhile, nobody will ever call this worker: exit at once instead of finishing the load.
+    loading = threading.Event()
+    loading.set()
+    threading.Thread(
+        target=_exit_if_host_dies_while, args=(loading, inp), name="morel-load-watch", daemon=True
+    ).start()
     try:
         table, meta, errors = _load(first)
     except BaseException as e:
@@ -769,6 +798,7 @@ def main():
         max_workers=concurrency, thread_name_prefix="morel-call"
     )
     _register_with_sdk(table)
+    loading.clear()
     _send({"type": "MetaData", "functions": meta})
 
     if any(is_async for _, is_async in table.values()):

@@ -358,3 +358,265 @@ async fn node_resources_from_morel_toml_and_bare_manifest() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+const CRASHY_V1: &str = r#"
+import morel
+
+api = morel.Endpoint("api", workers=(1, 1))
+jobs = morel.Endpoint("jobs", workers=(1, 2))
+
+@api.function
+def version():
+    return 1
+
+@jobs.function
+def work():
+    return "v1"
+"#;
+
+/// v2 changes `api` (its import is slow: it records its pid, then sleeps), removes `jobs`
+/// and adds `extra`.
+const CRASHY_V2_SLOW: &str = r#"
+import os
+import time
+import morel
+
+if os.environ.get("MOREL_RESOURCE") == "api":
+    with open(os.environ["PIDFILE"], "a") as f:
+        f.write("%d\n" % os.getpid())
+    if os.environ.get("SLOW") == "1":
+        time.sleep(120)
+
+api = morel.Endpoint("api", workers=(1, 1), concurrency=2)
+extra = morel.Endpoint("extra", workers=(1, 1))
+
+@api.function
+def version():
+    return 2
+
+@extra.function
+def more():
+    return "extra"
+"#;
+
+fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        !st.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
+fn pids_in(file: &Path) -> Vec<i64> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// The server is SIGKILLed while v2 is starting (its api worker is still importing). After a
+/// restart the app is exactly v1 again: v2 is failed, resources and their state are v1's,
+/// only v1 instances exist, and the interrupted worker is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_mid_deploy_comes_back_consistent() {
+    let mut s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("crashy");
+    write(&dir, &[("app.py", CRASHY_V1)]);
+    s.deploy(&dir);
+    let (_, manifest_v1) = s.get("/api/apps/crashy/manifest").await;
+    let (_, app_v1) = s.get("/api/apps/crashy").await;
+    let v1_pids: Vec<i64> = app_v1["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["pid"].as_i64())
+        .collect();
+    assert_eq!(v1_pids.len(), 2, "{app_v1}");
+
+    write(&dir, &[("app.py", CRASHY_V2_SLOW)]);
+    let pidfile = tmp.path().join("api-v2.pids");
+    let d = dir.to_str().unwrap();
+    let set_pidfile = format!("PIDFILE={}", pidfile.display());
+    s.cli_ok(&[
+        "deploy",
+        d,
+        "--detach",
+        "--set",
+        &set_pidfile,
+        "--set",
+        "SLOW=1",
+    ]);
+    // The exact window: v2 is `starting` and its api worker is inside its import.
+    let loading_pid = wait_for(Duration::from_secs(60), "v2 to be starting", || async {
+        let (_, r) = s.get("/api/apps/crashy/releases/v2").await;
+        let pids = pids_in(&pidfile);
+        (r["status"] == "starting" && pids.len() == 1).then(|| pids[0])
+    })
+    .await;
+    let launching = instances(&s, "crashy", "api").await;
+    assert!(
+        launching.iter().any(|(state, _)| state == "launching"),
+        "{launching:?}"
+    );
+    s.kill9();
+
+    // Nothing half-running: the loading worker and v1's workers exit once their host is gone.
+    wait_for(
+        Duration::from_secs(15),
+        "the orphaned workers to exit",
+        || async { (!alive(loading_pid) && v1_pids.iter().all(|p| !alive(*p))).then_some(()) },
+    )
+    .await;
+
+    // A crash can also fall later in a rollout: after the new release wrote some resource
+    // state, before it became active. Write what that leaves behind, as v2's rollout would.
+    simulate_late_crash_state(&s.state_dir.join("morel.db")).await;
+
+    let s = MorelServer::start_with(&bin(), s.dirs.clone());
+    let (status, v) = wait_for(Duration::from_secs(60), "v1 to serve again", || async {
+        let (status, v) = s.call("crashy", "version", "").await;
+        (status == 200).then_some((status, v))
+    })
+    .await;
+    assert_eq!((status, v), (200, Value::from(1)));
+    let (_, r2) = s.get("/api/apps/crashy/releases/v2").await;
+    assert_eq!(r2["status"], "failed", "{r2}");
+    assert!(
+        r2["error"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted by a server restart while starting"),
+        "{r2}"
+    );
+    let app = wait_for(Duration::from_secs(30), "v1 to be ready again", || async {
+        let (_, app) = s.get("/api/apps/crashy").await;
+        let ready = app["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["version"] == "v1" && r["status"] == "ready");
+        let instances = app["instances"].as_array().unwrap();
+        (ready && instances.iter().filter(|i| i["state"] == "ready").count() == 2).then_some(app)
+    })
+    .await;
+    assert_eq!(app["active_release"], "v1", "{app}");
+    // Resources and their persisted state are v1's.
+    let resources: Vec<(String, String, String)> = app["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["release"].as_str().unwrap().to_owned(),
+                r["config_hash"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = ["api", "jobs"]
+        .iter()
+        .map(|n| {
+            (
+                n.to_string(),
+                "v1".to_owned(),
+                manifest_v1["resources"][n]["config_hash"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(resources, expected, "{app}");
+    // The same manifest and reconcile state (the endpoint URL names the new server's port).
+    let without_urls = |mut m: Value| {
+        for r in m["resources"].as_object_mut().unwrap().values_mut() {
+            r.as_object_mut().unwrap().remove("endpoint_url");
+        }
+        m
+    };
+    let (_, manifest_now) = s.get("/api/apps/crashy/manifest").await;
+    assert_eq!(
+        without_urls(manifest_now),
+        without_urls(manifest_v1.clone())
+    );
+    let functions: BTreeSet<&str> = app["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(functions, BTreeSet::from(["version", "work"]));
+    // Only v1 instances, and v2's worker was not started again.
+    let all = app["instances"].as_array().unwrap();
+    assert!(all.iter().all(|i| i["release"] == "v1"), "{app}");
+    assert_eq!(pids_in(&pidfile), vec![loading_pid]);
+    let (status, w) = s.call("crashy", "work", "").await;
+    assert_eq!((status, w), (200, Value::from("v1")));
+
+    // The plan is computed against v1, and v2 deploys once its import is quick.
+    let plan = s.cli_ok(&["deploy", d, "--dry-run", "--set", &set_pidfile]);
+    assert_eq!(
+        plan.lines().collect::<Vec<_>>(),
+        vec![
+            "+ extra (new)",
+            "~ api (changed: restart)",
+            "- jobs (removed: stop and delete)"
+        ],
+        "{plan}"
+    );
+    s.cli_ok(&["deploy", d, "--set", &set_pidfile]);
+    assert_eq!(s.call("crashy", "version", "").await, (200, Value::from(2)));
+    assert_eq!(
+        s.call("crashy", "more", "").await,
+        (200, Value::from("extra"))
+    );
+    assert_eq!(s.call("crashy", "work", "").await.0, 404);
+}
+
+/// The store as a rollout of v2 leaves it when killed between its resource writes and the
+/// switch of the active release: `api` and `extra` rewritten by v2, `jobs` deleted.
+async fn simulate_late_crash_state(db: &Path) {
+    use morel_store::{AppKey, FunctionRow, ResourceRow, SqliteStore, Store};
+    let store = SqliteStore::open(db).await.unwrap();
+    let app = AppKey::in_default("crashy".parse().unwrap());
+    for (name, status) in [
+        ("api", morel_core::ResourceStatus::Updated),
+        ("extra", morel_core::ResourceStatus::Deployed),
+    ] {
+        store
+            .upsert_resource(&ResourceRow {
+                app: app.clone(),
+                name: name.into(),
+                runtime: morel_core::Runtime::Python,
+                config_hash: "0123456789abcdef".into(),
+                digest: morel_core::Digest::from_sha256([7; 32]),
+                release: 2,
+                status,
+                error: None,
+                endpoint_url: "http://127.0.0.1:1/default/crashy/latest/call".into(),
+                updated_at: 0,
+            })
+            .await
+            .unwrap();
+    }
+    let f = |name: &str, resource: &str| FunctionRow {
+        name: name.into(),
+        resource: resource.into(),
+        params: Vec::new(),
+        is_async: false,
+        http_method: None,
+        http_path: None,
+    };
+    store
+        .replace_functions(&app, "api", &[f("version", "api")])
+        .await
+        .unwrap();
+    store
+        .replace_functions(&app, "extra", &[f("more", "extra")])
+        .await
+        .unwrap();
+    store.delete_resource(&app, "jobs").await.unwrap();
+    let v2 = store.get_release(&app, 2).await.unwrap().unwrap();
+    assert_eq!(v2.status, morel_core::ReleaseStatus::Starting);
+}
