@@ -107,6 +107,8 @@ pub struct ResourcePool {
     /// Slots with a supervisor (starting, ready or backing off). Written by `start_slot` and
     /// supervisors as they end; read by callers to know whether the pool can still grow.
     active: AtomicUsize,
+    /// Slots with a ready worker. Written by supervisors, read by callers.
+    ready: AtomicUsize,
     /// Set once when the pool is retired; nothing starts after it.
     pub(crate) stopping: AtomicBool,
     /// Calls waiting for a free slot. Written by callers, read by the scaler.
@@ -166,6 +168,7 @@ impl ResourcePool {
             status,
             status_tx: Arc::new(status_tx),
             active: AtomicUsize::new(0),
+            ready: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
             freed: Notify::new(),
@@ -264,8 +267,9 @@ impl ResourcePool {
     }
 
     /// A ready worker with a free slot, round-robin. Takes only per-slot locks. When the pool
-    /// is at `workers_max` (it cannot grow), a busy ready worker is returned if none is free:
-    /// the call then queues on that worker's own slots, first come first served.
+    /// is at `workers_max` and every instance is ready (it cannot grow, and no starting
+    /// instance will take waiting calls), a busy ready worker is returned if none is free: the
+    /// call then queues on that worker's own slots, first come first served.
     fn pick_free(&self) -> Option<(usize, Worker)> {
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -284,7 +288,10 @@ impl ResourcePool {
                 }
             }
         }
-        busy.filter(|_| self.active.load(Ordering::SeqCst) >= n)
+        busy.filter(|_| {
+            let active = self.active.load(Ordering::SeqCst);
+            active >= n && self.ready.load(Ordering::SeqCst) >= active
+        })
     }
 
     /// Waits, within the deadline, for a ready worker with a free slot. While it waits the
@@ -619,6 +626,13 @@ impl Supervisor {
     }
 
     fn bump_ready(&self, delta: isize) {
+        if let Some(pool) = self.pool.upgrade() {
+            if delta > 0 {
+                pool.ready.fetch_add(1, Ordering::SeqCst);
+            } else {
+                pool.ready.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         self.status
             .send_modify(|s| s.ready = (s.ready as isize + delta).max(0) as usize);
     }

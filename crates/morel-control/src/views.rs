@@ -1,5 +1,6 @@
 //! API views: what crosses the wire. Built from store rows; never stored.
 
+use morel_core::InstanceState;
 use morel_store::{
     AppRow, ExecutionRow, FunctionRow, InstanceRow, LogRow, ReleaseRow, ResourceRow,
 };
@@ -140,7 +141,11 @@ impl From<&InstanceRow> for InstanceView {
             restarts: r.restarts,
             last_error: r.last_error.clone(),
             digest: r.digest.short().to_owned(),
-            uptime_s: (morel_core::time::now_ms() - r.started_at) / 1000,
+            // A stopped (scaled-down) or failed instance has no uptime.
+            uptime_s: match r.state {
+                InstanceState::Stopped | InstanceState::Failed | InstanceState::Idle => 0,
+                _ => (morel_core::time::now_ms() - r.started_at) / 1000,
+            },
         }
     }
 }

@@ -163,21 +163,35 @@ busy = morel.Endpoint("busy", workers=(1, 3), concurrency=1, idle_timeout_s=2, t
 
 @busy.function
 def slow(i):
-    time.sleep(1.5)
+    # Hold the call until the test opens the gate (bounded), so calls pile up.
+    deadline = time.monotonic() + 30
+    while not os.path.exists(os.environ["GATE"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
     return {"i": i, "pid": os.getpid()}
 "#;
+
+/// Ready instances of a resource.
+async fn ready_count(s: &MorelServer, app: &str, resource: &str) -> usize {
+    instances(s, app, resource)
+        .await
+        .iter()
+        .filter(|(state, _)| state == "ready")
+        .count()
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scales_up_under_load_and_idles_back_down() {
     let s = MorelServer::start(&bin());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("busy");
+    let gate = tmp.path().join("gate");
     write(&dir, &[("app.py", BUSY_APP)]);
-    s.deploy(&dir);
+    let set_gate = format!("GATE={}", gate.display());
+    s.cli_ok(&["deploy", dir.to_str().unwrap(), "--set", &set_gate]);
     assert_eq!(running(&s, "busy", "busy").await, 1);
 
     // Six calls at once on one instance that runs one call at a time: calls wait, so the
-    // pool grows (to at most 3).
+    // pool grows to workers_max = 3, and the new instances take waiting calls.
     let calls: Vec<_> = (0..6)
         .map(|i| {
             let url = format!("{}/default/busy/latest/call/slow", s.url);
@@ -188,16 +202,17 @@ async fn scales_up_under_load_and_idles_back_down() {
             })
         })
         .collect();
-    let peak = wait_for(
-        Duration::from_secs(30),
-        "more than one busy instance",
+    wait_for(
+        Duration::from_secs(60),
+        "3 ready busy instances",
         || async {
             let n = running(&s, "busy", "busy").await;
-            (n > 1).then_some(n)
+            assert!(n <= 3, "{n} instances, above workers_max");
+            (ready_count(&s, "busy", "busy").await == 3).then_some(())
         },
     )
     .await;
-    assert!(peak <= 3, "{peak} instances, above workers_max");
+    std::fs::write(&gate, "").unwrap();
     let mut pids = BTreeSet::new();
     for (i, c) in calls.into_iter().enumerate() {
         let (status, body) = c.await.unwrap();
@@ -205,16 +220,22 @@ async fn scales_up_under_load_and_idles_back_down() {
         assert_eq!(body["i"], i);
         pids.insert(body["pid"].as_i64().unwrap());
     }
-    assert!(pids.len() > 1, "every call ran on one instance: {pids:?}");
-    assert!(pids.len() <= 3, "{pids:?}");
-    let all = instances(&s, "busy", "busy").await;
-    assert!(all.len() <= 3, "{all:?}");
+    assert_eq!(
+        pids.len(),
+        3,
+        "the calls did not spread over the 3 instances: {pids:?}"
+    );
+    assert_eq!(instances(&s, "busy", "busy").await.len(), 3);
 
     // Idle: back down to workers_min = 1, never below.
     wait_for(
         Duration::from_secs(30),
         "the busy pool to idle down to 1",
-        || async { (running(&s, "busy", "busy").await == 1).then_some(()) },
+        || async {
+            let n = running(&s, "busy", "busy").await;
+            assert!(n >= 1, "the pool went below workers_min");
+            (n == 1).then_some(())
+        },
     )
     .await;
     let (status, body) = s.call("busy", "slow", "[9]").await;
