@@ -636,6 +636,9 @@ input.on('end', () => {
     process.stderr.write('morel runner: EOF in the middle of a frame\n');
   }
   if (loaded || !loading) drainAndExit();
+  // Closed while user code is still loading, with no call sent: the host is gone (or stopped
+  // this worker), so nobody will ever call it. Do not wait for a slow load to finish.
+  else if (backlog.length === 0) process.exit(0);
 });
 
 // EOF: calls still pending get EOF_GRACE_MS to settle and reply, then exit 0.
