@@ -117,7 +117,7 @@ pub struct ResourcePool {
     /// `waiting > 0`, so a call that found a free slot never touches it.
     freed: Notify,
     /// Wakes the scaler when a call starts waiting.
-    pub(crate) wake_scaler: Notify,
+    pub(crate) wake_scaler: Arc<Notify>,
     pub(crate) epoch: tokio::time::Instant,
     /// Some instance of this pool loaded once: later load failures are crashes, not a broken deploy.
     loaded: AtomicBool,
@@ -172,7 +172,7 @@ impl ResourcePool {
             stopping: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
             freed: Notify::new(),
-            wake_scaler: Notify::new(),
+            wake_scaler: Arc::new(Notify::new()),
             epoch: tokio::time::Instant::now(),
             loaded: AtomicBool::new(false),
             p: Arc::new(p),

@@ -35,15 +35,14 @@ pub(crate) async fn run(pool: Weak<ResourcePool>) {
             scale_up(&p);
             scale_down(&p);
         }
-        // `ResourcePool::stop` aborts this task, so holding `p` while asleep keeps nothing alive.
-        let wake = async {
-            tokio::select! {
-                _ = p.wake_scaler.notified() => {}
-                _ = tokio::time::sleep(tick) => {}
-            }
-        };
-        wake.await;
+        // Sleep without a strong reference, so a pool dropped without `stop` ends this task.
+        // (`notify_one` keeps a permit when nobody waits, so a wake-up is not lost here.)
+        let wake = p.wake_scaler.clone();
         drop(p);
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(tick) => {}
+        }
     }
 }
 
