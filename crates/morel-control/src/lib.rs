@@ -15,6 +15,7 @@ pub mod functions;
 mod git;
 pub mod jobs;
 mod server;
+pub mod services;
 mod views;
 
 pub use auth::Token;

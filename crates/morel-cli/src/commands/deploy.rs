@@ -16,7 +16,7 @@ use crate::args::{BuildArgs, DeployArgs};
 use crate::client::Client;
 use crate::settings;
 
-fn build_bundle(dir: &Path, name: Option<String>) -> Result<(Manifest, Packed)> {
+pub(crate) fn build_bundle(dir: &Path, name: Option<String>) -> Result<(Manifest, Packed)> {
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
