@@ -547,7 +547,7 @@ impl Agent {
         })?;
         // `./server` is relative to the bundle; a bare name (`python3`) is looked up in PATH.
         let program = if first.contains('/') && !first.starts_with('/') {
-            prepared.root.join(first)
+            prepared.root.join(first.trim_start_matches("./"))
         } else {
             PathBuf::from(first)
         };

@@ -193,7 +193,11 @@ impl HttpService {
             list.split_off(keep)
         };
         for inst in removed {
-            tokio::spawn(async move { stop_instance(&inst).await });
+            let store = self.params.store.clone();
+            tokio::spawn(async move {
+                stop_instance(&inst).await;
+                let _ = store.delete_instance(inst.id).await;
+            });
         }
     }
 
@@ -306,12 +310,17 @@ impl HttpService {
             .lock()
             .map(|mut v| v.drain(..).collect())
             .unwrap_or_default();
+        let ids: Vec<InstanceId> = list.iter().map(|i| i.id).collect();
         let stops: Vec<_> = list
             .into_iter()
             .map(|inst| tokio::spawn(async move { stop_instance(&inst).await }))
             .collect();
         for s in stops {
             let _ = s.await;
+        }
+        // Instances that had failed (crash loop) kept their rows for `morel ps`; they go too.
+        for id in ids {
+            let _ = self.params.store.delete_instance(id).await;
         }
         self.notify();
     }
