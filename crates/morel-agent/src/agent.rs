@@ -541,10 +541,13 @@ impl Agent {
             resource: name.to_owned(),
             message: "an http resource needs a command".into(),
         })?;
-        let (first, rest) = http.command.split_first().ok_or_else(|| AgentError::Start {
-            resource: name.to_owned(),
-            message: "an http resource needs a non-empty command".into(),
-        })?;
+        let (first, rest) = http
+            .command
+            .split_first()
+            .ok_or_else(|| AgentError::Start {
+                resource: name.to_owned(),
+                message: "an http resource needs a non-empty command".into(),
+            })?;
         // `./server` is relative to the bundle; a bare name (`python3`) is looked up in PATH.
         let program = if first.contains('/') && !first.starts_with('/') {
             prepared.root.join(first.trim_start_matches("./"))

@@ -140,10 +140,7 @@ impl HttpService {
     }
 
     fn list(&self) -> Vec<Arc<Instance>> {
-        self.instances
-            .lock()
-            .map(|v| v.clone())
-            .unwrap_or_default()
+        self.instances.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
     fn notify(&self) {
@@ -245,8 +242,7 @@ impl HttpService {
                 return Ok(());
             }
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() || tokio::time::timeout(remaining, rx.changed()).await.is_err()
-            {
+            if remaining.is_zero() || tokio::time::timeout(remaining, rx.changed()).await.is_err() {
                 let why = statuses
                     .iter()
                     .filter_map(|s| s.last_error.as_ref())
@@ -296,8 +292,7 @@ impl HttpService {
                 return Some(e);
             }
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() || tokio::time::timeout(remaining, rx.changed()).await.is_err()
-            {
+            if remaining.is_zero() || tokio::time::timeout(remaining, rx.changed()).await.is_err() {
                 return None;
             }
         }
@@ -368,7 +363,7 @@ impl Supervisor {
             started_at: now,
             updated_at: now,
         };
-        self.persist(&mut row).await;
+        self.persist(&row).await;
         let mut fast_failures = 0u32;
         let mut backoff = BACKOFF_START;
         loop {
@@ -543,9 +538,9 @@ impl Supervisor {
         }
         self.notify();
         match exited {
-            Some(status) => Outcome::Failed(
-                exit_message(status, &tail, &p, cgroup.as_ref(), readers).await,
-            ),
+            Some(status) => {
+                Outcome::Failed(exit_message(status, &tail, &p, cgroup.as_ref(), readers).await)
+            }
             None => {
                 self.set_state(row, InstanceState::Draining).await;
                 let drained = wait_drained(&self.inst.in_flight, p.request_timeout).await;
@@ -685,7 +680,10 @@ async fn terminate(child: &mut tokio::process::Child, pid: u32) {
     if pid != 0 {
         crate::limits::kill_group(pid, libc::SIGTERM);
     }
-    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
         if pid != 0 {
             crate::limits::kill_group(pid, libc::SIGKILL);
         }

@@ -224,7 +224,10 @@ mod tests {
             why: "no memory controller".into(),
         };
         let text = r.describe(&limits);
-        assert!(text.starts_with("rlimit: memory 64 MiB (RLIMIT_DATA)"), "{text}");
+        assert!(
+            text.starts_with("rlimit: memory 64 MiB (RLIMIT_DATA)"),
+            "{text}"
+        );
         assert!(text.contains("cpu not enforced"), "{text}");
         assert!(text.contains("no memory controller"), "{text}");
         let c = LimitBackend::CgroupV2 {

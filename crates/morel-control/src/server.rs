@@ -52,7 +52,10 @@ impl Server {
                 "/api/apps/{app}/budget",
                 get(services::get_budget).put(services::put_budget),
             )
-            .route("/api/apps/{app}/scale", axum::routing::put(services::put_scale))
+            .route(
+                "/api/apps/{app}/scale",
+                axum::routing::put(services::put_scale),
+            )
             .route("/api/apps/{app}/instances", get(services::instances))
             .route("/api/executions/{id}", get(crate::jobs::get_execution))
             .route("/api/executions/{id}/cancel", post(crate::jobs::cancel))
@@ -125,6 +128,6 @@ pub async fn serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-        .with_graceful_shutdown(shutdown)
-        .await
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -76,8 +76,7 @@ pub struct InstanceView {
 }
 
 pub async fn budget(d: &Deployer, app: &AppKey) -> Result<BudgetView, ApiError> {
-    Ok(d
-        .store
+    Ok(d.store
         .get_budget(app)
         .await?
         .as_ref()
@@ -211,7 +210,8 @@ pub async fn placements(
         });
     }
     if !out.is_empty() {
-        check_fit(&b, &needs).map_err(|e| format!("the plan does not fit the budget of {app}: {e}"))?;
+        check_fit(&b, &needs)
+            .map_err(|e| format!("the plan does not fit the budget of {app}: {e}"))?;
     }
     Ok(out)
 }
@@ -244,7 +244,9 @@ fn validate(v: &BudgetView) -> Result<(), ApiError> {
         return Err(ApiError::bad_request("max_instances must be at least 1"));
     }
     if v.cpu.is_some_and(|c| !c.is_finite() || c <= 0.0) {
-        return Err(ApiError::bad_request("cpu must be a positive number of cores"));
+        return Err(ApiError::bad_request(
+            "cpu must be a positive number of cores",
+        ));
     }
     if v.memory_mb == Some(0) {
         return Err(ApiError::bad_request("memory_mb must be at least 1"));
@@ -417,7 +419,10 @@ mod tests {
         };
         assert!(check_fit(&b, &[need(2, Some(128)), need(2, Some(128))]).is_ok());
         let e = check_fit(&b, &[need(3, Some(128)), need(2, Some(64))]).unwrap_err();
-        assert!(e.contains("needs 5 instances") && e.contains("at most 4"), "{e}");
+        assert!(
+            e.contains("needs 5 instances") && e.contains("at most 4"),
+            "{e}"
+        );
         let e = check_fit(&b, &[need(2, Some(300))]).unwrap_err();
         assert!(e.contains("600 MiB") && e.contains("512 MiB"), "{e}");
         let e = check_fit(&b, &[need(1, None)]).unwrap_err();

@@ -93,7 +93,8 @@ pub async fn budget(cmd: BudgetCommand) -> Result<()> {
             memory,
         } => {
             let memory_mb = memory.as_deref().map(parse_memory).transpose()?;
-            let body = json!({ "max_instances": max_instances, "cpu": cpu, "memory_mb": memory_mb });
+            let body =
+                json!({ "max_instances": max_instances, "cpu": cpu, "memory_mb": memory_mb });
             let v: Value = client
                 .json(
                     client

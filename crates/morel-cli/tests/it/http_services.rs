@@ -92,11 +92,15 @@ async fn http_service_push_verify_and_tampered_bundles_refused() {
     assert_eq!(status, 202, "{v}");
     let http = s.http();
     let hello = format!("{}/pushed/hello", s.url);
-    wait_for(Duration::from_secs(60), "the pushed service to answer", || {
-        let http = http.clone();
-        let hello = hello.clone();
-        async move { (get(&http, &hello).await.0 == 200).then_some(()) }
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "the pushed service to answer",
+        || {
+            let http = http.clone();
+            let hello = hello.clone();
+            async move { (get(&http, &hello).await.0 == 200).then_some(()) }
+        },
+    )
     .await;
     let rows = instances(&s, "pushed").await;
     assert_eq!(rows[0]["digest"], digest.as_str(), "{rows:?}");
@@ -120,8 +124,8 @@ async fn http_service_push_verify_and_tampered_bundles_refused() {
         "{body}"
     );
     // A signed bundle whose bytes were changed after signing is refused at upload.
-    let sig = std::fs::read_to_string(s.state_dir.join("blobs").join(format!("{digest}.sig")))
-        .unwrap();
+    let sig =
+        std::fs::read_to_string(s.state_dir.join("blobs").join(format!("{digest}.sig"))).unwrap();
     let r = http
         .put(format!("{}/api/bundles/{digest}", s.url))
         .bearer_auth(&s.token)
@@ -132,10 +136,7 @@ async fn http_service_push_verify_and_tampered_bundles_refused() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
-    assert!(
-        body["error"].as_str().unwrap().contains("digest"),
-        "{body}"
-    );
+    assert!(body["error"].as_str().unwrap().contains("digest"), "{body}");
 
     // A bundle tampered with after upload (on the agent's disk) is refused by the agent's
     // verification before anything is extracted, and the release says why.
@@ -156,13 +157,17 @@ async fn http_service_push_verify_and_tampered_bundles_refused() {
         .await;
     assert_eq!(status, 202, "{v}");
     let n = v["number"].as_i64().unwrap();
-    let release = wait_for(Duration::from_secs(30), "the tampered release to fail", || {
-        let s = &s;
-        async move {
-            let (_, r) = s.get(&format!("/api/apps/pushed/releases/v{n}")).await;
-            (r["status"] == "failed").then_some(r)
-        }
-    })
+    let release = wait_for(
+        Duration::from_secs(30),
+        "the tampered release to fail",
+        || {
+            let s = &s;
+            async move {
+                let (_, r) = s.get(&format!("/api/apps/pushed/releases/v{n}")).await;
+                (r["status"] == "failed").then_some(r)
+            }
+        },
+    )
     .await;
     let err = release["error"].as_str().unwrap();
     assert!(err.contains("refused") && err.contains("digest"), "{err}");
@@ -189,7 +194,11 @@ async fn http_service_round_robin_across_three_instances() {
     let mut by_pid: BTreeMap<u32, usize> = BTreeMap::new();
     let mut by_instance: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..30 {
-        let r = http.get(format!("{}/rr/hello", s.url)).send().await.unwrap();
+        let r = http
+            .get(format!("{}/rr/hello", s.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["x-morel-edge"], "1");
         let pid: u32 = r.headers()["x-instance-pid"]
@@ -204,7 +213,13 @@ async fn http_service_round_robin_across_three_instances() {
     // Round-robin: three instances, ten requests each, and they are the ones `ps` lists.
     assert_eq!(by_pid.len(), 3, "{by_pid:?}");
     assert!(by_pid.values().all(|&n| n == 10), "{by_pid:?}");
-    assert_eq!(by_pid.keys().copied().collect::<std::collections::BTreeSet<_>>(), ps_pids);
+    assert_eq!(
+        by_pid
+            .keys()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        ps_pids
+    );
     assert_eq!(by_instance.len(), 3);
 
     // Headers: client IP forwarded, hop-by-hop headers (also those named by Connection) dropped.
@@ -251,15 +266,30 @@ async fn http_service_round_robin_across_three_instances() {
 async fn http_service_budget_is_enforced() {
     let s = MorelServer::start(&bin());
     let tmp = tempfile::tempdir().unwrap();
-    let dir = service_dir(tmp.path(), "budgeted", &toml("budgeted", 1, "memory_mb = 64", ""));
+    let dir = service_dir(
+        tmp.path(),
+        "budgeted",
+        &toml("budgeted", 1, "memory_mb = 64", ""),
+    );
 
-    let out = s.cli_ok(&["budget", "set", "budgeted", "--max-instances", "2", "--memory", "256M"]);
+    let out = s.cli_ok(&[
+        "budget",
+        "set",
+        "budgeted",
+        "--max-instances",
+        "2",
+        "--memory",
+        "256M",
+    ]);
     assert!(out.contains("max_instances 2"), "{out}");
     // A scale beyond the budget is refused, saying why.
     let out = s.cli(&["scale", "budgeted", "--min", "3"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("exceeds the budget's max_instances 2"), "{err}");
+    assert!(
+        err.contains("exceeds the budget's max_instances 2"),
+        "{err}"
+    );
 
     s.deploy(&dir);
     s.cli_ok(&["scale", "budgeted", "--min", "2", "--max", "2"]);
@@ -270,7 +300,15 @@ async fn http_service_budget_is_enforced() {
     .await;
 
     // Lowering the budget below what runs is refused.
-    let out = s.cli(&["budget", "set", "budgeted", "--max-instances", "1", "--memory", "256M"]);
+    let out = s.cli(&[
+        "budget",
+        "set",
+        "budgeted",
+        "--max-instances",
+        "1",
+        "--memory",
+        "256M",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -278,7 +316,15 @@ async fn http_service_budget_is_enforced() {
         "{err}"
     );
     // So is a memory budget too small for two 64 MiB instances.
-    let out = s.cli(&["budget", "set", "budgeted", "--max-instances", "2", "--memory", "100"]);
+    let out = s.cli(&[
+        "budget",
+        "set",
+        "budgeted",
+        "--max-instances",
+        "2",
+        "--memory",
+        "100",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("128 MiB") && err.contains("100 MiB"), "{err}");
@@ -293,7 +339,10 @@ async fn http_service_budget_is_enforced() {
     let out = s.cli(&["deploy", dir.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("does not fit the budget") && err.contains("at most 2"), "{err}");
+    assert!(
+        err.contains("does not fit the budget") && err.contains("at most 2"),
+        "{err}"
+    );
     let rows = instances(&s, "budgeted").await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(rows.iter().all(|r| r["release"] == "v1"), "{rows:?}");
@@ -301,7 +350,15 @@ async fn http_service_budget_is_enforced() {
     assert_eq!((status, body["version"].as_str()), (200, Some("1")));
 
     // With room for both it goes through.
-    s.cli_ok(&["budget", "set", "budgeted", "--max-instances", "4", "--memory", "256"]);
+    s.cli_ok(&[
+        "budget",
+        "set",
+        "budgeted",
+        "--max-instances",
+        "4",
+        "--memory",
+        "256",
+    ]);
     s.deploy(&dir);
     let (status, _, body) = get(&s.http(), &format!("{}/budgeted/hello", s.url)).await;
     assert_eq!((status, body["version"].as_str()), (200, Some("2")));
@@ -359,7 +416,11 @@ async fn http_service_blue_green_under_load_has_no_failed_requests() {
         tokio::task::spawn_blocking(move || cmd.output().unwrap())
     };
     let out = deploy.await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows = wait_for(Duration::from_secs(30), "only green instances", || {
         let s = &s;
         async move {
@@ -368,7 +429,10 @@ async fn http_service_blue_green_under_load_has_no_failed_requests() {
         }
     })
     .await;
-    assert!(blue_pids.iter().all(|p| !alive(*p)), "blue processes still run");
+    assert!(
+        blue_pids.iter().all(|p| !alive(*p)),
+        "blue processes still run"
+    );
     let blue_gone = Instant::now();
     let green_pids: Vec<u32> = rows
         .iter()
@@ -391,7 +455,12 @@ async fn http_service_blue_green_under_load_has_no_failed_requests() {
         all.extend(c.await.unwrap());
     }
     let failed: Vec<_> = all.iter().filter(|r| r.1 != 200).collect();
-    assert!(failed.is_empty(), "{} failed requests: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} failed requests: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
     let v1 = all.iter().filter(|r| r.3["version"] == "1").count();
     let v2 = all.iter().filter(|r| r.3["version"] == "2").count();
     assert!(v1 > 0 && v2 > 0, "v1 {v1}, v2 {v2} of {}", all.len());
@@ -416,7 +485,12 @@ async fn http_service_unhealthy_green_is_rolled_back() {
 
     std::fs::write(
         dir.join("morel.toml"),
-        toml("rb", 1, "start_timeout_s = 3", "UNHEALTHY = \"1\"\nVERSION = \"2\""),
+        toml(
+            "rb",
+            1,
+            "start_timeout_s = 3",
+            "UNHEALTHY = \"1\"\nVERSION = \"2\"",
+        ),
     )
     .unwrap();
     let out = s.cli(&["deploy", dir.to_str().unwrap()]);
@@ -466,7 +540,13 @@ async fn http_service_crash_respawns_and_crash_loop_fails_with_stderr() {
     })
     .await;
     assert_eq!(row["restarts"], 1, "{row}");
-    assert!(row["last_error"].as_str().unwrap().contains("exited with status 3"), "{row}");
+    assert!(
+        row["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("exited with status 3"),
+        "{row}"
+    );
     let (status, pid, _) = get(&http, &hello).await;
     assert_eq!(status, 200);
     assert_ne!(pid, Some(first_pid));
@@ -475,25 +555,41 @@ async fn http_service_crash_respawns_and_crash_loop_fails_with_stderr() {
     // From now on every start fails: crash loop → failed, with the stderr tail in the status.
     std::fs::write(&flag, "").unwrap();
     let _ = http.post(format!("{}/crashy/crash", s.url)).send().await;
-    let row = wait_for(Duration::from_secs(60), "the crash loop to be detected", || {
-        let s = &s;
-        async move {
-            instances(s, "crashy")
-                .await
-                .into_iter()
-                .find(|r| r["state"] == "failed")
-        }
-    })
+    let row = wait_for(
+        Duration::from_secs(60),
+        "the crash loop to be detected",
+        || {
+            let s = &s;
+            async move {
+                instances(s, "crashy")
+                    .await
+                    .into_iter()
+                    .find(|r| r["state"] == "failed")
+            }
+        },
+    )
     .await;
     let err = row["last_error"].as_str().unwrap();
-    assert!(err.contains("crash loop") && err.contains("boom: crash flag"), "{err}");
+    assert!(
+        err.contains("crash loop") && err.contains("boom: crash flag"),
+        "{err}"
+    );
     let out = s.cli_ok(&["ps", "crashy"]);
-    assert!(out.contains("failed") && out.contains("boom: crash flag"), "{out}");
+    assert!(
+        out.contains("failed") && out.contains("boom: crash flag"),
+        "{out}"
+    );
     // Nothing is ready: the edge answers 503 after its bounded wait.
     let t = Instant::now();
     let (status, _, body) = get(&http, &hello).await;
     assert_eq!(status, 503, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("no ready instance"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no ready instance"),
+        "{body}"
+    );
     assert!(t.elapsed() < Duration::from_secs(30));
 }
 
@@ -504,20 +600,33 @@ async fn http_service_memory_limit_is_enforced() {
     let dir = service_dir(
         tmp.path(),
         "hog",
-        &toml("hog", 1, "memory_mb = 64\nstart_timeout_s = 5", "HOG_MB = \"16\""),
+        &toml(
+            "hog",
+            1,
+            "memory_mb = 64\nstart_timeout_s = 5",
+            "HOG_MB = \"16\"",
+        ),
     );
     // Under the limit: it runs, and the status says which limit is in force and how.
     s.deploy(&dir);
     let rows = instances(&s, "hog").await;
     let limits = rows[0]["limits"].as_str().unwrap().to_owned();
     assert!(limits.contains("memory 64 MiB"), "{limits}");
-    assert!(limits.starts_with("cgroup v2") || limits.starts_with("rlimit"), "{limits}");
+    assert!(
+        limits.starts_with("cgroup v2") || limits.starts_with("rlimit"),
+        "{limits}"
+    );
 
     // The same program asking for more than the limit cannot have it: it fails to start,
     // and the status says the memory limit is why.
     std::fs::write(
         dir.join("morel.toml"),
-        toml("hog", 1, "memory_mb = 64\nstart_timeout_s = 5", "HOG_MB = \"200\""),
+        toml(
+            "hog",
+            1,
+            "memory_mb = 64\nstart_timeout_s = 5",
+            "HOG_MB = \"200\"",
+        ),
     )
     .unwrap();
     let out = s.cli(&["deploy", dir.to_str().unwrap()]);
