@@ -156,6 +156,9 @@ pub struct UpArgs {
     /// Do not run the compiler service in this process (run `morel compiler` elsewhere).
     #[arg(long)]
     pub no_compiler: bool,
+    /// Route `Host: {app}.{domain}` to apps' http services (default: MOREL_EDGE_DOMAIN).
+    #[arg(long, value_name = "DOMAIN")]
+    pub edge_domain: Option<String>,
 }
 
 #[derive(Debug, Args)]

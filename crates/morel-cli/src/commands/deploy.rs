@@ -275,6 +275,15 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
         None,
         &detail.functions,
     );
+    if !args.json {
+        for (name, _) in manifest
+            .resources
+            .iter()
+            .filter(|(_, r)| r.runtime == morel_core::Runtime::Http)
+        {
+            println!("  {name} (http service)  {}/{app}/", client.login.url);
+        }
+    }
     Ok(())
 }
 

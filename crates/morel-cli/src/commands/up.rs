@@ -68,8 +68,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
     )?;
     let routes = Arc::new(RouteTable::new());
     routes.edge().set_domain(
-        std::env::var(morel_core::env_vars::MOREL_EDGE_DOMAIN)
-            .ok()
+        args.edge_domain
+            .clone()
+            .or_else(|| std::env::var(morel_core::env_vars::MOREL_EDGE_DOMAIN).ok())
             .filter(|d| !d.trim().is_empty()),
     );
     let functions = morel_control::functions::Functions::new(store.clone(), engine);

@@ -178,9 +178,17 @@ async fn http_service_push_verify_and_tampered_bundles_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_service_round_robin_across_three_instances() {
-    let s = MorelServer::start(&bin());
+    let s = MorelServer::start_with_args(
+        &bin(),
+        Arc::new(tempfile::tempdir().unwrap()),
+        &["--edge-domain", "apps.test"],
+    );
     let tmp = tempfile::tempdir().unwrap();
-    let dir = service_dir(tmp.path(), "rr", &toml("rr", 3, "", ""));
+    let dir = service_dir(
+        tmp.path(),
+        "rr",
+        &toml("rr", 3, "", "").replace("timeout_s = 10", "timeout_s = 2"),
+    );
     s.deploy(&dir);
     let http = s.http();
 
@@ -254,6 +262,31 @@ async fn http_service_round_robin_across_three_instances() {
     let (status, _, body) = get(&http, &format!("{}/no-such-app/x", s.url)).await;
     assert_eq!(status, 404);
     assert!(body["error"].as_str().is_some(), "{body}");
+
+    // Host routing: `rr.apps.test` reaches the service with the whole path, ahead of Morel's
+    // own routes (`/api/…` here is the service's path, which it does not have: its 404).
+    let r = http
+        .get(format!("{}/hello", s.url))
+        .header("host", "rr.apps.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-morel-edge"], "1");
+    let r = http
+        .get(format!("{}/api/apps", s.url))
+        .header("host", "rr.apps.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get("x-instance-pid").is_some());
+
+    // The per-request timeout (timeout_s = 2) answers 504.
+    let t = Instant::now();
+    let (status, _, body) = get(&http, &format!("{}/rr/slow?ms=4000", s.url)).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(t.elapsed() < Duration::from_secs(4));
 
     // `morel ps` shows node, port, digest, state, restarts and uptime.
     let out = s.cli_ok(&["ps", "rr"]);
