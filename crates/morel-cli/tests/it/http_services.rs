@@ -670,3 +670,57 @@ async fn http_service_memory_limit_is_enforced() {
     let (status, _, _) = get(&s.http(), &format!("{}/hog/hello", s.url)).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_service_instances_die_with_the_server_and_come_back_on_restart() {
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let mut s = MorelServer::start_with(&bin(), dirs.clone());
+    let dir = service_dir(dirs.path(), "phoenix-src", &toml("phoenix", 2, "", ""));
+    s.deploy(&dir);
+    let pids: Vec<u32> = instances(&s, "phoenix")
+        .await
+        .iter()
+        .map(|r| r["pid"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(pids.len(), 2);
+    assert!(pids.iter().all(|p| alive(*p)));
+
+    // SIGKILL the server: no cleanup code runs, yet its instances do not outlive it.
+    s.kill9();
+    wait_for(
+        Duration::from_secs(10),
+        "instances to die with the server",
+        || {
+            let pids = pids.clone();
+            async move { pids.iter().all(|p| !alive(*p)).then_some(()) }
+        },
+    )
+    .await;
+
+    // On restart the active release is restored: new processes, stale rows gone.
+    let s = MorelServer::start_with(&bin(), dirs);
+    let http = s.http();
+    let url = format!("{}/phoenix/hello", s.url);
+    let (_, pid, _) = wait_for(Duration::from_secs(60), "the service after restart", || {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let r = get(&http, &url).await;
+            (r.0 == 200).then_some(r)
+        }
+    })
+    .await;
+    assert!(!pids.contains(&pid.unwrap()));
+    let rows = wait_for(Duration::from_secs(30), "two ready instances", || {
+        let s = &s;
+        async move {
+            let rows = instances(s, "phoenix").await;
+            (rows.len() == 2 && ready(&rows).len() == 2).then_some(rows)
+        }
+    })
+    .await;
+    assert!(
+        rows.iter()
+            .all(|r| !pids.contains(&(r["pid"].as_u64().unwrap() as u32)))
+    );
+}
