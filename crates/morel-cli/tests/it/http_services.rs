@@ -724,3 +724,37 @@ async fn http_service_instances_die_with_the_server_and_come_back_on_restart() {
             .all(|r| !pids.contains(&(r["pid"].as_u64().unwrap() as u32)))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_service_and_function_routes_share_an_app_with_documented_precedence() {
+    let s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = service_dir(tmp.path(), "mixed", &toml("mixed", 1, "", ""));
+    std::fs::write(
+        dir.join("api.py"),
+        "import morel\n\napi = morel.Endpoint(\"api\")\n\n\n@api.get(\"/hello\")\n\
+         def hello():\n    return {\"from\": \"function\"}\n",
+    )
+    .unwrap();
+    s.deploy(&dir);
+    let http = s.http();
+
+    // A manifest route wins over the http service for the same path...
+    let (status, pid, body) = get(&http, &format!("{}/mixed/hello", s.url)).await;
+    assert_eq!((status, pid), (200, None), "{body}");
+    assert_eq!(body, json!({"from": "function"}));
+    // ...any other path under /{app}/ goes to the service...
+    let (status, pid, body) = get(&http, &format!("{}/mixed/slow?ms=1", s.url)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(pid.is_some(), "{body}");
+    // ...and the call path still reaches the function.
+    let (status, body) = s.call("mixed", "hello", "").await;
+    assert_eq!((status, body), (200, json!({"from": "function"})));
+    // Both resources run side by side; the service has its instance.
+    let rows = instances(&s, "mixed").await;
+    assert!(
+        rows.iter()
+            .any(|r| r["resource"] == "web" && r["state"] == "ready"),
+        "{rows:?}"
+    );
+}
