@@ -42,6 +42,8 @@ pub struct Agent {
     /// Runs wasm resources in this process.
     engine: morel_runtime_wasm::WasmEngine,
     toolchains: morel_compiler::Toolchains,
+    /// How http instances are limited on this machine (cgroup v2 or rlimit), detected once.
+    limit_backend: crate::LimitBackend,
 }
 
 /// A started resource: worker processes, or wasm modules run in this process.
@@ -49,6 +51,8 @@ pub struct Agent {
 pub enum Running {
     Process(Arc<ResourcePool>),
     Wasm(Arc<crate::WasmResource>),
+    /// An `http` resource: programs serving HTTP, reached through the edge.
+    Http(Arc<crate::HttpService>),
 }
 
 impl Running {
@@ -56,6 +60,7 @@ impl Running {
         match self {
             Running::Process(p) => &p.resource,
             Running::Wasm(w) => &w.resource,
+            Running::Http(h) => &h.resource,
         }
     }
 
@@ -63,12 +68,15 @@ impl Running {
         match self {
             Running::Process(p) => p.functions(),
             Running::Wasm(w) => w.functions(),
+            Running::Http(_) => Vec::new(),
         }
     }
 
     pub async fn stop(&self) {
-        if let Running::Process(p) = self {
-            p.stop().await;
+        match self {
+            Running::Process(p) => p.stop().await,
+            Running::Http(h) => h.stop().await,
+            Running::Wasm(_) => {}
         }
     }
 }
@@ -114,6 +122,7 @@ impl Agent {
             logs,
             engine,
             toolchains,
+            limit_backend: crate::LimitBackend::detect(),
         }))
     }
 
@@ -121,6 +130,11 @@ impl Agent {
         if let Ok(mut t) = self.trusted.write() {
             *t = keys;
         }
+    }
+
+    /// How http instances are limited here (cgroup v2 or rlimit, and why).
+    pub fn limit_backend(&self) -> &crate::LimitBackend {
+        &self.limit_backend
     }
 
     pub fn node(&self) -> &str {
@@ -340,10 +354,41 @@ impl Agent {
         config: &BTreeMap<String, String>,
         skip: &std::collections::BTreeSet<String>,
     ) -> Result<Vec<Running>, AgentError> {
+        self.start_placed(prepared, config, skip, &BTreeMap::new())
+            .await
+    }
+
+    /// Like [`Agent::start`], with the instance count and limits of http resources decided by
+    /// the control plane (budget and scale); resources not in `placements` use the manifest's.
+    pub async fn start_placed(
+        &self,
+        prepared: &PreparedRelease,
+        config: &BTreeMap<String, String>,
+        skip: &std::collections::BTreeSet<String>,
+        placements: &BTreeMap<String, crate::HttpPlacement>,
+    ) -> Result<Vec<Running>, AgentError> {
         let mut pools = Vec::new();
         let mut running = Vec::new();
+        let mut services: Vec<Arc<crate::HttpService>> = Vec::new();
         for (name, res) in &prepared.manifest.resources {
             if skip.contains(name) {
+                continue;
+            }
+            if res.runtime == Runtime::Http {
+                let placement = placements
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| crate::HttpPlacement::from_spec(res));
+                match self.start_http(prepared, config, name, res, &placement) {
+                    Ok(svc) => services.push(svc),
+                    Err(e) => {
+                        stop_all(&pools).await;
+                        for s in &services {
+                            s.stop().await;
+                        }
+                        return Err(e);
+                    }
+                }
                 continue;
             }
             if res.runtime == Runtime::Wasm {
@@ -386,6 +431,9 @@ impl Agent {
                 Runtime::Node => (PathBuf::from(&self.cfg.node_bin), &self.runners.runner_js),
                 other => {
                     stop_all(&pools).await;
+                    for s in &services {
+                        s.stop().await;
+                    }
                     return Err(AgentError::UnsupportedRuntime(other));
                 }
             };
@@ -444,15 +492,109 @@ impl Agent {
             });
             pools.push(pool);
         }
+        let mut failure = None;
         for pool in &pools {
             if let Err(message) = pool.wait_ready(LOAD_TIMEOUT + Duration::from_secs(5)).await {
-                let resource = pool.resource.clone();
-                stop_all(&pools).await;
-                return Err(AgentError::Start { resource, message });
+                failure = Some(AgentError::Start {
+                    resource: pool.resource.clone(),
+                    message,
+                });
+                break;
             }
         }
+        if failure.is_none() {
+            // Health plus warm-up of every instance, bounded by the resource's start timeout.
+            for svc in &services {
+                let res = &prepared.manifest.resources[&svc.resource];
+                let (start, warmup) = res
+                    .http
+                    .as_ref()
+                    .map(|h| (h.start_timeout_s, h.warmup_s))
+                    .unwrap_or((30, 0));
+                let limit = Duration::from_secs(start + warmup) + Duration::from_secs(2);
+                if let Err(message) = svc.wait_ready(limit).await {
+                    failure = Some(AgentError::Start {
+                        resource: svc.resource.clone(),
+                        message,
+                    });
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            stop_all(&pools).await;
+            for s in &services {
+                s.stop().await;
+            }
+            return Err(e);
+        }
         running.extend(pools.into_iter().map(Running::Process));
+        running.extend(services.into_iter().map(Running::Http));
         Ok(running)
+    }
+
+    /// Starts the instances of one http resource (without waiting for them).
+    fn start_http(
+        &self,
+        prepared: &PreparedRelease,
+        config: &BTreeMap<String, String>,
+        name: &str,
+        res: &morel_manifest::ResourceSpec,
+        placement: &crate::HttpPlacement,
+    ) -> Result<Arc<crate::HttpService>, AgentError> {
+        let http = res.http.as_ref().ok_or_else(|| AgentError::Start {
+            resource: name.to_owned(),
+            message: "an http resource needs a command".into(),
+        })?;
+        let (first, rest) = http
+            .command
+            .split_first()
+            .ok_or_else(|| AgentError::Start {
+                resource: name.to_owned(),
+                message: "an http resource needs a non-empty command".into(),
+            })?;
+        // `./server` is relative to the bundle; a bare name (`python3`) is looked up in PATH.
+        let program = if first.contains('/') && !first.starts_with('/') {
+            prepared.root.join(first.trim_start_matches("./"))
+        } else {
+            PathBuf::from(first)
+        };
+        let mut env: Vec<(String, String)> =
+            config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.extend(res.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend([
+            (
+                env_vars::INSTANCE_APP.to_owned(),
+                prepared.app.name.to_string(),
+            ),
+            (env_vars::INSTANCE_ENV.to_owned(), prepared.env.clone()),
+            (env_vars::INSTANCE_RESOURCE.to_owned(), name.to_owned()),
+            (
+                env_vars::INSTANCE_GATEWAY.to_owned(),
+                self.cfg.gateway_url.clone(),
+            ),
+            ("PYTHONUNBUFFERED".to_owned(), "1".to_owned()),
+        ]);
+        Ok(crate::HttpService::start(crate::HttpServiceParams {
+            app: prepared.app.clone(),
+            resource: name.to_owned(),
+            release: prepared.release,
+            digest: prepared.digest.clone(),
+            node: self.cfg.node.clone(),
+            instances: placement.instances,
+            program,
+            args: rest.to_vec(),
+            cwd: prepared.root.clone(),
+            env,
+            health: http.health.clone(),
+            warmup: Duration::from_secs(http.warmup_s),
+            start_timeout: Duration::from_secs(http.start_timeout_s),
+            request_timeout: Duration::from_millis(res.timeout_ms),
+            limits: placement.limits,
+            backend: self.limit_backend.clone(),
+            store: self.store.clone(),
+            logs: self.logs.clone(),
+        }))
     }
 
     /// Deletes the extracted files of every release of an app (seed 000's delete flow).
@@ -477,5 +619,26 @@ impl Agent {
 pub async fn stop_all(pools: &[Arc<ResourcePool>]) {
     for p in pools {
         p.stop().await;
+    }
+}
+
+/// Where and how big an http resource runs: decided by the control plane from the manifest,
+/// the app's scale and its budget.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpPlacement {
+    pub instances: usize,
+    pub limits: crate::Limits,
+}
+
+impl HttpPlacement {
+    /// The manifest's own choice: `workers_min` instances with its `memory_mb` and `cpu`.
+    pub fn from_spec(res: &morel_manifest::ResourceSpec) -> HttpPlacement {
+        HttpPlacement {
+            instances: res.workers_min.max(1) as usize,
+            limits: crate::Limits {
+                memory_mb: res.memory_mb,
+                cpu: res.cpu,
+            },
+        }
     }
 }

@@ -18,6 +18,9 @@ pub enum AgentError {
     },
     #[error("resource {resource} failed to start: {message}")]
     Start { resource: String, message: String },
+    /// The control plane's plan for the release was refused (e.g. it does not fit the budget).
+    #[error("{0}")]
+    Plan(String),
     #[error("runtime {0} is not supported by this agent yet")]
     UnsupportedRuntime(morel_core::Runtime),
     #[error("{path}: {source}")]

@@ -9,14 +9,18 @@
 mod agent;
 mod blobs;
 mod error;
+mod http_service;
+mod limits;
 mod logs;
 mod pool;
 mod scale;
 mod wasm;
 
-pub use agent::{Agent, AgentConfig, PreparedRelease, Running};
+pub use agent::{Agent, AgentConfig, HttpPlacement, PreparedRelease, Running};
 pub use blobs::BlobDir;
 pub use error::AgentError;
+pub use http_service::{Endpoint, HttpService, HttpServiceParams, InFlight, InstanceStatus};
+pub use limits::{LimitBackend, Limits};
 pub use logs::LogHub;
 pub use pool::{CallError, PoolStatus, ResourcePool, ScaleLimits};
 pub use wasm::WasmResource;

@@ -44,6 +44,57 @@ pub enum Command {
     Compiler(CompilerArgs),
     /// Report which function languages this machine can compile, and why not.
     Doctor(JsonFlag),
+    /// Build, sign and upload a project's bundle without deploying it; prints its digest.
+    Push(PushArgs),
+    /// An app's budget: the most instances, CPU and memory its http services may use.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
+    /// Set how many instances each of an app's http services runs (min, max).
+    Scale(ScaleArgs),
+    /// List an app's instances: node, port, digest, state, restarts, uptime.
+    Ps(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Project directory.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// App name (default: morel.toml's [app] name, else the directory name).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BudgetCommand {
+    /// Set the budget (omitted limits are removed).
+    Set {
+        app: String,
+        #[arg(long)]
+        max_instances: Option<u32>,
+        /// CPU cores for the whole app, e.g. 1.5.
+        #[arg(long)]
+        cpu: Option<f64>,
+        /// Memory for the whole app: MiB, or with a unit (512M, 2G).
+        #[arg(long)]
+        memory: Option<String>,
+    },
+    /// Show the budget and scale.
+    Show {
+        app: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    pub app: String,
+    #[arg(long)]
+    pub min: u32,
+    /// Default: the same as --min.
+    #[arg(long)]
+    pub max: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +156,9 @@ pub struct UpArgs {
     /// Do not run the compiler service in this process (run `morel compiler` elsewhere).
     #[arg(long)]
     pub no_compiler: bool,
+    /// Route `Host: {app}.{domain}` to apps' http services (default: MOREL_EDGE_DOMAIN).
+    #[arg(long, value_name = "DOMAIN")]
+    pub edge_domain: Option<String>,
 }
 
 #[derive(Debug, Args)]

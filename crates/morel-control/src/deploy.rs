@@ -66,6 +66,11 @@ impl Deployer {
         locks.entry(app.clone()).or_default().clone()
     }
 
+    /// Holds the app's lock (deploys, deletes, scale and budget changes run one at a time).
+    pub async fn app_lock(&self, app: &AppKey) -> tokio::sync::OwnedMutexGuard<()> {
+        self.lock_for(app).lock_owned().await
+    }
+
     /// The trusted keys, as stored; also pushed to the agent.
     pub async fn trusted_keys(&self) -> Result<TrustedKeys, ApiError> {
         let mut keys = TrustedKeys::new();
@@ -300,7 +305,19 @@ impl Deployer {
         for r in &skip {
             progress(format!("{r}: unchanged, kept running"));
         }
-        let mut pools = self.agent.start(&prepared, &config, &skip).await?;
+        let placements = crate::services::placements(
+            self,
+            app,
+            &prepared.manifest,
+            &self.active_pools(app),
+            &skip,
+        )
+        .await
+        .map_err(morel_agent::AgentError::Plan)?;
+        let mut pools = self
+            .agent
+            .start_placed(&prepared, &config, &skip, &placements)
+            .await?;
         pools.extend(keep);
 
         // Switch routing to the new pools, then retire the old ones.
@@ -331,6 +348,7 @@ impl Deployer {
                     .collect(),
             },
         );
+        crate::services::install_edge(&self.routes, app, &pools);
         let old = {
             let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
             active.insert(app.clone(), pools.clone())
@@ -544,6 +562,9 @@ impl Deployer {
             || self.store.get_package(app).await?.is_some();
         self.routes
             .remove(app.namespace.as_str(), app.name.as_str());
+        self.routes
+            .edge()
+            .remove(app.namespace.as_str(), app.name.as_str());
         let pools = self
             .active
             .lock()
@@ -553,6 +574,7 @@ impl Deployer {
             pool.stop().await;
         }
         self.store.delete_package(app).await?;
+        self.store.delete_budget(app).await?;
         self.store.delete_app(app).await?;
         self.agent
             .remove_app_files(app)

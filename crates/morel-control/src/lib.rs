@@ -16,6 +16,7 @@ mod git;
 pub mod jobs;
 mod recover;
 mod server;
+pub mod services;
 mod views;
 
 pub use auth::Token;

@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use morel_gateway::{CallLimits, RouteTable};
 
-use crate::api::{AppState, apps, compat, functions};
+use crate::api::{AppState, apps, compat, functions, services};
 use crate::auth::{Token, require_token};
 use crate::deploy::{Deployer, MAX_BUNDLE_BYTES};
 
@@ -49,6 +49,15 @@ impl Server {
             .route("/api/apps/{app}/logs", get(apps::logs))
             .route("/api/apps/{app}/rollback", post(apps::rollback))
             .route("/api/apps/{app}/plan", get(apps::plan))
+            .route(
+                "/api/apps/{app}/budget",
+                get(services::get_budget).put(services::put_budget),
+            )
+            .route(
+                "/api/apps/{app}/scale",
+                axum::routing::put(services::put_scale),
+            )
+            .route("/api/apps/{app}/instances", get(services::instances))
             .route("/api/executions/{id}", get(crate::jobs::get_execution))
             .route("/api/executions/{id}/cancel", post(crate::jobs::cancel))
             .route("/api/keys", get(apps::list_keys).post(apps::trust_key))
@@ -94,7 +103,7 @@ impl Server {
                 post(crate::jobs::run),
             )
             .with_state(state);
-        Router::new()
+        let all = Router::new()
             .route("/api/readiness", get(compat::readiness))
             .merge(control)
             .merge(public)
@@ -102,7 +111,9 @@ impl Server {
             .merge(morel_gateway::router(
                 self.routes.clone(),
                 CallLimits::default(),
-            ))
+            ));
+        // `{app}.{domain}` host names reach http services before any other route.
+        morel_gateway::host_routing(all, self.routes.clone())
     }
 }
 
@@ -113,7 +124,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = server.router();
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address is what the edge forwards as X-Forwarded-For.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

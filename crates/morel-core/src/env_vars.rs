@@ -23,3 +23,8 @@ pub const INSTANCE_ENV: &str = "MOREL_ENV";
 pub const INSTANCE_RESOURCE: &str = "MOREL_RESOURCE";
 /// Set in every instance: the gateway URL, for cross-function calls.
 pub const INSTANCE_GATEWAY: &str = "MOREL_GATEWAY_URL";
+/// Set in every instance of an `http` resource: the loopback port it must serve HTTP on.
+pub const INSTANCE_PORT: &str = "PORT";
+/// Domain under which `{app}.{domain}` host names reach apps' http services through the edge
+/// (e.g. `apps.example.com`). Unset: path routing (`/{app}/…`) only.
+pub const MOREL_EDGE_DOMAIN: &str = "MOREL_EDGE_DOMAIN";

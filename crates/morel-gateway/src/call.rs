@@ -54,9 +54,13 @@ fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response
 async fn call(
     State(gw): State<Gw>,
     Path((prefix, app, version, func)): Path<(String, String, String, String)>,
-    body: Body,
+    req: axum::http::Request<Body>,
 ) -> Response {
     let Some(routes) = gw.routes.get(&prefix, &app) else {
+        // Not a function app: the path may belong to an http service named `{prefix}`.
+        if let Some(svc) = gw.routes.edge().get("default", &prefix) {
+            return to_edge(&gw, &svc, req).await;
+        }
         return error(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -91,31 +95,84 @@ async fn call(
             ),
         );
     };
-    let bytes = match read_body(body, &gw.limits).await {
+    let bytes = match read_body(req.into_body(), &gw.limits).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
     invoke(route, &func, &bytes).await
 }
 
-/// Seed 002's routes: `METHOD /{app}{path}` → the function the manifest maps it to, with the
-/// request body as its arguments. Anything else is a JSON 404.
-async fn app_route(
-    State(gw): State<Gw>,
-    method: axum::http::Method,
-    uri: axum::http::Uri,
-    body: Body,
-) -> Response {
+/// Splits `/{app}/rest?q` into the app segment and what the service sees (`/rest?q`).
+fn split_app_path(uri: &axum::http::Uri) -> (String, String) {
     let path = uri.path();
     let (app, rest) = match path.trim_start_matches('/').split_once('/') {
-        Some((a, r)) => (a, format!("/{r}")),
-        None => (path.trim_start_matches('/'), "/".to_owned()),
+        Some((a, r)) => (a.to_owned(), format!("/{r}")),
+        None => (path.trim_start_matches('/').to_owned(), "/".to_owned()),
+    };
+    let rest = match uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest,
+    };
+    (app, rest)
+}
+
+/// Sends a path-routed request (`/{app}/rest`) to the app's http service.
+async fn to_edge(
+    gw: &Gw,
+    svc: &morel_agent::HttpService,
+    req: axum::http::Request<Body>,
+) -> Response {
+    let (segment, rest) = split_app_path(req.uri());
+    let prefix = format!("/{segment}");
+    gw.routes
+        .edge()
+        .proxy(svc, req, &rest, Some(prefix.as_str()))
+        .await
+}
+
+/// Host-name routing (`{app}.{domain}`): takes precedence over every other route, so an app
+/// on its own host name sees all of its paths. Wrap the server's whole router with it.
+pub fn host_routing(router: Router, routes: Arc<RouteTable>) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |req: axum::http::Request<Body>, next: axum::middleware::Next| {
+            let routes = routes.clone();
+            async move {
+                match routes.edge().app_for_host(req.headers()) {
+                    Some(svc) => {
+                        let pq = req
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.as_str().to_owned())
+                            .unwrap_or_else(|| "/".to_owned());
+                        routes.edge().proxy(&svc, req, &pq, None).await
+                    }
+                    None => next.run(req).await,
+                }
+            }
+        },
+    ))
+}
+
+/// Seed 002's routes: `METHOD /{app}{path}` → the function the manifest maps it to, with the
+/// request body as its arguments. Anything else is a JSON 404.
+async fn app_route(State(gw): State<Gw>, req: axum::http::Request<Body>) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let (segment, _) = split_app_path(req.uri());
+    let rest = match path.trim_start_matches('/').split_once('/') {
+        Some((_, r)) => format!("/{r}"),
+        None => "/".to_owned(),
     };
     // `app@env` addresses an environment explicitly.
-    let (app, env) = app
+    let (app, env) = segment
         .split_once('@')
-        .map_or((app, None), |(a, e)| (a, Some(e)));
-    let Some(routes) = gw.routes.get("default", app) else {
+        .map_or((segment.as_str(), None), |(a, e)| (a, Some(e)));
+    let routes = gw.routes.get("default", app);
+    let service = gw.routes.edge().get("default", app);
+    let Some(routes) = routes else {
+        if let Some(svc) = service {
+            return to_edge(&gw, &svc, req).await;
+        }
         return error(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -131,6 +188,10 @@ async fn app_route(
     }
     let key = format!("{method} {rest}");
     let Some(func) = routes.http.get(&key) else {
+        // Manifest routes win; everything else under `/{app}/` is the http service's.
+        if let Some(svc) = service {
+            return to_edge(&gw, &svc, req).await;
+        }
         let allowed: Vec<&str> = routes
             .http
             .keys()
@@ -157,7 +218,7 @@ async fn app_route(
             format!("function {func} of route {key} is not running"),
         );
     };
-    let bytes = match read_body(body, &gw.limits).await {
+    let bytes = match read_body(req.into_body(), &gw.limits).await {
         Ok(b) => b,
         Err(resp) => return resp,
     };
@@ -218,6 +279,16 @@ pub async fn call_function(
     let pool = match &route.target {
         Running::Process(pool) => pool,
         Running::Wasm(w) => return call_wasm(w, func, bytes).await,
+        Running::Http(h) => {
+            return Err(CallFailure::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!(
+                    "{} is an http service, not a function: send requests to /{}/…",
+                    h.resource, h.app.name
+                ),
+            ));
+        }
     };
     match pool
         .invoke(func, &args.args, &args.kwargs, pool.timeout)

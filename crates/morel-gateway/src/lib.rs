@@ -4,11 +4,21 @@
 //! plane whenever a release becomes active or an app is deleted. A call goes straight to a
 //! ready instance of the function's resource with no database access on the way.
 //! The gateway owns no state of its own and makes no decisions about what runs.
+//!
+//! Apps with an `http` resource are reached through the edge ([`EdgeTable`], `edge.rs`), a
+//! reverse proxy to their ready instances. Precedence on the shared listener, first match
+//! wins: (1) `Host: {app}.{domain}` when a domain is configured: the whole request goes to
+//! that app's service; (2) Morel's own fixed routes (`/api/…`, `/functions…`, `/executions/…`,
+//! the dashboard at `/`) and the call path `/{prefix}/{app}/{version}/call|await/{fn}` when
+//! `{prefix}/{app}` is a deployed function app; (3) a manifest route `METHOD /{app}{path}`;
+//! (4) anything else under `/{app}/` goes to the app's http service; (5) JSON 404.
 
 mod args;
 mod call;
+mod edge;
 mod routes;
 
 pub use args::{CallArgs, bind_args};
-pub use call::{CallFailure, CallLimits, call_function, router};
+pub use call::{CallFailure, CallLimits, call_function, host_routing, router};
+pub use edge::{EdgeTable, NO_INSTANCE_WAIT};
 pub use routes::{AppRoutes, FnRoute, RouteTable};

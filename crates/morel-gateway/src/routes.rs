@@ -26,11 +26,18 @@ pub struct AppRoutes {
 #[derive(Default)]
 pub struct RouteTable {
     apps: RwLock<HashMap<(String, String), Arc<AppRoutes>>>,
+    /// Apps' http services, reached through the edge.
+    edge: crate::EdgeTable,
 }
 
 impl RouteTable {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The edge's table of http services (same lifetime as the route table).
+    pub fn edge(&self) -> &crate::EdgeTable {
+        &self.edge
     }
 
     /// Makes `routes` the app's live routes; returns the routes it replaced.

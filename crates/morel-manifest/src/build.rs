@@ -629,6 +629,17 @@ fn apply_section(
             command,
             health,
             warmup_s: sec.warmup_s.unwrap_or(0),
+            start_timeout_s: match sec.start_timeout_s {
+                Some(0) => {
+                    return Err(ManifestError::field(
+                        CONFIG_FILE,
+                        f("start_timeout_s"),
+                        "must be at least 1",
+                    ));
+                }
+                Some(t) => t,
+                None => 30,
+            },
         });
     } else if sec.command.is_some() || sec.health.is_some() {
         return Err(ManifestError::field(

@@ -99,6 +99,13 @@ pub struct HttpSpec {
     pub command: Vec<String>,
     pub health: String,
     pub warmup_s: u64,
+    /// How long an instance may take from start to a healthy answer before it counts as failed.
+    #[serde(default = "default_start_timeout_s")]
+    pub start_timeout_s: u64,
+}
+
+fn default_start_timeout_s() -> u64 {
+    30
 }
 
 impl ResourceSpec {

@@ -63,6 +63,7 @@ pub struct ResourceSection {
     pub command: Option<Vec<String>>,
     pub health: Option<String>,
     pub warmup_s: Option<u64>,
+    pub start_timeout_s: Option<u64>,
 }
 
 pub fn parse(text: &str) -> Result<ProjectConfig, crate::ManifestError> {

@@ -141,6 +141,12 @@ pub trait Store: Send + Sync + 'static {
     /// `QUEUED|RUNNING → CANCELLED`; false when it had already finished.
     async fn cancel_execution(&self, id: &str) -> Result<bool>;
     async fn list_executions(&self, function_id: &str, limit: i64) -> Result<Vec<ExecutionRow>>;
+
+    // Budgets and scale of apps (seed 004).
+    async fn get_budget(&self, app: &AppKey) -> Result<Option<BudgetRow>>;
+    /// Inserts or replaces the app's whole row.
+    async fn put_budget(&self, row: &BudgetRow) -> Result<()>;
+    async fn delete_budget(&self, app: &AppKey) -> Result<()>;
 }
 
 /// An app's identity: namespace (the call path's prefix) and name (its suffix).

@@ -149,4 +149,20 @@ CREATE TABLE executions (
 CREATE INDEX executions_by_function ON executions (function_id, started_at);
 "#,
     ),
+    (
+        3,
+        r#"
+CREATE TABLE budgets (
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    max_instances BIGINT,
+    cpu_millis BIGINT,
+    memory_mb BIGINT,
+    scale_min BIGINT,
+    scale_max BIGINT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (namespace, app)
+);
+"#,
+    ),
 ];

@@ -261,3 +261,16 @@ pub struct ExecutionRow {
     pub started_at: i64,
     pub completed_at: Option<i64>,
 }
+
+/// An app's budget (seed 004 SetBudget) and scale (PublishPlan's min/max), one row per app.
+/// `None` means "not set". CPU is kept in thousandths of a core so the column stays an integer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BudgetRow {
+    pub app: AppKey,
+    pub max_instances: Option<i64>,
+    pub cpu_millis: Option<i64>,
+    pub memory_mb: Option<i64>,
+    pub scale_min: Option<i64>,
+    pub scale_max: Option<i64>,
+    pub updated_at: i64,
+}

@@ -16,7 +16,7 @@ use crate::args::{BuildArgs, DeployArgs};
 use crate::client::Client;
 use crate::settings;
 
-fn build_bundle(dir: &Path, name: Option<String>) -> Result<(Manifest, Packed)> {
+pub(crate) fn build_bundle(dir: &Path, name: Option<String>) -> Result<(Manifest, Packed)> {
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
@@ -275,6 +275,15 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
         None,
         &detail.functions,
     );
+    if !args.json {
+        for (name, _) in manifest
+            .resources
+            .iter()
+            .filter(|(_, r)| r.runtime == morel_core::Runtime::Http)
+        {
+            println!("  {name} (http service)  {}/{app}/", client.login.url);
+        }
+    }
     Ok(())
 }
 

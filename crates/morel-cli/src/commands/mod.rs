@@ -2,6 +2,7 @@ mod apps;
 mod deploy;
 mod functions;
 mod keys;
+mod services;
 mod up;
 
 use anyhow::Result;
@@ -23,6 +24,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Fn(c) => functions::run(c).await,
         Command::Compiler(a) => functions::compiler(a).await,
         Command::Doctor(j) => functions::doctor(j.json).await,
+        Command::Push(a) => services::push(a).await,
+        Command::Budget(c) => services::budget(c).await,
+        Command::Scale(a) => services::scale(a).await,
+        Command::Ps(a) => services::ps(a).await,
         Command::Login(a) => {
             crate::settings::save_login(&crate::settings::Login {
                 url: a.url.trim_end_matches('/').to_owned(),

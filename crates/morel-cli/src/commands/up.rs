@@ -67,6 +67,12 @@ pub async fn run(args: UpArgs) -> Result<()> {
         morel_compiler::Toolchains::detect(),
     )?;
     let routes = Arc::new(RouteTable::new());
+    routes.edge().set_domain(
+        args.edge_domain
+            .clone()
+            .or_else(|| std::env::var(morel_core::env_vars::MOREL_EDGE_DOMAIN).ok())
+            .filter(|d| !d.trim().is_empty()),
+    );
     let functions = morel_control::functions::Functions::new(store.clone(), engine);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(functions.clone().consume_results(stop.clone()));

@@ -6,6 +6,7 @@ mod bench_smoke;
 mod compat;
 mod dashboard;
 mod flows;
+mod http_services;
 mod lifecycle;
 mod manifest_apps;
 mod metacall_client;

@@ -5,6 +5,7 @@ pub mod apps;
 pub mod compat;
 pub mod functions;
 pub mod manifest;
+pub mod services;
 
 use std::sync::Arc;
 

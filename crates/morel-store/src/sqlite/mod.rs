@@ -3,6 +3,7 @@
 
 mod apps;
 mod blobs;
+mod budgets;
 mod instances;
 mod logs;
 mod queues;
@@ -298,5 +299,17 @@ impl Store for SqliteStore {
     }
     async fn list_executions(&self, function_id: &str, limit: i64) -> Result<Vec<ExecutionRow>> {
         wasm::list_executions(&self.pool, function_id, limit).await
+    }
+
+    async fn get_budget(&self, app: &AppKey) -> Result<Option<BudgetRow>> {
+        budgets::get(&self.pool, app).await
+    }
+
+    async fn put_budget(&self, row: &BudgetRow) -> Result<()> {
+        budgets::put(&self.pool, row).await
+    }
+
+    async fn delete_budget(&self, app: &AppKey) -> Result<()> {
+        budgets::delete(&self.pool, app).await
     }
 }

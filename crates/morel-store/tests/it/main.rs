@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod budgets;
 mod queues;
 
 use std::sync::Arc;
