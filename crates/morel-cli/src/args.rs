@@ -44,6 +44,77 @@ pub enum Command {
     Compiler(CompilerArgs),
     /// Report which function languages this machine can compile, and why not.
     Doctor(JsonFlag),
+    /// An app's environments: list, configure, remove.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// An environment's secrets (values are write-only).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// An environment's TLS certificate.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// List an app's environments with branch, release, status and URLs.
+    Ls {
+        app: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set config values (environment variables); rolls out a new release.
+    Set {
+        app: String,
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        pairs: Vec<String>,
+        #[arg(long, default_value = "production")]
+        env: String,
+    },
+    /// Remove a preview environment: stop its instances and delete its data.
+    Rm { app: String, env: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Set a secret (value from --value or stdin); restarts the environment's instances.
+    Set {
+        app: String,
+        key: String,
+        #[arg(long)]
+        value: Option<String>,
+        #[arg(long, default_value = "production")]
+        env: String,
+    },
+    /// List secret names and update times (never values).
+    Ls {
+        app: String,
+        #[arg(long, default_value = "production")]
+        env: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret; restarts the environment's instances.
+    Rm {
+        app: String,
+        key: String,
+        #[arg(long, default_value = "production")]
+        env: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Add (or replace) an environment's certificate from PEM files.
+    Add {
+        app: String,
+        #[arg(long, default_value = "production")]
+        env: String,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +176,15 @@ pub struct UpArgs {
     /// Do not run the compiler service in this process (run `morel compiler` elsewhere).
     #[arg(long)]
     pub no_compiler: bool,
+    /// Serve environments by host name: `{app}.DOMAIN` and `{env}--{app}.DOMAIN`.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Also serve HTTPS here, with each environment's certificate chosen by SNI.
+    #[arg(long)]
+    pub tls_listen: Option<SocketAddr>,
+    /// Keep the bundles of this many newest releases per environment (0: keep all).
+    #[arg(long, default_value_t = 10)]
+    pub keep_releases: usize,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +208,15 @@ pub struct DeployArgs {
     /// Project directory.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// Deploy a git repository's branch instead (https, ssh or file URL); the server clones it.
+    #[arg(long, value_name = "URL")]
+    pub git: Option<String>,
+    /// With --git: the branch (default: the app's main branch → production).
+    #[arg(long, requires = "git")]
+    pub branch: Option<String>,
+    /// With --git: make this the app's main branch (the one that deploys to production).
+    #[arg(long, requires = "git")]
+    pub main_branch: Option<String>,
     #[arg(long)]
     pub name: Option<String>,
     /// Environment to deploy into.
@@ -187,6 +276,9 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     pub app: String,
+    /// The environment to roll back.
+    #[arg(long, default_value = "production")]
+    pub env: String,
     /// The release to re-activate, e.g. v1.
     #[arg(long)]
     pub to: Option<String>,

@@ -9,12 +9,16 @@ pub mod api;
 mod auth;
 pub mod config;
 pub mod deploy;
+pub mod environments;
 mod error;
 mod extract;
 pub mod functions;
 mod git;
+pub mod git_deploy;
 pub mod jobs;
+pub mod secrets;
 mod server;
+pub mod tls;
 mod views;
 
 pub use auth::Token;

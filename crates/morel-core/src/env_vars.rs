@@ -23,3 +23,8 @@ pub const INSTANCE_ENV: &str = "MOREL_ENV";
 pub const INSTANCE_RESOURCE: &str = "MOREL_RESOURCE";
 /// Set in every instance: the gateway URL, for cross-function calls.
 pub const INSTANCE_GATEWAY: &str = "MOREL_GATEWAY_URL";
+
+/// Test hook for the e2e suite: the git deploy worker stops for good after recording the
+/// step of this name (e.g. `environment`), so a test can kill the server mid-deploy and
+/// check that the next server resumes it. Never set in normal operation.
+pub const MOREL_TEST_DEPLOY_HOLD_AFTER: &str = "MOREL_TEST_DEPLOY_HOLD_AFTER";

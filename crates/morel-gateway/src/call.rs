@@ -56,7 +56,14 @@ async fn call(
     Path((prefix, app, version, func)): Path<(String, String, String, String)>,
     body: Body,
 ) -> Response {
-    let Some(routes) = gw.routes.get(&prefix, &app) else {
+    // An environment name other than the production one's addresses a preview.
+    let preview = gw
+        .routes
+        .get(&prefix, &app)
+        .is_none_or(|r| r.env != version)
+        .then(|| gw.routes.get_env(&prefix, &app, &version))
+        .flatten();
+    let Some(routes) = preview.or_else(|| gw.routes.get(&prefix, &app)) else {
         return error(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -104,9 +111,19 @@ async fn app_route(
     State(gw): State<Gw>,
     method: axum::http::Method,
     uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
     let path = uri.path();
+    // An environment's own host name (`{env}--{app}.{domain}`) serves its routes at `{path}`.
+    if let Some(routes) = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| gw.routes.by_host(h))
+    {
+        let label = format!("{}@{}", routes.env, uri.host().unwrap_or("host"));
+        return serve_route(&gw, &routes, method, path.to_owned(), &label, body).await;
+    }
     let (app, rest) = match path.trim_start_matches('/').split_once('/') {
         Some((a, r)) => (a, format!("/{r}")),
         None => (path.trim_start_matches('/'), "/".to_owned()),
@@ -115,7 +132,14 @@ async fn app_route(
     let (app, env) = app
         .split_once('@')
         .map_or((app, None), |(a, e)| (a, Some(e)));
-    let Some(routes) = gw.routes.get("default", app) else {
+    let preview = env.and_then(|e| {
+        gw.routes
+            .get("default", app)
+            .is_none_or(|r| r.env != e)
+            .then(|| gw.routes.get_env("default", app, e))
+            .flatten()
+    });
+    let Some(routes) = preview.or_else(|| gw.routes.get("default", app)) else {
         return error(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -129,6 +153,18 @@ async fn app_route(
             format!("app {app} has no environment {:?}", env.unwrap_or_default()),
         );
     }
+    serve_route(&gw, &routes, method, rest, app, body).await
+}
+
+/// Serves `METHOD rest` from an app's (or environment's) manifest routes.
+async fn serve_route(
+    gw: &Gw,
+    routes: &crate::AppRoutes,
+    method: axum::http::Method,
+    rest: String,
+    app: &str,
+    body: Body,
+) -> Response {
     let key = format!("{method} {rest}");
     let Some(func) = routes.http.get(&key) else {
         let allowed: Vec<&str> = routes

@@ -11,4 +11,4 @@ mod routes;
 
 pub use args::{CallArgs, bind_args};
 pub use call::{CallFailure, CallLimits, call_function, router};
-pub use routes::{AppRoutes, FnRoute, RouteTable};
+pub use routes::{AppRoutes, FnRoute, PRODUCTION, RouteTable, environment_host};

@@ -1,5 +1,6 @@
 mod apps;
 mod deploy;
+mod environments;
 mod functions;
 mod keys;
 mod up;
@@ -23,6 +24,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Fn(c) => functions::run(c).await,
         Command::Compiler(a) => functions::compiler(a).await,
         Command::Doctor(j) => functions::doctor(j.json).await,
+        Command::Env(c) => environments::env(c).await,
+        Command::Secrets(c) => environments::secrets(c).await,
+        Command::Certs(c) => environments::certs(c).await,
         Command::Login(a) => {
             crate::settings::save_login(&crate::settings::Login {
                 url: a.url.trim_end_matches('/').to_owned(),

@@ -361,6 +361,9 @@ pub struct Rollback {
     /// Release number to re-activate; default: the previous one.
     #[serde(default)]
     pub release: Option<i64>,
+    /// The environment to roll back (default: production).
+    #[serde(default)]
+    pub env: Option<String>,
 }
 
 pub async fn rollback(
@@ -370,10 +373,17 @@ pub async fn rollback(
 ) -> Result<Response, ApiError> {
     let key = app_key(&app)?;
     let req: Rollback = if body.is_empty() {
-        Rollback { release: None }
+        Rollback {
+            release: None,
+            env: None,
+        }
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("expected {{\"release\": N}}: {e}")))?
+    };
+    let key = match &req.env {
+        Some(env) => st.envs.host_for(&key, env).await?,
+        None => key,
     };
     let release = st.deployer.rollback(&key, req.release).await?;
     Ok((StatusCode::ACCEPTED, Json(ReleaseView::from(&release))).into_response())
