@@ -264,7 +264,9 @@ impl Environments {
         if let Some(e) = self.store().get_environment(app, env).await? {
             return Ok(e);
         }
-        if env == PRODUCTION && let Some(a) = self.store().get_app(app).await? {
+        if env == PRODUCTION
+            && let Some(a) = self.store().get_app(app).await?
+        {
             return Ok(EnvironmentRow {
                 app: app.clone(),
                 name: PRODUCTION.into(),

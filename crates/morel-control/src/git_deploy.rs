@@ -179,7 +179,9 @@ impl Environments {
     }
 
     async fn record(&self, d: &DeployRow, step: &str, detail: String) -> Result<(), ApiError> {
-        self.store_().record_deploy_step(&d.id, step, &detail).await?;
+        self.store_()
+            .record_deploy_step(&d.id, step, &detail)
+            .await?;
         self.deployer
             .logs
             .event(&d.app, format!("deploy {}: {step}: {detail}", short(&d.id)));
@@ -228,8 +230,12 @@ impl Environments {
             }
         };
         if !done.contains("build") {
-            self.record(d, "build", format!("cloned {branch}; bundle {}", digest.short()))
-                .await?;
+            self.record(
+                d,
+                "build",
+                format!("cloned {branch}; bundle {}", digest.short()),
+            )
+            .await?;
         }
 
         // 3. Does the environment exist? Create it if not.
@@ -252,10 +258,7 @@ impl Environments {
             created_at: now,
             updated_at: now,
         });
-        if created
-            && env != PRODUCTION
-            && self.store_().get_app(&host).await?.is_some()
-        {
+        if created && env != PRODUCTION && self.store_().get_app(&host).await?.is_some() {
             return Err(ApiError::bad_request(format!(
                 "environment {env} of {} would collide with the app named {}",
                 app.name, host.name
@@ -273,7 +276,8 @@ impl Environments {
         self.store_().upsert_environment(&row).await?;
         if !done.contains("environment") {
             let what = if created { "created" } else { "exists" };
-            self.record(d, "environment", format!("{env} {what}")).await?;
+            self.record(d, "environment", format!("{env} {what}"))
+                .await?;
         }
 
         // 4. Attach its address.
@@ -290,7 +294,11 @@ impl Environments {
             let detail = format!(
                 "{secrets} secret{}, {}",
                 if secrets == 1 { "" } else { "s" },
-                if cert { "certificate loaded" } else { "no certificate" }
+                if cert {
+                    "certificate loaded"
+                } else {
+                    "no certificate"
+                }
             );
             self.record(d, "secrets", detail).await?;
         }
@@ -315,7 +323,12 @@ impl Environments {
             }
             None => {
                 // Keep the environment's config (`morel env set`) across deploys.
-                let config = match self.store_().get_app(&host).await?.and_then(|a| a.active_release) {
+                let config = match self
+                    .store_()
+                    .get_app(&host)
+                    .await?
+                    .and_then(|a| a.active_release)
+                {
                     Some(n) => self
                         .store_()
                         .get_release(&host, n)
@@ -346,7 +359,8 @@ impl Environments {
             )));
         }
         if !done.contains("instances") {
-            self.record(d, "instances", format!("v{} ready", r.number)).await?;
+            self.record(d, "instances", format!("v{} ready", r.number))
+                .await?;
         }
 
         // 7. Record the environment's URL.
@@ -362,7 +376,8 @@ impl Environments {
             }
         }
         if !done.contains("url") {
-            self.record(d, "url", row.url.clone().unwrap_or_default()).await?;
+            self.record(d, "url", row.url.clone().unwrap_or_default())
+                .await?;
         }
         Ok(())
     }
@@ -393,7 +408,10 @@ impl Environments {
         let mut i = 2;
         while taken(&name) || check_env_name(&name).is_err() {
             let suffix = format!("-{i}");
-            let stem: String = base.chars().take(max.saturating_sub(suffix.len())).collect();
+            let stem: String = base
+                .chars()
+                .take(max.saturating_sub(suffix.len()))
+                .collect();
             name = format!("{}{suffix}", stem.trim_end_matches('-'));
             i += 1;
             if i > 1000 {
@@ -437,7 +455,11 @@ fn short(id: &str) -> &str {
 /// the server mid-deploy). Unset in normal operation.
 async fn hold_after(step: &str) {
     if std::env::var(morel_core::env_vars::MOREL_TEST_DEPLOY_HOLD_AFTER).as_deref() == Ok(step) {
-        tracing::warn!(step, "holding the deploy worker ({} is set)", morel_core::env_vars::MOREL_TEST_DEPLOY_HOLD_AFTER);
+        tracing::warn!(
+            step,
+            "holding the deploy worker ({} is set)",
+            morel_core::env_vars::MOREL_TEST_DEPLOY_HOLD_AFTER
+        );
         std::future::pending::<()>().await;
     }
 }
@@ -468,7 +490,10 @@ pub async fn run_deploys(envs: Arc<Environments>, mut stop: tokio::sync::watch::
         if m.read_ct > MAX_READS {
             if let Ok(Some(mut d)) = store.get_deploy(&msg.deploy_id).await {
                 d.status = DeployStatus::Failed;
-                d.error = Some(format!("deploy was picked up {} times without finishing", m.read_ct - 1));
+                d.error = Some(format!(
+                    "deploy was picked up {} times without finishing",
+                    m.read_ct - 1
+                ));
                 let _ = store.update_deploy(&d).await;
             }
             let _ = store.queue_archive(DEPLOYS_QUEUE, m.msg_id, true).await;
@@ -479,7 +504,9 @@ pub async fn run_deploys(envs: Arc<Environments>, mut stop: tokio::sync::watch::
         let renew = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis((LEASE_MS / 3) as u64)).await;
-                let _ = renew_store.queue_set_vt(DEPLOYS_QUEUE, m.msg_id, LEASE_MS).await;
+                let _ = renew_store
+                    .queue_set_vt(DEPLOYS_QUEUE, m.msg_id, LEASE_MS)
+                    .await;
             }
         });
         let result = envs.walk(&msg.deploy_id).await;
@@ -488,7 +515,9 @@ pub async fn run_deploys(envs: Arc<Environments>, mut stop: tokio::sync::watch::
             Ok(()) => {
                 let _ = store.queue_delete(DEPLOYS_QUEUE, m.msg_id).await;
             }
-            Err(e) => tracing::warn!(deploy = %msg.deploy_id, error = %e.message, "deploy worker error; will retry"),
+            Err(e) => {
+                tracing::warn!(deploy = %msg.deploy_id, error = %e.message, "deploy worker error; will retry")
+            }
         }
     }
 }

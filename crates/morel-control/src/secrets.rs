@@ -69,7 +69,9 @@ impl SecretBox {
         if slot.is_none() {
             *slot = Some(self.load_or_create()?);
         }
-        let key = slot.as_ref().ok_or_else(|| SecretError::BadKeyFile(self.path.clone()))?;
+        let key = slot
+            .as_ref()
+            .ok_or_else(|| SecretError::BadKeyFile(self.path.clone()))?;
         Ok(ChaCha20Poly1305::new(Key::from_slice(key)))
     }
 
@@ -170,7 +172,10 @@ mod tests {
         let sealed = b.seal("a", b"hunter2").unwrap();
         assert!(!sealed.contains("hunter2"));
         assert_eq!(b.open("a", &sealed).unwrap(), b"hunter2");
-        assert!(b.open("b", &sealed).is_err(), "a value must not open in another slot");
+        assert!(
+            b.open("b", &sealed).is_err(),
+            "a value must not open in another slot"
+        );
         // A second box on the same file (a restart) opens it; another key does not.
         assert_eq!(SecretBox::new(path).open("a", &sealed).unwrap(), b"hunter2");
         let other = SecretBox::new(dir.path().join("other.key"));

@@ -90,9 +90,7 @@ pub async fn env(cmd: EnvCommand) -> Result<()> {
     let client = Client::from_settings()?;
     match cmd {
         EnvCommand::Ls { app, json } => {
-            let envs: Vec<Value> = client
-                .get(&format!("/api/apps/{app}/environments"))
-                .await?;
+            let envs: Vec<Value> = client.get(&format!("/api/apps/{app}/environments")).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&envs)?);
                 return Ok(());
@@ -245,7 +243,9 @@ pub async fn certs(cmd: CertsCommand) -> Result<()> {
                         .json(&json!({ "cert_pem": cert_pem, "key_pem": key_pem })),
                 )
                 .await
-                .with_context(|| format!("certificate {} / key {}", cert.display(), key.display()))?;
+                .with_context(|| {
+                    format!("certificate {} / key {}", cert.display(), key.display())
+                })?;
             let hosts: Vec<&str> = r["hosts"]
                 .as_array()
                 .into_iter()

@@ -107,12 +107,18 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .boot()
         .await
         .map_err(|e| anyhow::anyhow!("restoring deployments: {}", e.message))?;
-    let envs =
-        morel_control::environments::Environments::new(deployer.clone(), cfg.domain.clone(), tls_url.clone());
+    let envs = morel_control::environments::Environments::new(
+        deployer.clone(),
+        cfg.domain.clone(),
+        tls_url.clone(),
+    );
     envs.boot()
         .await
         .map_err(|e| anyhow::anyhow!("restoring environments: {}", e.message))?;
-    tokio::spawn(morel_control::git_deploy::run_deploys(envs.clone(), stop_jobs.clone()));
+    tokio::spawn(morel_control::git_deploy::run_deploys(
+        envs.clone(),
+        stop_jobs.clone(),
+    ));
     tokio::spawn(morel_control::jobs::run_jobs(
         deployer.clone(),
         16,
@@ -146,8 +152,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         let router = server.router();
         let certs = envs.certs.clone();
         tokio::spawn(async move {
-            if let Err(e) =
-                morel_control::tls::serve_tls(l, router, certs, shutdown_signal()).await
+            if let Err(e) = morel_control::tls::serve_tls(l, router, certs, shutdown_signal()).await
             {
                 tracing::error!(error = %e, "the TLS listener stopped");
             }

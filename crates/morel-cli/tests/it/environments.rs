@@ -42,7 +42,12 @@ impl Repo {
     fn git(&self, args: &[&str]) {
         std::fs::create_dir_all(self.path()).unwrap();
         let out = Command::new("git")
-            .args(["-c", "user.name=Test", "-c", "user.email=test@example.invalid"])
+            .args([
+                "-c",
+                "user.name=Test",
+                "-c",
+                "user.email=test@example.invalid",
+            ])
             .args(["-c", "commit.gpgsign=false"])
             .args(args)
             .current_dir(self.path())
@@ -121,7 +126,10 @@ async fn info(s: &MorelServer, env: &str) -> (u16, Value) {
     let resp = s.http().post(url).body("[]").send().await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn info_ok(s: &MorelServer, env: &str) -> Value {
@@ -131,7 +139,12 @@ async fn info_ok(s: &MorelServer, env: &str) -> Value {
 }
 
 /// Waits until `info` of `env` satisfies `check` (a rollout finished).
-async fn wait_info(s: &MorelServer, env: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+async fn wait_info(
+    s: &MorelServer,
+    env: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     wait_for(LIMIT, what, || async {
         let (status, body) = info(s, env).await;
         (status == 200 && check(&body)).then_some(body)
@@ -194,9 +207,23 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
 
     // main → production; the CLI streams each of seed 003's steps.
     let (stdout, stderr) = deploy_git(&s, &repo.url(), None);
-    assert!(stdout.contains("deployed webapp to production (v1)"), "{stdout}");
-    for step in ["resolve", "build", "environment", "address", "secrets", "instances", "url"] {
-        assert!(stderr.contains(&format!("✓ {step}")), "step {step} not streamed:\n{stderr}");
+    assert!(
+        stdout.contains("deployed webapp to production (v1)"),
+        "{stdout}"
+    );
+    for step in [
+        "resolve",
+        "build",
+        "environment",
+        "address",
+        "secrets",
+        "instances",
+        "url",
+    ] {
+        assert!(
+            stderr.contains(&format!("✓ {step}")),
+            "step {step} not streamed:\n{stderr}"
+        );
     }
     let prod = info_ok(&s, "production").await;
     assert_eq!(prod["marker"], "main-1");
@@ -249,8 +276,15 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
         b["secret"] == "login-secret-value"
     })
     .await;
-    assert_ne!(login["pid"].as_i64().unwrap(), login_pid, "a secret change must restart");
-    wait_info(&s, "fix-2", "the fix secret", |b| b["secret"] == "fix-secret-value").await;
+    assert_ne!(
+        login["pid"].as_i64().unwrap(),
+        login_pid,
+        "a secret change must restart"
+    );
+    wait_info(&s, "fix-2", "the fix secret", |b| {
+        b["secret"] == "fix-secret-value"
+    })
+    .await;
     assert_eq!(info_ok(&s, "production").await["secret"], Value::Null);
     // Rotation: a new value rolls the instances again.
     let before = login["pid"].as_i64().unwrap();
@@ -270,11 +304,18 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
     let envs_text = serde_json::to_string(&environments(&s).await).unwrap();
     let db = std::fs::read(s.state_dir.join("morel.db")).unwrap();
     let wal = std::fs::read(s.state_dir.join("morel.db-wal")).unwrap_or_default();
-    for value in ["login-secret-value", "login-rotated-value", "fix-secret-value"] {
+    for value in [
+        "login-secret-value",
+        "login-rotated-value",
+        "fix-secret-value",
+    ] {
         assert!(!out.contains(value) && !envs_text.contains(value));
         assert!(!s.log().contains(value), "secret {value} in the server log");
         let found = |hay: &[u8]| hay.windows(value.len()).any(|w| w == value.as_bytes());
-        assert!(!found(&db) && !found(&wal), "secret {value} stored in plain text");
+        assert!(
+            !found(&db) && !found(&wal),
+            "secret {value} stored in plain text"
+        );
     }
 
     // `env ls` shows each environment's branch, release, status and URLs.
@@ -292,11 +333,19 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert!(urls.iter().any(|u| u.ends_with("/default/webapp/feature-login/call/")));
-    assert!(urls.iter().any(|u| u.contains("feature-login--webapp.morel.test")));
+    assert!(
+        urls.iter()
+            .any(|u| u.ends_with("/default/webapp/feature-login/call/"))
+    );
+    assert!(
+        urls.iter()
+            .any(|u| u.contains("feature-login--webapp.morel.test"))
+    );
     assert_eq!(env_named(&envs, "production")["branch"], "main");
     let table = s.cli_ok(&["env", "ls", APP]);
-    assert!(table.contains("feature-login") && table.contains("fix-2") && table.contains("production"));
+    assert!(
+        table.contains("feature-login") && table.contains("fix-2") && table.contains("production")
+    );
 
     // A push to a branch redeploys its environment: same environment, new release, new instances.
     repo.push("feature/Login", "login-2");
@@ -305,13 +354,30 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
     assert!(stdout.contains("to feature-login (v2)"), "{stdout}");
     let login = info_ok(&s, "feature-login").await;
     assert_eq!(login["marker"], "login-2");
-    assert_eq!(login["secret"], "login-rotated-value", "secrets survive a redeploy");
-    assert_ne!(login["pid"].as_i64().unwrap(), pid, "a redeploy replaces the instances");
+    assert_eq!(
+        login["secret"], "login-rotated-value",
+        "secrets survive a redeploy"
+    );
+    assert_ne!(
+        login["pid"].as_i64().unwrap(),
+        pid,
+        "a redeploy replaces the instances"
+    );
     assert_eq!(environments(&s).await.len(), 3);
 
     // Config values per environment: a new release with the variable.
-    s.cli_ok(&["env", "set", APP, "GREETING=hello-login", "--env", "feature-login"]);
-    wait_info(&s, "feature-login", "the config value", |b| b["greeting"] == "hello-login").await;
+    s.cli_ok(&[
+        "env",
+        "set",
+        APP,
+        "GREETING=hello-login",
+        "--env",
+        "feature-login",
+    ]);
+    wait_info(&s, "feature-login", "the config value", |b| {
+        b["greeting"] == "hello-login"
+    })
+    .await;
     assert_eq!(info_ok(&s, "fix-2").await["greeting"], Value::Null);
 
     // Rollback of one environment re-activates its older release; the others stay.
@@ -329,7 +395,9 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
     .await;
     let envs = environments(&s).await;
     assert_eq!(envs.len(), 2, "{envs:?}");
-    let (status, _) = s.get(&format!("/api/apps/{APP}/environments/fix-2/secrets")).await;
+    let (status, _) = s
+        .get(&format!("/api/apps/{APP}/environments/fix-2/secrets"))
+        .await;
     assert_eq!(status, 404, "the preview's secrets must be gone");
     let host_status = http
         .get(format!("{}/info", s.url))
@@ -351,7 +419,14 @@ fn make_cert(dir: &Path, name: &str, host: &str) -> (PathBuf, PathBuf) {
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
         .args(["-nodes", "-days", "2", "-subj"])
         .arg(format!("/CN={host}"))
         .arg("-addext")
@@ -362,7 +437,11 @@ fn make_cert(dir: &Path, name: &str, host: &str) -> (PathBuf, PathBuf) {
         .arg(&cert)
         .output()
         .unwrap();
-    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (cert, key)
 }
 
@@ -414,17 +493,29 @@ async fn https_picks_each_environments_certificate_by_sni() {
 
     // A mismatched pair and a file that is not a certificate are refused with the reason.
     let out = s.cli(&[
-        "certs", "add", APP, "--env", "preview-a",
-        "--cert", prev_cert.to_str().unwrap(),
-        "--key", prod_key.to_str().unwrap(),
+        "certs",
+        "add",
+        APP,
+        "--env",
+        "preview-a",
+        "--cert",
+        prev_cert.to_str().unwrap(),
+        "--key",
+        prod_key.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("does not match the certificate"), "{err}");
     let out = s.cli(&[
-        "certs", "add", APP, "--env", "preview-a",
-        "--cert", prev_key.to_str().unwrap(),
-        "--key", prev_key.to_str().unwrap(),
+        "certs",
+        "add",
+        APP,
+        "--env",
+        "preview-a",
+        "--cert",
+        prev_key.to_str().unwrap(),
+        "--key",
+        prev_key.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no PEM CERTIFICATE"));
@@ -432,23 +523,39 @@ async fn https_picks_each_environments_certificate_by_sni() {
     assert!(!curl_https(preview_host, port, "/info", &prev_cert).0);
 
     let out = s.cli_ok(&[
-        "certs", "add", APP, "--env", "preview-a",
-        "--cert", prev_cert.to_str().unwrap(),
-        "--key", prev_key.to_str().unwrap(),
+        "certs",
+        "add",
+        APP,
+        "--env",
+        "preview-a",
+        "--cert",
+        prev_cert.to_str().unwrap(),
+        "--key",
+        prev_key.to_str().unwrap(),
     ]);
     assert!(out.contains(preview_host), "{out}");
     s.cli_ok(&[
-        "certs", "add", APP,
-        "--cert", prod_cert.to_str().unwrap(),
-        "--key", prod_key.to_str().unwrap(),
+        "certs",
+        "add",
+        APP,
+        "--cert",
+        prod_cert.to_str().unwrap(),
+        "--key",
+        prod_key.to_str().unwrap(),
     ]);
     // Each host name gets its own certificate (curl verifies it against the name) and content.
     let (ok, body) = curl_https(preview_host, port, "/info", &prev_cert);
     assert!(ok, "{body}\n{}", s.log());
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["marker"], "preview-a-1");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["marker"],
+        "preview-a-1"
+    );
     let (ok, body) = curl_https(prod_host, port, "/info", &prod_cert);
     assert!(ok, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["marker"], "main-1");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["marker"],
+        "main-1"
+    );
     // The preview's certificate is not the production one's.
     assert!(!curl_https(prod_host, port, "/info", &prev_cert).0);
     let envs = environments(&s).await;
@@ -458,7 +565,10 @@ async fn https_picks_each_environments_certificate_by_sni() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|u| u.as_str().unwrap().starts_with(&format!("https://{preview_host}:{port}")))
+            .any(|u| u
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("https://{preview_host}:{port}")))
     );
 }
 
@@ -495,7 +605,10 @@ async fn a_killed_server_resumes_the_queued_deploy_without_duplicates() {
     let s = MorelServer::start_with(&bin(), dirs);
     let d = wait_for(LIMIT, "the resumed deploy", || async {
         let (_, d) = s.get(&format!("/api/deploys/{id}")).await;
-        d["status"].as_str().is_some_and(|st| st == "succeeded" || st == "failed").then_some(d)
+        d["status"]
+            .as_str()
+            .is_some_and(|st| st == "succeeded" || st == "failed")
+            .then_some(d)
     })
     .await;
     assert_eq!(d["status"], "succeeded", "{d}\n{}", s.log());
@@ -508,7 +621,15 @@ async fn a_killed_server_resumes_the_queued_deploy_without_duplicates() {
         .collect();
     assert_eq!(
         steps,
-        ["resolve", "build", "environment", "address", "secrets", "instances", "url"]
+        [
+            "resolve",
+            "build",
+            "environment",
+            "address",
+            "secrets",
+            "instances",
+            "url"
+        ]
     );
     assert_eq!(info_ok(&s, "production").await["marker"], "main-1");
     let (_, releases) = s.get(&format!("/api/apps/{APP}/releases")).await;
@@ -526,25 +647,67 @@ async fn bad_git_deploys_get_clear_errors_and_create_nothing() {
     for args in [
         vec!["init", "-q", "-b", "main"],
         vec!["add", "-A"],
-        vec!["-c", "user.name=T", "-c", "user.email=t@e.invalid", "commit", "-q", "-m", "docs"],
+        vec![
+            "-c",
+            "user.name=T",
+            "-c",
+            "user.email=t@e.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "docs",
+        ],
     ] {
-        assert!(Command::new("git").args(&args).current_dir(&empty_repo).status().unwrap().success());
+        assert!(
+            Command::new("git")
+                .args(&args)
+                .current_dir(&empty_repo)
+                .status()
+                .unwrap()
+                .success()
+        );
     }
     let s = MorelServer::start(&bin());
     let marker = std::env::temp_dir().join(format!("morel-injected-{}", std::process::id()));
     let cases: Vec<(Value, &str)> = vec![
-        (json!({"repo_url": format!("--upload-pack=touch {}", marker.display())}), "is not allowed"),
-        (json!({"repo_url": format!("ext::sh -c touch% {}", marker.display())}), "is not allowed"),
-        (json!({"repo_url": "http://example.invalid/x.git"}), "must use one of"),
-        (json!({"repo_url": repo.url(), "branch": "--upload-pack=x"}), "is not valid"),
-        (json!({"repo_url": repo.url(), "branch": "main;touch x"}), "is not valid"),
-        (json!({"repo_url": "file:///nonexistent/repo.git"}), "cannot be read"),
-        (json!({"repo_url": repo.url(), "branch": "no-such-branch"}), "does not exist"),
-        (json!({"repo_url": repo.url(), "app": "Bad Name"}), "invalid app name"),
+        (
+            json!({"repo_url": format!("--upload-pack=touch {}", marker.display())}),
+            "is not allowed",
+        ),
+        (
+            json!({"repo_url": format!("ext::sh -c touch% {}", marker.display())}),
+            "is not allowed",
+        ),
+        (
+            json!({"repo_url": "http://example.invalid/x.git"}),
+            "must use one of",
+        ),
+        (
+            json!({"repo_url": repo.url(), "branch": "--upload-pack=x"}),
+            "is not valid",
+        ),
+        (
+            json!({"repo_url": repo.url(), "branch": "main;touch x"}),
+            "is not valid",
+        ),
+        (
+            json!({"repo_url": "file:///nonexistent/repo.git"}),
+            "cannot be read",
+        ),
+        (
+            json!({"repo_url": repo.url(), "branch": "no-such-branch"}),
+            "does not exist",
+        ),
+        (
+            json!({"repo_url": repo.url(), "app": "Bad Name"}),
+            "invalid app name",
+        ),
         (json!({"repo_url": repo.url(), "bogus": 1}), "unknown field"),
     ];
     for (body, expected) in cases {
-        let (status, resp) = s.api(reqwest::Method::POST, "/api/deploys", Some(body.clone())).await;
+        let (status, resp) = s
+            .api(reqwest::Method::POST, "/api/deploys", Some(body.clone()))
+            .await;
         assert_eq!(status, 400, "{body}: {resp}");
         let msg = resp["error"].as_str().unwrap_or_default();
         assert!(msg.contains(expected), "{body}: {msg}");
@@ -553,7 +716,9 @@ async fn bad_git_deploys_get_clear_errors_and_create_nothing() {
     // The CLI shows the same reason.
     let out = s.cli(&["deploy", "--git", &repo.url(), "--branch", "no-such-branch"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("branch \"no-such-branch\" does not exist"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("branch \"no-such-branch\" does not exist")
+    );
 
     // A repository with nothing to deploy fails in the build step, before any environment.
     let url = format!("file://{}", empty_repo.display());

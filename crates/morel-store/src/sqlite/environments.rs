@@ -101,7 +101,11 @@ pub async fn delete_environment(pool: &SqlitePool, app: &AppKey, name: &str) -> 
     let mut tx = pool.begin().await.ctx("begin delete environment")?;
     let mut existed = false;
     for table in ["environments", "secrets", "certificates"] {
-        let column = if table == "environments" { "name" } else { "env" };
+        let column = if table == "environments" {
+            "name"
+        } else {
+            "env"
+        };
         let sql = format!("DELETE FROM {table} WHERE namespace = ? AND app = ? AND {column} = ?");
         let res = sqlx::query(&sql)
             .bind(app.namespace.as_str())
@@ -271,14 +275,15 @@ pub async fn list_secrets(pool: &SqlitePool, app: &AppKey, env: &str) -> Result<
 }
 
 pub async fn delete_secret(pool: &SqlitePool, app: &AppKey, env: &str, name: &str) -> Result<bool> {
-    let res = sqlx::query("DELETE FROM secrets WHERE namespace = ? AND app = ? AND env = ? AND name = ?")
-        .bind(app.namespace.as_str())
-        .bind(app.name.as_str())
-        .bind(env)
-        .bind(name)
-        .execute(pool)
-        .await
-        .ctx("delete secret")?;
+    let res =
+        sqlx::query("DELETE FROM secrets WHERE namespace = ? AND app = ? AND env = ? AND name = ?")
+            .bind(app.namespace.as_str())
+            .bind(app.name.as_str())
+            .bind(env)
+            .bind(name)
+            .execute(pool)
+            .await
+            .ctx("delete secret")?;
     Ok(res.rows_affected() > 0)
 }
 
