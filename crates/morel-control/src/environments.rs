@@ -492,6 +492,17 @@ impl Environments {
         Ok(())
     }
 
+    /// Host app keys of every preview environment.
+    pub async fn preview_hosts(&self) -> Result<std::collections::HashSet<AppKey>, ApiError> {
+        let mut out = std::collections::HashSet::new();
+        for e in self.store().list_environments(None).await? {
+            if e.kind == EnvironmentKind::Preview {
+                out.insert(host_key(&e.app, &e.name)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The host app key for rollback and other per-environment release operations.
     pub async fn host_for(&self, app: &AppKey, env: &str) -> Result<AppKey, ApiError> {
         self.get(app, env).await?;

@@ -268,6 +268,32 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
         assert_eq!(by_host["marker"], marker, "Host {host}");
     }
 
+    // Async runs reach the preview too.
+    let (status, queued) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("/default/{APP}/fix-2/run/info"),
+            Some(json!([])),
+        )
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let job = queued["id"].as_str().unwrap().to_owned();
+    let done = wait_for(LIMIT, "the preview's job", || async {
+        let (_, e) = s.get(&format!("/api/executions/{job}")).await;
+        (e["status"] == "COMPLETED").then_some(e)
+    })
+    .await;
+    assert_eq!(done["output"]["marker"], "fix-1", "{done}");
+    // Previews are listed under their app, not as apps of their own.
+    let (_, apps) = s.get("/api/apps").await;
+    let names: Vec<&str> = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(names, [APP]);
+
     // Separate secrets per environment; setting one restarts that environment's instances.
     let login_pid = login["pid"].as_i64().unwrap();
     secret_set(&s, "feature-login", "API_KEY", "login-secret-value");

@@ -120,8 +120,13 @@ pub async fn get_release(
 
 pub async fn list_apps(State(st): State<AppState>) -> Result<Json<Vec<AppSummary>>, ApiError> {
     let store = &st.deployer.store;
+    // A preview environment's host app (`{app}--{env}`) is listed under its app's environments.
+    let hosts = st.envs.preview_hosts().await?;
     let mut out = Vec::new();
     for app in store.list_apps().await? {
+        if hosts.contains(&app.key) {
+            continue;
+        }
         let releases = store.list_releases(&app.key).await?;
         out.push(AppSummary::new(
             &app,

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod environments;
 mod queues;
 
 use std::sync::Arc;
