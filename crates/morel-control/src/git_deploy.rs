@@ -304,6 +304,23 @@ impl Environments {
         }
 
         // 6. Create or replace the instances: one release per deploy, reused on resume.
+        if d.release.is_none() {
+            // A crash right after creating the release, before recording it: reuse that one.
+            let orphan = self
+                .store_()
+                .list_releases(&host)
+                .await?
+                .into_iter()
+                .rev()
+                .find(|r| r.digest == digest && r.env == env && r.created_at >= d.created_at);
+            if let Some(r) = orphan {
+                d.release = Some(r.number);
+                self.store_().update_deploy(d).await?;
+                if !r.status.is_terminal() {
+                    self.deployer.spawn_rollout(r);
+                }
+            }
+        }
         let release = match d.release {
             Some(n) => {
                 let r = self

@@ -760,3 +760,37 @@ async fn bad_git_deploys_get_clear_errors_and_create_nothing() {
     deploy_git(&s, &repo.url(), None);
     assert_eq!(info_ok(&s, "production").await["marker"], "main-1");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_prunes_bundles_of_older_releases() {
+    let repo = Repo::new();
+    let s = MorelServer::start_with_args(
+        &bin(),
+        Arc::new(tempfile::tempdir().unwrap()),
+        &["--keep-releases", "1"],
+    );
+    deploy_git(&s, &repo.url(), None);
+    let bundles = |s: &MorelServer| {
+        std::fs::read_dir(s.state_dir.join("blobs"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "bundle")
+            })
+            .count()
+    };
+    let before = bundles(&s);
+    repo.push("main", "main-2");
+    let (stdout, _) = deploy_git(&s, &repo.url(), None);
+    assert!(stdout.contains("(v2)"), "{stdout}");
+    assert_eq!(info_ok(&s, "production").await["marker"], "main-2");
+    assert_eq!(bundles(&s), before, "v1's bundle is pruned as v2's arrives");
+    let out = s.cli(&["rollback", APP, "--to", "v1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the bundle of v1 is no longer kept"), "{err}");
+    assert_eq!(info_ok(&s, "production").await["marker"], "main-2");
+}
