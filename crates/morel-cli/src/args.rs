@@ -53,6 +53,15 @@ pub enum Command {
     Scale(ScaleArgs),
     /// List an app's instances: node, port, digest, state, restarts, uptime.
     Ps(InspectArgs),
+    /// An app's environments: list, configure, remove.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// An environment's secrets (values are write-only).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// An environment's TLS certificate.
+    #[command(subcommand)]
+    Certs(CertsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +104,68 @@ pub struct ScaleArgs {
     /// Default: the same as --min.
     #[arg(long)]
     pub max: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// List an app's environments with branch, release, status and URLs.
+    Ls {
+        app: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set config values (environment variables); rolls out a new release.
+    Set {
+        app: String,
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        pairs: Vec<String>,
+        #[arg(long, default_value = "production")]
+        env: String,
+    },
+    /// Remove a preview environment: stop its instances and delete its data.
+    Rm { app: String, env: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Set a secret (value from --value or stdin); restarts the environment's instances.
+    Set {
+        app: String,
+        key: String,
+        #[arg(long)]
+        value: Option<String>,
+        #[arg(long, default_value = "production")]
+        env: String,
+    },
+    /// List secret names and update times (never values).
+    Ls {
+        app: String,
+        #[arg(long, default_value = "production")]
+        env: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret; restarts the environment's instances.
+    Rm {
+        app: String,
+        key: String,
+        #[arg(long, default_value = "production")]
+        env: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Add (or replace) an environment's certificate from PEM files.
+    Add {
+        app: String,
+        #[arg(long, default_value = "production")]
+        env: String,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +230,15 @@ pub struct UpArgs {
     /// Route `Host: {app}.{domain}` to apps' http services (default: MOREL_EDGE_DOMAIN).
     #[arg(long, value_name = "DOMAIN")]
     pub edge_domain: Option<String>,
+    /// Serve environments by host name: `{app}.DOMAIN` and `{env}--{app}.DOMAIN`.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Also serve HTTPS here, with each environment's certificate chosen by SNI.
+    #[arg(long)]
+    pub tls_listen: Option<SocketAddr>,
+    /// Keep the bundles of this many newest releases per environment (0: keep all).
+    #[arg(long, default_value_t = 10)]
+    pub keep_releases: usize,
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +262,15 @@ pub struct DeployArgs {
     /// Project directory.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// Deploy a git repository's branch instead (https, ssh or file URL); the server clones it.
+    #[arg(long, value_name = "URL")]
+    pub git: Option<String>,
+    /// With --git: the branch (default: the app's main branch → production).
+    #[arg(long, requires = "git")]
+    pub branch: Option<String>,
+    /// With --git: make this the app's main branch (the one that deploys to production).
+    #[arg(long, requires = "git")]
+    pub main_branch: Option<String>,
     #[arg(long)]
     pub name: Option<String>,
     /// Environment to deploy into.
@@ -241,6 +330,9 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     pub app: String,
+    /// The environment to roll back.
+    #[arg(long, default_value = "production")]
+    pub env: String,
     /// The release to re-activate, e.g. v1.
     #[arg(long)]
     pub to: Option<String>,

@@ -13,6 +13,11 @@ pub struct ServerConfig {
     pub node: String,
     pub npm: String,
     pub git: String,
+    /// Host names `{app}.{domain}` and `{env}--{app}.{domain}` route to environments.
+    pub domain: Option<String>,
+    /// Bundles of an environment's releases older than the newest this many are deleted
+    /// after a git deploy (0 keeps everything).
+    pub keep_releases: usize,
 }
 
 impl ServerConfig {
@@ -26,6 +31,8 @@ impl ServerConfig {
             node: env(morel_core::env_vars::MOREL_NODE, "node"),
             npm: env(morel_core::env_vars::MOREL_NPM, "npm"),
             git: "git".into(),
+            domain: None,
+            keep_releases: 10,
         }
     }
 

@@ -36,6 +36,11 @@ pub struct Deployer {
     active: Mutex<HashMap<AppKey, Vec<Running>>>,
     /// One lock per app: deploys and deletes of the same app run one at a time.
     app_locks: Mutex<HashMap<AppKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Seals environments' secrets (see `secrets.rs`).
+    pub(crate) sealer: crate::secrets::SecretBox,
+    /// A fingerprint of the secrets each (host) app's running pools were started with;
+    /// written by rollouts, so a secret change restarts even "unchanged" resources.
+    pub(crate) secret_fps: Mutex<HashMap<AppKey, Digest>>,
 }
 
 impl Deployer {
@@ -49,7 +54,6 @@ impl Deployer {
         server_key: SigningKey,
     ) -> Arc<Self> {
         Arc::new(Deployer {
-            cfg,
             store,
             agent,
             routes,
@@ -58,6 +62,9 @@ impl Deployer {
             server_key,
             active: Default::default(),
             app_locks: Default::default(),
+            sealer: crate::secrets::SecretBox::new(cfg.state_dir.join("keys/secrets.key")),
+            secret_fps: Default::default(),
+            cfg,
         })
     }
 
@@ -191,7 +198,7 @@ impl Deployer {
     }
 
     /// Rolls a release out in the background (progress is in its status and the event log).
-    fn spawn_rollout(self: &Arc<Self>, release: ReleaseRow) {
+    pub(crate) fn spawn_rollout(self: &Arc<Self>, release: ReleaseRow) {
         let this = self.clone();
         tokio::spawn(async move { this.rollout(release).await });
     }
@@ -263,6 +270,8 @@ impl Deployer {
         progress("starting instances".into());
         let config: BTreeMap<String, String> =
             serde_json::from_str(&release.config_json).unwrap_or_default();
+        // The environment's secrets join the config only here, in memory (never persisted).
+        let (config, secrets_fp) = self.with_secrets(release, config).await?;
         // Unchanged resources (same config hash, same bundle, same config) keep running.
         let previous_config = match self
             .store
@@ -291,7 +300,8 @@ impl Deployer {
         let plan = self.plan(app, &prepared.manifest, &content).await?;
         let config_same = previous_config
             .as_ref()
-            .is_some_and(|(c, e)| *c == release.config_json && *e == release.env);
+            .is_some_and(|(c, e)| *c == release.config_json && *e == release.env)
+            && self.secrets_unchanged(app, &secrets_fp);
         let keep: Vec<Running> = if config_same {
             self.active_pools(app)
                 .into_iter()
@@ -353,6 +363,7 @@ impl Deployer {
             let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
             active.insert(app.clone(), pools.clone())
         };
+        self.remember_secrets(app, secrets_fp);
         // Persist the reconcile state of each resource (seed 002) and the functions' signatures.
         let existing: HashMap<String, ResourceRow> = self
             .store

@@ -42,11 +42,17 @@ pub async fn run(
     Path((prefix, app, version, func)): Path<(String, String, String, String)>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let routes = st
-        .deployer
-        .routes
-        .get(&prefix, &app)
-        .ok_or_else(|| ApiError::not_found(format!("app {prefix}/{app} is not deployed")))?;
+    // A preview environment's jobs run on its host app (`{app}--{env}`).
+    let table = &st.deployer.routes;
+    let (app, routes) = match table.get(&prefix, &app).filter(|r| r.env == version) {
+        None if table.get_env(&prefix, &app, &version).is_some() => (
+            morel_gateway::environment_host(&app, &version),
+            table.get_env(&prefix, &app, &version),
+        ),
+        found => (app.clone(), found.or_else(|| table.get(&prefix, &app))),
+    };
+    let routes =
+        routes.ok_or_else(|| ApiError::not_found(format!("app {prefix}/{app} is not deployed")))?;
     let version_ok = version == "latest"
         || version == routes.env
         || version

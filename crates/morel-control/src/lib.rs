@@ -9,14 +9,18 @@ pub mod api;
 mod auth;
 pub mod config;
 pub mod deploy;
+pub mod environments;
 mod error;
 mod extract;
 pub mod functions;
 mod git;
+pub mod git_deploy;
 pub mod jobs;
 mod recover;
+pub mod secrets;
 mod server;
 pub mod services;
+pub mod tls;
 mod views;
 
 pub use auth::Token;

@@ -29,7 +29,8 @@ impl Deployer {
             if !r.status.is_terminal() && Some(r.number) != app.active_release {
                 let msg = format!("interrupted by a server restart while {}", r.status);
                 tracing::warn!(app = %app.key, release = r.number, "{msg}");
-                self.logs.event(&app.key, format!("release v{}: {msg}", r.number));
+                self.logs
+                    .event(&app.key, format!("release v{}: {msg}", r.number));
                 self.store
                     .set_release_status(&app.key, r.number, ReleaseStatus::Failed, Some(&msg))
                     .await?;

@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use morel_gateway::{CallLimits, RouteTable};
 
-use crate::api::{AppState, apps, compat, functions, services};
+use crate::api::{AppState, apps, compat, environments, functions, services};
 use crate::auth::{Token, require_token};
 use crate::deploy::{Deployer, MAX_BUNDLE_BYTES};
 
@@ -17,6 +17,7 @@ pub struct Server {
     pub deployer: Arc<Deployer>,
     pub functions: Arc<crate::functions::Functions>,
     pub routes: Arc<RouteTable>,
+    pub envs: Arc<crate::environments::Environments>,
     pub token: Token,
 }
 
@@ -25,6 +26,7 @@ impl Server {
         let state = AppState {
             deployer: self.deployer.clone(),
             functions: self.functions.clone(),
+            envs: self.envs.clone(),
             token: self.token.clone(),
         };
         let control = Router::new()
@@ -58,6 +60,33 @@ impl Server {
                 axum::routing::put(services::put_scale),
             )
             .route("/api/apps/{app}/instances", get(services::instances))
+            // Environments and git deploys (seed 003).
+            .route("/api/deploys", post(environments::create_deploy))
+            .route("/api/deploys/{id}", get(environments::get_deploy))
+            .route(
+                "/api/apps/{app}/environments",
+                get(environments::list_environments),
+            )
+            .route(
+                "/api/apps/{app}/environments/{env}",
+                axum::routing::delete(environments::remove_environment),
+            )
+            .route(
+                "/api/apps/{app}/environments/{env}/config",
+                post(environments::set_config),
+            )
+            .route(
+                "/api/apps/{app}/environments/{env}/secrets",
+                get(environments::list_secrets),
+            )
+            .route(
+                "/api/apps/{app}/environments/{env}/secrets/{name}",
+                axum::routing::put(environments::set_secret).delete(environments::remove_secret),
+            )
+            .route(
+                "/api/apps/{app}/environments/{env}/certificate",
+                axum::routing::put(environments::put_certificate),
+            )
             .route("/api/executions/{id}", get(crate::jobs::get_execution))
             .route("/api/executions/{id}/cancel", post(crate::jobs::cancel))
             .route("/api/keys", get(apps::list_keys).post(apps::trust_key))

@@ -28,3 +28,8 @@ pub const INSTANCE_PORT: &str = "PORT";
 /// Domain under which `{app}.{domain}` host names reach apps' http services through the edge
 /// (e.g. `apps.example.com`). Unset: path routing (`/{app}/…`) only.
 pub const MOREL_EDGE_DOMAIN: &str = "MOREL_EDGE_DOMAIN";
+
+/// Test hook for the e2e suite: the git deploy worker stops for good after recording the
+/// step of this name (e.g. `environment`), so a test can kill the server mid-deploy and
+/// check that the next server resumes it. Never set in normal operation.
+pub const MOREL_TEST_DEPLOY_HOLD_AFTER: &str = "MOREL_TEST_DEPLOY_HOLD_AFTER";

@@ -56,7 +56,14 @@ async fn call(
     Path((prefix, app, version, func)): Path<(String, String, String, String)>,
     req: axum::http::Request<Body>,
 ) -> Response {
-    let Some(routes) = gw.routes.get(&prefix, &app) else {
+    // An environment name other than the production one's addresses a preview.
+    let preview = gw
+        .routes
+        .get(&prefix, &app)
+        .is_none_or(|r| r.env != version)
+        .then(|| gw.routes.get_env(&prefix, &app, &version))
+        .flatten();
+    let Some(routes) = preview.or_else(|| gw.routes.get(&prefix, &app)) else {
         // Not a function app: the path may belong to an http service named `{prefix}`.
         if let Some(svc) = gw.routes.edge().get("default", &prefix) {
             return to_edge(&gw, &svc, req).await;
@@ -154,10 +161,20 @@ pub fn host_routing(router: Router, routes: Arc<RouteTable>) -> Router {
 }
 
 /// Seed 002's routes: `METHOD /{app}{path}` → the function the manifest maps it to, with the
-/// request body as its arguments. Anything else is a JSON 404.
+/// request body as its arguments; paths the manifest does not route go to the app's http
+/// service when it has one. Anything else is a JSON 404.
 async fn app_route(State(gw): State<Gw>, req: axum::http::Request<Body>) -> Response {
-    let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // An environment's own host name (`{env}--{app}.{domain}`) serves its routes at `{path}`.
+    if let Some(routes) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| gw.routes.by_host(h))
+    {
+        let label = format!("{}@{}", routes.env, req.uri().host().unwrap_or("host"));
+        return serve_route(&gw, &routes, path, &label, None, req).await;
+    }
     let (segment, _) = split_app_path(req.uri());
     let rest = match path.trim_start_matches('/').split_once('/') {
         Some((_, r)) => format!("/{r}"),
@@ -167,7 +184,14 @@ async fn app_route(State(gw): State<Gw>, req: axum::http::Request<Body>) -> Resp
     let (app, env) = segment
         .split_once('@')
         .map_or((segment.as_str(), None), |(a, e)| (a, Some(e)));
-    let routes = gw.routes.get("default", app);
+    let preview = env.and_then(|e| {
+        gw.routes
+            .get("default", app)
+            .is_none_or(|r| r.env != e)
+            .then(|| gw.routes.get_env("default", app, e))
+            .flatten()
+    });
+    let routes = preview.or_else(|| gw.routes.get("default", app));
     let service = gw.routes.edge().get("default", app);
     let Some(routes) = routes else {
         if let Some(svc) = service {
@@ -176,7 +200,7 @@ async fn app_route(State(gw): State<Gw>, req: axum::http::Request<Body>) -> Resp
         return error(
             StatusCode::NOT_FOUND,
             "NotFound",
-            format!("no route for {method} {path}"),
+            format!("no route for {} {path}", req.method()),
         );
     };
     if env.is_some_and(|e| e != routes.env) {
@@ -186,11 +210,25 @@ async fn app_route(State(gw): State<Gw>, req: axum::http::Request<Body>) -> Resp
             format!("app {app} has no environment {:?}", env.unwrap_or_default()),
         );
     }
+    serve_route(&gw, &routes, rest, app, service, req).await
+}
+
+/// Serves `METHOD rest` from an app's (or environment's) manifest routes; what they do not
+/// route goes to `service` when there is one.
+async fn serve_route(
+    gw: &Gw,
+    routes: &crate::AppRoutes,
+    rest: String,
+    app: &str,
+    service: Option<Arc<morel_agent::HttpService>>,
+    req: axum::http::Request<Body>,
+) -> Response {
+    let method = req.method().clone();
     let key = format!("{method} {rest}");
     let Some(func) = routes.http.get(&key) else {
         // Manifest routes win; everything else under `/{app}/` is the http service's.
         if let Some(svc) = service {
-            return to_edge(&gw, &svc, req).await;
+            return to_edge(gw, &svc, req).await;
         }
         let allowed: Vec<&str> = routes
             .http

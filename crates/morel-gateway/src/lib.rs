@@ -21,4 +21,4 @@ mod routes;
 pub use args::{CallArgs, bind_args};
 pub use call::{CallFailure, CallLimits, call_function, host_routing, router};
 pub use edge::{EdgeTable, NO_INSTANCE_WAIT};
-pub use routes::{AppRoutes, FnRoute, RouteTable};
+pub use routes::{AppRoutes, FnRoute, PRODUCTION, RouteTable, environment_host};

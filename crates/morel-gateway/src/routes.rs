@@ -28,7 +28,23 @@ pub struct RouteTable {
     apps: RwLock<HashMap<(String, String), Arc<AppRoutes>>>,
     /// Apps' http services, reached through the edge.
     edge: crate::EdgeTable,
+    /// Host names (`{env}--{app}.{domain}`) → (namespace, host app) of the environment they
+    /// serve. Written by the control plane when an environment gets or loses its address.
+    hosts: RwLock<HashMap<String, (String, String)>>,
 }
+
+/// The app key under which a preview environment's releases, instances and routes live:
+/// `{app}--{env}`; production lives under the app itself.
+pub fn environment_host(app: &str, env: &str) -> String {
+    if env == PRODUCTION {
+        app.to_owned()
+    } else {
+        format!("{app}--{env}")
+    }
+}
+
+/// The name of every app's main environment.
+pub const PRODUCTION: &str = "production";
 
 impl RouteTable {
     pub fn new() -> Self {
@@ -54,5 +70,37 @@ impl RouteTable {
     pub fn get(&self, namespace: &str, app: &str) -> Option<Arc<AppRoutes>> {
         let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
         apps.get(&(namespace.to_owned(), app.to_owned())).cloned()
+    }
+
+    /// The routes of `app`'s environment `env` (a preview lives under its host app).
+    pub fn get_env(&self, namespace: &str, app: &str, env: &str) -> Option<Arc<AppRoutes>> {
+        self.get(namespace, &environment_host(app, env))
+            .filter(|r| r.env == env)
+    }
+
+    pub fn set_host(&self, host: &str, namespace: &str, host_app: &str) {
+        let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
+        hosts.insert(
+            host.to_ascii_lowercase(),
+            (namespace.to_owned(), host_app.to_owned()),
+        );
+    }
+
+    pub fn remove_host(&self, host: &str) {
+        let mut hosts = self.hosts.write().unwrap_or_else(|e| e.into_inner());
+        hosts.remove(&host.to_ascii_lowercase());
+    }
+
+    /// The routes served on a `Host` header's name (port ignored).
+    pub fn by_host(&self, host: &str) -> Option<Arc<AppRoutes>> {
+        let name = host
+            .rsplit_once(':')
+            .map_or(host, |(h, _)| h)
+            .to_ascii_lowercase();
+        let key = {
+            let hosts = self.hosts.read().unwrap_or_else(|e| e.into_inner());
+            hosts.get(&name).cloned()
+        }?;
+        self.get(&key.0, &key.1)
     }
 }

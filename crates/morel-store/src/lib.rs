@@ -6,6 +6,7 @@
 //! views and wire messages. This crate knows nothing about HTTP, processes or bundles' bytes
 //! (those live on disk in the blob directory, owned by the control plane).
 
+mod env_rows;
 mod error;
 mod migrations;
 pub mod rows;
@@ -14,6 +15,7 @@ mod sqlite;
 use async_trait::async_trait;
 use morel_core::{AppName, Digest, InstanceId, Namespace, ReleaseStatus};
 
+pub use env_rows::*;
 pub use error::StoreError;
 pub use rows::*;
 pub use sqlite::SqliteStore;
@@ -147,6 +149,27 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts or replaces the app's whole row.
     async fn put_budget(&self, row: &BudgetRow) -> Result<()>;
     async fn delete_budget(&self, app: &AppKey) -> Result<()>;
+    // Environments (seed 003): environments, git deploy requests, secrets, certificates.
+    async fn upsert_environment(&self, row: &EnvironmentRow) -> Result<()>;
+    async fn get_environment(&self, app: &AppKey, name: &str) -> Result<Option<EnvironmentRow>>;
+    /// One app's environments, or every app's with `None`.
+    async fn list_environments(&self, app: Option<&AppKey>) -> Result<Vec<EnvironmentRow>>;
+    /// Deletes an environment with its secrets and certificate; false when it did not exist.
+    async fn delete_environment(&self, app: &AppKey, name: &str) -> Result<bool>;
+    async fn create_deploy(&self, row: &DeployRow) -> Result<()>;
+    async fn get_deploy(&self, id: &str) -> Result<Option<DeployRow>>;
+    /// Writes the worker-owned fields (env, digest, release, status, error, attempts).
+    async fn update_deploy(&self, row: &DeployRow) -> Result<()>;
+    /// Records a finished step once per (deploy, step); false when it was already recorded.
+    async fn record_deploy_step(&self, deploy_id: &str, step: &str, detail: &str) -> Result<bool>;
+    async fn list_deploy_steps(&self, deploy_id: &str) -> Result<Vec<DeployStepRow>>;
+    async fn put_secret(&self, row: &SecretRow) -> Result<()>;
+    async fn list_secrets(&self, app: &AppKey, env: &str) -> Result<Vec<SecretRow>>;
+    async fn delete_secret(&self, app: &AppKey, env: &str, name: &str) -> Result<bool>;
+    async fn put_certificate(&self, row: &CertificateRow) -> Result<()>;
+    async fn list_certificates(&self) -> Result<Vec<CertificateRow>>;
+    /// pgmq's `set_vt`: hides a message for `vt_ms` from now; false when it is gone.
+    async fn queue_set_vt(&self, queue: &str, msg_id: i64, vt_ms: i64) -> Result<bool>;
 }
 
 /// An app's identity: namespace (the call path's prefix) and name (its suffix).

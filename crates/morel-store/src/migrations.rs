@@ -165,4 +165,65 @@ CREATE TABLE budgets (
 );
 "#,
     ),
+    (
+        4,
+        r#"
+CREATE TABLE environments (
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    branch TEXT,
+    repo_url TEXT,
+    status TEXT NOT NULL,
+    url TEXT,
+    error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (namespace, app, name)
+);
+CREATE TABLE deploys (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    repo_url TEXT NOT NULL,
+    branch TEXT,
+    main_branch TEXT,
+    env TEXT,
+    digest TEXT,
+    release BIGINT,
+    status TEXT NOT NULL,
+    error TEXT,
+    attempts BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE deploy_steps (
+    deploy_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    step TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (deploy_id, step)
+);
+CREATE TABLE secrets (
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    env TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sealed TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (namespace, app, env, name)
+);
+CREATE TABLE certificates (
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    env TEXT NOT NULL,
+    cert_pem TEXT NOT NULL,
+    key_sealed TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (namespace, app, env)
+);
+"#,
+    ),
 ];

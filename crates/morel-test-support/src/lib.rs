@@ -43,6 +43,16 @@ impl MorelServer {
         dirs: std::sync::Arc<tempfile::TempDir>,
         extra: &[&str],
     ) -> MorelServer {
+        Self::start_with_env(bin, dirs, extra, &[])
+    }
+
+    /// Starts a server with extra `morel up` arguments and environment variables.
+    pub fn start_with_env(
+        bin: &Path,
+        dirs: std::sync::Arc<tempfile::TempDir>,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> MorelServer {
         let state_dir = dirs.path().join("state");
         let config_dir = dirs.path().join("config");
         let log_path = dirs.path().join(format!(
@@ -59,6 +69,7 @@ impl MorelServer {
             .args(extra)
             .env("MOREL_CONFIG_DIR", &config_dir)
             .env("MOREL_LOG", "info")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(Stdio::piped())

@@ -229,14 +229,16 @@ pub async fn rollback(args: RollbackArgs) -> Result<()> {
         .json(
             client
                 .request(Method::POST, &format!("/api/apps/{}/rollback", args.app))
-                .json(&serde_json::json!({ "release": release })),
+                .json(&serde_json::json!({ "release": release, "env": args.env })),
         )
         .await?;
     let n = r["number"].as_i64().unwrap_or(0);
+    // A preview's releases live under its host app (`{app}--{env}`).
+    let host = morel_gateway::environment_host(&args.app, &args.env);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
     loop {
         let r: Value = client
-            .get(&format!("/api/apps/{}/releases/v{n}", args.app))
+            .get(&format!("/api/apps/{host}/releases/v{n}"))
             .await?;
         match r["status"].as_str() {
             Some("ready") => {

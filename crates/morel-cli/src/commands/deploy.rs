@@ -134,6 +134,9 @@ impl Progress {
 }
 
 pub async fn deploy(args: DeployArgs) -> Result<()> {
+    if args.git.is_some() {
+        return super::environments::git_deploy(args).await;
+    }
     let client = Client::from_settings()?;
     let progress = Progress::new(args.json);
     progress.step(&format!("building {}", args.dir.display()));

@@ -1,5 +1,6 @@
 mod apps;
 mod deploy;
+mod environments;
 mod functions;
 mod keys;
 mod services;
@@ -28,6 +29,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Budget(c) => services::budget(c).await,
         Command::Scale(a) => services::scale(a).await,
         Command::Ps(a) => services::ps(a).await,
+        Command::Env(c) => environments::env(c).await,
+        Command::Secrets(c) => environments::secrets(c).await,
+        Command::Certs(c) => environments::certs(c).await,
         Command::Login(a) => {
             crate::settings::save_login(&crate::settings::Login {
                 url: a.url.trim_end_matches('/').to_owned(),

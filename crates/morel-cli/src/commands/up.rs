@@ -21,7 +21,21 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let cfg = ServerConfig::new(addr, state_dir.clone());
+    let mut cfg = ServerConfig::new(addr, state_dir.clone());
+    cfg.domain = args.domain.clone();
+    cfg.keep_releases = args.keep_releases;
+    let tls_listener = match args.tls_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (--tls-listen)"))?,
+        ),
+        None => None,
+    };
+    let tls_url = match &tls_listener {
+        Some(l) => Some(format!("https://{}", l.local_addr()?)),
+        None => None,
+    };
 
     let token = admin_token(&cfg.admin_token_path())?;
     let store: Arc<dyn Store> = Arc::new(
@@ -99,6 +113,18 @@ pub async fn run(args: UpArgs) -> Result<()> {
         .boot()
         .await
         .map_err(|e| anyhow::anyhow!("restoring deployments: {}", e.message))?;
+    let envs = morel_control::environments::Environments::new(
+        deployer.clone(),
+        cfg.domain.clone(),
+        tls_url.clone(),
+    );
+    envs.boot()
+        .await
+        .map_err(|e| anyhow::anyhow!("restoring environments: {}", e.message))?;
+    tokio::spawn(morel_control::git_deploy::run_deploys(
+        envs.clone(),
+        stop_jobs.clone(),
+    ));
     tokio::spawn(morel_control::jobs::run_jobs(
         deployer.clone(),
         16,
@@ -110,6 +136,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
         token: token.clone(),
     })?;
     eprintln!("Morel is listening on {}", cfg.public_url);
+    if let Some(u) = &tls_url {
+        eprintln!("  https:       {u} (certificates chosen by SNI)");
+    }
     eprintln!("  state:       {}", state_dir.display());
     eprintln!("  admin token: {}", cfg.admin_token_path().display());
     eprintln!(
@@ -122,13 +151,27 @@ pub async fn run(args: UpArgs) -> Result<()> {
         deployer: deployer.clone(),
         functions,
         routes,
+        envs: envs.clone(),
         token: morel_control::Token::new(&token),
     };
+    if let Some(l) = tls_listener {
+        let router = server.router();
+        let certs = envs.certs.clone();
+        tokio::spawn(async move {
+            if let Err(e) = morel_control::tls::serve_tls(l, router, certs, shutdown_signal()).await
+            {
+                tracing::error!(error = %e, "the TLS listener stopped");
+            }
+        });
+    }
     for dir in args.deploy.clone() {
         let url = cfg.public_url.clone();
         tokio::spawn(async move {
             let deploy = crate::args::DeployArgs {
                 dir: dir.clone(),
+                git: None,
+                branch: None,
+                main_branch: None,
                 name: None,
                 env: "production".into(),
                 set: vec![],

@@ -5,6 +5,7 @@
 mod bench_smoke;
 mod compat;
 mod dashboard;
+mod environments;
 mod flows;
 mod http_services;
 mod lifecycle;

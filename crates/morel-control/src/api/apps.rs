@@ -120,8 +120,13 @@ pub async fn get_release(
 
 pub async fn list_apps(State(st): State<AppState>) -> Result<Json<Vec<AppSummary>>, ApiError> {
     let store = &st.deployer.store;
+    // A preview environment's host app (`{app}--{env}`) is listed under its app's environments.
+    let hosts = st.envs.preview_hosts().await?;
     let mut out = Vec::new();
     for app in store.list_apps().await? {
+        if hosts.contains(&app.key) {
+            continue;
+        }
         let releases = store.list_releases(&app.key).await?;
         out.push(AppSummary::new(
             &app,
@@ -333,6 +338,9 @@ pub struct Rollback {
     /// Release number to re-activate; default: the previous one.
     #[serde(default)]
     pub release: Option<i64>,
+    /// The environment to roll back (default: production).
+    #[serde(default)]
+    pub env: Option<String>,
 }
 
 pub async fn rollback(
@@ -342,10 +350,17 @@ pub async fn rollback(
 ) -> Result<Response, ApiError> {
     let key = app_key(&app)?;
     let req: Rollback = if body.is_empty() {
-        Rollback { release: None }
+        Rollback {
+            release: None,
+            env: None,
+        }
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("expected {{\"release\": N}}: {e}")))?
+    };
+    let key = match &req.env {
+        Some(env) => st.envs.host_for(&key, env).await?,
+        None => key,
     };
     let release = st.deployer.rollback(&key, req.release).await?;
     Ok((StatusCode::ACCEPTED, Json(ReleaseView::from(&release))).into_response())

@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod compat;
+pub mod environments;
 pub mod functions;
 pub mod manifest;
 pub mod services;
@@ -16,6 +17,7 @@ use crate::deploy::Deployer;
 pub struct AppState {
     pub deployer: Arc<Deployer>,
     pub functions: Arc<crate::functions::Functions>,
+    pub envs: Arc<crate::environments::Environments>,
     pub token: Token,
 }
 

@@ -4,6 +4,7 @@
 mod apps;
 mod blobs;
 mod budgets;
+mod environments;
 mod instances;
 mod logs;
 mod queues;
@@ -20,6 +21,7 @@ use morel_core::{Digest, InstanceId, ReleaseStatus};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::env_rows::*;
 use crate::error::Ctx;
 use crate::migrations::MIGRATIONS;
 use crate::rows::*;
@@ -107,6 +109,18 @@ where
     s.parse::<T>().map_err(|e| StoreError::Corrupt {
         column,
         message: e.to_string(),
+    })
+}
+
+/// Decodes a state enum column.
+pub(crate) fn parse_state<T>(
+    column: &'static str,
+    s: String,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T> {
+    parse(&s).ok_or_else(|| StoreError::Corrupt {
+        column,
+        message: format!("unknown state {s:?}"),
     })
 }
 
@@ -311,5 +325,51 @@ impl Store for SqliteStore {
 
     async fn delete_budget(&self, app: &AppKey) -> Result<()> {
         budgets::delete(&self.pool, app).await
+    }
+
+    async fn upsert_environment(&self, row: &EnvironmentRow) -> Result<()> {
+        environments::upsert_environment(&self.pool, row).await
+    }
+    async fn get_environment(&self, app: &AppKey, name: &str) -> Result<Option<EnvironmentRow>> {
+        environments::get_environment(&self.pool, app, name).await
+    }
+    async fn list_environments(&self, app: Option<&AppKey>) -> Result<Vec<EnvironmentRow>> {
+        environments::list_environments(&self.pool, app).await
+    }
+    async fn delete_environment(&self, app: &AppKey, name: &str) -> Result<bool> {
+        environments::delete_environment(&self.pool, app, name).await
+    }
+    async fn create_deploy(&self, row: &DeployRow) -> Result<()> {
+        environments::create_deploy(&self.pool, row).await
+    }
+    async fn get_deploy(&self, id: &str) -> Result<Option<DeployRow>> {
+        environments::get_deploy(&self.pool, id).await
+    }
+    async fn update_deploy(&self, row: &DeployRow) -> Result<()> {
+        environments::update_deploy(&self.pool, row).await
+    }
+    async fn record_deploy_step(&self, deploy_id: &str, step: &str, detail: &str) -> Result<bool> {
+        environments::record_deploy_step(&self.pool, deploy_id, step, detail).await
+    }
+    async fn list_deploy_steps(&self, deploy_id: &str) -> Result<Vec<DeployStepRow>> {
+        environments::list_deploy_steps(&self.pool, deploy_id).await
+    }
+    async fn put_secret(&self, row: &SecretRow) -> Result<()> {
+        environments::put_secret(&self.pool, row).await
+    }
+    async fn list_secrets(&self, app: &AppKey, env: &str) -> Result<Vec<SecretRow>> {
+        environments::list_secrets(&self.pool, app, env).await
+    }
+    async fn delete_secret(&self, app: &AppKey, env: &str, name: &str) -> Result<bool> {
+        environments::delete_secret(&self.pool, app, env, name).await
+    }
+    async fn put_certificate(&self, row: &CertificateRow) -> Result<()> {
+        environments::put_certificate(&self.pool, row).await
+    }
+    async fn list_certificates(&self) -> Result<Vec<CertificateRow>> {
+        environments::list_certificates(&self.pool).await
+    }
+    async fn queue_set_vt(&self, queue: &str, msg_id: i64, vt_ms: i64) -> Result<bool> {
+        environments::queue_set_vt(&self.pool, queue, msg_id, vt_ms).await
     }
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod budgets;
+mod environments;
 mod queues;
 
 use std::sync::Arc;

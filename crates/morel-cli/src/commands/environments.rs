@@ -1,0 +1,265 @@
+//! `morel deploy --git`, `morel env ls|set|rm`, `morel secrets set|ls|rm`, `morel certs add`.
+
+use std::io::Read;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::args::{CertsCommand, DeployArgs, EnvCommand, SecretsCommand};
+use crate::client::Client;
+
+/// Longest `deploy --git` follows a deploy before giving up (the deploy keeps going).
+const FOLLOW_LIMIT: Duration = Duration::from_secs(900);
+
+/// Queues a git deploy and streams its steps until it ends.
+pub async fn git_deploy(args: DeployArgs) -> Result<()> {
+    let client = Client::from_settings()?;
+    let url = args.git.clone().unwrap_or_default();
+    let mut body = json!({ "repo_url": url });
+    if let Some(b) = &args.branch {
+        body["branch"] = json!(b);
+    }
+    if let Some(n) = &args.name {
+        body["app"] = json!(n);
+    }
+    if let Some(m) = &args.main_branch {
+        body["main_branch"] = json!(m);
+    }
+    let queued: Value = client
+        .json(client.request(Method::POST, "/api/deploys").json(&body))
+        .await?;
+    let id = queued["id"].as_str().unwrap_or_default().to_owned();
+    eprintln!(
+        "queued deploy {id} of {} ({} branch {})",
+        queued["app"].as_str().unwrap_or("-"),
+        url,
+        queued["branch"].as_str().unwrap_or("-")
+    );
+    if args.detach {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&queued)?);
+        }
+        return Ok(());
+    }
+    let deadline = tokio::time::Instant::now() + FOLLOW_LIMIT;
+    let mut shown = 0;
+    loop {
+        let d: Value = client.get(&format!("/api/deploys/{id}")).await?;
+        let steps = d["steps"].as_array().cloned().unwrap_or_default();
+        for s in steps.iter().skip(shown) {
+            eprintln!(
+                "  ✓ {:<12} {}",
+                s["step"].as_str().unwrap_or("-"),
+                s["detail"].as_str().unwrap_or("")
+            );
+        }
+        shown = steps.len();
+        match d["status"].as_str() {
+            Some("succeeded") => {
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&d)?);
+                } else {
+                    println!(
+                        "deployed {} to {} ({})",
+                        d["app"].as_str().unwrap_or("-"),
+                        d["env"].as_str().unwrap_or("-"),
+                        d["release"].as_str().unwrap_or("-")
+                    );
+                    for u in d["urls"].as_array().into_iter().flatten() {
+                        println!("  {}", u.as_str().unwrap_or(""));
+                    }
+                }
+                return Ok(());
+            }
+            Some("failed") => bail!(
+                "deploy {id} failed: {}",
+                d["error"].as_str().unwrap_or("unknown error")
+            ),
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("deploy {id} is still running; follow it with GET /api/deploys/{id}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub async fn env(cmd: EnvCommand) -> Result<()> {
+    let client = Client::from_settings()?;
+    match cmd {
+        EnvCommand::Ls { app, json } => {
+            let envs: Vec<Value> = client.get(&format!("/api/apps/{app}/environments")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&envs)?);
+                return Ok(());
+            }
+            println!(
+                "{:<20} {:<10} {:<20} {:<8} {:<10} URLS",
+                "ENV", "KIND", "BRANCH", "RELEASE", "STATUS"
+            );
+            for e in envs {
+                let s = |k: &str| e[k].as_str().unwrap_or("-").to_owned();
+                let urls: Vec<&str> = e["urls"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                println!(
+                    "{:<20} {:<10} {:<20} {:<8} {:<10} {}",
+                    s("name"),
+                    s("kind"),
+                    s("branch"),
+                    s("release"),
+                    s("status"),
+                    urls.join(" ")
+                );
+            }
+            Ok(())
+        }
+        EnvCommand::Set { app, pairs, env } => {
+            let mut set = serde_json::Map::new();
+            for p in &pairs {
+                let (k, v) = p
+                    .split_once('=')
+                    .with_context(|| format!("{p:?}: expected KEY=VALUE"))?;
+                set.insert(k.to_owned(), json!(v));
+            }
+            let r: Value = client
+                .json(
+                    client
+                        .request(
+                            Method::POST,
+                            &format!("/api/apps/{app}/environments/{env}/config"),
+                        )
+                        .json(&json!({ "set": set })),
+                )
+                .await?;
+            println!(
+                "set {} value(s) on {app}/{env}: rolling out {}",
+                pairs.len(),
+                r["release"].as_str().unwrap_or("-")
+            );
+            Ok(())
+        }
+        EnvCommand::Rm { app, env } => {
+            client
+                .send(client.request(
+                    Method::DELETE,
+                    &format!("/api/apps/{app}/environments/{env}"),
+                ))
+                .await?;
+            println!("removed environment {env} of {app}");
+            Ok(())
+        }
+    }
+}
+
+pub async fn secrets(cmd: SecretsCommand) -> Result<()> {
+    let client = Client::from_settings()?;
+    match cmd {
+        SecretsCommand::Set {
+            app,
+            key,
+            value,
+            env,
+        } => {
+            let value = match value {
+                Some(v) => v,
+                None => {
+                    let mut v = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut v)
+                        .context("reading the secret's value from stdin")?;
+                    v.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            client
+                .send(
+                    client
+                        .request(
+                            Method::PUT,
+                            &format!("/api/apps/{app}/environments/{env}/secrets/{key}"),
+                        )
+                        .json(&json!({ "value": value })),
+                )
+                .await?;
+            println!("set secret {key} on {app}/{env}");
+            Ok(())
+        }
+        SecretsCommand::Ls { app, env, json } => {
+            let list: Vec<Value> = client
+                .get(&format!("/api/apps/{app}/environments/{env}/secrets"))
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            println!("{:<32} UPDATED", "NAME");
+            for s in list {
+                let at = s["updated_at"].as_i64().unwrap_or(0);
+                let when = humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + Duration::from_millis(at.max(0) as u64),
+                );
+                println!("{:<32} {when}", s["name"].as_str().unwrap_or("-"));
+            }
+            Ok(())
+        }
+        SecretsCommand::Rm { app, key, env } => {
+            client
+                .send(client.request(
+                    Method::DELETE,
+                    &format!("/api/apps/{app}/environments/{env}/secrets/{key}"),
+                ))
+                .await?;
+            println!("removed secret {key} from {app}/{env}");
+            Ok(())
+        }
+    }
+}
+
+pub async fn certs(cmd: CertsCommand) -> Result<()> {
+    let client = Client::from_settings()?;
+    match cmd {
+        CertsCommand::Add {
+            app,
+            env,
+            cert,
+            key,
+        } => {
+            let cert_pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("reading {}", cert.display()))?;
+            let key_pem = std::fs::read_to_string(&key)
+                .with_context(|| format!("reading {}", key.display()))?;
+            let r: Value = client
+                .json(
+                    client
+                        .request(
+                            Method::PUT,
+                            &format!("/api/apps/{app}/environments/{env}/certificate"),
+                        )
+                        .json(&json!({ "cert_pem": cert_pem, "key_pem": key_pem })),
+                )
+                .await
+                .with_context(|| {
+                    format!("certificate {} / key {}", cert.display(), key.display())
+                })?;
+            let hosts: Vec<&str> = r["hosts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if hosts.is_empty() {
+                println!(
+                    "stored the certificate of {app}/{env}; start the server with --domain to serve it by host name"
+                );
+            } else {
+                println!("serving {} with the new certificate", hosts.join(", "));
+            }
+            Ok(())
+        }
+    }
+}
