@@ -227,7 +227,7 @@ pub struct UpArgs {
     /// Do not run the compiler service in this process (run `morel compiler` elsewhere).
     #[arg(long)]
     pub no_compiler: bool,
-    /// Route `Host: {app}.{domain}` to apps' http services (default: MOREL_EDGE_DOMAIN).
+    /// Route `Host: {app}.{domain}` to apps' http services (default: MOREL_EDGE_DOMAIN, else --domain).
     #[arg(long, value_name = "DOMAIN")]
     pub edge_domain: Option<String>,
     /// Serve environments by host name: `{app}.DOMAIN` and `{env}--{app}.DOMAIN`.

@@ -27,7 +27,8 @@ impl ServerConfig {
             listen,
             public_url: format!("http://{listen}"),
             state_dir,
-            python: env(morel_core::env_vars::MOREL_PYTHON, "python3"),
+            python: std::env::var(morel_core::env_vars::MOREL_PYTHON)
+                .unwrap_or_else(|_| resolve_python("python3")),
             node: env(morel_core::env_vars::MOREL_NODE, "node"),
             npm: env(morel_core::env_vars::MOREL_NPM, "npm"),
             git: "git".into(),
@@ -43,4 +44,22 @@ impl ServerConfig {
     pub fn server_key_path(&self) -> PathBuf {
         self.state_dir.join("keys/server.key")
     }
+}
+
+/// The interpreter behind `python3` on PATH, as Python itself reports it (`sys.executable`).
+/// Version managers put shell-script shims on PATH (pyenv's run `pyenv rehash` after
+/// `pip install`, which fails when two installs race); running the real binary skips the shim
+/// and its startup cost. Falls back to the name when Python cannot say.
+fn resolve_python(name: &str) -> String {
+    std::process::Command::new(name)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| name.to_owned())
 }

@@ -85,6 +85,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         args.edge_domain
             .clone()
             .or_else(|| std::env::var(morel_core::env_vars::MOREL_EDGE_DOMAIN).ok())
+            .or_else(|| args.domain.clone())
             .filter(|d| !d.trim().is_empty()),
     );
     let functions = morel_control::functions::Functions::new(store.clone(), engine);
