@@ -81,27 +81,13 @@ async fn http_service_push_verify_and_tampered_bundles_refused() {
     let (status, _) = s.get(&format!("/api/bundles/{digest}")).await;
     assert_eq!(status, 200);
 
-    // Flow B: a plan for that digest runs it; the edge routes to it.
-    let (status, v) = s
-        .api(
-            reqwest::Method::POST,
-            "/api/apps/pushed/releases",
-            Some(json!({ "digest": digest })),
-        )
-        .await;
-    assert_eq!(status, 202, "{v}");
+    // Flow B: publishing that digest runs it; the edge routes to it.
+    let out = s.cli_ok(&["publish", "pushed", &digest]);
+    assert!(out.contains("pushed v1 is ready"), "{out}");
     let http = s.http();
     let hello = format!("{}/pushed/hello", s.url);
-    wait_for(
-        Duration::from_secs(60),
-        "the pushed service to answer",
-        || {
-            let http = http.clone();
-            let hello = hello.clone();
-            async move { (get(&http, &hello).await.0 == 200).then_some(()) }
-        },
-    )
-    .await;
+    let (status, _, _) = get(&http, &hello).await;
+    assert_eq!(status, 200);
     let rows = instances(&s, "pushed").await;
     assert_eq!(rows[0]["digest"], digest.as_str(), "{rows:?}");
 
@@ -148,27 +134,12 @@ async fn http_service_push_verify_and_tampered_bundles_refused() {
     let mut b = std::fs::read(&path).unwrap();
     b.extend_from_slice(b"\0tampered");
     std::fs::write(&path, b).unwrap();
-    let (status, v) = s
-        .api(
-            reqwest::Method::POST,
-            "/api/apps/pushed/releases",
-            Some(json!({ "digest": digest2 })),
-        )
-        .await;
-    assert_eq!(status, 202, "{v}");
-    let n = v["number"].as_i64().unwrap();
-    let release = wait_for(
-        Duration::from_secs(30),
-        "the tampered release to fail",
-        || {
-            let s = &s;
-            async move {
-                let (_, r) = s.get(&format!("/api/apps/pushed/releases/v{n}")).await;
-                (r["status"] == "failed").then_some(r)
-            }
-        },
-    )
-    .await;
+    let out = s.cli(&["publish", "pushed", &digest2]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("release v2 of pushed failed"), "{stderr}");
+    let (_, release) = s.get("/api/apps/pushed/releases/v2").await;
+    assert_eq!(release["status"], "failed", "{release}");
     let err = release["error"].as_str().unwrap();
     assert!(err.contains("refused") && err.contains("digest"), "{err}");
     // The first release keeps serving.
