@@ -408,6 +408,15 @@ async fn http_service_blue_green_under_load_has_no_failed_requests() {
         }));
     }
 
+    // Two long requests are in flight on blue when the switch comes: the drain lets them finish.
+    let long: Vec<_> = (0..2)
+        .map(|_| {
+            let http = s.http();
+            let url = format!("{}/bg/slow?ms=4000", s.url);
+            tokio::spawn(async move { get(&http, &url).await })
+        })
+        .collect();
+
     // The update: green starts, gets healthy, warms up, takes the traffic; blue drains, stops.
     std::fs::write(
         dir.join("morel.toml"),
@@ -454,6 +463,14 @@ async fn http_service_blue_green_under_load_has_no_failed_requests() {
     }
     stop.store(true, Ordering::Relaxed);
 
+    for l in long {
+        let (status, pid, body) = l.await.unwrap();
+        assert_eq!(
+            status, 200,
+            "a request in flight during the drain failed: {body}"
+        );
+        assert!(blue_pids.contains(&pid.unwrap()), "{body}");
+    }
     let mut all = Vec::new();
     for c in clients {
         all.extend(c.await.unwrap());
