@@ -230,6 +230,10 @@ async fn http_service_round_robin_across_three_instances() {
     // The service's own 404 passes through; an unknown app is still Morel's JSON 404.
     let (status, _, _) = get(&http, &format!("{}/rr/nope", s.url)).await;
     assert_eq!(status, 404);
+    // A path shaped like the call path, under an http app, is the service's too.
+    let (status, pid, _) = get(&http, &format!("{}/rr/v1/x/call/y", s.url)).await;
+    assert_eq!(status, 404);
+    assert!(pid.is_some(), "answered by Morel, not by the service");
     let (status, _, body) = get(&http, &format!("{}/no-such-app/x", s.url)).await;
     assert_eq!(status, 404);
     assert!(body["error"].as_str().is_some(), "{body}");
