@@ -370,6 +370,17 @@ async fn http_service_budget_is_enforced() {
     s.deploy(&dir);
     let (status, _, body) = get(&s.http(), &format!("{}/budgeted/hello", s.url)).await;
     assert_eq!((status, body["version"].as_str()), (200, Some("2")));
+    assert_eq!(ready(&instances(&s, "budgeted").await).len(), 2);
+
+    // Scaling down drains and stops the extra instance; the service keeps answering.
+    s.cli_ok(&["scale", "budgeted", "--min", "1"]);
+    wait_for(Duration::from_secs(30), "one instance left", || {
+        let s = &s;
+        async move { (instances(s, "budgeted").await.len() == 1).then_some(()) }
+    })
+    .await;
+    let (status, _, _) = get(&s.http(), &format!("{}/budgeted/hello", s.url)).await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
