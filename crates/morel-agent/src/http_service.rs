@@ -5,8 +5,9 @@
 //! (or `failed`), persisting every state in the store's instances table:
 //! spawn → poll the health path (bounded by the start timeout) → warm-up → ready, which is
 //! when the edge may route to it. A process that exits leaves routing at once and is respawned
-//! with exponential backoff; [`MAX_FAST_FAILURES`] failures in a row that each lived less than
-//! [`HEALTHY_AFTER`] mark it `failed` (crash loop) with the tail of its stderr.
+//! with exponential backoff; [`MAX_FAST_FAILURES`] failures in a row, each before the process
+//! had been ready for [`HEALTHY_AFTER`], mark it `failed` (crash loop) with the tail of its
+//! stderr. A process that never gets healthy counts as a fast failure however long it tried.
 //!
 //! Stopping drains: an instance first leaves routing, then in-flight requests (counted by
 //! [`InFlight`] guards the edge holds for a whole response) finish within the drain limit, and
@@ -179,6 +180,7 @@ impl HttpService {
                     inst: inst.clone(),
                     p: self.params.clone(),
                     stop: inst.stop.subscribe(),
+                    ready_for: Duration::ZERO,
                 };
                 let handle = tokio::spawn(sup.run());
                 if let Ok(mut t) = inst.task.lock() {
@@ -334,6 +336,9 @@ struct Supervisor {
     inst: Arc<Instance>,
     p: Arc<HttpServiceParams>,
     stop: watch::Receiver<bool>,
+    /// How long the last process served as ready; only a process that was ready for
+    /// [`HEALTHY_AFTER`] resets the crash-loop count (one that never got healthy never does).
+    ready_for: Duration,
 }
 
 /// How one run of the process ended.
@@ -370,7 +375,7 @@ impl Supervisor {
             if *self.stop.borrow() {
                 break;
             }
-            let started = tokio::time::Instant::now();
+            self.ready_for = Duration::ZERO;
             let failure = match self.run_once(&mut row).await {
                 Outcome::Stopped => break,
                 Outcome::Failed(msg) => msg,
@@ -382,7 +387,7 @@ impl Supervisor {
                     self.inst.id, p.resource
                 ),
             );
-            if started.elapsed() >= HEALTHY_AFTER {
+            if self.ready_for >= HEALTHY_AFTER {
                 fast_failures = 0;
                 backoff = BACKOFF_START;
             }
@@ -524,11 +529,13 @@ impl Supervisor {
         }
         self.set_state(row, InstanceState::Ready).await;
         self.notify();
+        let ready_at = tokio::time::Instant::now();
 
         let exited = tokio::select! {
             status = child.wait() => Some(status),
             _ = self.stop.changed() => None,
         };
+        self.ready_for = ready_at.elapsed();
         // Leave routing at once, whatever happened.
         if let Ok(mut r) = self.inst.ready.lock() {
             *r = None;

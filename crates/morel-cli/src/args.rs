@@ -46,6 +46,8 @@ pub enum Command {
     Doctor(JsonFlag),
     /// Build, sign and upload a project's bundle without deploying it; prints its digest.
     Push(PushArgs),
+    /// Release an uploaded bundle (from `morel push`) as the app's next version; waits for it.
+    Publish(PublishArgs),
     /// An app's budget: the most instances, CPU and memory its http services may use.
     #[command(subcommand)]
     Budget(BudgetCommand),
@@ -72,6 +74,18 @@ pub struct PushArgs {
     /// App name (default: morel.toml's [app] name, else the directory name).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    pub app: String,
+    /// The digest `morel push` printed.
+    pub digest: String,
+    #[arg(long, default_value = "production")]
+    pub env: String,
+    /// Environment variables for the instances (KEY=VALUE), repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,8 +9,8 @@
 //! reverse proxy to their ready instances. Precedence on the shared listener, first match
 //! wins: (1) `Host: {app}.{domain}` when a domain is configured: the whole request goes to
 //! that app's service; (2) Morel's own fixed routes (`/api/…`, `/functions…`, `/executions/…`,
-//! the dashboard at `/`) and the call path `/{prefix}/{app}/{version}/call|await/{fn}` when
-//! `{prefix}/{app}` is a deployed function app; (3) a manifest route `METHOD /{app}{path}`;
+//! the dashboard at `/`, `/{prefix}/{app}/{version}/run/{fn}`) and the call path
+//! `/{prefix}/{app}/{version}/call|await/{fn}` when `{prefix}/{app}` is a deployed function app; (3) a manifest route `METHOD /{app}{path}`;
 //! (4) anything else under `/{app}/` goes to the app's http service; (5) JSON 404.
 
 mod args;

@@ -26,6 +26,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Compiler(a) => functions::compiler(a).await,
         Command::Doctor(j) => functions::doctor(j.json).await,
         Command::Push(a) => services::push(a).await,
+        Command::Publish(a) => services::publish(a).await,
         Command::Budget(c) => services::budget(c).await,
         Command::Scale(a) => services::scale(a).await,
         Command::Ps(a) => services::ps(a).await,

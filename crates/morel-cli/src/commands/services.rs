@@ -5,7 +5,7 @@ use morel_bundle::SigningKey;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::args::{BudgetCommand, InspectArgs, PushArgs, ScaleArgs};
+use crate::args::{BudgetCommand, InspectArgs, PublishArgs, PushArgs, ScaleArgs};
 use crate::client::Client;
 use crate::settings;
 
@@ -50,6 +50,51 @@ pub async fn push(args: PushArgs) -> Result<()> {
     }
     println!("{}", packed.digest);
     Ok(())
+}
+
+/// Creates a release from an uploaded digest (flow B) and waits until it is ready or failed.
+pub async fn publish(args: PublishArgs) -> Result<()> {
+    let client = Client::from_settings()?;
+    let mut config = serde_json::Map::new();
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+        config.insert(k.to_owned(), Value::String(v.to_owned()));
+    }
+    let body = json!({ "digest": args.digest, "env": args.env, "config": config });
+    let release: Value = client
+        .json(
+            client
+                .request(Method::POST, &format!("/api/apps/{}/releases", args.app))
+                .json(&body),
+        )
+        .await?;
+    let n = release["number"]
+        .as_i64()
+        .context("the server sent no release number")?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(900);
+    loop {
+        let r: Value = client
+            .get(&format!("/api/apps/{}/releases/v{n}", args.app))
+            .await?;
+        match r["status"].as_str().unwrap_or("") {
+            "ready" | "superseded" => {
+                println!("{} v{n} is ready", args.app);
+                return Ok(());
+            }
+            "failed" => bail!(
+                "release v{n} of {} failed:\n{}",
+                args.app,
+                r["error"].as_str().unwrap_or("")
+            ),
+            status if tokio::time::Instant::now() > deadline => bail!(
+                "release v{n} is still {status} after 15 minutes; follow it with `morel logs {} -f`",
+                args.app
+            ),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(150)).await,
+        }
+    }
 }
 
 /// `512`, `512M`, `512Mi` → 512; `2G`, `2Gi` → 2048.

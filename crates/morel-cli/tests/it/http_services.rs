@@ -81,27 +81,13 @@ async fn http_service_push_verify_and_tampered_bundles_refused() {
     let (status, _) = s.get(&format!("/api/bundles/{digest}")).await;
     assert_eq!(status, 200);
 
-    // Flow B: a plan for that digest runs it; the edge routes to it.
-    let (status, v) = s
-        .api(
-            reqwest::Method::POST,
-            "/api/apps/pushed/releases",
-            Some(json!({ "digest": digest })),
-        )
-        .await;
-    assert_eq!(status, 202, "{v}");
+    // Flow B: publishing that digest runs it; the edge routes to it.
+    let out = s.cli_ok(&["publish", "pushed", &digest]);
+    assert!(out.contains("pushed v1 is ready"), "{out}");
     let http = s.http();
     let hello = format!("{}/pushed/hello", s.url);
-    wait_for(
-        Duration::from_secs(60),
-        "the pushed service to answer",
-        || {
-            let http = http.clone();
-            let hello = hello.clone();
-            async move { (get(&http, &hello).await.0 == 200).then_some(()) }
-        },
-    )
-    .await;
+    let (status, _, _) = get(&http, &hello).await;
+    assert_eq!(status, 200);
     let rows = instances(&s, "pushed").await;
     assert_eq!(rows[0]["digest"], digest.as_str(), "{rows:?}");
 
@@ -148,27 +134,12 @@ async fn http_service_push_verify_and_tampered_bundles_refused() {
     let mut b = std::fs::read(&path).unwrap();
     b.extend_from_slice(b"\0tampered");
     std::fs::write(&path, b).unwrap();
-    let (status, v) = s
-        .api(
-            reqwest::Method::POST,
-            "/api/apps/pushed/releases",
-            Some(json!({ "digest": digest2 })),
-        )
-        .await;
-    assert_eq!(status, 202, "{v}");
-    let n = v["number"].as_i64().unwrap();
-    let release = wait_for(
-        Duration::from_secs(30),
-        "the tampered release to fail",
-        || {
-            let s = &s;
-            async move {
-                let (_, r) = s.get(&format!("/api/apps/pushed/releases/v{n}")).await;
-                (r["status"] == "failed").then_some(r)
-            }
-        },
-    )
-    .await;
+    let out = s.cli(&["publish", "pushed", &digest2]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("release v2 of pushed failed"), "{stderr}");
+    let (_, release) = s.get("/api/apps/pushed/releases/v2").await;
+    assert_eq!(release["status"], "failed", "{release}");
     let err = release["error"].as_str().unwrap();
     assert!(err.contains("refused") && err.contains("digest"), "{err}");
     // The first release keeps serving.
@@ -259,6 +230,10 @@ async fn http_service_round_robin_across_three_instances() {
     // The service's own 404 passes through; an unknown app is still Morel's JSON 404.
     let (status, _, _) = get(&http, &format!("{}/rr/nope", s.url)).await;
     assert_eq!(status, 404);
+    // A path shaped like the call path, under an http app, is the service's too.
+    let (status, pid, _) = get(&http, &format!("{}/rr/v1/x/call/y", s.url)).await;
+    assert_eq!(status, 404);
+    assert!(pid.is_some(), "answered by Morel, not by the service");
     let (status, _, body) = get(&http, &format!("{}/no-such-app/x", s.url)).await;
     assert_eq!(status, 404);
     assert!(body["error"].as_str().is_some(), "{body}");
@@ -395,6 +370,17 @@ async fn http_service_budget_is_enforced() {
     s.deploy(&dir);
     let (status, _, body) = get(&s.http(), &format!("{}/budgeted/hello", s.url)).await;
     assert_eq!((status, body["version"].as_str()), (200, Some("2")));
+    assert_eq!(ready(&instances(&s, "budgeted").await).len(), 2);
+
+    // Scaling down drains and stops the extra instance; the service keeps answering.
+    s.cli_ok(&["scale", "budgeted", "--min", "1"]);
+    wait_for(Duration::from_secs(30), "one instance left", || {
+        let s = &s;
+        async move { (instances(s, "budgeted").await.len() == 1).then_some(()) }
+    })
+    .await;
+    let (status, _, _) = get(&s.http(), &format!("{}/budgeted/hello", s.url)).await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -436,6 +422,15 @@ async fn http_service_blue_green_under_load_has_no_failed_requests() {
             results
         }));
     }
+
+    // Two long requests are in flight on blue when the switch comes: the drain lets them finish.
+    let long: Vec<_> = (0..2)
+        .map(|_| {
+            let http = s.http();
+            let url = format!("{}/bg/slow?ms=4000", s.url);
+            tokio::spawn(async move { get(&http, &url).await })
+        })
+        .collect();
 
     // The update: green starts, gets healthy, warms up, takes the traffic; blue drains, stops.
     std::fs::write(
@@ -483,6 +478,14 @@ async fn http_service_blue_green_under_load_has_no_failed_requests() {
     }
     stop.store(true, Ordering::Relaxed);
 
+    for l in long {
+        let (status, pid, body) = l.await.unwrap();
+        assert_eq!(
+            status, 200,
+            "a request in flight during the drain failed: {body}"
+        );
+        assert!(blue_pids.contains(&pid.unwrap()), "{body}");
+    }
     let mut all = Vec::new();
     for c in clients {
         all.extend(c.await.unwrap());
