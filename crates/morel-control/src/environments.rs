@@ -492,6 +492,24 @@ impl Environments {
         Ok(())
     }
 
+    /// Removes every environment of an app (its previews' instances and data, and the
+    /// production row, secrets and certificate); true when it had any.
+    pub async fn remove_all(&self, app: &AppKey) -> Result<bool, ApiError> {
+        let envs = self.store().list_environments(Some(app)).await?;
+        for e in &envs {
+            if e.kind == EnvironmentKind::Preview {
+                self.remove(app, &e.name).await?;
+            }
+        }
+        // Secrets and a certificate may exist for production without an environment row.
+        for h in self.hosts(app, PRODUCTION) {
+            self.deployer.routes.remove_host(&h);
+        }
+        self.certs.remove(&self.hosts(app, PRODUCTION));
+        self.store().delete_environment(app, PRODUCTION).await?;
+        Ok(!envs.is_empty())
+    }
+
     /// Host app keys of every preview environment.
     pub async fn preview_hosts(&self) -> Result<std::collections::HashSet<AppKey>, ApiError> {
         let mut out = std::collections::HashSet::new();

@@ -438,6 +438,20 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("production cannot be removed"));
     assert_eq!(info_ok(&s, "production").await["marker"], "main-1");
+
+    // Deleting the app takes its previews, secrets and addresses with it.
+    let login_pid = info_ok(&s, "feature-login").await["pid"].as_i64().unwrap();
+    s.cli_ok(&["delete", APP]);
+    assert_eq!(info(&s, "feature-login").await.0, 404);
+    assert_eq!(info(&s, "production").await.0, 404);
+    let (status, _) = s.get(&format!("/api/apps/{APP}/environments")).await;
+    assert_eq!(status, 404);
+    let (_, apps) = s.get("/api/apps").await;
+    assert_eq!(apps, json!([]));
+    wait_for(LIMIT, "the preview's worker to exit", || async {
+        (!process_alive(login_pid)).then_some(())
+    })
+    .await;
 }
 
 /// Writes a self-signed certificate for `host` (and its key) with the openssl binary.

@@ -182,7 +182,9 @@ pub async fn delete_app(
     Path(app): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = app_key(&app)?;
-    if !st.deployer.delete_app(&key).await? {
+    // Its previews, secrets and certificates go with it.
+    let had_envs = st.envs.remove_all(&key).await?;
+    if !st.deployer.delete_app(&key).await? && !had_envs {
         return Err(ApiError::not_found(format!("app {app} not found")));
     }
     Ok(Json(serde_json::json!({ "deleted": app })))
