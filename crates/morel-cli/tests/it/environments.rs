@@ -808,3 +808,34 @@ async fn retention_prunes_bundles_of_older_releases() {
     assert!(err.contains("the bundle of v1 is no longer kept"), "{err}");
     assert_eq!(info_ok(&s, "production").await["marker"], "main-2");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_deploys_with_env_go_to_a_preview_and_production_keeps_serving() {
+    let repo = Repo::new();
+    let s = MorelServer::start(&bin());
+    let dir = repo.path();
+    let dir = dir.to_str().unwrap();
+    s.cli_ok(&["deploy", dir, "--name", APP]);
+    repo.commit_app("staging-1");
+    let out = s.cli_ok(&["deploy", dir, "--name", APP, "--env", "staging"]);
+    assert!(out.contains("is ready"), "{out}");
+    assert_eq!(info_ok(&s, "staging").await["marker"], "staging-1");
+    assert_eq!(info_ok(&s, "staging").await["env"], "staging");
+    assert_eq!(info_ok(&s, "production").await["marker"], "main-1");
+    assert_eq!(info_ok(&s, "latest").await["marker"], "main-1");
+    // Secrets work for directory deploys too, production included.
+    secret_set(&s, "production", "API_KEY", "prod-value");
+    wait_info(&s, "production", "the production secret", |b| {
+        b["secret"] == "prod-value"
+    })
+    .await;
+    assert_eq!(info_ok(&s, "staging").await["secret"], Value::Null);
+    let envs = environments(&s).await;
+    assert_eq!(envs.len(), 2, "{envs:?}");
+    assert_eq!(env_named(&envs, "staging")["kind"], "preview");
+    assert_eq!(env_named(&envs, "production")["release"], "v1");
+    // A name the call path needs for versions is refused.
+    let out = s.cli(&["deploy", dir, "--name", APP, "--env", "v2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not valid"));
+}

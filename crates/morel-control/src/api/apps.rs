@@ -85,6 +85,8 @@ pub async fn create_release(
     let env = req.env.unwrap_or_else(|| "production".into());
     env.parse::<morel_core::ResourceName>()
         .map_err(|_| ApiError::bad_request(format!("environment name {env:?} is not valid")))?;
+    // Another environment than production is a preview, with its own host app.
+    let key = st.envs.ensure_preview(&key, &env).await?;
     let release = st
         .deployer
         .create_release(&key, &digest, &env, &req.config)
