@@ -492,6 +492,59 @@ impl Environments {
         Ok(())
     }
 
+    /// Removes every environment of an app (its previews' instances and data, and the
+    /// production row, secrets and certificate); true when it had any.
+    pub async fn remove_all(&self, app: &AppKey) -> Result<bool, ApiError> {
+        let envs = self.store().list_environments(Some(app)).await?;
+        for e in &envs {
+            if e.kind == EnvironmentKind::Preview {
+                self.remove(app, &e.name).await?;
+            }
+        }
+        // Secrets and a certificate may exist for production without an environment row.
+        for h in self.hosts(app, PRODUCTION) {
+            self.deployer.routes.remove_host(&h);
+        }
+        self.certs.remove(&self.hosts(app, PRODUCTION));
+        self.store().delete_environment(app, PRODUCTION).await?;
+        Ok(!envs.is_empty())
+    }
+
+    /// For a directory deploy with `--env E`: creates preview `E` of `app` unless it exists,
+    /// and returns the key its releases go under (the app itself for production).
+    pub async fn ensure_preview(&self, app: &AppKey, env: &str) -> Result<AppKey, ApiError> {
+        if env == PRODUCTION {
+            return Ok(app.clone());
+        }
+        check_env_name(env)?;
+        let host = host_key(app, env)?;
+        if self.store().get_environment(app, env).await?.is_none() {
+            if self.store().get_app(&host).await?.is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "environment {env} of {} would collide with the app named {}",
+                    app.name, host.name
+                )));
+            }
+            let now = morel_core::time::now_ms();
+            self.store()
+                .upsert_environment(&EnvironmentRow {
+                    app: app.clone(),
+                    name: env.to_owned(),
+                    kind: EnvironmentKind::Preview,
+                    branch: None,
+                    repo_url: None,
+                    status: EnvironmentStatus::Ready,
+                    url: self.urls(app, env).first().cloned(),
+                    error: None,
+                    created_at: now,
+                    updated_at: now,
+                })
+                .await?;
+            self.attach_address(app, env)?;
+        }
+        Ok(host)
+    }
+
     /// Host app keys of every preview environment.
     pub async fn preview_hosts(&self) -> Result<std::collections::HashSet<AppKey>, ApiError> {
         let mut out = std::collections::HashSet::new();

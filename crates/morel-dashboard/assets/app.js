@@ -464,7 +464,12 @@
       }
     }
 
-    await poll(ctx, body, 1500, () => api('GET', `/api/apps/${enc(name)}`, undefined, ctx.signal), (app) => {
+    const load = async () => {
+      const app = await api('GET', `/api/apps/${enc(name)}`, undefined, ctx.signal);
+      app.environments = await api('GET', `/api/apps/${enc(name)}/environments`, undefined, ctx.signal);
+      return app;
+    };
+    await poll(ctx, body, 1500, load, (app) => {
       followRollback(app);
       return renderApp(app, rollBack);
     }, ['uptime_s']);
@@ -513,8 +518,20 @@
         ? h('button', { type: 'button', class: 'secondary small', text: 'Roll back to this release', onclick: () => rollBack(r) })
         : '—') },
     ], app.releases.slice().reverse(), 'No releases yet.', (r) => ({ dataset: { release: r.version } }));
+    // Production and the previews (one per git branch), each with its own address.
+    const environments = table([
+      { label: 'Environment', cell: (e) => h('span', null, h('strong', { text: e.name }), h('span', { class: 'tag', text: e.kind })) },
+      { label: 'Branch', cell: (e) => (e.branch ? code(e.branch) : '—') },
+      { label: 'Release', cell: (e) => e.release || '—' },
+      { label: 'Status', cell: (e) => badge(e.status) },
+      { label: 'Secrets', cell: (e) => String(e.secrets) },
+      { label: 'Certificate', cell: (e) => (e.certificate ? 'yes' : '—') },
+      { label: 'URLs', class: 'wrap', cell: (e) => e.urls.map((u) => h('div', null, code(u))) },
+      { label: 'Error', class: 'wrap', cell: (e) => e.error || '—' },
+    ], app.environments || [], 'No environments.', (e) => ({ dataset: { env: e.name } }));
     return [
       card(null, summary),
+      card('Environments', environments),
       card('Functions', functions),
       card('Resources', resources),
       card('Instances', instances),

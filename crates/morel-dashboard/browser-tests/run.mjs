@@ -165,6 +165,7 @@ try {
     await waitText(page.locator('#app'), 'greet(name', 'the functions table');
     await waitText(page.locator('#app'), 'python', 'the resources table');
     await waitText(page.locator('#app'), 'Roll back to this release', 'the releases table');
+    await waitText(page.locator('#app tr[data-env="production"]'), `/default/${APP}/production/call/`, 'the environments table');
     await shoot('03-app');
   });
 

@@ -145,6 +145,8 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     let (manifest, packed) =
         tokio::task::spawn_blocking(move || build_bundle(&dir, name)).await??;
     let app = manifest.project_name.clone();
+    // A preview environment's releases live under its host app (`{app}--{env}`).
+    let host = morel_gateway::environment_host(&app, &args.env);
     let fn_count: usize = manifest.resources.values().map(|r| r.functions.len()).sum();
     progress.step(&format!(
         "packed {app}: {} files, {fn_count} functions, digest {}",
@@ -178,7 +180,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     }
     // The reconcile plan, as a short diff, before anything changes.
     let plan: serde_json::Value = client
-        .get(&format!("/api/apps/{app}/plan?digest={}", packed.digest))
+        .get(&format!("/api/apps/{host}/plan?digest={}", packed.digest))
         .await?;
     let mut lines = Vec::new();
     for (key, sign, label) in [
@@ -226,7 +228,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     // Follow the release's platform events until it is ready or failed.
     let mut after = 0i64;
     let start_logs: Vec<LogLine> = client
-        .get(&format!("/api/apps/{app}/logs?stream=event&limit=10000"))
+        .get(&format!("/api/apps/{host}/logs?stream=event&limit=10000"))
         .await
         .unwrap_or_default();
     if let Some(last) = start_logs
@@ -239,7 +241,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
     let final_release = loop {
         let lines: Vec<LogLine> = client
-            .get(&format!("/api/apps/{app}/logs?stream=event&after={after}"))
+            .get(&format!("/api/apps/{host}/logs?stream=event&after={after}"))
             .await
             .unwrap_or_default();
         for l in lines {
@@ -248,7 +250,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
             progress.step(text);
         }
         let r: ReleaseView = client
-            .get(&format!("/api/apps/{app}/releases/v{n}"))
+            .get(&format!("/api/apps/{host}/releases/v{n}"))
             .await?;
         if matches!(r.status.as_str(), "ready" | "failed" | "superseded") {
             break r;
@@ -269,7 +271,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
         }
         bail!("release v{n} of {app} failed:\n{err}");
     }
-    let detail: AppDetail = client.get(&format!("/api/apps/{app}")).await?;
+    let detail: AppDetail = client.get(&format!("/api/apps/{host}")).await?;
     print_result(
         &args,
         &app,

@@ -438,6 +438,20 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("production cannot be removed"));
     assert_eq!(info_ok(&s, "production").await["marker"], "main-1");
+
+    // Deleting the app takes its previews, secrets and addresses with it.
+    let login_pid = info_ok(&s, "feature-login").await["pid"].as_i64().unwrap();
+    s.cli_ok(&["delete", APP]);
+    assert_eq!(info(&s, "feature-login").await.0, 404);
+    assert_eq!(info(&s, "production").await.0, 404);
+    let (status, _) = s.get(&format!("/api/apps/{APP}/environments")).await;
+    assert_eq!(status, 404);
+    let (_, apps) = s.get("/api/apps").await;
+    assert_eq!(apps, json!([]));
+    wait_for(LIMIT, "the preview's worker to exit", || async {
+        (!process_alive(login_pid)).then_some(())
+    })
+    .await;
 }
 
 /// Writes a self-signed certificate for `host` (and its key) with the openssl binary.
@@ -793,4 +807,35 @@ async fn retention_prunes_bundles_of_older_releases() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the bundle of v1 is no longer kept"), "{err}");
     assert_eq!(info_ok(&s, "production").await["marker"], "main-2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_deploys_with_env_go_to_a_preview_and_production_keeps_serving() {
+    let repo = Repo::new();
+    let s = MorelServer::start(&bin());
+    let dir = repo.path();
+    let dir = dir.to_str().unwrap();
+    s.cli_ok(&["deploy", dir, "--name", APP]);
+    repo.commit_app("staging-1");
+    let out = s.cli_ok(&["deploy", dir, "--name", APP, "--env", "staging"]);
+    assert!(out.contains("is ready"), "{out}");
+    assert_eq!(info_ok(&s, "staging").await["marker"], "staging-1");
+    assert_eq!(info_ok(&s, "staging").await["env"], "staging");
+    assert_eq!(info_ok(&s, "production").await["marker"], "main-1");
+    assert_eq!(info_ok(&s, "latest").await["marker"], "main-1");
+    // Secrets work for directory deploys too, production included.
+    secret_set(&s, "production", "API_KEY", "prod-value");
+    wait_info(&s, "production", "the production secret", |b| {
+        b["secret"] == "prod-value"
+    })
+    .await;
+    assert_eq!(info_ok(&s, "staging").await["secret"], Value::Null);
+    let envs = environments(&s).await;
+    assert_eq!(envs.len(), 2, "{envs:?}");
+    assert_eq!(env_named(&envs, "staging")["kind"], "preview");
+    assert_eq!(env_named(&envs, "production")["release"], "v1");
+    // A name the call path needs for versions is refused.
+    let out = s.cli(&["deploy", dir, "--name", APP, "--env", "v2"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not valid"));
 }

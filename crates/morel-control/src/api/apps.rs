@@ -85,6 +85,8 @@ pub async fn create_release(
     let env = req.env.unwrap_or_else(|| "production".into());
     env.parse::<morel_core::ResourceName>()
         .map_err(|_| ApiError::bad_request(format!("environment name {env:?} is not valid")))?;
+    // Another environment than production is a preview, with its own host app.
+    let key = st.envs.ensure_preview(&key, &env).await?;
     let release = st
         .deployer
         .create_release(&key, &digest, &env, &req.config)
@@ -182,7 +184,9 @@ pub async fn delete_app(
     Path(app): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let key = app_key(&app)?;
-    if !st.deployer.delete_app(&key).await? {
+    // Its previews, secrets and certificates go with it.
+    let had_envs = st.envs.remove_all(&key).await?;
+    if !st.deployer.delete_app(&key).await? && !had_envs {
         return Err(ApiError::not_found(format!("app {app} not found")));
     }
     Ok(Json(serde_json::json!({ "deleted": app })))
