@@ -93,6 +93,14 @@ pub(crate) struct SlotRun {
     pub(crate) handle: tokio::task::JoinHandle<()>,
 }
 
+impl SlotRun {
+    /// Starting or ready, and not asked to stop: an instance that counts toward the pool's
+    /// size. (A stopping one may still be draining, but it will not take calls again.)
+    pub(crate) fn serving(&self) -> bool {
+        !self.handle.is_finished() && self.stop.borrow().is_none()
+    }
+}
+
 pub struct ResourcePool {
     pub app: AppKey,
     pub resource: String,
@@ -224,7 +232,7 @@ impl ResourcePool {
         self.functions.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
-    /// Instances running now: (ready, starting).
+    /// Instances serving now: (ready, starting). Draining ones are in neither.
     pub fn counts(&self) -> (usize, usize) {
         let ready = self
             .slots
@@ -236,7 +244,7 @@ impl ResourcePool {
             .lock()
             .map(|r| {
                 r.iter()
-                    .filter(|r| r.as_ref().is_some_and(|r| !r.handle.is_finished()))
+                    .filter(|r| r.as_ref().is_some_and(SlotRun::serving))
                     .count()
             })
             .unwrap_or(0);
@@ -440,6 +448,7 @@ impl Supervisor {
             pool.active.fetch_sub(1, Ordering::SeqCst);
             // Waiting calls re-check: the pool may be able to grow again.
             pool.wake_scaler.notify_one();
+            pool.freed.notify_waiters();
         }
     }
 

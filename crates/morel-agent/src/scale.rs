@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::pool::{ResourcePool, StopReason};
+use crate::pool::{ResourcePool, SlotRun, StopReason};
 
 /// How often idle instances are looked for: a quarter of the idle timeout, within these bounds.
 const TICK_MIN: Duration = Duration::from_millis(100);
@@ -46,13 +46,14 @@ pub(crate) async fn run(pool: Weak<ResourcePool>) {
     }
 }
 
-/// Which slots have a supervisor (starting or ready).
+/// Which slots serve (starting or ready, not stopping). A slot still draining after a
+/// scale-down is not counted, so it is never retired twice nor counted toward `workers_min`.
 fn active_slots(p: &ResourcePool) -> Vec<bool> {
     p.runs
         .lock()
         .map(|r| {
             r.iter()
-                .map(|r| r.as_ref().is_some_and(|r| !r.handle.is_finished()))
+                .map(|r| r.as_ref().is_some_and(SlotRun::serving))
                 .collect()
         })
         .unwrap_or_default()
