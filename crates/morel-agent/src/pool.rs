@@ -304,6 +304,12 @@ impl Supervisor {
                         *w = Some(worker.clone());
                     }
                     ever_ready = true;
+                    morel_metrics::global().instance_started(
+                        p.app.namespace.as_str(),
+                        p.app.name.as_str(),
+                        &p.resource,
+                        started.elapsed(),
+                    );
                     self.set_state(&mut row, InstanceState::Ready, None).await;
                     self.bump_ready(1);
                     let exit = tokio::select! {

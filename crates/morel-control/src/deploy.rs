@@ -219,7 +219,16 @@ impl Deployer {
             return;
         }
         let n = release.number;
-        if let Err(e) = self.rollout_locked(&release).await {
+        let started = std::time::Instant::now();
+        let outcome = self.rollout_locked(&release).await;
+        morel_metrics::global().deploy_finished(
+            match outcome {
+                Ok(()) => morel_metrics::Outcome::Ok,
+                Err(_) => morel_metrics::Outcome::Failed,
+            },
+            started.elapsed(),
+        );
+        if let Err(e) = outcome {
             // Error text reaches API clients: do not reveal where the server keeps its state.
             let msg = e
                 .to_string()
@@ -312,6 +321,11 @@ impl Deployer {
                     FnRoute {
                         target: pool.clone(),
                         params: f.params.clone(),
+                        stats: morel_metrics::global().function(
+                            app.namespace.as_str(),
+                            app.name.as_str(),
+                            &f.name,
+                        ),
                     },
                 );
             }

@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use morel_gateway::{CallLimits, RouteTable};
 
-use crate::api::{AppState, apps, compat, functions};
+use crate::api::{AppState, apps, compat, functions, observe};
 use crate::auth::{Token, require_token};
 use crate::deploy::{Deployer, MAX_BUNDLE_BYTES};
 
@@ -48,6 +48,11 @@ impl Server {
             .route("/api/apps/{app}/logs", get(apps::logs))
             .route("/api/apps/{app}/rollback", post(apps::rollback))
             .route("/api/apps/{app}/plan", get(apps::plan))
+            .route(
+                "/api/apps/{app}/functions/{function}/executions",
+                get(observe::function_executions),
+            )
+            .route("/metrics", get(observe::metrics))
             .route("/api/executions/{id}", get(crate::jobs::get_execution))
             .route("/api/executions/{id}/cancel", post(crate::jobs::cancel))
             .route("/api/keys", get(apps::list_keys).post(apps::trust_key))

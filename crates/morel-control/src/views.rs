@@ -16,6 +16,8 @@ pub struct ReleaseView {
     pub status: String,
     pub error: Option<String>,
     pub created_at: String,
+    /// The names of the release's config variables (never their values).
+    pub config_names: Vec<String>,
 }
 
 impl From<&ReleaseRow> for ReleaseView {
@@ -30,6 +32,11 @@ impl From<&ReleaseRow> for ReleaseView {
             status: r.status.to_string(),
             error: r.error.clone(),
             created_at: morel_core::time::rfc3339(r.created_at),
+            config_names: serde_json::from_str::<std::collections::BTreeMap<String, String>>(
+                &r.config_json,
+            )
+            .map(|c| c.into_keys().collect())
+            .unwrap_or_default(),
         }
     }
 }

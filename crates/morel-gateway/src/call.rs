@@ -1,7 +1,7 @@
 //! The call path handlers.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -57,6 +57,7 @@ async fn call(
     body: Body,
 ) -> Response {
     let Some(routes) = gw.routes.get(&prefix, &app) else {
+        morel_metrics::global().unrouted_call();
         return error(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -70,6 +71,7 @@ async fn call(
             .and_then(|n| n.parse::<i64>().ok())
             == Some(routes.release);
     if !version_ok {
+        morel_metrics::global().unrouted_call();
         return error(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -80,6 +82,7 @@ async fn call(
         );
     }
     let Some(route) = routes.functions.get(&func) else {
+        morel_metrics::global().unrouted_call();
         let mut names: Vec<&str> = routes.functions.keys().map(String::as_str).collect();
         names.sort_unstable();
         return error(
@@ -93,7 +96,14 @@ async fn call(
     };
     let bytes = match read_body(body, &gw.limits).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => {
+            route.stats.record(
+                resp.status().as_u16(),
+                Duration::ZERO,
+                Some("PayloadTooLarge"),
+            );
+            return resp;
+        }
     };
     invoke(route, &func, &bytes).await
 }
@@ -159,16 +169,37 @@ async fn app_route(
     };
     let bytes = match read_body(body, &gw.limits).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => {
+            route.stats.record(
+                resp.status().as_u16(),
+                Duration::ZERO,
+                Some("PayloadTooLarge"),
+            );
+            return resp;
+        }
     };
     invoke(route, func, &bytes).await
 }
 
-/// Runs one call on the function's resource and maps the outcome to an HTTP response.
+/// Runs one call on the function's resource, records it in the function's metrics and
+/// recent calls, and maps the outcome to an HTTP response.
 async fn invoke(route: &FnRoute, func: &str, bytes: &[u8]) -> Response {
-    match call_function(route, func, bytes).await {
-        Ok(body) => json_ok(body),
-        Err(f) => error(f.status, &f.kind, f.message),
+    let started = Instant::now();
+    let outcome = call_function(route, func, bytes).await;
+    let took = started.elapsed();
+    match outcome {
+        Ok(body) => {
+            route.stats.record(StatusCode::OK.as_u16(), took, None);
+            json_ok(body)
+        }
+        Err(f) => {
+            route.stats.record(
+                f.status.as_u16(),
+                took,
+                Some(&format!("{}: {}", f.kind, f.message)),
+            );
+            error(f.status, &f.kind, f.message)
+        }
     }
 }
 
