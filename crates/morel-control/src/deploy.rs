@@ -633,7 +633,7 @@ impl Deployer {
 }
 
 /// Seed 002's reconcile categories, by resource name.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Plan {
     pub new: Vec<String>,
     pub changed: Vec<String>,

@@ -14,6 +14,7 @@ mod extract;
 pub mod functions;
 mod git;
 pub mod jobs;
+pub mod openapi;
 mod server;
 mod views;
 

@@ -100,6 +100,7 @@ impl Server {
             .with_state(state);
         Router::new()
             .route("/api/readiness", get(compat::readiness))
+            .route("/api/openapi.json", get(crate::openapi::openapi_json))
             .merge(control)
             .merge(public)
             .merge(morel_dashboard::router())

@@ -5,7 +5,7 @@ use morel_store::{
 };
 use serde::Serialize;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ReleaseView {
     pub app: String,
     pub namespace: String,
@@ -41,7 +41,7 @@ impl From<&ReleaseRow> for ReleaseView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AppSummary {
     pub name: String,
     pub namespace: String,
@@ -75,7 +75,7 @@ impl AppSummary {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FunctionView {
     pub name: String,
     pub resource: String,
@@ -96,7 +96,7 @@ impl FunctionView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ResourceView {
     pub name: String,
     pub runtime: String,
@@ -121,7 +121,7 @@ impl From<&ResourceRow> for ResourceView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct InstanceView {
     pub id: String,
     pub resource: String,
@@ -152,7 +152,7 @@ impl From<&InstanceRow> for InstanceView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AppDetail {
     #[serde(flatten)]
     pub summary: AppSummary,
@@ -162,7 +162,7 @@ pub struct AppDetail {
     pub instances: Vec<InstanceView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LogView {
     pub id: i64,
     pub ts: String,

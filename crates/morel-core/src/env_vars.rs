@@ -23,3 +23,7 @@ pub const INSTANCE_ENV: &str = "MOREL_ENV";
 pub const INSTANCE_RESOURCE: &str = "MOREL_RESOURCE";
 /// Set in every instance: the gateway URL, for cross-function calls.
 pub const INSTANCE_GATEWAY: &str = "MOREL_GATEWAY_URL";
+
+/// Development only: when set, the OpenAPI test rewrites `docs/openapi.json` from the code
+/// instead of failing on a difference.
+pub const MOREL_UPDATE_OPENAPI: &str = "MOREL_UPDATE_OPENAPI";

@@ -38,7 +38,7 @@ pub fn router(routes: Arc<RouteTable>, limits: CallLimits) -> Router {
     let gw = Gw { routes, limits };
     Router::new()
         .route("/{prefix}/{app}/{version}/call/{func}", any(call))
-        .route("/{prefix}/{app}/{version}/await/{func}", any(call))
+        .route("/{prefix}/{app}/{version}/await/{func}", any(await_call))
         .fallback(app_route)
         .with_state(gw)
 }
@@ -51,6 +51,30 @@ fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response
     resp
 }
 
+/// Calls a function and answers with its result. Any method works; no token is needed.
+#[utoipa::path(
+    post,
+    path = "/{prefix}/{app}/{version}/call/{func}",
+    tag = "calls",
+    summary = "Call a function",
+    params(
+        ("prefix" = String, Path, description = "namespace: `default`"),
+        ("app" = String, Path, description = "app name"),
+        ("version" = String, Path, description = "the active release as vN, `latest`, or the environment name"),
+        ("func" = String, Path, description = "function name"),
+    ),
+    request_body(content = Option<serde_json::Value>, description = "the arguments: an object of named arguments, a list of positional ones, or nothing for the defaults"),
+    responses(
+        (status = 200, description = "the function's JSON result", body = serde_json::Value),
+        (status = 400, description = "the body is not valid JSON or does not fit the parameters", body = ErrorBody),
+        (status = 404, description = "no such app, active version or function", body = ErrorBody),
+        (status = 413, description = "the body is over 6 MiB", body = ErrorBody),
+        (status = 500, description = "the function raised: `type` is the exception's type", body = ErrorBody),
+        (status = 502, description = "the worker died during the call", body = ErrorBody),
+        (status = 503, description = "no instance became ready in time", body = ErrorBody),
+        (status = 504, description = "the function's deadline passed", body = ErrorBody),
+    ),
+)]
 async fn call(
     State(gw): State<Gw>,
     Path((prefix, app, version, func)): Path<(String, String, String, String)>,
@@ -106,6 +130,53 @@ async fn call(
         }
     };
     invoke(route, &func, &bytes).await
+}
+
+/// Seed 000's synchronous `await` path: the same as `call`.
+#[utoipa::path(
+    post,
+    path = "/{prefix}/{app}/{version}/await/{func}",
+    tag = "calls",
+    summary = "Call a function (seed 000's `await` spelling of `call`)",
+    params(
+        ("prefix" = String, Path, description = "namespace: `default`"),
+        ("app" = String, Path, description = "app name"),
+        ("version" = String, Path, description = "the active release as vN, `latest`, or the environment name"),
+        ("func" = String, Path, description = "function name"),
+    ),
+    request_body(content = Option<serde_json::Value>, description = "the arguments: an object of named arguments, a list of positional ones, or nothing for the defaults"),
+    responses(
+        (status = 200, description = "the function's JSON result", body = serde_json::Value),
+        (status = 400, description = "the body is not valid JSON or does not fit the parameters", body = ErrorBody),
+        (status = 404, description = "no such app, active version or function", body = ErrorBody),
+        (status = 413, description = "the body is over 6 MiB", body = ErrorBody),
+        (status = 500, description = "the function raised: `type` is the exception's type", body = ErrorBody),
+        (status = 502, description = "the worker died during the call", body = ErrorBody),
+        (status = 503, description = "no instance became ready in time", body = ErrorBody),
+        (status = 504, description = "the function's deadline passed", body = ErrorBody),
+    ),
+)]
+async fn await_call(
+    gw: State<Gw>,
+    path: Path<(String, String, String, String)>,
+    body: Body,
+) -> Response {
+    call(gw, path, body).await
+}
+
+/// The call path in the OpenAPI document (merged into the control plane's document).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(call, await_call), components(schemas(ErrorBody)))]
+pub struct GatewayApi;
+
+/// Every error body Morel sends, on the call path and the control API alike.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, in words.
+    pub error: String,
+    /// A short kind, e.g. `NotFound`, or the exception's type when a function raised.
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// Seed 002's routes: `METHOD /{app}{path}` → the function the manifest maps it to, with the

@@ -10,5 +10,5 @@ mod call;
 mod routes;
 
 pub use args::{CallArgs, bind_args};
-pub use call::{CallFailure, CallLimits, call_function, router};
+pub use call::{CallFailure, CallLimits, ErrorBody, GatewayApi, call_function, router};
 pub use routes::{AppRoutes, FnRoute, RouteTable};

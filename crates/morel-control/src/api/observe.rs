@@ -23,6 +23,18 @@ const QUEUES: [&str; 3] = [
 ];
 
 /// `GET /metrics`: every metric in OpenMetrics text, which Prometheus scrapes natively.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "observability",
+    summary = "Prometheus metrics (OpenMetrics text)",
+    responses(
+        (status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 500, description = "internal error", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     let m = morel_metrics::global();
     let store = &st.deployer.store;
@@ -51,7 +63,7 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
 }
 
 /// One recent call of an app function, as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CallView {
     /// When it finished (RFC 3339).
     pub at: String,
@@ -63,7 +75,7 @@ pub struct CallView {
     pub error: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FunctionCalls {
     pub app: String,
     pub function: String,
@@ -74,6 +86,21 @@ pub struct FunctionCalls {
 }
 
 /// `GET /api/apps/{app}/functions/{function}/executions`: the function's most recent calls.
+#[utoipa::path(
+    get,
+    path = "/api/apps/{app}/functions/{function}/executions",
+    operation_id = "list_recent_calls",
+    tag = "apps",
+    summary = "The most recent calls of an app function (kept in memory)",
+    params(("app" = String, Path, description = "App name"), ("function" = String, Path, description = "function name")),
+    responses(
+        (status = 200, description = "newest first", body = FunctionCalls),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn function_executions(
     State(st): State<AppState>,
     Path((app, function)): Path<(String, String)>,
