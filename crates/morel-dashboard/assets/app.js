@@ -341,6 +341,7 @@
     };
     await tick();
     ctx.every(ms, tick);
+    return tick; // to refresh at once after an action
   }
 
   // --- Login -------------------------------------------------------------------------------------
@@ -515,11 +516,37 @@
     ], app.releases.slice().reverse(), 'No releases yet.', (r) => ({ dataset: { release: r.version } }));
     return [
       card(null, summary),
+      card('Environments', renderEnvironments(app),
+        h('p', { class: 'hint', text: 'Config values are never shown, only their names. Secrets and more environments arrive with environment support.' })),
       card('Functions', functions),
       card('Resources', resources),
       card('Instances', instances),
       card('Releases', releases),
     ];
+  }
+
+  /**
+   * One row per environment the app has releases in: its active release (if the app's active
+   * release is in it), and the config names of that release (or of its latest one).
+   */
+  function renderEnvironments(app) {
+    const byEnv = new Map();
+    for (const r of app.releases) byEnv.set(r.env, r); // oldest first: the last one wins
+    const active = app.releases.find((r) => `v${r.number}` === app.active_release);
+    const envs = [...byEnv].map(([name, latest]) => {
+      const live = active && active.env === name ? active : null;
+      return { name, live, shown: live || latest };
+    });
+    return h('div', { id: 'environments' }, table([
+      { label: 'Environment', cell: (e) => h('strong', { text: e.name }) },
+      { label: 'Active release', cell: (e) => (e.live ? e.live.version : 'none') },
+      { label: 'Config', class: 'wrap', cell: (e) => {
+        const names = e.shown.config_names || [];
+        return names.length ? h('span', { class: 'list' }, names.map((n) => code(n))) : 'none';
+      } },
+      { label: 'Secrets', cell: () => 'none' },
+      { label: 'URL', class: 'wrap', cell: (e) => (e.live && app.url ? code(app.url.replace(/\/latest\/call\/$/, `/${e.name}/call/`)) : '—') },
+    ], envs, 'No environments: nothing was deployed yet.', (e) => ({ dataset: { env: e.name } })));
   }
 
   function fact(label, value) {
@@ -550,8 +577,8 @@
     const args = h('textarea', { id: 'args', rows: '6', spellcheck: 'false', value: '{}' });
     const button = h('button', { type: 'submit', text: 'Call' });
     const result = h('div', { id: 'result', 'aria-live': 'polite' });
-    const history = [];
-    const historyBox = h('div', { id: 'history' });
+    const historyBox = h('div', { id: 'history' }, notice('info', 'Loading…'));
+    let refreshHistory = () => {};
 
     async function call(event) {
       event.preventDefault();
@@ -585,9 +612,7 @@
           fact('Latency', h('span', { id: 'latency', text: `${ms} ms` }))),
         h('h3', { text: resp.ok ? 'Result' : 'Error' }),
         h('pre', { id: 'call-result', class: 'output', text: pretty(body) }));
-        history.unshift({ at: Date.now(), args: text || '(no arguments)', status: resp.status, ms });
-        history.length = Math.min(history.length, 10);
-        historyBox.replaceChildren(renderHistory(history));
+        refreshHistory();
       } catch (err) {
         if (ctx.alive()) result.replaceChildren(notice('error', describe(err)));
       } finally {
@@ -611,17 +636,23 @@
           args,
           h('div', null, button)),
         result),
-      card('Recent calls from this page', historyBox));
-    historyBox.replaceChildren(renderHistory(history));
+      card('Recent executions', historyBox));
+    refreshHistory = await poll(ctx, historyBox, POLL_MS,
+      () => api('GET', `/api/apps/${enc(appName)}/functions/${enc(fnName)}/executions`, undefined, ctx.signal),
+      renderExecutions);
   }
 
-  function renderHistory(history) {
-    return table([
-      { label: 'When', cell: (c) => since(c.at, 'ago') },
-      { label: 'Arguments', class: 'wrap', cell: (c) => code(short(c.args, 120)) },
-      { label: 'Status', cell: (c) => h('span', { class: `badge ${c.status < 400 ? 'ok' : 'bad'}`, text: String(c.status) }) },
-      { label: 'Latency', cell: (c) => `${c.ms} ms` },
-    ], history, 'No calls yet. Executions of app functions are not recorded by the server yet; calls made here are listed.');
+  /** The server's in-memory record of a function's latest calls, from anywhere. */
+  function renderExecutions(data) {
+    return [
+      table([
+        { label: 'When', cell: (c) => since(Date.parse(c.at), 'ago') },
+        { label: 'Status', cell: (c) => h('span', { class: `badge ${c.ok ? 'ok' : 'bad'}`, text: String(c.status) }) },
+        { label: 'Duration', cell: (c) => `${c.duration_ms < 10 ? c.duration_ms.toFixed(2) : Math.round(c.duration_ms)} ms` },
+        { label: 'Error', class: 'wrap', cell: (c) => (c.error ? code(short(c.error, 300), c.error) : '—') },
+      ], data.calls, 'No calls yet.'),
+      h('p', { class: 'hint', text: `The last ${data.kept} calls through the gateway, kept in the server's memory (not stored: a restart clears them).` }),
+    ];
   }
 
   // --- Logs --------------------------------------------------------------------------------------
