@@ -558,6 +558,7 @@ impl Deployer {
             || self.store.get_package(app).await?.is_some();
         self.routes
             .remove(app.namespace.as_str(), app.name.as_str());
+        morel_metrics::global().forget_app(app.namespace.as_str(), app.name.as_str());
         let pools = self
             .active
             .lock()

@@ -260,6 +260,13 @@ impl Metrics {
         fns.get(&key).cloned()
     }
 
+    /// Drops the recent calls of a deleted app's functions, so a new app of the same name
+    /// starts with an empty history. Its counters stay: Prometheus counters only go up.
+    pub fn forget_app(&self, namespace: &str, app: &str) {
+        let mut fns = self.functions.lock().unwrap_or_else(|e| e.into_inner());
+        fns.retain(|k, _| !(k.namespace == namespace && k.app == app));
+    }
+
     /// A call that found no function to run (unknown app, version or function).
     pub fn unrouted_call(&self) {
         self.unrouted_calls.inc();
@@ -457,6 +464,33 @@ mod tests {
         assert_eq!(recent[0].status, 418);
         assert_eq!(recent[1].error.as_deref(), Some("ValueError: no"));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_deleted_app_forgets_its_recent_calls_but_keeps_counting() {
+        let m = Metrics::new();
+        m.function("default", "a", "f")
+            .record(200, Duration::from_millis(1), None);
+        m.function("default", "b", "f")
+            .record(200, Duration::from_millis(1), None);
+        m.forget_app("default", "a");
+        assert!(m.existing_function("default", "a", "f").is_none());
+        assert_eq!(
+            m.existing_function("default", "b", "f")
+                .map(|f| f.recent().len()),
+            Some(1)
+        );
+        let again = m.function("default", "a", "f");
+        assert!(again.recent().is_empty());
+        again.record(200, Duration::from_millis(1), None);
+        let text = m.encode();
+        assert_eq!(
+            sample(
+                &text,
+                r#"morel_calls_total{namespace="default",app="a",function="f",status="200"}"#
+            ),
+            Some(2.0)
+        );
     }
 
     #[test]
