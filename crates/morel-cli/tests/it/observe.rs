@@ -2,8 +2,9 @@
 //! by exactly the calls made, per status; the recent-call ring shows them with their errors.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use morel_test_support::{MorelServer, example};
+use morel_test_support::{MorelServer, copy_dir, example, wait_for};
 
 use crate::bin;
 
@@ -213,4 +214,62 @@ async fn openapi_document_is_served_and_every_operation_is_routed() {
         }
     }
     assert!(checked > 40, "{checked}");
+}
+
+/// Compile jobs and deploys are counted by outcome: one WAT function that compiles, one that
+/// does not, and a deploy whose code raises at import.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_compile_jobs_and_deploys_by_outcome() {
+    let s = MorelServer::start(&bin());
+    let before = scrape(&s).await;
+    let compiled = |outcome: &str| format!(r#"morel_compile_jobs_total{{outcome="{outcome}"}}"#);
+    let deploys =
+        |outcome: &str| format!(r#"morel_deploy_duration_seconds_count{{outcome="{outcome}"}}"#);
+
+    let good = r#"(module (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "handle") (param i32 i32) (result i64) (i64.const 0)))"#;
+    for (name, source) in [("good", good), ("bad", "(module (func")] {
+        let (status, f) = s
+            .api(
+                reqwest::Method::POST,
+                "/functions",
+                Some(serde_json::json!({ "name": name, "language": "wat", "source": source })),
+            )
+            .await;
+        assert_eq!(status, 201, "{f}");
+        let id = f["id"].as_str().unwrap().to_owned();
+        wait_for(Duration::from_secs(60), "the compile to finish", || async {
+            let (_, f) = s.get(&format!("/functions/{id}")).await;
+            matches!(f["status"].as_str(), Some("READY" | "FAILED")).then_some(())
+        })
+        .await;
+    }
+
+    s.deploy(&example("hello-python"));
+    let broken = tempfile::tempdir().unwrap();
+    copy_dir(&example("hello-python"), broken.path());
+    std::fs::write(
+        broken.path().join("hello.py"),
+        "raise RuntimeError('broken at import')\n\ndef f():\n    return 1\n",
+    )
+    .unwrap();
+    let out = s.cli(&[
+        "deploy",
+        broken.path().to_str().unwrap(),
+        "--name",
+        "hello-python",
+    ]);
+    assert!(!out.status.success());
+
+    let after = scrape(&s).await;
+    let delta = |series: &str| get(&after, series) - get(&before, series);
+    assert_eq!(delta(&compiled("ok")), 1.0);
+    assert_eq!(delta(&compiled("failed")), 1.0);
+    assert_eq!(delta(&deploys("ok")), 1.0);
+    assert_eq!(delta(&deploys("failed")), 1.0);
+    assert_eq!(
+        get(&after, r#"morel_queue_depth{queue="compilation_jobs"}"#),
+        0.0
+    );
 }
