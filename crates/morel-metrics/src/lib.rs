@@ -123,6 +123,9 @@ pub struct Metrics {
     /// Per-function handles, so a redeploy keeps counting into the same series and the same
     /// recent-call ring. Written when routes are installed, read by the executions API.
     functions: Mutex<HashMap<FnLabels, Arc<FnStats>>>,
+    /// Held by a scrape while it replaces the store-backed gauges and encodes, so two
+    /// concurrent scrapes never see each other's half-cleared gauges.
+    scrape: Mutex<()>,
 }
 
 /// The process-wide metrics.
@@ -227,6 +230,7 @@ impl Metrics {
             deploy_seconds,
             log_lines_dropped,
             functions: Mutex::new(HashMap::new()),
+            scrape: Mutex::new(()),
         }
     }
 
@@ -301,6 +305,11 @@ impl Metrics {
                 outcome: outcome.label(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Taken by a scrape around setting the store-backed gauges and [`Metrics::encode`].
+    pub fn scrape_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.scrape.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Replaces the instance gauges with counts of `(namespace, app, resource, state)`.

@@ -39,22 +39,30 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
     let m = morel_metrics::global();
     let store = &st.deployer.store;
     let instances = store.list_instances(None).await?;
-    m.set_instances(instances.iter().map(|i| morel_metrics::InstanceCount {
-        namespace: i.app.namespace.as_str(),
-        app: i.app.name.as_str(),
-        resource: &i.resource,
-        state: i.state.as_str(),
-    }));
+    let mut queues = Vec::with_capacity(QUEUES.len());
     for q in QUEUES {
-        let (depth, oldest_ms) = store.queue_depth(q).await?;
-        m.set_queue(
-            q,
-            depth,
-            Duration::from_millis(u64::try_from(oldest_ms).unwrap_or(0)),
-        );
+        queues.push((q, store.queue_depth(q).await?));
     }
-    m.set_log_lines_dropped(st.deployer.logs.dropped());
-    let mut resp = m.encode().into_response();
+    // Read the store first, then set and encode under the scrape lock (no await while held).
+    let text = {
+        let _scrape = m.scrape_lock();
+        m.set_instances(instances.iter().map(|i| morel_metrics::InstanceCount {
+            namespace: i.app.namespace.as_str(),
+            app: i.app.name.as_str(),
+            resource: &i.resource,
+            state: i.state.as_str(),
+        }));
+        for (q, (depth, oldest_ms)) in queues {
+            m.set_queue(
+                q,
+                depth,
+                Duration::from_millis(u64::try_from(oldest_ms).unwrap_or(0)),
+            );
+        }
+        m.set_log_lines_dropped(st.deployer.logs.dropped());
+        m.encode()
+    };
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(morel_metrics::CONTENT_TYPE),
