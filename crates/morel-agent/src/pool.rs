@@ -521,6 +521,12 @@ impl Supervisor {
                         *w = Some(worker.clone());
                     }
                     row.started_at = morel_core::time::now_ms();
+                    morel_metrics::global().instance_started(
+                        p.app.namespace.as_str(),
+                        p.app.name.as_str(),
+                        &p.resource,
+                        started.elapsed(),
+                    );
                     self.set_state(&mut row, InstanceState::Ready, None).await;
                     self.bump_ready(1);
                     self.notify_pool();

@@ -231,7 +231,16 @@ impl Deployer {
             return;
         }
         let n = release.number;
-        if let Err(e) = self.rollout_locked(&release).await {
+        let started = std::time::Instant::now();
+        let outcome = self.rollout_locked(&release).await;
+        morel_metrics::global().deploy_finished(
+            match outcome {
+                Ok(()) => morel_metrics::Outcome::Ok,
+                Err(_) => morel_metrics::Outcome::Failed,
+            },
+            started.elapsed(),
+        );
+        if let Err(e) = outcome {
             // Error text reaches API clients: do not reveal where the server keeps its state.
             let msg = e
                 .to_string()
@@ -339,6 +348,11 @@ impl Deployer {
                     FnRoute {
                         target: pool.clone(),
                         params: f.params.clone(),
+                        stats: morel_metrics::global().function(
+                            app.namespace.as_str(),
+                            app.name.as_str(),
+                            &f.name,
+                        ),
                     },
                 );
             }
@@ -576,6 +590,7 @@ impl Deployer {
         self.routes
             .edge()
             .remove(app.namespace.as_str(), app.name.as_str());
+        morel_metrics::global().forget_app(app.namespace.as_str(), app.name.as_str());
         let pools = self
             .active
             .lock()
@@ -641,7 +656,7 @@ impl Deployer {
 }
 
 /// Seed 002's reconcile categories, by resource name.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Plan {
     pub new: Vec<String>,
     pub changed: Vec<String>,

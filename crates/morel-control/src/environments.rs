@@ -49,6 +49,10 @@ pub struct EnvironmentView {
     pub urls: Vec<String>,
     pub hosts: Vec<String>,
     pub secrets: usize,
+    /// Names of the active release's config values (never the values).
+    pub config_names: Vec<String>,
+    /// Names of the environment's secrets (never the values).
+    pub secret_names: Vec<String>,
     pub certificate: bool,
     pub updated_at: i64,
 }
@@ -304,12 +308,34 @@ impl Environments {
         let mut out = Vec::new();
         for e in rows {
             let host = host_key(app, &e.name)?;
-            let release = self
+            let active = self
                 .store()
                 .get_app(&host)
                 .await?
-                .and_then(|a| a.active_release)
-                .map(|n| format!("v{n}"));
+                .and_then(|a| a.active_release);
+            let release = active.map(|n| format!("v{n}"));
+            let config_names = match active {
+                Some(n) => self
+                    .store()
+                    .get_release(&host, n)
+                    .await?
+                    .and_then(|r| {
+                        serde_json::from_str::<std::collections::BTreeMap<String, String>>(
+                            &r.config_json,
+                        )
+                        .ok()
+                    })
+                    .map(|m| m.into_keys().collect())
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let secret_names: Vec<String> = self
+                .store()
+                .list_secrets(app, &e.name)
+                .await?
+                .into_iter()
+                .map(|s| s.name)
+                .collect();
             out.push(EnvironmentView {
                 kind: e.kind.as_str(),
                 branch: e.branch.clone(),
@@ -319,7 +345,9 @@ impl Environments {
                 error: e.error.clone(),
                 urls: self.urls(app, &e.name),
                 hosts: self.hosts(app, &e.name),
-                secrets: self.store().list_secrets(app, &e.name).await?.len(),
+                secrets: secret_names.len(),
+                config_names,
+                secret_names,
                 certificate: certs.iter().any(|c| c.app == *app && c.env == e.name),
                 updated_at: e.updated_at,
                 name: e.name,

@@ -259,13 +259,22 @@ impl Functions {
                         None
                     }
                 };
-                if let Some((id, outcome)) = outcome
-                    && let Err(e) = self
+                if let Some((id, outcome)) = outcome {
+                    match self
                         .store
                         .apply_compile_result(&id, &outcome, RESULTS_QUEUE, m.msg_id)
                         .await
-                {
-                    tracing::warn!(error = %format!("{e:#}"), "applying a compilation result");
+                    {
+                        // Counted once: a redelivered result changes nothing.
+                        Ok(true) => morel_metrics::global().compile_job(match outcome {
+                            CompileOutcome::Ready(_) => morel_metrics::Outcome::Ok,
+                            CompileOutcome::Failed(_) => morel_metrics::Outcome::Failed,
+                        }),
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "applying a compilation result")
+                        }
+                    }
                 }
             }
         }

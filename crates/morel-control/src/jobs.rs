@@ -37,6 +37,21 @@ struct Job {
     body: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/{prefix}/{app}/{version}/run/{func}",
+    operation_id = "run_async",
+    tag = "calls",
+    summary = "Queue an async run of a function (no token needed)",
+    params(("prefix" = String, Path, description = "namespace, `default`"), ("app" = String, Path, description = "App name"), ("version" = String, Path, description = "vN, latest or the environment name"), ("func" = String, Path, description = "function name")),
+    request_body(content = serde_json::Value, description = "the arguments: an object of named arguments or a list of positional ones"),
+    responses(
+        (status = 202, description = "queued", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+        (status = 413, description = "too large", body = crate::openapi::ErrorBody),
+    ),
+)]
 pub async fn run(
     State(st): State<AppState>,
     Path((prefix, app, version, func)): Path<(String, String, String, String)>,
@@ -119,6 +134,19 @@ pub async fn run(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/executions/{id}",
+    tag = "calls",
+    summary = "Status and result of an async run",
+    params(("id" = String, Path, description = "execution id")),
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn get_execution(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -132,6 +160,21 @@ pub async fn get_execution(
     Ok(Json(execution_view(&e)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/executions/{id}/cancel",
+    operation_id = "cancel_execution",
+    tag = "calls",
+    summary = "Cancel a queued async run",
+    params(("id" = String, Path, description = "execution id")),
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+        (status = 409, description = "conflict", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn cancel(
     State(st): State<AppState>,
     Path(id): Path<String>,

@@ -18,6 +18,7 @@ pub mod git_deploy;
 pub mod jobs;
 mod recover;
 pub mod secrets;
+pub mod openapi;
 mod server;
 pub mod services;
 pub mod tls;

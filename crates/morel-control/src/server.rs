@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use morel_gateway::{CallLimits, RouteTable};
 
-use crate::api::{AppState, apps, compat, environments, functions, services};
+use crate::api::{AppState, apps, compat, environments, functions, observe, services};
 use crate::auth::{Token, require_token};
 use crate::deploy::{Deployer, MAX_BUNDLE_BYTES};
 
@@ -87,6 +87,11 @@ impl Server {
                 "/api/apps/{app}/environments/{env}/certificate",
                 axum::routing::put(environments::put_certificate),
             )
+            .route(
+                "/api/apps/{app}/functions/{function}/executions",
+                get(observe::function_executions),
+            )
+            .route("/metrics", get(observe::metrics))
             .route("/api/executions/{id}", get(crate::jobs::get_execution))
             .route("/api/executions/{id}/cancel", post(crate::jobs::cancel))
             .route("/api/keys", get(apps::list_keys).post(apps::trust_key))
@@ -134,6 +139,7 @@ impl Server {
             .with_state(state);
         let all = Router::new()
             .route("/api/readiness", get(compat::readiness))
+            .route("/api/openapi.json", get(crate::openapi::openapi_json))
             .merge(control)
             .merge(public)
             .merge(morel_dashboard::router())

@@ -6,7 +6,7 @@ use morel_store::{
 };
 use serde::Serialize;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ReleaseView {
     pub app: String,
     pub namespace: String,
@@ -17,6 +17,8 @@ pub struct ReleaseView {
     pub status: String,
     pub error: Option<String>,
     pub created_at: String,
+    /// The names of the release's config variables (never their values).
+    pub config_names: Vec<String>,
 }
 
 impl From<&ReleaseRow> for ReleaseView {
@@ -31,11 +33,16 @@ impl From<&ReleaseRow> for ReleaseView {
             status: r.status.to_string(),
             error: r.error.clone(),
             created_at: morel_core::time::rfc3339(r.created_at),
+            config_names: serde_json::from_str::<std::collections::BTreeMap<String, String>>(
+                &r.config_json,
+            )
+            .map(|c| c.into_keys().collect())
+            .unwrap_or_default(),
         }
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AppSummary {
     pub name: String,
     pub namespace: String,
@@ -69,7 +76,7 @@ impl AppSummary {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct FunctionView {
     pub name: String,
     pub resource: String,
@@ -90,7 +97,7 @@ impl FunctionView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ResourceView {
     pub name: String,
     pub runtime: String,
@@ -115,7 +122,7 @@ impl From<&ResourceRow> for ResourceView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct InstanceView {
     pub id: String,
     pub resource: String,
@@ -150,7 +157,7 @@ impl From<&InstanceRow> for InstanceView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AppDetail {
     #[serde(flatten)]
     pub summary: AppSummary,
@@ -160,7 +167,7 @@ pub struct AppDetail {
     pub instances: Vec<InstanceView>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LogView {
     pub id: i64,
     pub ts: String,

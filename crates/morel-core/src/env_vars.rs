@@ -33,3 +33,7 @@ pub const MOREL_EDGE_DOMAIN: &str = "MOREL_EDGE_DOMAIN";
 /// step of this name (e.g. `environment`), so a test can kill the server mid-deploy and
 /// check that the next server resumes it. Never set in normal operation.
 pub const MOREL_TEST_DEPLOY_HOLD_AFTER: &str = "MOREL_TEST_DEPLOY_HOLD_AFTER";
+
+/// Development only: when set, the OpenAPI test rewrites `docs/openapi.json` from the code
+/// instead of failing on a difference.
+pub const MOREL_UPDATE_OPENAPI: &str = "MOREL_UPDATE_OPENAPI";

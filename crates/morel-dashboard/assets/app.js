@@ -341,6 +341,7 @@
     };
     await tick();
     ctx.every(ms, tick);
+    return tick; // to refresh at once after an action
   }
 
   // --- Login -------------------------------------------------------------------------------------
@@ -524,19 +525,26 @@
       { label: 'Branch', cell: (e) => (e.branch ? code(e.branch) : '—') },
       { label: 'Release', cell: (e) => e.release || '—' },
       { label: 'Status', cell: (e) => badge(e.status) },
-      { label: 'Secrets', cell: (e) => String(e.secrets) },
+      { label: 'Config', class: 'wrap', cell: (e) => namesList(e.config_names) },
+      { label: 'Secrets', class: 'wrap', cell: (e) => namesList(e.secret_names) },
       { label: 'Certificate', cell: (e) => (e.certificate ? 'yes' : '—') },
       { label: 'URLs', class: 'wrap', cell: (e) => e.urls.map((u) => h('div', null, code(u))) },
       { label: 'Error', class: 'wrap', cell: (e) => e.error || '—' },
     ], app.environments || [], 'No environments.', (e) => ({ dataset: { env: e.name } }));
     return [
       card(null, summary),
-      card('Environments', environments),
+      card('Environments', h('div', { id: 'environments' }, environments),
+        h('p', { class: 'hint', text: 'Config values and secrets are never shown, only their names.' })),
       card('Functions', functions),
       card('Resources', resources),
       card('Instances', instances),
       card('Releases', releases),
     ];
+  }
+
+  /** Names only (config keys, secret names): values never reach the browser. */
+  function namesList(names) {
+    return names && names.length ? h('span', { class: 'list' }, names.map((n) => code(n))) : 'none';
   }
 
   function fact(label, value) {
@@ -567,8 +575,8 @@
     const args = h('textarea', { id: 'args', rows: '6', spellcheck: 'false', value: '{}' });
     const button = h('button', { type: 'submit', text: 'Call' });
     const result = h('div', { id: 'result', 'aria-live': 'polite' });
-    const history = [];
-    const historyBox = h('div', { id: 'history' });
+    const historyBox = h('div', { id: 'history' }, notice('info', 'Loading…'));
+    let refreshHistory = () => {};
 
     async function call(event) {
       event.preventDefault();
@@ -602,9 +610,7 @@
           fact('Latency', h('span', { id: 'latency', text: `${ms} ms` }))),
         h('h3', { text: resp.ok ? 'Result' : 'Error' }),
         h('pre', { id: 'call-result', class: 'output', text: pretty(body) }));
-        history.unshift({ at: Date.now(), args: text || '(no arguments)', status: resp.status, ms });
-        history.length = Math.min(history.length, 10);
-        historyBox.replaceChildren(renderHistory(history));
+        refreshHistory();
       } catch (err) {
         if (ctx.alive()) result.replaceChildren(notice('error', describe(err)));
       } finally {
@@ -628,17 +634,23 @@
           args,
           h('div', null, button)),
         result),
-      card('Recent calls from this page', historyBox));
-    historyBox.replaceChildren(renderHistory(history));
+      card('Recent executions', historyBox));
+    refreshHistory = await poll(ctx, historyBox, POLL_MS,
+      () => api('GET', `/api/apps/${enc(appName)}/functions/${enc(fnName)}/executions`, undefined, ctx.signal),
+      renderExecutions);
   }
 
-  function renderHistory(history) {
-    return table([
-      { label: 'When', cell: (c) => since(c.at, 'ago') },
-      { label: 'Arguments', class: 'wrap', cell: (c) => code(short(c.args, 120)) },
-      { label: 'Status', cell: (c) => h('span', { class: `badge ${c.status < 400 ? 'ok' : 'bad'}`, text: String(c.status) }) },
-      { label: 'Latency', cell: (c) => `${c.ms} ms` },
-    ], history, 'No calls yet. Executions of app functions are not recorded by the server yet; calls made here are listed.');
+  /** The server's in-memory record of a function's latest calls, from anywhere. */
+  function renderExecutions(data) {
+    return [
+      table([
+        { label: 'When', cell: (c) => since(Date.parse(c.at), 'ago') },
+        { label: 'Status', cell: (c) => h('span', { class: `badge ${c.ok ? 'ok' : 'bad'}`, text: String(c.status) }) },
+        { label: 'Duration', cell: (c) => `${c.duration_ms < 10 ? c.duration_ms.toFixed(2) : Math.round(c.duration_ms)} ms` },
+        { label: 'Error', class: 'wrap', cell: (c) => (c.error ? code(short(c.error, 300), c.error) : '—') },
+      ], data.calls, 'No calls yet.'),
+      h('p', { class: 'hint', text: `The last ${data.kept} calls through the gateway, kept in the server's memory (not stored: a restart clears them).` }),
+    ];
   }
 
   // --- Logs --------------------------------------------------------------------------------------

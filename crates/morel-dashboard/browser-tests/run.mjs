@@ -3,7 +3,8 @@
 //   node crates/morel-dashboard/browser-tests/run.mjs URL TOKEN SCREENSHOT_DIR
 //
 // Expects a running `morel up` at URL where hello-python is deployed twice (v1, then v2 with the
-// same `greet`), as crates/morel-cli/tests/it/dashboard.rs arranges. Fails (exit 1) on any
+// same `greet` and the config GREETING_STYLE and API_SECRET, whose value is SECRET_VALUE below),
+// as crates/morel-cli/tests/it/dashboard.rs arranges. Fails (exit 1) on any
 // console error or uncaught page error, on the token showing up in a URL, and on any step whose
 // expected text does not appear in time. Saves a screenshot of every page at 1280x800 and
 // 390x844 into SCREENSHOT_DIR. Prints one line per step; never prints the token.
@@ -18,6 +19,8 @@ const APP = 'hello-python';
 const SIZES = [[1280, 800], [390, 844]];
 const STEP_TIMEOUT_MS = 30_000;
 const ROLLOUT_TIMEOUT_MS = 90_000;
+// A config value of v2 that must never reach the page.
+const SECRET_VALUE = 's3cr3t-value';
 
 // An echo guest in the core ABI: `handle` returns its input unchanged.
 const ECHO_WAT = `(module
@@ -165,7 +168,12 @@ try {
     await waitText(page.locator('#app'), 'greet(name', 'the functions table');
     await waitText(page.locator('#app'), 'python', 'the resources table');
     await waitText(page.locator('#app'), 'Roll back to this release', 'the releases table');
-    await waitText(page.locator('#app tr[data-env="production"]'), `/default/${APP}/production/call/`, 'the environments table');
+    const production = page.locator('#environments tr[data-env="production"]');
+    await waitText(production, 'v2', 'the production environment\'s active release');
+    await waitText(production, 'API_SECRET', 'the config names of production');
+    await waitText(production, 'GREETING_STYLE', 'the config names of production');
+    await waitText(production, `/default/${APP}/production/call/`, 'the environment URL');
+    if ((await page.content()).includes(SECRET_VALUE)) throw new Error('a config value is shown on the app page');
     await shoot('03-app');
   });
 
@@ -177,7 +185,16 @@ try {
     await waitText(page.locator('#call-result'), 'Hello, Ada!', 'the call result');
     await waitText(page.locator('#call-status'), '200', 'the call status');
     await waitText(page.locator('#latency'), /^\d+ ms$/, 'the latency');
-    await waitText(page.locator('#history'), '200', 'the recent calls');
+    // The server's record of the call: status and duration.
+    await waitText(page.locator('#history tbody tr').first(), /200[\s\S]*\d ms/, 'the recent executions');
+    // A failing call shows there with its error: greet takes one argument, not three.
+    expectedConsole = [/status of 500/];
+    await page.getByLabel('Arguments (JSON)').fill('[1, 2, 3]');
+    await page.getByRole('button', { name: 'Call' }).click();
+    await waitText(page.locator('#call-status'), '500', 'the failed call status');
+    await waitText(page.locator('#history tbody tr').first(), /500[\s\S]*TypeError/, 'the failed execution with its error');
+    await waitText(page.locator('#history'), '200', 'the earlier execution');
+    expectedConsole = [];
     await shoot('04-function');
   });
 
@@ -249,6 +266,7 @@ try {
     expectedConsole = [];
     await waitText(page.locator('tr[data-release="v1"]'), 'active', 'the v1 row');
     await waitText(page.locator('tr[data-release="v2"]'), 'superseded', 'the v2 row');
+    await waitText(page.locator('#environments tr[data-env="production"]'), /v1[\s\S]*none/, 'production after the rollback (v1 has no config)');
     await shoot('08-rollback');
   });
 

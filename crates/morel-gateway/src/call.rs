@@ -1,7 +1,7 @@
 //! The call path handlers.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -38,7 +38,7 @@ pub fn router(routes: Arc<RouteTable>, limits: CallLimits) -> Router {
     let gw = Gw { routes, limits };
     Router::new()
         .route("/{prefix}/{app}/{version}/call/{func}", any(call))
-        .route("/{prefix}/{app}/{version}/await/{func}", any(call))
+        .route("/{prefix}/{app}/{version}/await/{func}", any(await_call))
         .fallback(app_route)
         .with_state(gw)
 }
@@ -51,6 +51,30 @@ fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response
     resp
 }
 
+/// Calls a function and answers with its result. Any method works; no token is needed.
+#[utoipa::path(
+    post,
+    path = "/{prefix}/{app}/{version}/call/{func}",
+    tag = "calls",
+    summary = "Call a function",
+    params(
+        ("prefix" = String, Path, description = "namespace: `default`"),
+        ("app" = String, Path, description = "app name"),
+        ("version" = String, Path, description = "the active release as vN, `latest`, or the environment name"),
+        ("func" = String, Path, description = "function name"),
+    ),
+    request_body(content = Option<serde_json::Value>, description = "the arguments: an object of named arguments, a list of positional ones, or nothing for the defaults"),
+    responses(
+        (status = 200, description = "the function's JSON result", body = serde_json::Value),
+        (status = 400, description = "the body is not valid JSON or does not fit the parameters", body = ErrorBody),
+        (status = 404, description = "no such app, active version or function", body = ErrorBody),
+        (status = 413, description = "the body is over 6 MiB", body = ErrorBody),
+        (status = 500, description = "the function raised: `type` is the exception's type", body = ErrorBody),
+        (status = 502, description = "the worker died during the call", body = ErrorBody),
+        (status = 503, description = "no instance became ready in time", body = ErrorBody),
+        (status = 504, description = "the function's deadline passed", body = ErrorBody),
+    ),
+)]
 async fn call(
     State(gw): State<Gw>,
     Path((prefix, app, version, func)): Path<(String, String, String, String)>,
@@ -68,6 +92,7 @@ async fn call(
         if let Some(svc) = gw.routes.edge().get("default", &prefix) {
             return to_edge(&gw, &svc, req).await;
         }
+        morel_metrics::global().unrouted_call();
         return error(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -81,6 +106,7 @@ async fn call(
             .and_then(|n| n.parse::<i64>().ok())
             == Some(routes.release);
     if !version_ok {
+        morel_metrics::global().unrouted_call();
         return error(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -91,6 +117,7 @@ async fn call(
         );
     }
     let Some(route) = routes.functions.get(&func) else {
+        morel_metrics::global().unrouted_call();
         let mut names: Vec<&str> = routes.functions.keys().map(String::as_str).collect();
         names.sort_unstable();
         return error(
@@ -104,9 +131,63 @@ async fn call(
     };
     let bytes = match read_body(req.into_body(), &gw.limits).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => {
+            route.stats.record(
+                resp.status().as_u16(),
+                Duration::ZERO,
+                Some("PayloadTooLarge"),
+            );
+            return resp;
+        }
     };
     invoke(route, &func, &bytes).await
+}
+
+/// Seed 000's synchronous `await` path: the same as `call`.
+#[utoipa::path(
+    post,
+    path = "/{prefix}/{app}/{version}/await/{func}",
+    tag = "calls",
+    summary = "Call a function (seed 000's `await` spelling of `call`)",
+    params(
+        ("prefix" = String, Path, description = "namespace: `default`"),
+        ("app" = String, Path, description = "app name"),
+        ("version" = String, Path, description = "the active release as vN, `latest`, or the environment name"),
+        ("func" = String, Path, description = "function name"),
+    ),
+    request_body(content = Option<serde_json::Value>, description = "the arguments: an object of named arguments, a list of positional ones, or nothing for the defaults"),
+    responses(
+        (status = 200, description = "the function's JSON result", body = serde_json::Value),
+        (status = 400, description = "the body is not valid JSON or does not fit the parameters", body = ErrorBody),
+        (status = 404, description = "no such app, active version or function", body = ErrorBody),
+        (status = 413, description = "the body is over 6 MiB", body = ErrorBody),
+        (status = 500, description = "the function raised: `type` is the exception's type", body = ErrorBody),
+        (status = 502, description = "the worker died during the call", body = ErrorBody),
+        (status = 503, description = "no instance became ready in time", body = ErrorBody),
+        (status = 504, description = "the function's deadline passed", body = ErrorBody),
+    ),
+)]
+async fn await_call(
+    gw: State<Gw>,
+    path: Path<(String, String, String, String)>,
+    req: axum::http::Request<Body>,
+) -> Response {
+    call(gw, path, req).await
+}
+
+/// The call path in the OpenAPI document (merged into the control plane's document).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(call, await_call), components(schemas(ErrorBody)))]
+pub struct GatewayApi;
+
+/// Every error body Morel sends, on the call path and the control API alike.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, in words.
+    pub error: String,
+    /// A short kind, e.g. `NotFound`, or the exception's type when a function raised.
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// Splits `/{app}/rest?q` into the app segment and what the service sees (`/rest?q`).
@@ -258,16 +339,37 @@ async fn serve_route(
     };
     let bytes = match read_body(req.into_body(), &gw.limits).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => {
+            route.stats.record(
+                resp.status().as_u16(),
+                Duration::ZERO,
+                Some("PayloadTooLarge"),
+            );
+            return resp;
+        }
     };
     invoke(route, func, &bytes).await
 }
 
-/// Runs one call on the function's resource and maps the outcome to an HTTP response.
+/// Runs one call on the function's resource, records it in the function's metrics and
+/// recent calls, and maps the outcome to an HTTP response.
 async fn invoke(route: &FnRoute, func: &str, bytes: &[u8]) -> Response {
-    match call_function(route, func, bytes).await {
-        Ok(body) => json_ok(body),
-        Err(f) => error(f.status, &f.kind, f.message),
+    let started = Instant::now();
+    let outcome = call_function(route, func, bytes).await;
+    let took = started.elapsed();
+    match outcome {
+        Ok(body) => {
+            route.stats.record(StatusCode::OK.as_u16(), took, None);
+            json_ok(body)
+        }
+        Err(f) => {
+            route.stats.record(
+                f.status.as_u16(),
+                took,
+                Some(&format!("{}: {}", f.kind, f.message)),
+            );
+            error(f.status, &f.kind, f.message)
+        }
     }
 }
 

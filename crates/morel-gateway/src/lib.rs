@@ -19,6 +19,8 @@ mod edge;
 mod routes;
 
 pub use args::{CallArgs, bind_args};
-pub use call::{CallFailure, CallLimits, call_function, host_routing, router};
+pub use call::{
+    CallFailure, CallLimits, ErrorBody, GatewayApi, call_function, host_routing, router,
+};
 pub use edge::{EdgeTable, NO_INSTANCE_WAIT};
 pub use routes::{AppRoutes, FnRoute, PRODUCTION, RouteTable, environment_host};

@@ -7,11 +7,13 @@ use std::sync::{Arc, RwLock};
 use morel_agent::Running;
 
 /// How to reach one function: its running resource (worker pool or wasm modules) and its
-/// parameter names (for binding a JSON object body to named arguments).
+/// parameter names (for binding a JSON object body to named arguments), and its metrics
+/// handle, resolved once here so a call does no lookup to count itself.
 #[derive(Clone)]
 pub struct FnRoute {
     pub target: Running,
     pub params: Vec<String>,
+    pub stats: Arc<morel_metrics::FnStats>,
 }
 
 /// Everything the gateway needs to serve one app's active release.

@@ -1,8 +1,9 @@
 //! The dashboard in a real browser: Debian's headless Chromium, driven by playwright-core
 //! (`crates/morel-dashboard/browser-tests/run.mjs`), against the real `morel up`.
 //!
-//! The browser script signs in, finds the app deployed here, calls a function from its page,
-//! sees the line it printed in the live logs, compiles and runs a WAT function, and rolls back a
+//! The browser script signs in, finds the app deployed here with its environment's config
+//! names (never values), calls a function from its page and sees the server's record of the
+//! execution (a failing one with its error), sees the line it printed in the live logs, compiles and runs a WAT function, and rolls back a
 //! release. It fails on any console error or page error. Screenshots of every page, at laptop and
 //! phone widths, go to `target/dashboard-screenshots`.
 //!
@@ -58,14 +59,20 @@ async fn dashboard_drives_an_app_in_chromium() {
         format!("{source}\n\ndef release():\n    return \"v2\"\n"),
     )
     .unwrap();
+    // v2 carries config: the dashboard shows its names, never its values.
     s.cli_ok(&[
         "deploy",
         v2.path().to_str().unwrap(),
         "--name",
         "hello-python",
+        "--set",
+        "GREETING_STYLE=formal",
+        "--set",
+        "API_SECRET=s3cr3t-value",
     ]);
     let (_, app) = s.get("/api/apps/hello-python").await;
     assert_eq!(app["active_release"], "v2", "{app}");
+    assert!(!app.to_string().contains("s3cr3t-value"), "{app}");
 
     let shots = repo_root().join("target/dashboard-screenshots");
     let _ = std::fs::remove_dir_all(&shots);

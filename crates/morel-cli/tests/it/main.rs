@@ -12,6 +12,7 @@ mod lifecycle;
 mod manifest_apps;
 mod metacall_client;
 mod scaling;
+mod observe;
 mod wasm;
 
 use std::path::PathBuf;

@@ -28,6 +28,20 @@ fn digest_param(s: &str) -> Result<Digest, ApiError> {
         .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/bundles/{digest}",
+    tag = "bundles",
+    summary = "Whether the server has a bundle (also HEAD)",
+    params(("digest" = String, Path, description = "sha256 digest of the bundle")),
+    responses(
+        (status = 200, description = "the bundle is stored"),
+        (status = 404, description = "the bundle is not stored"),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn bundle_exists(
     State(st): State<AppState>,
     Path(digest): Path<String>,
@@ -42,6 +56,21 @@ pub async fn bundle_exists(
     })
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/bundles/{digest}",
+    tag = "bundles",
+    summary = "Upload a signed bundle",
+    params(("digest" = String, Path, description = "sha256 digest of the bundle"), ("x-morel-signature" = String, Header, description = "key_id:base64 detached ed25519 signature")),
+    request_body(content = Vec<u8>, content_type = "application/zip"),
+    responses(
+        (status = 201, description = "stored", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 413, description = "too large", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn put_bundle(
     State(st): State<AppState>,
     Path(digest): Path<String>,
@@ -66,7 +95,7 @@ pub async fn put_bundle(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateRelease {
     pub digest: String,
     #[serde(default)]
@@ -75,6 +104,20 @@ pub struct CreateRelease {
     pub config: BTreeMap<String, String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/apps/{app}/releases",
+    tag = "releases",
+    summary = "Create a release from an uploaded bundle and roll it out",
+    params(("app" = String, Path, description = "App name")),
+    request_body = CreateRelease,
+    responses(
+        (status = 202, description = "rolling out", body = ReleaseView),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn create_release(
     State(st): State<AppState>,
     Path(app): Path<String>,
@@ -94,6 +137,19 @@ pub async fn create_release(
     Ok((StatusCode::ACCEPTED, Json(ReleaseView::from(&release))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/apps/{app}/releases",
+    tag = "releases",
+    summary = "List the releases of an app",
+    params(("app" = String, Path, description = "App name")),
+    responses(
+        (status = 200, description = "oldest first", body = Vec<ReleaseView>),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn list_releases(
     State(st): State<AppState>,
     Path(app): Path<String>,
@@ -103,6 +159,20 @@ pub async fn list_releases(
     Ok(Json(rows.iter().map(ReleaseView::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/apps/{app}/releases/{version}",
+    tag = "releases",
+    summary = "One release",
+    params(("app" = String, Path, description = "App name"), ("version" = String, Path, description = "v3 or 3")),
+    responses(
+        (status = 200, description = "ok", body = ReleaseView),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn get_release(
     State(st): State<AppState>,
     Path((app, version)): Path<(String, String)>,
@@ -120,6 +190,17 @@ pub async fn get_release(
     Ok(Json(ReleaseView::from(&row)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/apps",
+    tag = "apps",
+    summary = "List apps",
+    responses(
+        (status = 200, description = "ok", body = Vec<AppSummary>),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn list_apps(State(st): State<AppState>) -> Result<Json<Vec<AppSummary>>, ApiError> {
     let store = &st.deployer.store;
     // A preview environment's host app (`{app}--{env}`) is listed under its app's environments.
@@ -139,6 +220,20 @@ pub async fn list_apps(State(st): State<AppState>) -> Result<Json<Vec<AppSummary
     Ok(Json(out))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/apps/{app}",
+    tag = "apps",
+    summary = "An app with its releases, resources, functions and instances",
+    params(("app" = String, Path, description = "App name")),
+    responses(
+        (status = 200, description = "ok", body = AppDetail),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn get_app(
     State(st): State<AppState>,
     Path(app): Path<String>,
@@ -179,6 +274,20 @@ pub async fn get_app(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/apps/{app}",
+    tag = "apps",
+    summary = "Stop and delete an app",
+    params(("app" = String, Path, description = "App name")),
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn delete_app(
     State(st): State<AppState>,
     Path(app): Path<String>,
@@ -193,6 +302,20 @@ pub async fn delete_app(
 }
 
 /// The authoritative manifest of the active release, with each resource's reconcile state.
+#[utoipa::path(
+    get,
+    path = "/api/apps/{app}/manifest",
+    tag = "apps",
+    summary = "The active release's manifest with each resource's status and endpoint",
+    params(("app" = String, Path, description = "App name")),
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn get_manifest(
     State(st): State<AppState>,
     Path(app): Path<String>,
@@ -200,7 +323,8 @@ pub async fn get_manifest(
     super::manifest::manifest_of(&st, &app).await.map(Json)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Only lines after this id (for resuming).
     #[serde(default)]
@@ -245,6 +369,20 @@ fn humantime_parse(s: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/apps/{app}/logs",
+    tag = "logs",
+    summary = "Logs of an app; with follow=true a Server-Sent Events stream",
+    params(("app" = String, Path, description = "App name"), LogQuery),
+    responses(
+        (status = 200, description = "a JSON list, or with follow=true `text/event-stream` of the same objects", body = Vec<LogView>),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn logs(
     State(st): State<AppState>,
     Path(app): Path<String>,
@@ -321,12 +459,27 @@ where
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PlanQuery {
     pub digest: String,
 }
 
 /// What deploying an uploaded bundle would do: new / changed / removed / unchanged resources.
+#[utoipa::path(
+    get,
+    path = "/api/apps/{app}/plan",
+    tag = "releases",
+    summary = "What deploying a bundle would change",
+    params(("app" = String, Path, description = "App name"), PlanQuery),
+    responses(
+        (status = 200, description = "ok", body = crate::deploy::Plan),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn plan(
     State(st): State<AppState>,
     Path(app): Path<String>,
@@ -337,7 +490,7 @@ pub async fn plan(
     Ok(Json(st.deployer.plan_for_bundle(&key, &digest).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Rollback {
     /// Release number to re-activate; default: the previous one.
     #[serde(default)]
@@ -347,6 +500,21 @@ pub struct Rollback {
     pub env: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/apps/{app}/rollback",
+    tag = "releases",
+    summary = "Make an earlier release active again (default: the previous one)",
+    params(("app" = String, Path, description = "App name")),
+    request_body(content = Option<Rollback>, description = "empty for the previous release"),
+    responses(
+        (status = 202, description = "rolling back", body = ReleaseView),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn rollback(
     State(st): State<AppState>,
     Path(app): Path<String>,
@@ -370,13 +538,24 @@ pub async fn rollback(
     Ok((StatusCode::ACCEPTED, Json(ReleaseView::from(&release))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TrustKey {
     pub public_key: String,
     #[serde(default)]
     pub name: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/keys",
+    tag = "keys",
+    summary = "Trusted signing keys",
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn list_keys(
     State(st): State<AppState>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
@@ -384,6 +563,19 @@ pub async fn list_keys(
     Ok(Json(keys.iter().map(|k| serde_json::json!({ "key_id": k.key_id, "name": k.name, "public_key": k.public_key, "created_at": morel_core::time::rfc3339(k.created_at) })).collect()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/keys",
+    tag = "keys",
+    summary = "Trust a signing key",
+    request_body = TrustKey,
+    responses(
+        (status = 201, description = "trusted", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn trust_key(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<TrustKey>,
@@ -405,6 +597,19 @@ pub async fn trust_key(
         .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/keys/{key_id}",
+    tag = "keys",
+    summary = "Stop trusting a key",
+    params(("key_id" = String, Path, description = "key id")),
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn remove_key(
     State(st): State<AppState>,
     Path(key_id): Path<String>,

@@ -22,30 +22,94 @@ use crate::{ApiError, git};
 /// How long `deploy/create` waits for the release to become ready before answering.
 const DEPLOY_WAIT: Duration = Duration::from_secs(600);
 
+#[utoipa::path(
+    get,
+    path = "/api/readiness",
+    tag = "compat",
+    summary = "Readiness probe (no token needed)",
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+    ),
+)]
 pub async fn readiness() -> Json<Value> {
     Json(json!({ "status": "ready" }))
 }
 
 /// Reached only with a valid token (the auth layer answers 401 otherwise).
+#[utoipa::path(
+    get,
+    path = "/validate",
+    tag = "compat",
+    summary = "Seed 000: check the token",
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn validate() -> Json<Value> {
     Json(json!(true))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/account/deploy-enabled",
+    tag = "compat",
+    summary = "Seed 000: whether deploys are enabled",
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn deploy_enabled() -> Json<Value> {
     Json(json!(true))
 }
 
 /// Admin tokens do not expire, so a refresh returns the same token (as raw text, which is what
 /// the client expects). Only a caller that already holds the token gets here.
+#[utoipa::path(
+    get,
+    path = "/api/account/refresh-token",
+    tag = "compat",
+    summary = "Seed 000: the same token, as text",
+    responses(
+        (status = 200, description = "the token", body = String, content_type = "text/plain"),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn refresh_token(State(st): State<AppState>) -> Response {
     st.token.expose().to_owned().into_response()
 }
 
 /// Exactly one plan: the client sends `plans[0]` regardless of `--plan`.
+#[utoipa::path(
+    get,
+    path = "/api/billing/list-subscriptions",
+    tag = "compat",
+    summary = "Seed 000: plans",
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn list_subscriptions() -> Json<Value> {
     Json(json!(["Essential"]))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/billing/list-subscriptions-deploys",
+    tag = "compat",
+    summary = "Seed 000: deployments by plan",
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn list_subscriptions_deploys(
     State(st): State<AppState>,
 ) -> Result<Json<Value>, ApiError> {
@@ -60,6 +124,20 @@ pub async fn list_subscriptions_deploys(
 /// `POST /api/package/create`: multipart with `id`, `jsons`, `runners` and the zip (any field
 /// name with a filename). The zip is unsigned: it is checked like any untrusted archive,
 /// built, packed and signed with the server's key.
+#[utoipa::path(
+    post,
+    path = "/api/package/create",
+    tag = "compat",
+    summary = "Seed 000: upload a package (multipart: id, jsons, runners, the zip)",
+    request_body(content = String, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "stored", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 413, description = "too large", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn package_create(
     State(st): State<AppState>,
     mut form: Multipart,
@@ -145,11 +223,24 @@ fn write_jsons(dir: &std::path::Path, jsons: Option<&str>) -> Result<(), ApiErro
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct BranchList {
     url: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/repository/branchlist",
+    tag = "compat",
+    summary = "Seed 000: branches of a git repository",
+    request_body = BranchList,
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn branch_list(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<BranchList>,
@@ -158,7 +249,7 @@ pub async fn branch_list(
     Ok(Json(json!({ "branches": branches })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RepositoryAdd {
     url: String,
     #[serde(default)]
@@ -169,6 +260,19 @@ pub struct RepositoryAdd {
     id: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/repository/add",
+    tag = "compat",
+    summary = "Seed 000: build a package from a git repository",
+    request_body = RepositoryAdd,
+    responses(
+        (status = 201, description = "stored", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn repository_add(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<RepositoryAdd>,
@@ -214,14 +318,14 @@ pub async fn repository_add(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct EnvVar {
     name: String,
     #[serde(default)]
     value: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct DeployCreate {
     suffix: String,
     #[serde(default)]
@@ -230,6 +334,20 @@ pub struct DeployCreate {
 
 /// `POST /api/deploy/create`: deploys the uploaded package (or redeploys the active bundle)
 /// as a new release and answers once it is ready, as seed 000 does.
+#[utoipa::path(
+    post,
+    path = "/api/deploy/create",
+    tag = "compat",
+    summary = "Seed 000: deploy the uploaded package and wait until it is ready",
+    request_body = DeployCreate,
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn deploy_create(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<DeployCreate>,
@@ -291,13 +409,27 @@ pub async fn deploy_create(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct DeployDelete {
     suffix: String,
     #[serde(default)]
     prefix: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/deploy/delete",
+    tag = "compat",
+    summary = "Seed 000: delete a deployment",
+    request_body = DeployDelete,
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn deploy_delete(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<DeployDelete>,
@@ -321,6 +453,17 @@ pub async fn deploy_delete(
 }
 
 /// `GET /api/inspect`: deployments with their functions and signatures, in seed 000's shape.
+#[utoipa::path(
+    get,
+    path = "/api/inspect",
+    tag = "compat",
+    summary = "Seed 000: deployments with their functions",
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn inspect(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
     let store = &st.deployer.store;
     let mut out = Vec::new();
@@ -389,11 +532,24 @@ pub async fn inspect(State(st): State<AppState>) -> Result<Json<Value>, ApiError
     Ok(Json(Value::Array(out)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct DeployLogs {
     suffix: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/deploy/logs",
+    tag = "compat",
+    summary = "Seed 000: a deployment's logs as one string",
+    request_body = DeployLogs,
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn deploy_logs(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<DeployLogs>,

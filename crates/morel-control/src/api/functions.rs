@@ -28,13 +28,28 @@ fn function_view(f: &WasmFunctionRow) -> Value {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateFunction {
     name: String,
     language: String,
     source: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/functions",
+    operation_id = "create_function",
+    tag = "functions",
+    summary = "Seed 001: create a compiled function (queued for compilation)",
+    request_body = CreateFunction,
+    responses(
+        (status = 201, description = "created", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 413, description = "too large", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn create(
     State(st): State<AppState>,
     body: axum::body::Bytes,
@@ -55,6 +70,18 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(function_view(&f))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/functions",
+    operation_id = "list_functions",
+    tag = "functions",
+    summary = "Seed 001: list compiled functions",
+    responses(
+        (status = 200, description = "ok", body = Vec<serde_json::Value>),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
     Ok(Json(
         st.functions()?
@@ -66,6 +93,20 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<Value>>, ApiErr
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/functions/{id}",
+    operation_id = "get_function",
+    tag = "functions",
+    summary = "Seed 001: one compiled function",
+    params(("id" = String, Path, description = "function id")),
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn get(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -73,7 +114,7 @@ pub async fn get(
     Ok(Json(function_view(&st.functions()?.get(&id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ExecuteRequest {
     #[serde(default)]
     input: Value,
@@ -82,6 +123,23 @@ pub struct ExecuteRequest {
     timeout_ms: Option<u64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/functions/{id}/execute",
+    operation_id = "execute_function",
+    tag = "functions",
+    summary = "Seed 001: run a compiled function and wait for the result",
+    params(("id" = String, Path, description = "function id")),
+    request_body(content = Option<ExecuteRequest>, description = "empty for a null input"),
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+        (status = 409, description = "conflict", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn execute(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -103,6 +161,20 @@ pub async fn execute(
     Ok(Json(execution_view(&e)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/executions/{id}",
+    operation_id = "get_function_execution",
+    tag = "functions",
+    summary = "Seed 001: one execution",
+    params(("id" = String, Path, description = "execution id")),
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn execution(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -110,6 +182,20 @@ pub async fn execution(
     Ok(Json(execution_view(&st.functions()?.execution(&id).await?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/functions/{id}/executions",
+    operation_id = "list_function_executions",
+    tag = "functions",
+    summary = "Seed 001: executions of a compiled function",
+    params(("id" = String, Path, description = "function id")),
+    responses(
+        (status = 200, description = "ok", body = Vec<serde_json::Value>),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn executions(
     State(st): State<AppState>,
     Path(id): Path<String>,

@@ -7,6 +7,7 @@ pub mod environments;
 pub mod functions;
 pub mod manifest;
 pub mod services;
+pub mod observe;
 
 use std::sync::Arc;
 
