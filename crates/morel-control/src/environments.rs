@@ -313,7 +313,7 @@ impl Environments {
             out.push(EnvironmentView {
                 kind: e.kind.as_str(),
                 branch: e.branch.clone(),
-                repo_url: e.repo_url.clone(),
+                repo_url: e.repo_url.as_deref().map(crate::git_deploy::redact_url),
                 release,
                 status: e.status.as_str(),
                 error: e.error.clone(),
