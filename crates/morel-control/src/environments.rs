@@ -453,7 +453,10 @@ impl Environments {
     ) -> Result<Vec<String>, ApiError> {
         self.get(app, env).await?;
         // Validate before storing anything.
-        crate::tls::parse_pair(cert_pem, key_pem.expose()).map_err(ApiError::bad_request)?;
+        let certified =
+            crate::tls::parse_pair(cert_pem, key_pem.expose()).map_err(ApiError::bad_request)?;
+        crate::tls::check_hosts(&certified, &self.hosts(app, env))
+            .map_err(ApiError::bad_request)?;
         let key_sealed = self
             .deployer
             .sealer

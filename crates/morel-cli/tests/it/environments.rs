@@ -559,6 +559,23 @@ async fn https_picks_each_environments_certificate_by_sni() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no PEM CERTIFICATE"));
+    let out = s.cli(&[
+        "certs",
+        "add",
+        APP,
+        "--env",
+        "preview-a",
+        "--cert",
+        prod_cert.to_str().unwrap(),
+        "--key",
+        prod_key.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the certificate is not valid for {preview_host}")),
+        "{err}"
+    );
     // Nothing was stored: no certificate is served yet.
     assert!(!curl_https(preview_host, port, "/info", &prev_cert).0);
 
