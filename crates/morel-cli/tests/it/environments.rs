@@ -790,6 +790,28 @@ async fn bad_git_deploys_get_clear_errors_and_create_nothing() {
     // The server keeps serving: a good deploy still works.
     deploy_git(&s, &repo.url(), None);
     assert_eq!(info_ok(&s, "production").await["marker"], "main-1");
+
+    // The main branch is configurable per app: `develop` takes production over, and `main`
+    // then deploys to a preview of its own.
+    repo.branch("develop", "develop-1");
+    let out = s.cli_ok(&[
+        "deploy",
+        "--git",
+        &repo.url(),
+        "--branch",
+        "develop",
+        "--main-branch",
+        "develop",
+    ]);
+    assert!(out.contains("to production (v2)"), "{out}");
+    assert_eq!(info_ok(&s, "production").await["marker"], "develop-1");
+    let (stdout, _) = deploy_git(&s, &repo.url(), Some("main"));
+    assert!(stdout.contains("to main (v1)"), "{stdout}");
+    assert_eq!(info_ok(&s, "main").await["marker"], "main-1");
+    let (stdout, _) = deploy_git(&s, &repo.url(), None);
+    assert!(stdout.contains("to production (v3)"), "{stdout}");
+    let envs = environments(&s).await;
+    assert_eq!(env_named(&envs, "production")["branch"], "develop");
 }
 
 #[tokio::test(flavor = "multi_thread")]
