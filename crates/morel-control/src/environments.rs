@@ -339,7 +339,7 @@ impl Environments {
             out.push(EnvironmentView {
                 kind: e.kind.as_str(),
                 branch: e.branch.clone(),
-                repo_url: e.repo_url.clone(),
+                repo_url: e.repo_url.as_deref().map(crate::git_deploy::redact_url),
                 release,
                 status: e.status.as_str(),
                 error: e.error.clone(),
@@ -481,7 +481,10 @@ impl Environments {
     ) -> Result<Vec<String>, ApiError> {
         self.get(app, env).await?;
         // Validate before storing anything.
-        crate::tls::parse_pair(cert_pem, key_pem.expose()).map_err(ApiError::bad_request)?;
+        let certified =
+            crate::tls::parse_pair(cert_pem, key_pem.expose()).map_err(ApiError::bad_request)?;
+        crate::tls::check_hosts(&certified, &self.hosts(app, env))
+            .map_err(ApiError::bad_request)?;
         let key_sealed = self
             .deployer
             .sealer

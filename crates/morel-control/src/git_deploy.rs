@@ -58,6 +58,23 @@ pub fn app_from_url(url: &str) -> Option<morel_core::AppName> {
     morel_core::AppName::slugify(last.strip_suffix(".git").unwrap_or(last))
 }
 
+/// A repository URL as shown by the API: credentials in its user part are masked.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest
+            .split('/')
+            .next()
+            .and_then(|auth| auth.rsplit_once('@'))
+        {
+            Some((user, _)) if user.contains(':') => {
+                format!("{scheme}://***@{}", &rest[user.len() + 1..])
+            }
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 impl Environments {
     /// Validates a deploy request and queues it. Bad input is rejected here, before anything
     /// is recorded.
@@ -536,5 +553,33 @@ pub async fn run_deploys(envs: Arc<Environments>, mut stop: tokio::sync::watch::
                 tracing::warn!(deploy = %msg.deploy_id, error = %e.message, "deploy worker error; will retry")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_redaction() {
+        assert_eq!(
+            app_from_url("file:///tmp/x/Shop.git").unwrap().as_str(),
+            "shop"
+        );
+        assert_eq!(
+            app_from_url("ssh://git@host:22/team/web-app/")
+                .unwrap()
+                .as_str(),
+            "web-app"
+        );
+        assert_eq!(
+            redact_url("https://bob:s3cret@example.com/a/b.git"),
+            "https://***@example.com/a/b.git"
+        );
+        assert_eq!(
+            redact_url("ssh://git@example.com/a.git"),
+            "ssh://git@example.com/a.git"
+        );
+        assert_eq!(redact_url("file:///tmp/a"), "file:///tmp/a");
     }
 }

@@ -82,6 +82,22 @@ pub fn parse_pair(cert_pem: &str, key_pem: &str) -> Result<Arc<CertifiedKey>, St
     }
 }
 
+/// Checks that a certificate's leaf is valid for every host name it is to serve.
+pub fn check_hosts(certified: &CertifiedKey, hosts: &[String]) -> Result<(), String> {
+    let Some(leaf) = certified.cert.first() else {
+        return Err("the certificate chain is empty".into());
+    };
+    let cert = webpki::EndEntityCert::try_from(leaf)
+        .map_err(|e| format!("the certificate cannot be parsed: {e:?}"))?;
+    for host in hosts {
+        let name = rustls_pki_types::ServerName::try_from(host.as_str())
+            .map_err(|e| format!("{host} is not a valid host name: {e}"))?;
+        cert.verify_is_valid_for_subject_name(&name)
+            .map_err(|_| format!("the certificate is not valid for {host}"))?;
+    }
+    Ok(())
+}
+
 /// A TLS listener for `axum::serve`: TCP connections are accepted at once and their
 /// handshakes run concurrently, so a slow client does not hold up the others.
 pub struct TlsListener {

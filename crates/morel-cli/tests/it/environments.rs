@@ -559,6 +559,23 @@ async fn https_picks_each_environments_certificate_by_sni() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no PEM CERTIFICATE"));
+    let out = s.cli(&[
+        "certs",
+        "add",
+        APP,
+        "--env",
+        "preview-a",
+        "--cert",
+        prod_cert.to_str().unwrap(),
+        "--key",
+        prod_key.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the certificate is not valid for {preview_host}")),
+        "{err}"
+    );
     // Nothing was stored: no certificate is served yet.
     assert!(!curl_https(preview_host, port, "/info", &prev_cert).0);
 
@@ -773,6 +790,28 @@ async fn bad_git_deploys_get_clear_errors_and_create_nothing() {
     // The server keeps serving: a good deploy still works.
     deploy_git(&s, &repo.url(), None);
     assert_eq!(info_ok(&s, "production").await["marker"], "main-1");
+
+    // The main branch is configurable per app: `develop` takes production over, and `main`
+    // then deploys to a preview of its own.
+    repo.branch("develop", "develop-1");
+    let out = s.cli_ok(&[
+        "deploy",
+        "--git",
+        &repo.url(),
+        "--branch",
+        "develop",
+        "--main-branch",
+        "develop",
+    ]);
+    assert!(out.contains("to production (v2)"), "{out}");
+    assert_eq!(info_ok(&s, "production").await["marker"], "develop-1");
+    let (stdout, _) = deploy_git(&s, &repo.url(), Some("main"));
+    assert!(stdout.contains("to main (v1)"), "{stdout}");
+    assert_eq!(info_ok(&s, "main").await["marker"], "main-1");
+    let (stdout, _) = deploy_git(&s, &repo.url(), None);
+    assert!(stdout.contains("to production (v3)"), "{stdout}");
+    let envs = environments(&s).await;
+    assert_eq!(env_named(&envs, "production")["branch"], "develop");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -64,7 +64,7 @@ pub async fn get_deploy(
     Ok(Json(json!({
         "id": d.id,
         "app": d.app.name.as_str(),
-        "repo_url": d.repo_url,
+        "repo_url": crate::git_deploy::redact_url(&d.repo_url),
         "branch": d.branch,
         "env": d.env,
         "release": d.release.map(|n| format!("v{n}")),
