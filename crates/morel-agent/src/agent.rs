@@ -588,6 +588,7 @@ impl Agent {
             env,
             health: http.health.clone(),
             warmup: Duration::from_secs(http.warmup_s),
+            heartbeat_ttl: Duration::from_secs(http.heartbeat_ttl_s),
             start_timeout: Duration::from_secs(http.start_timeout_s),
             request_timeout: Duration::from_millis(res.timeout_ms),
             limits: placement.limits,

@@ -9,6 +9,17 @@
 //! had been ready for [`HEALTHY_AFTER`], mark it `failed` (crash loop) with the tail of its
 //! stderr. A process that never gets healthy counts as a fast failure however long it tried.
 //!
+//! A ready instance's endpoint holds a [`Lease`] of `heartbeat_ttl` (3 s by default): every
+//! [`HEARTBEAT_EVERY`] the supervisor probes the health path (bounded by
+//! [`HEARTBEAT_TIMEOUT`]) and renews the lease when it answers 2xx. [`HttpService::pick`]
+//! skips instances whose lease ran out, so a hung (e.g. SIGSTOPped) or unreachable instance
+//! stops receiving traffic within the TTL and gets it back at its next good heartbeat. The
+//! state stays `ready`; the status says `lease_expired` and the row's `last_error` says since
+//! when it is unresponsive. Missed heartbeats never restart the process: a stalled process may
+//! resume (a pause, an overload, a debugger) and killing it would lose its in-flight work, a
+//! process that exits is respawned anyway, and when the agent itself is gone nobody is left to
+//! restart anything, which is what the lease is for.
+//!
 //! Stopping drains: an instance first leaves routing, then in-flight requests (counted by
 //! [`InFlight`] guards the edge holds for a whole response) finish within the drain limit, and
 //! only then is the process group sent SIGTERM (SIGKILL after a grace period).
@@ -27,6 +38,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
 use crate::LogHub;
+use crate::lease::Lease;
 use crate::limits::{InstanceCgroup, LimitBackend, Limits};
 
 pub const MAX_FAST_FAILURES: u32 = 5;
@@ -37,6 +49,10 @@ const HEALTH_POLL: Duration = Duration::from_millis(100);
 const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 const STDERR_TAIL: usize = 20;
+/// How often the supervisor probes a ready instance to renew its endpoint's lease.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// How long one heartbeat probe may take before it counts as missed.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Everything needed to run one http resource of one release, fully resolved.
 pub struct HttpServiceParams {
@@ -52,6 +68,8 @@ pub struct HttpServiceParams {
     pub env: Vec<(String, String)>,
     pub health: String,
     pub warmup: Duration,
+    /// How long a ready endpoint stays routable after its last successful heartbeat.
+    pub heartbeat_ttl: Duration,
     /// How long an instance may take from spawn to a healthy answer.
     pub start_timeout: Duration,
     /// The edge's per-request timeout; also the drain limit.
@@ -73,6 +91,10 @@ pub struct InstanceStatus {
     pub last_error: Option<String>,
     /// When the current process became ready (ms since the epoch).
     pub ready_since: Option<i64>,
+    /// When the current process last answered a heartbeat (ms since the epoch).
+    pub last_heartbeat: Option<i64>,
+    /// Ready, but its lease ran out (no heartbeat answered within the TTL): not routed to.
+    pub lease_expired: bool,
 }
 
 struct Instance {
@@ -81,6 +103,8 @@ struct Instance {
     /// read by the edge (under this lock, so a drain never misses a request being picked).
     ready: Mutex<Option<SocketAddr>>,
     in_flight: Arc<AtomicUsize>,
+    /// Renewed by each heartbeat; the edge skips the instance when it ran out (lock-free).
+    lease: Lease,
     status: Mutex<InstanceStatus>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -163,6 +187,7 @@ impl HttpService {
                     id,
                     ready: Mutex::new(None),
                     in_flight: Arc::new(AtomicUsize::new(0)),
+                    lease: Lease::default(),
                     status: Mutex::new(InstanceStatus {
                         id,
                         state: InstanceState::Idle,
@@ -171,6 +196,8 @@ impl HttpService {
                         restarts: 0,
                         last_error: None,
                         ready_since: None,
+                        last_heartbeat: None,
+                        lease_expired: false,
                     }),
                     stop,
                     task: Mutex::new(None),
@@ -209,11 +236,15 @@ impl HttpService {
         self.list().len()
     }
 
-    /// Each instance's status, as its supervisor last set it.
+    /// Each instance's status, as its supervisor last set it (the lease as of now).
     pub fn statuses(&self) -> Vec<InstanceStatus> {
         self.list()
             .iter()
-            .filter_map(|i| i.status.lock().ok().map(|s| s.clone()))
+            .filter_map(|i| {
+                let mut s = i.status.lock().ok()?.clone();
+                s.lease_expired = s.state == InstanceState::Ready && !i.lease.is_live();
+                Some(s)
+            })
             .collect()
     }
 
@@ -260,7 +291,8 @@ impl HttpService {
         }
     }
 
-    /// Picks a ready instance round-robin and counts the request as in flight on it.
+    /// Picks a ready instance whose lease is live, round-robin, and counts the request as in
+    /// flight on it.
     pub fn pick(&self) -> Option<Endpoint> {
         let list = self.list();
         let n = list.len();
@@ -270,6 +302,9 @@ impl HttpService {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for i in 0..n {
             let inst = &list[(start + i) % n];
+            if !inst.lease.is_live() {
+                continue;
+            }
             let Ok(ready) = inst.ready.lock() else {
                 continue;
             };
@@ -339,6 +374,13 @@ struct Supervisor {
     /// How long the last process served as ready; only a process that was ready for
     /// [`HEALTHY_AFTER`] resets the crash-loop count (one that never got healthy never does).
     ready_for: Duration,
+}
+
+/// A ready instance whose lease ran out: since when (last good heartbeat, ms since the
+/// epoch), and the row's `last_error` from before, restored when it answers again.
+struct Unresponsive {
+    since: i64,
+    previous_error: Option<String>,
 }
 
 /// How one run of the process ended.
@@ -523,7 +565,10 @@ impl Supervisor {
         row.started_at = morel_core::time::now_ms();
         if let Ok(mut s) = self.inst.status.lock() {
             s.ready_since = Some(row.started_at);
+            s.last_heartbeat = Some(row.started_at);
         }
+        // The health check just passed: that is the first heartbeat.
+        self.inst.lease.renew(p.heartbeat_ttl);
         if let Ok(mut r) = self.inst.ready.lock() {
             *r = Some(addr);
         }
@@ -531,17 +576,35 @@ impl Supervisor {
         self.notify();
         let ready_at = tokio::time::Instant::now();
 
-        let exited = tokio::select! {
-            status = child.wait() => Some(status),
-            _ = self.stop.changed() => None,
+        // Ready: heartbeat until the process exits or the instance is stopped. The probe runs
+        // inside the select, so an exit is seen at once even while a probe hangs.
+        let mut unresponsive: Option<Unresponsive> = None;
+        let exited = loop {
+            let beat = async {
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
+                matches!(
+                    tokio::time::timeout(HEARTBEAT_TIMEOUT, probe(addr, &p.health)).await,
+                    Ok(Ok(status)) if (200..300).contains(&status)
+                )
+            };
+            tokio::select! {
+                status = child.wait() => break Some(status),
+                _ = self.stop.changed() => break None,
+                ok = beat => self.heartbeat(ok, row, &mut unresponsive).await,
+            }
         };
         self.ready_for = ready_at.elapsed();
         // Leave routing at once, whatever happened.
+        self.inst.lease.revoke();
         if let Ok(mut r) = self.inst.ready.lock() {
             *r = None;
         }
         if let Ok(mut s) = self.inst.status.lock() {
             s.ready_since = None;
+            s.last_heartbeat = None;
+        }
+        if let Some(u) = unresponsive {
+            row.last_error = u.previous_error;
         }
         self.notify();
         match exited {
@@ -567,6 +630,61 @@ impl Supervisor {
                 Outcome::Stopped
             }
         }
+    }
+
+    /// Records one heartbeat of a ready instance: a good one renews the lease (and, after an
+    /// outage, brings the instance back into routing); a missed one lets the lease run out,
+    /// and the first miss past the TTL says so in the log and the persisted row.
+    async fn heartbeat(
+        &self,
+        ok: bool,
+        row: &mut InstanceRow,
+        unresponsive: &mut Option<Unresponsive>,
+    ) {
+        let p = &self.p;
+        if ok {
+            self.inst.lease.renew(p.heartbeat_ttl);
+            if let Ok(mut s) = self.inst.status.lock() {
+                s.last_heartbeat = Some(morel_core::time::now_ms());
+            }
+            if let Some(u) = unresponsive.take() {
+                let secs = (morel_core::time::now_ms() - u.since) / 1000;
+                p.logs.event(
+                    &p.app,
+                    format!(
+                        "instance {} of {} answers heartbeats again after {secs}s: back in routing",
+                        self.inst.id, p.resource
+                    ),
+                );
+                row.last_error = u.previous_error;
+                self.set_state(row, InstanceState::Ready).await;
+            }
+            return;
+        }
+        if unresponsive.is_some() || self.inst.lease.is_live() {
+            return;
+        }
+        let since = self
+            .inst
+            .status
+            .lock()
+            .ok()
+            .and_then(|s| s.last_heartbeat)
+            .unwrap_or_else(morel_core::time::now_ms);
+        let msg = format!(
+            "unresponsive: no heartbeat ({} within {:?}) answered for {:?}; lease expired, out of routing",
+            p.health, HEARTBEAT_TIMEOUT, p.heartbeat_ttl,
+        );
+        tracing::warn!(instance = %self.inst.id, resource = %p.resource, "{msg}");
+        p.logs.event(
+            &p.app,
+            format!("instance {} of {} {msg}", self.inst.id, p.resource),
+        );
+        *unresponsive = Some(Unresponsive {
+            since,
+            previous_error: row.last_error.replace(msg),
+        });
+        self.set_state(row, InstanceState::Ready).await;
     }
 
     fn notify(&self) {

@@ -10,6 +10,7 @@ mod agent;
 mod blobs;
 mod error;
 mod http_service;
+mod lease;
 mod limits;
 mod logs;
 mod pool;
@@ -19,7 +20,10 @@ mod wasm;
 pub use agent::{Agent, AgentConfig, HttpPlacement, PreparedRelease, Running};
 pub use blobs::BlobDir;
 pub use error::AgentError;
-pub use http_service::{Endpoint, HttpService, HttpServiceParams, InFlight, InstanceStatus};
+pub use http_service::{
+    Endpoint, HEARTBEAT_EVERY, HEARTBEAT_TIMEOUT, HttpService, HttpServiceParams, InFlight,
+    InstanceStatus,
+};
 pub use limits::{LimitBackend, Limits};
 pub use logs::LogHub;
 pub use pool::{CallError, PoolStatus, ResourcePool, ScaleLimits};

@@ -73,6 +73,12 @@ pub struct InstanceView {
     pub last_error: Option<String>,
     /// Which limits are in force and how (cgroup v2 or rlimit); `null` for function workers.
     pub limits: Option<String>,
+    /// Ready but its endpoint's lease ran out (no heartbeat answered within the TTL): the
+    /// edge does not route to it until a heartbeat succeeds again.
+    pub lease_expired: bool,
+    /// When the ready process last answered a heartbeat (ms since the epoch); `null` unless
+    /// ready on a running service.
+    pub last_heartbeat_at: Option<i64>,
 }
 
 pub async fn budget(d: &Deployer, app: &AppKey) -> Result<BudgetView, ApiError> {
@@ -362,9 +368,16 @@ pub async fn instances(d: &Deployer, app: &AppKey) -> Result<Vec<InstanceView>, 
     if d.store.get_app(app).await?.is_none() {
         return Err(ApiError::not_found(format!("app {app} not found")));
     }
-    let limits: BTreeMap<(String, i64), String> = http_services(&d.active_pools(app))
+    let services = http_services(&d.active_pools(app));
+    let limits: BTreeMap<(String, i64), String> = services
         .iter()
         .map(|s| ((s.resource.clone(), s.release), s.limits_note.clone()))
+        .collect();
+    // The lease lives in memory on the agent: take it from the running services.
+    let live: BTreeMap<String, morel_agent::InstanceStatus> = services
+        .iter()
+        .flat_map(|s| s.statuses())
+        .map(|st| (st.id.to_string(), st))
         .collect();
     let now = morel_core::time::now_ms();
     let mut rows = d.store.list_instances(Some(app)).await?;
@@ -378,6 +391,10 @@ pub async fn instances(d: &Deployer, app: &AppKey) -> Result<Vec<InstanceView>, 
     Ok(rows
         .into_iter()
         .map(|r| InstanceView {
+            lease_expired: live
+                .get(&r.id.to_string())
+                .is_some_and(|st| st.lease_expired),
+            last_heartbeat_at: live.get(&r.id.to_string()).and_then(|st| st.last_heartbeat),
             id: r.id.to_string(),
             limits: limits.get(&(r.resource.clone(), r.release)).cloned(),
             resource: r.resource,

@@ -10,8 +10,8 @@ use sha2::{Digest as _, Sha256};
 use crate::ManifestError;
 use crate::discover::{self, FunctionReport, Language};
 use crate::model::{
-    DependencyKind, DependencySpec, FunctionSpec, HttpSpec, MANIFEST_VERSION, Manifest,
-    ResourceSpec, ResourceType,
+    DEFAULT_HEARTBEAT_TTL_S, DependencyKind, DependencySpec, FunctionSpec, HttpSpec,
+    MANIFEST_VERSION, MIN_HEARTBEAT_TTL_S, Manifest, ResourceSpec, ResourceType,
 };
 use crate::toml_config::{self, CONFIG_FILE, ProjectConfig, ResourceSection};
 
@@ -640,12 +640,30 @@ fn apply_section(
                 Some(t) => t,
                 None => 30,
             },
+            heartbeat_ttl_s: match sec.heartbeat_ttl_s {
+                Some(t) if t < MIN_HEARTBEAT_TTL_S => {
+                    return Err(ManifestError::field(
+                        CONFIG_FILE,
+                        f("heartbeat_ttl_s"),
+                        format!("must be at least {MIN_HEARTBEAT_TTL_S}"),
+                    ));
+                }
+                Some(t) => t,
+                None => DEFAULT_HEARTBEAT_TTL_S,
+            },
         });
     } else if sec.command.is_some() || sec.health.is_some() {
         return Err(ManifestError::field(
             CONFIG_FILE,
             f("command"),
             "only http resources take a command",
+        ));
+    }
+    if spec.runtime != Runtime::Http && sec.heartbeat_ttl_s.is_some() {
+        return Err(ManifestError::field(
+            CONFIG_FILE,
+            f("heartbeat_ttl_s"),
+            "only http resources have a heartbeat",
         ));
     }
     Ok(())

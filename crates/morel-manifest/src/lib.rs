@@ -14,6 +14,6 @@ mod toml_config;
 pub use build::{BuildOptions, build_manifest, wasm_language};
 pub use error::ManifestError;
 pub use model::{
-    DependencyKind, DependencySpec, FunctionSpec, HttpSpec, MANIFEST_FILE, MANIFEST_VERSION,
-    Manifest, ResourceSpec, ResourceType,
+    DEFAULT_HEARTBEAT_TTL_S, DependencyKind, DependencySpec, FunctionSpec, HttpSpec, MANIFEST_FILE,
+    MANIFEST_VERSION, MIN_HEARTBEAT_TTL_S, Manifest, ResourceSpec, ResourceType,
 };

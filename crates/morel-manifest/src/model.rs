@@ -102,10 +102,24 @@ pub struct HttpSpec {
     /// How long an instance may take from start to a healthy answer before it counts as failed.
     #[serde(default = "default_start_timeout_s")]
     pub start_timeout_s: u64,
+    /// How long a ready instance's endpoint stays routable without a successful heartbeat
+    /// (the agent probes the health path every second); [`DEFAULT_HEARTBEAT_TTL_S`] by default.
+    #[serde(default = "default_heartbeat_ttl_s")]
+    pub heartbeat_ttl_s: u64,
 }
+
+/// The default lease of an http instance's endpoint, in seconds (`heartbeat_ttl_s`).
+pub const DEFAULT_HEARTBEAT_TTL_S: u64 = 3;
+/// The shortest lease `heartbeat_ttl_s` may set: it must outlast one heartbeat period plus
+/// one probe timeout (1 s each), or a healthy instance would flap out of routing.
+pub const MIN_HEARTBEAT_TTL_S: u64 = 2;
 
 fn default_start_timeout_s() -> u64 {
     30
+}
+
+fn default_heartbeat_ttl_s() -> u64 {
+    DEFAULT_HEARTBEAT_TTL_S
 }
 
 impl ResourceSpec {

@@ -64,6 +64,7 @@ pub struct ResourceSection {
     pub health: Option<String>,
     pub warmup_s: Option<u64>,
     pub start_timeout_s: Option<u64>,
+    pub heartbeat_ttl_s: Option<u64>,
 }
 
 pub fn parse(text: &str) -> Result<ProjectConfig, crate::ManifestError> {

@@ -227,6 +227,21 @@ pub async fn ps(args: InspectArgs) -> Result<()> {
             uptime(r["uptime_s"].as_i64()),
             s(r, "pid"),
         );
+        if r["lease_expired"].as_bool() == Some(true) {
+            let ago = r["last_heartbeat_at"]
+                .as_i64()
+                .map(|t| {
+                    format!(
+                        ", last heartbeat {}s ago",
+                        (morel_core::time::now_ms() - t).max(0) / 1000
+                    )
+                })
+                .unwrap_or_default();
+            notes.push(format!(
+                "{}: lease expired{ago}: not routed to until a heartbeat succeeds",
+                &id[id.len().saturating_sub(12)..]
+            ));
+        }
         if let Some(e) = r["last_error"].as_str() {
             notes.push(format!("{}: {e}", &id[id.len().saturating_sub(12)..]));
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use morel_test_support::{MorelServer, copy_dir, example, wait_for};
+use morel_test_support::{MorelServer, copy_dir, example, signal, wait_for};
 use serde_json::{Value, json};
 
 use crate::bin;
@@ -760,4 +760,126 @@ async fn http_service_and_function_routes_share_an_app_with_documented_precedenc
             .any(|r| r["resource"] == "web" && r["state"] == "ready"),
         "{rows:?}"
     );
+}
+
+/// Resumes a SIGSTOPped process even when the test fails half-way.
+struct Resume(u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGCONT);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_service_hung_instance_loses_its_lease_and_gets_it_back() {
+    let s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = service_dir(
+        tmp.path(),
+        "ttl",
+        &toml("ttl", 2, "heartbeat_ttl_s = 3", ""),
+    );
+    s.deploy(&dir);
+    let http = s.http();
+    let hello = format!("{}/ttl/hello", s.url);
+
+    let rows = instances(&s, "ttl").await;
+    assert_eq!(ready(&rows).len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["lease_expired"] == false), "{rows:?}");
+    let hung = rows[0]["pid"].as_u64().unwrap() as u32;
+    let live = rows[1]["pid"].as_u64().unwrap() as u32;
+    let (_, first, _) = get(&http, &hello).await;
+    let (_, second, _) = get(&http, &hello).await;
+    assert_eq!(
+        [first, second]
+            .into_iter()
+            .flatten()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [hung, live].into(),
+        "both instances serve before the hang"
+    );
+
+    // The process hangs: it still accepts connections (the kernel does) but never answers.
+    signal(hung, libc::SIGSTOP);
+    let _resume = Resume(hung);
+    let t = Instant::now();
+    // Out of routing within the TTL (3 s); the supervisor notes it in the row at its next
+    // missed heartbeat (one period plus one probe timeout later at most).
+    wait_for(
+        Duration::from_secs(15),
+        "the hung instance's lease to expire",
+        || {
+            let s = &s;
+            async move {
+                let rows = instances(s, "ttl").await;
+                rows.into_iter().find(|r| {
+                    r["pid"].as_u64() == Some(hung as u64)
+                        && r["lease_expired"] == true
+                        && r["state"] == "ready"
+                        && r["last_error"]
+                            .as_str()
+                            .is_some_and(|e| e.contains("unresponsive"))
+                })
+            }
+        },
+    )
+    .await;
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let out = s.cli_ok(&["ps", "ttl"]);
+    assert!(out.contains("lease expired"), "{out}");
+
+    // Every request goes to the live instance, at once (a request routed to the hung one
+    // would wait for the edge's 10 s timeout and answer 504).
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for i in 0..20 {
+        let t = Instant::now();
+        let (status, pid, body) = get(&quick, &hello).await;
+        assert_eq!(status, 200, "request {i}: {body}");
+        assert_eq!(pid, Some(live), "request {i} served by the live instance");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "request {i} took {:?}",
+            t.elapsed()
+        );
+    }
+
+    // It resumes: the next heartbeat renews the lease and traffic reaches both again.
+    signal(hung, libc::SIGCONT);
+    let seen = wait_for(
+        Duration::from_secs(15),
+        "traffic to reach both instances",
+        || {
+            let quick = &quick;
+            let hello = &hello;
+            async move {
+                let mut pids = std::collections::BTreeSet::new();
+                for _ in 0..4 {
+                    let (status, pid, _) = get(quick, hello).await;
+                    assert_eq!(status, 200);
+                    pids.extend(pid);
+                }
+                (pids.len() == 2).then_some(pids)
+            }
+        },
+    )
+    .await;
+    assert_eq!(seen, [hung, live].into());
+    let rows = instances(&s, "ttl").await;
+    assert!(
+        rows.iter()
+            .all(|r| r["lease_expired"] == false && r["state"] == "ready"),
+        "{rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["last_heartbeat_at"].as_i64().is_some()),
+        "{rows:?}"
+    );
+    // No restart: the same processes serve, and the unresponsive note is gone.
+    assert!(rows.iter().all(|r| r["restarts"] == 0), "{rows:?}");
+    assert!(rows.iter().all(|r| r["last_error"].is_null()), "{rows:?}");
 }
