@@ -320,3 +320,32 @@ timeout_s = 5
         }
     }
 }
+
+#[test]
+fn http_heartbeat_ttl_defaults_is_configurable_and_validated() {
+    let toml = |extra: &str| {
+        format!(
+            "[app]\nname = \"web\"\n[resources.web]\nruntime = \"http\"\ncommand = [\"./server\"]\n{extra}"
+        )
+    };
+    let p = project(&[("server", "#!/bin/sh\n"), ("morel.toml", &toml(""))]);
+    let m = build_manifest(p.path(), &BuildOptions::default()).unwrap();
+    let http = m.resources["web"].http.clone().unwrap();
+    assert_eq!(
+        http.heartbeat_ttl_s,
+        morel_manifest::DEFAULT_HEARTBEAT_TTL_S
+    );
+
+    std::fs::write(p.path().join("morel.toml"), toml("heartbeat_ttl_s = 7\n")).unwrap();
+    let m = build_manifest(p.path(), &BuildOptions::default()).unwrap();
+    assert_eq!(m.resources["web"].http.as_ref().unwrap().heartbeat_ttl_s, 7);
+
+    std::fs::write(p.path().join("morel.toml"), toml("heartbeat_ttl_s = 1\n")).unwrap();
+    let e = build_manifest(p.path(), &BuildOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("morel.toml") && e.contains("heartbeat_ttl_s") && e.contains("at least 2"),
+        "{e}"
+    );
+}
