@@ -37,29 +37,41 @@ pub struct Environments {
 }
 
 /// One environment as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EnvironmentView {
     pub name: String,
+    /// `production` or `preview`.
     pub kind: &'static str,
+    /// The git branch it tracks (`null` when deployed from a directory).
     pub branch: Option<String>,
+    /// The repository, with any credentials in it masked.
     pub repo_url: Option<String>,
+    /// The active release (`v3`).
     pub release: Option<String>,
+    /// `creating`, `deploying`, `ready` or `failed`.
     pub status: &'static str,
     pub error: Option<String>,
+    /// Every address: call path, routes and host names.
     pub urls: Vec<String>,
+    /// Host names under the server's domain (none without one).
     pub hosts: Vec<String>,
+    /// How many secrets it has.
     pub secrets: usize,
     /// Names of the active release's config values (never the values).
     pub config_names: Vec<String>,
     /// Names of the environment's secrets (never the values).
     pub secret_names: Vec<String>,
+    /// Whether it has a TLS certificate.
     pub certificate: bool,
+    /// Milliseconds since the epoch.
     pub updated_at: i64,
 }
 
-#[derive(Debug, Serialize)]
+/// A secret as the API shows it: its name, never its value.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SecretView {
     pub name: String,
+    /// Milliseconds since the epoch.
     pub updated_at: i64,
 }
 

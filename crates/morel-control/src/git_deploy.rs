@@ -38,10 +38,13 @@ struct DeployMessage {
 }
 
 /// The body of `POST /api/deploys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
+    /// An `https://`, `ssh://` or `file://` repository URL.
     pub repo_url: String,
+    /// The branch to deploy; default: the app's main branch. The main branch deploys to
+    /// `production`, any other branch to a preview environment named after it.
     #[serde(default)]
     pub branch: Option<String>,
     /// App name; default: the repository's name.

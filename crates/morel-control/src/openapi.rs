@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 
 pub use morel_gateway::ErrorBody;
 
-use crate::api::{apps, compat, functions, observe};
+use crate::api::{apps, compat, environments, functions, manifest, observe, services};
 use crate::deploy::Plan;
 use crate::jobs;
 use crate::views::{
@@ -45,12 +45,28 @@ use crate::views::{
         apps::create_release,
         apps::get_release,
         apps::get_manifest,
+        manifest::bare_manifest,
         apps::logs,
         apps::rollback,
         apps::plan,
         apps::list_keys,
         apps::trust_key,
         apps::remove_key,
+        // HTTP services: budget, scale, instances.
+        services::get_budget,
+        services::put_budget,
+        services::put_scale,
+        services::instances,
+        // Environments and git deploys (seed 003).
+        environments::create_deploy,
+        environments::get_deploy,
+        environments::list_environments,
+        environments::remove_environment,
+        environments::set_config,
+        environments::list_secrets,
+        environments::set_secret,
+        environments::remove_secret,
+        environments::put_certificate,
         observe::function_executions,
         observe::metrics,
         jobs::run,
@@ -99,6 +115,8 @@ use crate::views::{
         (name = "bundles", description = "Signed bundle uploads"),
         (name = "logs", description = "App logs and platform events"),
         (name = "keys", description = "Trusted signing keys"),
+        (name = "services", description = "HTTP services: budget, scale and instances"),
+        (name = "environments", description = "Environments, git deploys, config, secrets and certificates"),
         (name = "calls", description = "The public call path and async runs"),
         (name = "functions", description = "Seed 001: compiled (wasm) functions"),
         (name = "compat", description = "Seed 000: the compatible deploy API"),

@@ -21,14 +21,17 @@ use crate::ApiError;
 use crate::deploy::Deployer;
 
 /// An app's budget and scale as the API shows and takes them (`null` = not set).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BudgetView {
+    /// Most instances the whole app may run.
     pub max_instances: Option<u32>,
     /// CPU cores for the whole app.
     pub cpu: Option<f64>,
     /// MiB for the whole app.
     pub memory_mb: Option<u64>,
+    /// Scale: instances each http service runs.
     pub min: Option<u32>,
+    /// Scale: upper bound.
     pub max: Option<u32>,
 }
 
@@ -56,8 +59,10 @@ impl BudgetView {
     }
 }
 
-/// One instance as `morel ps` shows it.
-#[derive(Debug, Serialize)]
+/// One instance as `morel ps` shows it (named `InstanceDetail` in the API document, beside
+/// the shorter `InstanceView` of `GET /api/apps/{app}`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = InstanceDetail)]
 pub struct InstanceView {
     pub id: String,
     pub resource: String,

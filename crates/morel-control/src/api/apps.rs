@@ -115,6 +115,8 @@ pub struct CreateRelease {
         (status = 202, description = "rolling out", body = ReleaseView),
         (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
         (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 415, description = "the body is not sent as application/json", body = crate::openapi::ErrorBody),
+        (status = 422, description = "the body does not fit the schema (a missing field or a wrong type)", body = crate::openapi::ErrorBody),
     ),
     security(("token" = [])),
 )]
@@ -506,7 +508,7 @@ pub struct Rollback {
     tag = "releases",
     summary = "Make an earlier release active again (default: the previous one)",
     params(("app" = String, Path, description = "App name")),
-    request_body(content = Option<Rollback>, description = "empty for the previous release"),
+    request_body(content = Option<Rollback>, description = "empty for production's previous release"),
     responses(
         (status = 202, description = "rolling back", body = ReleaseView),
         (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
@@ -527,8 +529,9 @@ pub async fn rollback(
             env: None,
         }
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("expected {{\"release\": N}}: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!("expected {{\"release\"?: N, \"env\"?: ENV}}: {e}"))
+        })?
     };
     let key = match &req.env {
         Some(env) => st.envs.host_for(&key, env).await?,
@@ -573,6 +576,8 @@ pub async fn list_keys(
         (status = 201, description = "trusted", body = serde_json::Value),
         (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
         (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 415, description = "the body is not sent as application/json", body = crate::openapi::ErrorBody),
+        (status = 422, description = "the body does not fit the schema (a missing field or a wrong type)", body = crate::openapi::ErrorBody),
     ),
     security(("token" = [])),
 )]

@@ -12,13 +12,29 @@ use serde::Deserialize;
 use super::{AppState, app_key};
 use crate::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestQuery {
+    /// The app; may be left out when the server runs exactly one.
     pub app: Option<String>,
 }
 
 /// `GET /manifest[?app=NAME]`.
+#[utoipa::path(
+    get,
+    path = "/manifest",
+    tag = "apps",
+    summary = "The active manifest of the named app, or of the server's only app, with each resource's status and endpoint",
+    params(ManifestQuery),
+    responses(
+        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 400, description = "bad input: an unknown query parameter, an invalid app name, or no ?app=NAME while several apps run (the body names them)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "no app is deployed, the app does not exist, or it has no active release", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn bare_manifest(
     State(st): State<AppState>,
     query: Result<Query<ManifestQuery>, QueryRejection>,
