@@ -44,6 +44,31 @@ pub enum Command {
     Compiler(CompilerArgs),
     /// Report which function languages this machine can compile, and why not.
     Doctor(JsonFlag),
+    /// Write an embedded (SQLite) installation's store and bundles to a directory.
+    Export(ExportArgs),
+    /// Load an export into a new PostgreSQL database and a state directory.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The installation's state directory (its morel.db and blobs/).
+    #[arg(long, default_value = "./.morel")]
+    pub state_dir: PathBuf,
+    /// Directory to write (must not exist, or be empty).
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Directory written by `morel export`.
+    pub dir: PathBuf,
+    /// The PostgreSQL database to load (must hold no apps yet).
+    #[arg(long, env = morel_core::env_vars::MOREL_DATABASE_URL)]
+    pub database_url: String,
+    /// State directory of the server that will run on that database (receives the bundles).
+    #[arg(long, default_value = "./.morel")]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +114,9 @@ pub struct CompilerArgs {
     /// How long a job read by this compiler stays hidden from others (default: compile timeout + 30 s).
     #[arg(long)]
     pub visibility_timeout_ms: Option<u64>,
+    /// The store's database, when it is not STATE_DIR/morel.db (e.g. postgres://…).
+    #[arg(long, env = morel_core::env_vars::MOREL_DATABASE_URL)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +133,10 @@ pub struct UpArgs {
     /// Do not run the compiler service in this process (run `morel compiler` elsewhere).
     #[arg(long)]
     pub no_compiler: bool,
+    /// The store's database: postgres://user@host:port/db, or a SQLite file. Default:
+    /// STATE_DIR/morel.db.
+    #[arg(long, env = morel_core::env_vars::MOREL_DATABASE_URL)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

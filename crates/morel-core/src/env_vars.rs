@@ -23,3 +23,12 @@ pub const INSTANCE_ENV: &str = "MOREL_ENV";
 pub const INSTANCE_RESOURCE: &str = "MOREL_RESOURCE";
 /// Set in every instance: the gateway URL, for cross-function calls.
 pub const INSTANCE_GATEWAY: &str = "MOREL_GATEWAY_URL";
+
+/// The store's database: `postgres://user@host:port/db` for PostgreSQL (shared by servers on
+/// several machines), or a SQLite file path. Default: `STATE_DIR/morel.db`. Same as
+/// `--database-url`.
+pub const MOREL_DATABASE_URL: &str = "MOREL_DATABASE_URL";
+/// Tests only: the PostgreSQL server the PostgreSQL tests create their scratch databases on.
+/// Default `postgres://postgres@127.0.0.1:5432/test`; `scripts/test` sets it when it starts a
+/// server of its own.
+pub const MOREL_TEST_DATABASE_URL: &str = "MOREL_TEST_DATABASE_URL";

@@ -1,24 +1,66 @@
 //! Persistent state behind one trait, [`Store`]: apps, releases, resources, functions,
 //! instances, logs, bundle metadata, trusted keys and uploaded packages.
 //!
-//! The embedded default is SQLite ([`SqliteStore`]); a PostgreSQL implementation of the same
-//! trait follows without changing callers. Rows are typed (`rows.rs`) and separate from API
+//! The embedded default is SQLite ([`SqliteStore`]); [`PgStore`] implements the same trait on
+//! PostgreSQL (pgmq for the queues), chosen by a database URL ([`open`]). [`transfer`] moves an
+//! installation from one to the other. Rows are typed (`rows.rs`) and separate from API
 //! views and wire messages. This crate knows nothing about HTTP, processes or bundles' bytes
 //! (those live on disk in the blob directory, owned by the control plane).
 
 mod error;
 mod migrations;
+mod pg;
 pub mod rows;
 mod sqlite;
+pub mod transfer;
 
 use async_trait::async_trait;
 use morel_core::{AppName, Digest, InstanceId, Namespace, ReleaseStatus};
 
 pub use error::StoreError;
+pub use pg::PgStore;
 pub use rows::*;
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Opens the store a database URL names: `postgres://…` or `postgresql://…` for [`PgStore`],
+/// `sqlite://PATH` or a bare file path for [`SqliteStore`].
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if is_postgres_url(url) {
+        return Ok(std::sync::Arc::new(PgStore::connect(url).await?));
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path.is_empty() || path.contains("://") {
+        return Err(StoreError::BadUrl(redact_url(url)));
+    }
+    Ok(std::sync::Arc::new(
+        SqliteStore::open(std::path::Path::new(path)).await?,
+    ))
+}
+
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A database URL with any password replaced, fit for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
 
 /// Everything Morel persists. Implementations must be safe to share between tasks and, for
 /// the PostgreSQL one, between processes: every multi-row change is one transaction.
@@ -168,5 +210,21 @@ impl AppKey {
 impl std::fmt::Display for AppKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            super::redact_url("postgres://morel:s3cret@db:5432/morel"),
+            "postgres://morel:***@db:5432/morel"
+        );
+        assert_eq!(
+            super::redact_url("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(super::redact_url("/var/morel.db"), "/var/morel.db");
     }
 }

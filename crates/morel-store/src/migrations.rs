@@ -149,4 +149,17 @@ CREATE TABLE executions (
 CREATE INDEX executions_by_function ON executions (function_id, started_at);
 "#,
     ),
+    (
+        5,
+        // On PostgreSQL the queues are pgmq's own tables (see pg/pgmq.sql), whose archive has
+        // no dead-letter flag: archiving as dead records the message here in the same
+        // transaction. SQLite keeps the flag in `queue_archive.dead` and leaves this empty.
+        r#"
+CREATE TABLE queue_dead_letters (
+    queue TEXT NOT NULL,
+    msg_id BIGINT NOT NULL,
+    PRIMARY KEY (queue, msg_id)
+);
+"#,
+    ),
 ];

@@ -2,6 +2,7 @@ mod apps;
 mod deploy;
 mod functions;
 mod keys;
+mod transfer;
 mod up;
 
 use anyhow::Result;
@@ -23,6 +24,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Fn(c) => functions::run(c).await,
         Command::Compiler(a) => functions::compiler(a).await,
         Command::Doctor(j) => functions::doctor(j.json).await,
+        Command::Export(a) => transfer::export(a).await,
+        Command::Import(a) => transfer::import(a).await,
         Command::Login(a) => {
             crate::settings::save_login(&crate::settings::Login {
                 url: a.url.trim_end_matches('/').to_owned(),

@@ -1,4 +1,5 @@
-//! `morel up`: control plane + gateway + local agent on SQLite, in one process.
+//! `morel up`: control plane + gateway + local agent in one process, on SQLite (default) or on
+//! PostgreSQL (`--database-url`).
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use morel_agent::{Agent, AgentConfig, BlobDir, LogHub};
 use morel_bundle::SigningKey;
 use morel_control::ServerConfig;
 use morel_gateway::RouteTable;
-use morel_store::{KeyRow, SqliteStore, Store};
+use morel_store::KeyRow;
 
 use crate::args::UpArgs;
 use crate::settings;
@@ -24,11 +25,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
     let cfg = ServerConfig::new(addr, state_dir.clone());
 
     let token = admin_token(&cfg.admin_token_path())?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&state_dir.join("morel.db"))
-            .await
-            .context("opening the store")?,
-    );
+    let store = super::transfer::open_store(args.database_url.as_deref(), &state_dir).await?;
 
     // The server signs packages it builds itself; the local CLI signs what it deploys. Both are trusted.
     let server_key = SigningKey::load_or_generate(&cfg.server_key_path())?;

@@ -9,6 +9,7 @@ mod flows;
 mod lifecycle;
 mod manifest_apps;
 mod metacall_client;
+mod postgres;
 mod wasm;
 
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ mod logs;
 mod queues;
 mod releases;
 mod resources;
+mod transfer;
 mod wasm;
 
 use std::path::Path;

@@ -1,0 +1,102 @@
+//! Morel on PostgreSQL, end to end: the real `morel up --database-url postgres://…` deploying,
+//! serving and restarting with its state in PostgreSQL, and an embedded (SQLite) installation
+//! moved there with `morel export` / `morel import`. Each test has a scratch database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use morel_test_support::postgres::ScratchDb;
+use morel_test_support::{MorelServer, example, wait_for};
+use serde_json::json;
+
+use crate::bin;
+
+async fn greets(s: &MorelServer, what: &str) {
+    wait_for(Duration::from_secs(60), what, || async {
+        (s.call("hello-python", "greet", r#"{"name": "pg"}"#).await
+            == (200, json!({"message": "Hello, pg!"})))
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_on_postgres_deploys_serves_and_survives_a_restart() {
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let mut s = MorelServer::start_with_args(&bin(), dirs.clone(), &["--database-url", &db.url]);
+    s.deploy(&example("hello-python"));
+    assert_eq!(
+        s.call("hello-python", "add", "[2, 3]").await,
+        (200, json!(5))
+    );
+    greets(&s, "the first call").await;
+    assert!(
+        !s.state_dir.join("morel.db").exists(),
+        "the store is PostgreSQL, not the embedded file"
+    );
+
+    s.stop();
+    let s = MorelServer::start_with_args(&bin(), dirs, &["--database-url", &db.url]);
+    greets(&s, "hello-python to come back after the restart").await;
+    let (status, app) = s.get("/api/apps/hello-python").await;
+    assert_eq!(status, 200, "{app}");
+    let releases = app["releases"].as_array().unwrap();
+    assert_eq!(releases.len(), 1, "{app}");
+
+    // A second deploy of the same name is v2, numbered by the PostgreSQL store.
+    s.deploy(&example("hello-python"));
+    let (_, app) = s.get("/api/apps/hello-python").await;
+    assert_eq!(app["releases"].as_array().unwrap().len(), 2, "{app}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_embedded_installation_moves_to_postgres_with_its_bundles() {
+    // An installation on SQLite, with one app deployed.
+    let mut old = MorelServer::start(&bin());
+    old.deploy(&example("hello-python"));
+    greets(&old, "the app on SQLite").await;
+    old.stop();
+
+    let out = tempfile::tempdir().unwrap();
+    let export_dir = out.path().join("export");
+    let old_state = old.state_dir.to_str().unwrap().to_owned();
+    let printed = old.cli_ok(&[
+        "export",
+        "--state-dir",
+        &old_state,
+        export_dir.to_str().unwrap(),
+    ]);
+    assert!(printed.contains("1 bundles"), "{printed}");
+
+    // Import into a new database and a new state directory, then start there: the app serves
+    // from the imported bundle, with no deploy.
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let new_state = dirs.path().join("state");
+    old.cli_ok(&[
+        "import",
+        export_dir.to_str().unwrap(),
+        "--database-url",
+        &db.url,
+        "--state-dir",
+        new_state.to_str().unwrap(),
+    ]);
+    let s = MorelServer::start_with_args(&bin(), dirs, &["--database-url", &db.url]);
+    greets(&s, "the imported app").await;
+    let (_, app) = s.get("/api/apps/hello-python").await;
+    assert_eq!(app["releases"].as_array().unwrap().len(), 1, "{app}");
+
+    // Importing again into the same (no longer empty) database is refused, naming why.
+    let again = old.cli(&[
+        "import",
+        export_dir.to_str().unwrap(),
+        "--database-url",
+        &db.url,
+        "--state-dir",
+        new_state.to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("already has 1 app"), "{err}");
+}
