@@ -8,6 +8,7 @@
 //! (those live on disk in the blob directory, owned by the control plane).
 
 mod error;
+mod lease;
 mod migrations;
 mod pg;
 pub mod rows;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use morel_core::{AppName, Digest, InstanceId, Namespace, ReleaseStatus};
 
 pub use error::StoreError;
+pub use lease::Lease;
 pub use pg::PgStore;
 pub use rows::*;
 pub use sqlite::SqliteStore;
@@ -183,6 +185,21 @@ pub trait Store: Send + Sync + 'static {
     /// `QUEUED|RUNNING → CANCELLED`; false when it had already finished.
     async fn cancel_execution(&self, id: &str) -> Result<bool>;
     async fn list_executions(&self, function_id: &str, limit: i64) -> Result<Vec<ExecutionRow>>;
+
+    // Nodes (many machines): agents register, heartbeat, and are marked lost after a TTL.
+    /// Registers a node or updates its address and capacity; it is `ready`, heartbeat now.
+    async fn register_node(&self, row: &NodeRow) -> Result<()>;
+    /// Records a heartbeat (a `lost` node becomes `ready` again); false for an unknown node.
+    async fn heartbeat_node(&self, id: &str, now_ms: i64) -> Result<bool>;
+    async fn list_nodes(&self) -> Result<Vec<NodeRow>>;
+    /// Marks `lost` every `ready` node whose last heartbeat is older than `before_ms`;
+    /// returns their ids (each loss is reported once).
+    async fn mark_lost_nodes(&self, before_ms: i64) -> Result<Vec<String>>;
+    /// Tries to become the one process that runs `role` (reconcile, schedule). On PostgreSQL
+    /// this is a session advisory lock on a connection of its own: it is released when the
+    /// holder's process or connection dies, so another server takes over. On SQLite (one
+    /// process per file) it is always granted. `None` while someone else holds it.
+    async fn try_lead(&self, role: &str) -> Result<Option<Lease>>;
 }
 
 /// An app's identity: namespace (the call path's prefix) and name (its suffix).

@@ -93,6 +93,14 @@ pub async fn run(args: UpArgs) -> Result<()> {
     tokio::spawn(morel_control::jobs::run_jobs(
         deployer.clone(),
         16,
+        stop_jobs.clone(),
+    ));
+    // Nodes that joined (many machines) are marked lost after missing heartbeats.
+    tokio::spawn(morel_control::cluster::run_node_watch(
+        deployer.store.clone(),
+        morel_control::cluster::DEFAULT_NODE_TTL,
+        std::time::Duration::from_secs(1),
+        |_| {},
         stop_jobs,
     ));
 

@@ -100,3 +100,64 @@ async fn an_embedded_installation_moves_to_postgres_with_its_bundles() {
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("already has 1 app"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_join_heartbeat_and_are_lost_after_the_ttl() {
+    use reqwest::Method;
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let s = MorelServer::start_with_args(&bin(), dirs, &["--database-url", &db.url]);
+    let join = json!({"id": "node-1", "address": "http://127.0.0.1:9", "capacity": 2});
+
+    // The registry is behind the token; bad input is refused, naming the field.
+    let anon = s
+        .http()
+        .post(format!("{}/api/nodes", s.url))
+        .json(&join)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status().as_u16(), 401);
+    let (status, body) = s
+        .api(
+            Method::POST,
+            "/api/nodes",
+            Some(json!({"id": "node-1", "address": "http://127.0.0.1:9", "capacity": 0})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("capacity"), "{body}");
+
+    let (status, node) = s.api(Method::POST, "/api/nodes", Some(join)).await;
+    assert_eq!(status, 200, "{node}");
+    assert_eq!(
+        (node["state"].as_str(), node["capacity"].as_i64()),
+        (Some("ready"), Some(2))
+    );
+    let (status, _) = s
+        .api(Method::POST, "/api/nodes/node-1/heartbeat", None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = s
+        .api(Method::POST, "/api/nodes/ghost/heartbeat", None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+
+    // Silent for the TTL (10 s): lost.
+    wait_for(
+        Duration::from_secs(30),
+        "node-1 to be marked lost",
+        || async {
+            let (_, nodes) = s.get("/api/nodes").await;
+            (nodes[0]["state"] == "lost").then_some(())
+        },
+    )
+    .await;
+    // It comes back: a heartbeat makes it ready again.
+    let (status, _) = s
+        .api(Method::POST, "/api/nodes/node-1/heartbeat", None)
+        .await;
+    assert_eq!(status, 204);
+    let (_, nodes) = s.get("/api/nodes").await;
+    assert_eq!(nodes[0]["state"], "ready", "{nodes}");
+}

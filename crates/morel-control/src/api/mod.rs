@@ -4,6 +4,7 @@
 pub mod apps;
 pub mod compat;
 pub mod functions;
+pub mod nodes;
 
 use std::sync::Arc;
 

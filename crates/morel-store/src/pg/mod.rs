@@ -8,6 +8,7 @@ mod apps;
 mod blobs;
 mod instances;
 mod logs;
+mod nodes;
 mod queues;
 mod releases;
 mod resources;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use morel_core::{Digest, InstanceId, ReleaseStatus};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgPool, Row};
 
 use crate::error::Ctx;
 use crate::rows::*;
@@ -31,6 +32,8 @@ use crate::{AppKey, Result, Store, StoreError};
 pub struct PgStore {
     pool: PgPool,
     queues: queues::Queues,
+    /// Kept for connections outside the pool (leadership leases).
+    connect_options: PgConnectOptions,
 }
 
 impl PgStore {
@@ -42,13 +45,14 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .ctx("connect to PostgreSQL")?;
         schema::migrate(&pool).await?;
         Ok(PgStore {
             queues: queues::Queues::new(pool.clone()),
             pool,
+            connect_options: opts,
         })
     }
 
@@ -261,5 +265,30 @@ impl Store for PgStore {
     }
     async fn list_executions(&self, function_id: &str, limit: i64) -> Result<Vec<ExecutionRow>> {
         wasm::list_executions(&self.pool, function_id, limit).await
+    }
+
+    async fn register_node(&self, row: &NodeRow) -> Result<()> {
+        nodes::register(&self.pool, row).await
+    }
+    async fn heartbeat_node(&self, id: &str, now_ms: i64) -> Result<bool> {
+        nodes::heartbeat(&self.pool, id, now_ms).await
+    }
+    async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
+        nodes::list(&self.pool).await
+    }
+    async fn mark_lost_nodes(&self, before_ms: i64) -> Result<Vec<String>> {
+        nodes::mark_lost(&self.pool, before_ms).await
+    }
+    async fn try_lead(&self, role: &str) -> Result<Option<crate::Lease>> {
+        // A connection of its own, outside the pool: the lock lives exactly as long as it.
+        let mut conn = sqlx::postgres::PgConnection::connect_with(&self.connect_options)
+            .await
+            .ctx("connect for leadership")?;
+        let got: bool = sqlx::query_scalar(crate::lease::LOCK_SQL)
+            .bind(role)
+            .fetch_one(&mut conn)
+            .await
+            .ctx("try leadership")?;
+        Ok(got.then(|| crate::Lease::postgres(role, conn)))
     }
 }

@@ -5,6 +5,7 @@ mod apps;
 mod blobs;
 mod instances;
 mod logs;
+mod nodes;
 mod queues;
 mod releases;
 mod resources;
@@ -299,5 +300,21 @@ impl Store for SqliteStore {
     }
     async fn list_executions(&self, function_id: &str, limit: i64) -> Result<Vec<ExecutionRow>> {
         wasm::list_executions(&self.pool, function_id, limit).await
+    }
+
+    async fn register_node(&self, row: &NodeRow) -> Result<()> {
+        nodes::register(&self.pool, row).await
+    }
+    async fn heartbeat_node(&self, id: &str, now_ms: i64) -> Result<bool> {
+        nodes::heartbeat(&self.pool, id, now_ms).await
+    }
+    async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
+        nodes::list(&self.pool).await
+    }
+    async fn mark_lost_nodes(&self, before_ms: i64) -> Result<Vec<String>> {
+        nodes::mark_lost(&self.pool, before_ms).await
+    }
+    async fn try_lead(&self, role: &str) -> Result<Option<crate::Lease>> {
+        Ok(Some(crate::Lease::local(role)))
     }
 }

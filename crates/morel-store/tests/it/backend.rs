@@ -73,3 +73,19 @@ macro_rules! for_each_backend {
     };
 }
 pub(crate) use for_each_backend;
+
+/// Polls for leadership of `role` (a released lock frees at once, but the server notices a
+/// closed connection asynchronously), with a bound.
+pub async fn wait_lease(store: &PgStore, role: &str) -> morel_store::Lease {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(lease) = store.try_lead(role).await.unwrap() {
+            return lease;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no leadership of {role} within 10 s after the leader died"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

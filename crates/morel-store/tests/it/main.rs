@@ -344,3 +344,94 @@ async fn a_bad_database_url_is_refused_with_its_reason() {
         .unwrap();
     assert!(err.to_string().contains("connect to PostgreSQL"), "{err}");
 }
+
+mod nodes {
+    //! Node registry and leadership, on every backend.
+
+    use std::sync::Arc;
+
+    use morel_core::NodeState;
+    use morel_store::*;
+
+    use crate::backend::for_each_backend;
+
+    for_each_backend!(nodes_register_heartbeat_and_are_lost_after_the_ttl);
+
+    fn node(id: &str, at: i64) -> NodeRow {
+        NodeRow {
+            id: id.into(),
+            address: format!("http://127.0.0.1:1/{id}"),
+            capacity: 4,
+            state: NodeState::Ready,
+            registered_at: at,
+            heartbeat_at: at,
+        }
+    }
+
+    async fn nodes_register_heartbeat_and_are_lost_after_the_ttl(store: Arc<dyn Store>) {
+        store.register_node(&node("a", 1_000)).await.unwrap();
+        store.register_node(&node("b", 1_000)).await.unwrap();
+        assert!(store.heartbeat_node("a", 5_000).await.unwrap());
+        assert!(!store.heartbeat_node("nobody", 5_000).await.unwrap());
+        // b's last heartbeat (1 s) is older than the cut-off (3 s): lost, and reported once.
+        assert_eq!(store.mark_lost_nodes(3_000).await.unwrap(), vec!["b"]);
+        assert!(store.mark_lost_nodes(3_000).await.unwrap().is_empty());
+        let states: Vec<_> = store
+            .list_nodes()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| (n.id, n.state, n.heartbeat_at))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                ("a".to_owned(), NodeState::Ready, 5_000),
+                ("b".to_owned(), NodeState::Lost, 1_000)
+            ]
+        );
+        // A lost node that heartbeats again is ready again; re-registering updates capacity.
+        assert!(store.heartbeat_node("b", 6_000).await.unwrap());
+        let mut bigger = node("b", 7_000);
+        bigger.capacity = 9;
+        store.register_node(&bigger).await.unwrap();
+        let b = store.list_nodes().await.unwrap().pop().unwrap();
+        assert_eq!(
+            (b.state, b.capacity, b.registered_at),
+            (NodeState::Ready, 9, 1_000)
+        );
+    }
+
+    #[tokio::test]
+    async fn one_server_leads_and_another_takes_over_when_it_dies() {
+        let db = crate::backend::ScratchDb::create().await;
+        let a = PgStore::connect(&db.url).await.unwrap();
+        let b = PgStore::connect(&db.url).await.unwrap();
+        let mut lease = a
+            .try_lead("scheduler")
+            .await
+            .unwrap()
+            .expect("first one leads");
+        assert!(
+            b.try_lead("scheduler").await.unwrap().is_none(),
+            "only one leader"
+        );
+        // Roles are independent.
+        let other = b.try_lead("reconciler").await.unwrap();
+        assert!(other.is_some());
+        lease.check().await.unwrap();
+        // The leader's process dies (its lock connection closes): the other takes over.
+        drop(lease);
+        let taken = crate::backend::wait_lease(&b, "scheduler").await;
+        assert_eq!(taken.role(), "scheduler");
+        assert!(a.try_lead("scheduler").await.unwrap().is_none());
+        a.close().await;
+        b.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_always_leads() {
+        let store = SqliteStore::in_memory().await.unwrap();
+        assert!(store.try_lead("scheduler").await.unwrap().is_some());
+    }
+}
