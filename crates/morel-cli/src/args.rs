@@ -48,6 +48,30 @@ pub enum Command {
     Export(ExportArgs),
     /// Load an export into a new PostgreSQL database and a state directory.
     Import(ImportArgs),
+    /// Join this machine to a Morel server as a node (registers and heartbeats).
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The server's URL (http://host:port).
+    #[arg(long)]
+    pub join: String,
+    /// The server's token.
+    #[arg(long, env = morel_core::env_vars::MOREL_TOKEN)]
+    pub token: String,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// How many instances this node may run.
+    #[arg(long, default_value_t = 8)]
+    pub capacity: i64,
+    /// Address the agent listens on (and announces to the server).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Milliseconds between heartbeats (the server marks a node lost after 10 s without one).
+    #[arg(long, default_value_t = 3000)]
+    pub heartbeat_ms: u64,
 }
 
 #[derive(Debug, Args)]

@@ -1,3 +1,4 @@
+mod agent;
 mod apps;
 mod deploy;
 mod functions;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Doctor(j) => functions::doctor(j.json).await,
         Command::Export(a) => transfer::export(a).await,
         Command::Import(a) => transfer::import(a).await,
+        Command::Agent(a) => agent::run(a).await,
         Command::Login(a) => {
             crate::settings::save_login(&crate::settings::Login {
                 url: a.url.trim_end_matches('/').to_owned(),

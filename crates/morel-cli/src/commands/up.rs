@@ -173,7 +173,7 @@ fn admin_token(path: &std::path::Path) -> Result<String> {
     Ok(token)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return std::future::pending().await,

@@ -161,3 +161,105 @@ async fn nodes_join_heartbeat_and_are_lost_after_the_ttl() {
     let (_, nodes) = s.get("/api/nodes").await;
     assert_eq!(nodes[0]["state"], "ready", "{nodes}");
 }
+
+/// A `morel agent` process joined to a server.
+struct AgentProc(std::process::Child);
+
+impl AgentProc {
+    fn start(s: &MorelServer, node: &str) -> AgentProc {
+        let child = s
+            .command(&[
+                "agent",
+                "--join",
+                &s.url,
+                "--token",
+                &s.token,
+                "--node",
+                node,
+                "--capacity",
+                "3",
+                "--heartbeat-ms",
+                "300",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        AgentProc(child)
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+async fn node_state(s: &MorelServer, id: &str) -> Option<serde_json::Value> {
+    let (_, nodes) = s.get("/api/nodes").await;
+    nodes.as_array()?.iter().find(|n| n["id"] == id).cloned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_joins_heartbeats_is_lost_when_killed_and_comes_back() {
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let s = MorelServer::start_with_args(&bin(), dirs, &["--database-url", &db.url]);
+
+    let mut agent = AgentProc::start(&s, "agent-a");
+    let node = wait_for(Duration::from_secs(30), "agent-a to join", || async {
+        node_state(&s, "agent-a")
+            .await
+            .filter(|n| n["state"] == "ready")
+    })
+    .await;
+    assert_eq!(node["capacity"], 3, "{node}");
+    // The address it announced is its own, and answers.
+    let health: serde_json::Value = s
+        .http()
+        .get(format!("{}/healthz", node["address"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["node"], "agent-a");
+    // Heartbeats keep it ready past the TTL.
+    let first = node["heartbeat_at"].as_i64().unwrap();
+    wait_for(Duration::from_secs(10), "a later heartbeat", || async {
+        let n = node_state(&s, "agent-a").await?;
+        (n["heartbeat_at"].as_i64()? > first).then_some(())
+    })
+    .await;
+
+    // kill -9: no more heartbeats, so the leader marks it lost after the 10 s TTL.
+    agent.kill9();
+    wait_for(
+        Duration::from_secs(30),
+        "agent-a to be marked lost",
+        || async {
+            node_state(&s, "agent-a")
+                .await
+                .filter(|n| n["state"] == "lost")
+        },
+    )
+    .await;
+    // It comes back.
+    let _agent = AgentProc::start(&s, "agent-a");
+    wait_for(
+        Duration::from_secs(30),
+        "agent-a to be ready again",
+        || async {
+            node_state(&s, "agent-a")
+                .await
+                .filter(|n| n["state"] == "ready")
+        },
+    )
+    .await;
+}
