@@ -34,6 +34,9 @@ pub struct PgStore {
     queues: queues::Queues,
     /// Kept for connections outside the pool (leadership leases).
     connect_options: PgConnectOptions,
+    /// The connection of the last failed `try_lead`, reused by the next attempt so a follower
+    /// polling for leadership does not connect anew each time.
+    spare: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::postgres::PgConnection>>>,
 }
 
 impl PgStore {
@@ -53,6 +56,7 @@ impl PgStore {
             queues: queues::Queues::new(pool.clone()),
             pool,
             connect_options: opts,
+            spare: Default::default(),
         })
     }
 
@@ -281,14 +285,24 @@ impl Store for PgStore {
     }
     async fn try_lead(&self, role: &str) -> Result<Option<crate::Lease>> {
         // A connection of its own, outside the pool: the lock lives exactly as long as it.
-        let mut conn = sqlx::postgres::PgConnection::connect_with(&self.connect_options)
-            .await
-            .ctx("connect for leadership")?;
+        let mut spare = self.spare.lock().await;
+        let mut conn = match spare.take() {
+            Some(c) => c,
+            None => sqlx::postgres::PgConnection::connect_with(&self.connect_options)
+                .await
+                .ctx("connect for leadership")?,
+        };
+        // On an error the connection is dropped (not kept as the spare).
         let got: bool = sqlx::query_scalar(crate::lease::LOCK_SQL)
             .bind(role)
             .fetch_one(&mut conn)
             .await
             .ctx("try leadership")?;
-        Ok(got.then(|| crate::Lease::postgres(role, conn)))
+        if got {
+            Ok(Some(crate::Lease::postgres(role, conn)))
+        } else {
+            *spare = Some(conn);
+            Ok(None)
+        }
     }
 }
