@@ -263,3 +263,84 @@ async fn an_agent_joins_heartbeats_is_lost_when_killed_and_comes_back() {
     )
     .await;
 }
+
+/// The queue-driven paths on pgmq: a compiled function goes PENDING → READY through the
+/// compilation queues and runs; an async job goes through the jobs queue and completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn compiles_and_async_jobs_run_through_pgmq() {
+    use reqwest::Method;
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let s = MorelServer::start_with_args(&bin(), dirs, &["--database-url", &db.url]);
+
+    let echo = std::fs::read_to_string(example("wasm-wat").join("echo.wat")).unwrap();
+    let (status, f) = s
+        .api(
+            Method::POST,
+            "/functions",
+            Some(json!({"name": "echo", "language": "wat", "source": echo})),
+        )
+        .await;
+    assert_eq!(status, 201, "{f}");
+    let id = f["id"].as_str().unwrap().to_owned();
+    let f = wait_for(Duration::from_secs(60), "the compile to finish", || async {
+        let (_, f) = s.get(&format!("/functions/{id}")).await;
+        matches!(f["status"].as_str(), Some("READY" | "FAILED")).then_some(f)
+    })
+    .await;
+    assert_eq!(f["status"], "READY", "{f}");
+    let (status, e) = s
+        .api(
+            Method::POST,
+            &format!("/functions/{id}/execute"),
+            Some(json!({"input": {"via": "pgmq"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(e["status"], "COMPLETED", "{e}");
+
+    s.deploy(&example("hello-python"));
+    let r = s
+        .http()
+        .post(format!("{}/default/hello-python/latest/run/add", s.url))
+        .body("[20, 22]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let job = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let e = wait_for(
+        Duration::from_secs(60),
+        "the async job to complete",
+        || async {
+            let (_, e) = s.get(&format!("/api/executions/{job}")).await;
+            (e["status"] == "COMPLETED").then_some(e)
+        },
+    )
+    .await;
+    assert_eq!(e["output"], json!(42), "{e}");
+    // The queues are pgmq's tables in PostgreSQL, and every message gets consumed.
+    let conn = morel_store::PgStore::connect(&db.url).await.unwrap();
+    for table in [
+        "pgmq.q_compilation_jobs",
+        "pgmq.q_compilation_results",
+        "pgmq.q_jobs",
+    ] {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("{table} to drain"),
+            || async {
+                let waiting: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+                    .fetch_one(conn.pool())
+                    .await
+                    .unwrap();
+                (waiting == 0).then_some(())
+            },
+        )
+        .await;
+    }
+    conn.close().await;
+}
