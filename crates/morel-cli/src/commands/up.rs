@@ -26,6 +26,18 @@ pub async fn run(args: UpArgs) -> Result<()> {
 
     let token = admin_token(&cfg.admin_token_path())?;
     let store = super::transfer::open_store(args.database_url.as_deref(), &state_dir).await?;
+    // `morel up` runs its own agent as node "local": two of them on one database would take
+    // each other's instances for stale ones. Until the server/agent roles split, one at a time.
+    let _single = store
+        .try_lead("morel up")
+        .await
+        .context("checking for another morel up on this database")?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "another `morel up` is already running on this database; stop it first \
+                 (several servers on one database need the many-machine roles)"
+            )
+        })?;
 
     // The server signs packages it builds itself; the local CLI signs what it deploys. Both are trusted.
     let server_key = SigningKey::load_or_generate(&cfg.server_key_path())?;

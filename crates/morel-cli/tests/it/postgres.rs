@@ -344,3 +344,34 @@ async fn compiles_and_async_jobs_run_through_pgmq() {
     }
     conn.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_morel_up_on_the_same_database_is_refused() {
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let first = MorelServer::start_with_args(&bin(), dirs, &["--database-url", &db.url]);
+    let other = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin())
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &db.url,
+            "--state-dir",
+        ])
+        .arg(other.path().join("state"))
+        .env("MOREL_CONFIG_DIR", other.path().join("config"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another `morel up` is already running on this database"),
+        "{err}"
+    );
+    // The first one is unaffected.
+    let (status, _) = first.get("/api/apps").await;
+    assert_eq!(status, 200);
+}
