@@ -1,9 +1,9 @@
 //! The store on PostgreSQL: what `morel up --database-url postgres://…` uses, and what the
 //! many-machine roles share (several processes may open one database at once). One module per
 //! table family, mirroring `sqlite/` statement for statement; the trait impl below only
-//! delegates. Dialect differences between
-//! the two are limited to `$n` placeholders, casts where PostgreSQL returns `INTEGER`, and the
-//! migration words translated in `schema.rs`. Queues are pgmq's (see `queues.rs`).
+//! delegates. Dialect differences between the two are limited to `$n` placeholders, casts
+//! where PostgreSQL returns `INTEGER`, and the migration words translated in `schema.rs`.
+//! Queues are pgmq's (see `queues.rs`).
 
 mod apps;
 mod blobs;
