@@ -1,0 +1,160 @@
+//! Which database a command's store lives in, and `morel export` / `morel import`: moving an
+//! embedded (SQLite) installation, bundles included, to PostgreSQL.
+//!
+//! An export is a directory: `morel-export.json` (every persistent table and the waiting queue
+//! messages, see `morel_store::transfer`) and `blobs/` (each bundle and its signature). Secrets
+//! (the admin token, the server's signing key) are not exported: the new server makes its own,
+//! and the bundles stay verifiable through the trusted public keys, which are exported.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use morel_store::transfer::Dump;
+use morel_store::{PgStore, SqliteStore, Store};
+use sha2::Digest as _;
+
+use crate::args::{ExportArgs, ImportArgs};
+
+const DUMP_FILE: &str = "morel-export.json";
+
+/// The store at `database_url` when given, else the embedded one in the state directory.
+pub async fn open_store(database_url: Option<&str>, state_dir: &Path) -> Result<Arc<dyn Store>> {
+    match database_url {
+        Some(url) => morel_store::open(url)
+            .await
+            .with_context(|| format!("opening the store at {}", morel_store::redact_url(url))),
+        None => {
+            let path = state_dir.join("morel.db");
+            let store = SqliteStore::open(&path)
+                .await
+                .with_context(|| format!("opening the store {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+pub async fn export(args: ExportArgs) -> Result<()> {
+    let db = args.state_dir.join("morel.db");
+    if !db.is_file() {
+        bail!(
+            "{} does not exist: is --state-dir an installation's state directory?",
+            db.display()
+        );
+    }
+    if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
+        bail!(
+            "{} is not empty: export into a new directory",
+            args.out.display()
+        );
+    }
+    let store = SqliteStore::open(&db)
+        .await
+        .with_context(|| format!("opening {}", db.display()))?;
+    let dump = store.export().await.context("reading the store")?;
+    let out_blobs = args.out.join("blobs");
+    std::fs::create_dir_all(&out_blobs)
+        .with_context(|| format!("creating {}", out_blobs.display()))?;
+    let digests = bundle_digests(&dump)?;
+    for digest in &digests {
+        for file in bundle_files(digest) {
+            let from = args.state_dir.join("blobs").join(&file);
+            std::fs::copy(&from, out_blobs.join(&file))
+                .with_context(|| format!("copying bundle file {}", from.display()))?;
+        }
+    }
+    let json = serde_json::to_vec(&dump)?;
+    std::fs::write(args.out.join(DUMP_FILE), json)?;
+    let rows: usize = dump.tables.iter().map(|t| t.rows.len()).sum();
+    println!(
+        "exported {rows} rows from {} tables, {} queued messages and {} bundles to {}",
+        dump.tables.len(),
+        dump.queue_messages.len(),
+        digests.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+pub async fn import(args: ImportArgs) -> Result<()> {
+    if !morel_store::is_postgres_url(&args.database_url) {
+        bail!(
+            "--database-url must be a postgres:// URL (got {})",
+            morel_store::redact_url(&args.database_url)
+        );
+    }
+    let dump_path = args.dir.join(DUMP_FILE);
+    let text = std::fs::read(&dump_path)
+        .with_context(|| format!("reading {} (written by morel export)", dump_path.display()))?;
+    let dump: Dump = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a Morel export", dump_path.display()))?;
+    // Bundles first, each checked against its digest: a store row never points at a missing
+    // or altered bundle.
+    let blobs = args.state_dir.join("blobs");
+    std::fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
+    let digests = bundle_digests(&dump)?;
+    for digest in &digests {
+        let [bundle, sig] = bundle_files(digest);
+        let from = args.dir.join("blobs").join(&bundle);
+        let bytes =
+            std::fs::read(&from).with_context(|| format!("reading bundle {}", from.display()))?;
+        let actual = hex::encode(sha2::Sha256::digest(&bytes));
+        if actual != *digest {
+            bail!(
+                "{} does not match its digest (sha256 {actual})",
+                from.display()
+            );
+        }
+        std::fs::write(blobs.join(&bundle), &bytes)?;
+        let sig_from = args.dir.join("blobs").join(&sig);
+        std::fs::copy(&sig_from, blobs.join(&sig))
+            .with_context(|| format!("copying {}", sig_from.display()))?;
+    }
+    let store = PgStore::connect(&args.database_url)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the store at {}",
+                morel_store::redact_url(&args.database_url)
+            )
+        })?;
+    let summary = store.import(&dump).await.context("importing")?;
+    store.close().await;
+    let rows: u64 = summary.tables.iter().map(|(_, n)| n).sum();
+    println!(
+        "imported {rows} rows, {} queued messages and {} bundles into {}; start the server with: \
+         morel up --database-url {} --state-dir {}",
+        summary.queue_messages,
+        digests.len(),
+        morel_store::redact_url(&args.database_url),
+        morel_store::redact_url(&args.database_url),
+        args.state_dir.display()
+    );
+    Ok(())
+}
+
+/// Every bundle digest the store's `blobs` table names, validated (they become file names).
+fn bundle_digests(dump: &Dump) -> Result<Vec<String>> {
+    let Some(table) = dump.tables.iter().find(|t| t.name == "blobs") else {
+        return Ok(Vec::new());
+    };
+    table
+        .column("digest")
+        .into_iter()
+        .map(|c| {
+            let text = c.as_text().unwrap_or_default();
+            let digest: morel_core::Digest = text
+                .parse()
+                .with_context(|| format!("blobs row has a bad digest {c:?}"))?;
+            Ok(digest.to_string())
+        })
+        .collect()
+}
+
+/// A bundle's two files in a blob directory (as `morel_agent::BlobDir` names them).
+fn bundle_files(digest: &str) -> [PathBuf; 2] {
+    [
+        PathBuf::from(format!("{digest}.bundle")),
+        PathBuf::from(format!("{digest}.sig")),
+    ]
+}
