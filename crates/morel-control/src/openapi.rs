@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 
 pub use morel_gateway::ErrorBody;
 
-use crate::api::{apps, compat, functions, observe};
+use crate::api::{apps, compat, functions, nodes, observe};
 use crate::deploy::Plan;
 use crate::jobs;
 use crate::views::{
@@ -57,6 +57,10 @@ use crate::views::{
         jobs::get_execution,
         jobs::cancel,
         openapi_json,
+        // Many machines: the node registry.
+        nodes::register,
+        nodes::list,
+        nodes::heartbeat,
         // Seed 001: compiled functions.
         functions::list,
         functions::create,
@@ -91,6 +95,8 @@ use crate::views::{
         Plan,
         observe::FunctionCalls,
         observe::CallView,
+        nodes::RegisterNode,
+        nodes::NodeView,
     )),
     modifiers(&TokenAuth),
     tags(
@@ -103,6 +109,7 @@ use crate::views::{
         (name = "functions", description = "Seed 001: compiled (wasm) functions"),
         (name = "compat", description = "Seed 000: the compatible deploy API"),
         (name = "observability", description = "Metrics and this document"),
+        (name = "nodes", description = "Machines that joined with `morel agent --join`"),
     )
 )]
 struct ControlApi;

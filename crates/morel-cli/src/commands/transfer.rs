@@ -2,9 +2,13 @@
 //! embedded (SQLite) installation, bundles included, to PostgreSQL.
 //!
 //! An export is a directory: `morel-export.json` (every persistent table and the waiting queue
-//! messages, see `morel_store::transfer`) and `blobs/` (each bundle and its signature). Secrets
-//! (the admin token, the server's signing key) are not exported: the new server makes its own,
-//! and the bundles stay verifiable through the trusted public keys, which are exported.
+//! messages, see `morel_store::transfer`), `blobs/` (each bundle and its signature) and, when
+//! the installation has one, `keys/secrets.key`: the key that seals environment secrets and
+//! certificate keys. The store keeps those sealed (opaque text that moves like any other cell),
+//! so without this key the imported secrets could not be opened; `morel import` puts it in the
+//! new state directory. The export directory is therefore as sensitive as the state directory.
+//! The admin token and the server's signing key are not exported: the new server makes its
+//! own, and the bundles stay verifiable through the trusted public keys, which are exported.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +21,8 @@ use sha2::Digest as _;
 use crate::args::{ExportArgs, ImportArgs};
 
 const DUMP_FILE: &str = "morel-export.json";
+/// The secrets key, relative to a state directory and to an export (the same path in both).
+const SECRETS_KEY: &str = "keys/secrets.key";
 
 /// The store at `database_url` when given, else the embedded one in the state directory.
 pub async fn open_store(database_url: Option<&str>, state_dir: &Path) -> Result<Arc<dyn Store>> {
@@ -63,15 +69,24 @@ pub async fn export(args: ExportArgs) -> Result<()> {
                 .with_context(|| format!("copying bundle file {}", from.display()))?;
         }
     }
+    let has_key = copy_secrets_key(
+        &args.state_dir.join(SECRETS_KEY),
+        &args.out.join(SECRETS_KEY),
+    )?;
     let json = serde_json::to_vec(&dump)?;
     std::fs::write(args.out.join(DUMP_FILE), json)?;
     let rows: usize = dump.tables.iter().map(|t| t.rows.len()).sum();
     println!(
-        "exported {rows} rows from {} tables, {} queued messages and {} bundles to {}",
+        "exported {rows} rows from {} tables, {} queued messages and {} bundles to {}{}",
         dump.tables.len(),
         dump.queue_messages.len(),
         digests.len(),
-        args.out.display()
+        args.out.display(),
+        if has_key {
+            " (with the secrets key: keep the export as private as the state directory)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }
@@ -110,6 +125,10 @@ pub async fn import(args: ImportArgs) -> Result<()> {
         std::fs::copy(&sig_from, blobs.join(&sig))
             .with_context(|| format!("copying {}", sig_from.display()))?;
     }
+    import_secrets_key(
+        &args.dir.join(SECRETS_KEY),
+        &args.state_dir.join(SECRETS_KEY),
+    )?;
     let store = PgStore::connect(&args.database_url)
         .await
         .with_context(|| {
@@ -131,6 +150,55 @@ pub async fn import(args: ImportArgs) -> Result<()> {
         args.state_dir.display()
     );
     Ok(())
+}
+
+/// Copies the secrets key (if the installation has one) into the export, private to its owner.
+fn copy_secrets_key(from: &Path, to: &Path) -> Result<bool> {
+    let key = match std::fs::read(from) {
+        Ok(key) => key,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", from.display())),
+    };
+    write_private(to, &key)?;
+    Ok(true)
+}
+
+/// Installs the exported secrets key in the new state directory. A state directory that
+/// already holds a different key is refused: the imported secrets would not open with it.
+fn import_secrets_key(from: &Path, to: &Path) -> Result<()> {
+    let key = match std::fs::read(from) {
+        Ok(key) => key,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", from.display())),
+    };
+    match std::fs::read(to) {
+        Ok(existing) if existing == key => Ok(()),
+        Ok(_) => bail!(
+            "{} already holds a different secrets key: the imported secrets would not open with \
+             it; import into a new --state-dir",
+            to.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_private(to, &key),
+        Err(e) => Err(e).with_context(|| format!("reading {}", to.display())),
+    }
+}
+
+/// Writes a new file readable only by its owner (mode 0600).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Every bundle digest the store's `blobs` table names, validated (they become file names).

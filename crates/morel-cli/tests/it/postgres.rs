@@ -20,6 +20,16 @@ async fn greets(s: &MorelServer, what: &str) {
     .await;
 }
 
+async fn reads_secret(s: &MorelServer, what: &str) {
+    wait_for(Duration::from_secs(60), what, || async {
+        (s.call("hello-python", "env", r#"{"name": "API_KEY"}"#)
+            .await
+            == (200, json!("s3cret")))
+            .then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn up_on_postgres_deploys_serves_and_survives_a_restart() {
     let db = ScratchDb::create().await;
@@ -52,10 +62,20 @@ async fn up_on_postgres_deploys_serves_and_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_embedded_installation_moves_to_postgres_with_its_bundles() {
-    // An installation on SQLite, with one app deployed.
+    // An installation on SQLite, with one app deployed and a secret set (sealed in the store
+    // with the state directory's key).
     let mut old = MorelServer::start(&bin());
     old.deploy(&example("hello-python"));
     greets(&old, "the app on SQLite").await;
+    old.cli_ok(&[
+        "secrets",
+        "set",
+        "hello-python",
+        "API_KEY",
+        "--value",
+        "s3cret",
+    ]);
+    reads_secret(&old, "the secret on SQLite").await;
     old.stop();
 
     let out = tempfile::tempdir().unwrap();
@@ -68,6 +88,10 @@ async fn an_embedded_installation_moves_to_postgres_with_its_bundles() {
         export_dir.to_str().unwrap(),
     ]);
     assert!(printed.contains("1 bundles"), "{printed}");
+    assert!(
+        export_dir.join("keys/secrets.key").is_file(),
+        "the secrets key travels with the export"
+    );
 
     // Import into a new database and a new state directory, then start there: the app serves
     // from the imported bundle, with no deploy.
@@ -84,6 +108,8 @@ async fn an_embedded_installation_moves_to_postgres_with_its_bundles() {
     ]);
     let s = MorelServer::start_with_args(&bin(), dirs, &["--database-url", &db.url]);
     greets(&s, "the imported app").await;
+    // The imported secret opens with the imported key: the instances see its value.
+    reads_secret(&s, "the imported secret in the app's environment").await;
     let (_, app) = s.get("/api/apps/hello-python").await;
     assert_eq!(app["releases"].as_array().unwrap().len(), 1, "{app}");
 

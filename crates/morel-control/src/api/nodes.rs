@@ -16,21 +16,24 @@ use crate::extract::ApiJson;
 /// Largest capacity a node may announce (instance slots).
 const MAX_CAPACITY: i64 = 100_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterNode {
     /// The agent's node name: 1 to 63 of `a-z 0-9 - _ .`.
     pub id: String,
     /// Where servers reach the agent: `http://host:port` or `https://…`.
     pub address: String,
+    /// How many instances the node may run: 1 to 100000.
     pub capacity: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NodeView {
     pub id: String,
     pub address: String,
     pub capacity: i64,
+    /// `ready`, or `lost` after the heartbeat TTL (10 s) without a heartbeat.
+    #[schema(value_type = String, example = "ready")]
     pub state: NodeState,
     pub registered_at: i64,
     pub heartbeat_at: i64,
@@ -63,6 +66,19 @@ fn check_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/nodes",
+    tag = "nodes",
+    summary = "Register a node (or update its address and capacity): ready, heartbeat now",
+    request_body = RegisterNode,
+    responses(
+        (status = 200, description = "the node as registered", body = NodeView),
+        (status = 400, description = "bad id, address or capacity, named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn register(
     State(st): State<AppState>,
     ApiJson(body): ApiJson<RegisterNode>,
@@ -102,6 +118,20 @@ pub async fn register(
     Ok(Json(row.into()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/nodes/{id}/heartbeat",
+    tag = "nodes",
+    summary = "Record a node's heartbeat (a lost node becomes ready again)",
+    params(("id" = String, Path, description = "node id")),
+    responses(
+        (status = 204, description = "recorded"),
+        (status = 400, description = "bad node id", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "the node is not registered", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn heartbeat(
     State(st): State<AppState>,
     Path(id): Path<String>,
@@ -121,6 +151,17 @@ pub async fn heartbeat(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/nodes",
+    tag = "nodes",
+    summary = "List nodes with their state, capacity and last heartbeat",
+    responses(
+        (status = 200, description = "nodes, by id", body = Vec<NodeView>),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
 pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<NodeView>>, ApiError> {
     let nodes = st.deployer.store.list_nodes().await?;
     Ok(Json(nodes.into_iter().map(NodeView::from).collect()))
