@@ -64,6 +64,12 @@ pub enum Command {
     /// An environment's TLS certificate.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Write an embedded (SQLite) installation's store and bundles to a directory.
+    Export(ExportArgs),
+    /// Load an export into a new PostgreSQL database and a state directory.
+    Import(ImportArgs),
+    /// Join this machine to a Morel server as a node (registers and heartbeats).
+    Agent(AgentArgs),
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +188,49 @@ pub enum CertsCommand {
     },
 }
 
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The server's URL (http://host:port).
+    #[arg(long)]
+    pub join: String,
+    /// The server's token.
+    #[arg(long, env = morel_core::env_vars::MOREL_TOKEN)]
+    pub token: String,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// How many instances this node may run.
+    #[arg(long, default_value_t = 8)]
+    pub capacity: i64,
+    /// Address the agent listens on (and announces to the server).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Milliseconds between heartbeats (the server marks a node lost after 10 s without one).
+    #[arg(long, default_value_t = 3000)]
+    pub heartbeat_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The installation's state directory (its morel.db and blobs/).
+    #[arg(long, default_value = "./.morel")]
+    pub state_dir: PathBuf,
+    /// Directory to write (must not exist, or be empty).
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Directory written by `morel export`.
+    pub dir: PathBuf,
+    /// The PostgreSQL database to load (must hold no apps yet).
+    #[arg(long, env = morel_core::env_vars::MOREL_DATABASE_URL)]
+    pub database_url: String,
+    /// State directory of the server that will run on that database (receives the bundles).
+    #[arg(long, default_value = "./.morel")]
+    pub state_dir: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum FnCommand {
     /// Register a function from a source file; waits until it is READY or FAILED.
@@ -225,6 +274,9 @@ pub struct CompilerArgs {
     /// How long a job read by this compiler stays hidden from others (default: compile timeout + 30 s).
     #[arg(long)]
     pub visibility_timeout_ms: Option<u64>,
+    /// The store's database, when it is not STATE_DIR/morel.db (e.g. postgres://…).
+    #[arg(long, env = morel_core::env_vars::MOREL_DATABASE_URL)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -253,6 +305,10 @@ pub struct UpArgs {
     /// Keep the bundles of this many newest releases per environment (0: keep all).
     #[arg(long, default_value_t = 10)]
     pub keep_releases: usize,
+    /// The store's database: postgres://user@host:port/db, or a SQLite file. Default:
+    /// STATE_DIR/morel.db.
+    #[arg(long, env = morel_core::env_vars::MOREL_DATABASE_URL)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

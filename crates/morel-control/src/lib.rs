@@ -7,6 +7,7 @@
 
 pub mod api;
 mod auth;
+pub mod cluster;
 pub mod config;
 pub mod deploy;
 pub mod environments;

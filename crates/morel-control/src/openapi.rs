@@ -16,7 +16,9 @@ use utoipa::{Modify, OpenApi};
 
 pub use morel_gateway::ErrorBody;
 
-use crate::api::{apps, compat, environments, functions, manifest, observe, services};
+use crate::api::{
+    apps, compat, environments, functions, manifest, nodes, observe, services,
+};
 use crate::deploy::Plan;
 use crate::jobs;
 use crate::views::{
@@ -73,6 +75,10 @@ use crate::views::{
         jobs::get_execution,
         jobs::cancel,
         openapi_json,
+        // Many machines: the node registry.
+        nodes::register,
+        nodes::list,
+        nodes::heartbeat,
         // Seed 001: compiled functions.
         functions::list,
         functions::create,
@@ -107,6 +113,8 @@ use crate::views::{
         Plan,
         observe::FunctionCalls,
         observe::CallView,
+        nodes::RegisterNode,
+        nodes::NodeView,
     )),
     modifiers(&TokenAuth),
     tags(
@@ -121,6 +129,7 @@ use crate::views::{
         (name = "functions", description = "Seed 001: compiled (wasm) functions"),
         (name = "compat", description = "Seed 000: the compatible deploy API"),
         (name = "observability", description = "Metrics and this document"),
+        (name = "nodes", description = "Machines that joined with `morel agent --join`"),
     )
 )]
 struct ControlApi;

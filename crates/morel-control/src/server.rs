@@ -96,6 +96,14 @@ impl Server {
             .route("/api/executions/{id}/cancel", post(crate::jobs::cancel))
             .route("/api/keys", get(apps::list_keys).post(apps::trust_key))
             .route(
+                "/api/nodes",
+                get(crate::api::nodes::list).post(crate::api::nodes::register),
+            )
+            .route(
+                "/api/nodes/{id}/heartbeat",
+                post(crate::api::nodes::heartbeat),
+            )
+            .route(
                 "/api/keys/{key_id}",
                 axum::routing::delete(apps::remove_key),
             )

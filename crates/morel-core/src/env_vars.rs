@@ -37,3 +37,12 @@ pub const MOREL_TEST_DEPLOY_HOLD_AFTER: &str = "MOREL_TEST_DEPLOY_HOLD_AFTER";
 /// Development only: when set, the OpenAPI test rewrites `docs/openapi.json` from the code
 /// instead of failing on a difference.
 pub const MOREL_UPDATE_OPENAPI: &str = "MOREL_UPDATE_OPENAPI";
+
+/// The store's database: `postgres://user@host:port/db` for PostgreSQL (shared by servers on
+/// several machines), or a SQLite file path. Default: `STATE_DIR/morel.db`. Same as
+/// `--database-url`.
+pub const MOREL_DATABASE_URL: &str = "MOREL_DATABASE_URL";
+/// Tests only: the PostgreSQL server the PostgreSQL tests create their scratch databases on.
+/// Default `postgres://postgres@127.0.0.1:5432/test`; `scripts/test` sets it when it starts a
+/// server of its own.
+pub const MOREL_TEST_DATABASE_URL: &str = "MOREL_TEST_DATABASE_URL";

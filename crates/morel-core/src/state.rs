@@ -72,6 +72,12 @@ string_enum!(
 );
 
 string_enum!(
+    /// A node's membership: `ready` while its agent heartbeats, `lost` once it missed them for
+    /// the TTL (its instances are then placed elsewhere); a heartbeat makes it `ready` again.
+    NodeState { Ready => "ready", Lost => "lost" }
+);
+
+string_enum!(
     /// Seed 002's per-resource reconcile state.
     ResourceStatus { Deployed => "deployed", Updated => "updated", Failed => "failed" }
 );

@@ -19,6 +19,14 @@ pub enum StoreError {
     },
     #[error("{0} not found")]
     NotFound(String),
+    #[error(
+        "unsupported database URL ({0}): use postgres://user@host:port/db or a SQLite file path"
+    )]
+    BadUrl(String),
+    #[error("invalid queue name {0:?}: use 1 to 47 letters, digits or _")]
+    QueueName(String),
+    #[error("cannot import: {0}")]
+    Import(String),
 }
 
 pub(crate) trait Ctx<T> {

@@ -1,26 +1,70 @@
 //! Persistent state behind one trait, [`Store`]: apps, releases, resources, functions,
 //! instances, logs, bundle metadata, trusted keys and uploaded packages.
 //!
-//! The embedded default is SQLite ([`SqliteStore`]); a PostgreSQL implementation of the same
-//! trait follows without changing callers. Rows are typed (`rows.rs`) and separate from API
+//! The embedded default is SQLite ([`SqliteStore`]); [`PgStore`] implements the same trait on
+//! PostgreSQL (pgmq for the queues), chosen by a database URL ([`open`]). [`transfer`] moves an
+//! installation from one to the other. Rows are typed (`rows.rs`) and separate from API
 //! views and wire messages. This crate knows nothing about HTTP, processes or bundles' bytes
 //! (those live on disk in the blob directory, owned by the control plane).
 
 mod env_rows;
 mod error;
+mod lease;
 mod migrations;
+mod pg;
 pub mod rows;
 mod sqlite;
+pub mod transfer;
 
 use async_trait::async_trait;
 use morel_core::{AppName, Digest, InstanceId, Namespace, ReleaseStatus};
 
 pub use env_rows::*;
 pub use error::StoreError;
+pub use lease::Lease;
+pub use pg::PgStore;
 pub use rows::*;
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Opens the store a database URL names: `postgres://…` or `postgresql://…` for [`PgStore`],
+/// `sqlite://PATH` or a bare file path for [`SqliteStore`].
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if is_postgres_url(url) {
+        return Ok(std::sync::Arc::new(PgStore::connect(url).await?));
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    if path.is_empty() || path.contains("://") {
+        return Err(StoreError::BadUrl(redact_url(url)));
+    }
+    Ok(std::sync::Arc::new(
+        SqliteStore::open(std::path::Path::new(path)).await?,
+    ))
+}
+
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A database URL with any password replaced, fit for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
 
 /// Everything Morel persists. Implementations must be safe to share between tasks and, for
 /// the PostgreSQL one, between processes: every multi-row change is one transaction.
@@ -170,6 +214,20 @@ pub trait Store: Send + Sync + 'static {
     async fn list_certificates(&self) -> Result<Vec<CertificateRow>>;
     /// pgmq's `set_vt`: hides a message for `vt_ms` from now; false when it is gone.
     async fn queue_set_vt(&self, queue: &str, msg_id: i64, vt_ms: i64) -> Result<bool>;
+    // Nodes (many machines): agents register, heartbeat, and are marked lost after a TTL.
+    /// Registers a node or updates its address and capacity; it is `ready`, heartbeat now.
+    async fn register_node(&self, row: &NodeRow) -> Result<()>;
+    /// Records a heartbeat (a `lost` node becomes `ready` again); false for an unknown node.
+    async fn heartbeat_node(&self, id: &str, now_ms: i64) -> Result<bool>;
+    async fn list_nodes(&self) -> Result<Vec<NodeRow>>;
+    /// Marks `lost` every `ready` node whose last heartbeat is older than `before_ms`;
+    /// returns their ids (each loss is reported once).
+    async fn mark_lost_nodes(&self, before_ms: i64) -> Result<Vec<String>>;
+    /// Tries to become the one process that runs `role` (reconcile, schedule). On PostgreSQL
+    /// this is a session advisory lock on a connection of its own: it is released when the
+    /// holder's process or connection dies, so another server takes over. On SQLite (one
+    /// process per file) it is always granted. `None` while someone else holds it.
+    async fn try_lead(&self, role: &str) -> Result<Option<Lease>>;
 }
 
 /// An app's identity: namespace (the call path's prefix) and name (its suffix).
@@ -197,5 +255,21 @@ impl AppKey {
 impl std::fmt::Display for AppKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            super::redact_url("postgres://morel:s3cret@db:5432/morel"),
+            "postgres://morel:***@db:5432/morel"
+        );
+        assert_eq!(
+            super::redact_url("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+        assert_eq!(super::redact_url("/var/morel.db"), "/var/morel.db");
     }
 }

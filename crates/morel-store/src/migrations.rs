@@ -226,4 +226,26 @@ CREATE TABLE certificates (
 );
 "#,
     ),
+    (
+        5,
+        // Nodes: machines whose agents joined (many-machine mode), with their heartbeat.
+        // On PostgreSQL the queues are pgmq's own tables (see pg/pgmq.sql), whose archive has
+        // no dead-letter flag: archiving as dead records the message here in the same
+        // transaction. SQLite keeps the flag in `queue_archive.dead` and leaves this empty.
+        r#"
+CREATE TABLE queue_dead_letters (
+    queue TEXT NOT NULL,
+    msg_id BIGINT NOT NULL,
+    PRIMARY KEY (queue, msg_id)
+);
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    address TEXT NOT NULL,
+    capacity BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    registered_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL
+);
+"#,
+    ),
 ];

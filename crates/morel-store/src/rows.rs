@@ -1,7 +1,7 @@
 //! Typed rows: exactly what is stored, nothing about how it is shown or sent.
 
 use morel_core::{
-    Digest, InstanceId, InstanceState, ReleaseId, ReleaseStatus, ResourceStatus, Runtime,
+    Digest, InstanceId, InstanceState, NodeState, ReleaseId, ReleaseStatus, ResourceStatus, Runtime,
 };
 
 use crate::AppKey;
@@ -273,4 +273,18 @@ pub struct BudgetRow {
     pub scale_min: Option<i64>,
     pub scale_max: Option<i64>,
     pub updated_at: i64,
+}
+
+/// A machine whose agent joined the cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeRow {
+    /// The agent's node name (the `node` of its instances).
+    pub id: String,
+    /// Where servers reach the agent (`http://host:port`).
+    pub address: String,
+    /// How many instances it may run.
+    pub capacity: i64,
+    pub state: NodeState,
+    pub registered_at: i64,
+    pub heartbeat_at: i64,
 }

@@ -1,6 +1,5 @@
 //! `morel fn …`, `morel compiler`, `morel doctor`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -125,11 +124,7 @@ pub async fn run(cmd: FnCommand) -> Result<()> {
 }
 
 pub async fn compiler(args: CompilerArgs) -> Result<()> {
-    let store: Arc<dyn morel_store::Store> = Arc::new(
-        morel_store::SqliteStore::open(&args.state_dir.join("morel.db"))
-            .await
-            .context("opening the store")?,
-    );
+    let store = super::transfer::open_store(args.database_url.as_deref(), &args.state_dir).await?;
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     eprintln!(
         "compiler service consuming {} in {}",

@@ -1,9 +1,11 @@
+mod agent;
 mod apps;
 mod deploy;
 mod environments;
 mod functions;
 mod keys;
 mod services;
+mod transfer;
 mod up;
 
 use anyhow::Result;
@@ -33,6 +35,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Env(c) => environments::env(c).await,
         Command::Secrets(c) => environments::secrets(c).await,
         Command::Certs(c) => environments::certs(c).await,
+        Command::Export(a) => transfer::export(a).await,
+        Command::Import(a) => transfer::import(a).await,
+        Command::Agent(a) => agent::run(a).await,
         Command::Login(a) => {
             crate::settings::save_login(&crate::settings::Login {
                 url: a.url.trim_end_matches('/').to_owned(),

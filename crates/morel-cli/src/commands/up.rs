@@ -1,4 +1,5 @@
-//! `morel up`: control plane + gateway + local agent on SQLite, in one process.
+//! `morel up`: control plane + gateway + local agent in one process, on SQLite (default) or on
+//! PostgreSQL (`--database-url`).
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use morel_agent::{Agent, AgentConfig, BlobDir, LogHub};
 use morel_bundle::SigningKey;
 use morel_control::ServerConfig;
 use morel_gateway::RouteTable;
-use morel_store::{KeyRow, SqliteStore, Store};
+use morel_store::KeyRow;
 
 use crate::args::UpArgs;
 use crate::settings;
@@ -38,11 +39,19 @@ pub async fn run(args: UpArgs) -> Result<()> {
     };
 
     let token = admin_token(&cfg.admin_token_path())?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&state_dir.join("morel.db"))
-            .await
-            .context("opening the store")?,
-    );
+    let store = super::transfer::open_store(args.database_url.as_deref(), &state_dir).await?;
+    // `morel up` runs its own agent as node "local": two of them on one database would take
+    // each other's instances for stale ones. Until the server/agent roles split, one at a time.
+    let _single = store
+        .try_lead("morel up")
+        .await
+        .context("checking for another morel up on this database")?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "another `morel up` is already running on this database; stop it first \
+                 (several servers on one database need the many-machine roles)"
+            )
+        })?;
 
     // The server signs packages it builds itself; the local CLI signs what it deploys. Both are trusted.
     let server_key = SigningKey::load_or_generate(&cfg.server_key_path())?;
@@ -129,6 +138,14 @@ pub async fn run(args: UpArgs) -> Result<()> {
     tokio::spawn(morel_control::jobs::run_jobs(
         deployer.clone(),
         16,
+        stop_jobs.clone(),
+    ));
+    // Nodes that joined (many machines) are marked lost after missing heartbeats.
+    tokio::spawn(morel_control::cluster::run_node_watch(
+        deployer.store.clone(),
+        morel_control::cluster::DEFAULT_NODE_TTL,
+        std::time::Duration::from_secs(1),
+        |_| {},
         stop_jobs,
     ));
 
@@ -218,7 +235,7 @@ fn admin_token(path: &std::path::Path) -> Result<String> {
     Ok(token)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return std::future::pending().await,

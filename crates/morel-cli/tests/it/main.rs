@@ -13,6 +13,7 @@ mod manifest_apps;
 mod metacall_client;
 mod scaling;
 mod observe;
+mod postgres;
 mod wasm;
 
 use std::path::PathBuf;

@@ -8,6 +8,7 @@ pub mod functions;
 pub mod manifest;
 pub mod services;
 pub mod observe;
+pub mod nodes;
 
 use std::sync::Arc;
 

@@ -3,155 +3,195 @@
 use morel_store::*;
 use serde_json::json;
 
-use crate::backends;
+use std::sync::Arc;
 
-#[tokio::test]
-async fn read_hides_for_the_visibility_timeout_and_counts_reads() {
-    for (name, store, _dir) in backends().await {
-        let a = store.queue_send("jobs", &json!({"n": 1})).await.unwrap();
-        let b = store.queue_send("jobs", &json!({"n": 2})).await.unwrap();
-        store.queue_send("other", &json!({"n": 3})).await.unwrap();
-        assert!(b > a, "{name}");
-        let first = store.queue_read("jobs", 60_000, 1).await.unwrap();
-        assert_eq!(first.len(), 1);
-        assert_eq!(first[0].msg_id, a);
-        assert_eq!(first[0].read_ct, 1);
-        assert_eq!(first[0].message, json!({"n": 1}));
-        // Hidden: the next read gets the second message only, then nothing.
-        let second = store.queue_read("jobs", 60_000, 10).await.unwrap();
-        assert_eq!(
-            second.iter().map(|m| m.msg_id).collect::<Vec<_>>(),
-            vec![b],
-            "{name}"
-        );
-        assert!(
-            store
-                .queue_read("jobs", 60_000, 10)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(store.queue_depth("jobs").await.unwrap().0, 2);
-        // A consumer that "crashed" never deleted it: with a zero timeout it is visible again, read twice.
-        let c = store.queue_send("retry", &json!("x")).await.unwrap();
-        store.queue_read("retry", 0, 1).await.unwrap();
-        let again = store.queue_read("retry", 60_000, 1).await.unwrap();
-        assert_eq!((again[0].msg_id, again[0].read_ct), (c, 2), "{name}");
-        // Delete and archive.
-        assert!(store.queue_delete("jobs", a).await.unwrap());
-        assert!(!store.queue_delete("jobs", a).await.unwrap());
-        assert!(store.queue_archive("jobs", b, true).await.unwrap());
-        assert_eq!(store.queue_depth("jobs").await.unwrap().0, 0);
-        let archived = store.queue_archived("jobs").await.unwrap();
-        assert_eq!(archived.len(), 1);
-        assert_eq!(archived[0].0.msg_id, b);
-        assert!(archived[0].1, "archived as dead");
-        assert_eq!(store.queue_depth("other").await.unwrap().0, 1);
-    }
+use crate::backend::for_each_backend;
+
+for_each_backend!(
+    read_hides_for_the_visibility_timeout_and_counts_reads,
+    compile_results_apply_once,
+    concurrent_readers_never_get_the_same_message,
+);
+
+async fn read_hides_for_the_visibility_timeout_and_counts_reads(store: Arc<dyn Store>) {
+    let a = store.queue_send("jobs", &json!({"n": 1})).await.unwrap();
+    let b = store.queue_send("jobs", &json!({"n": 2})).await.unwrap();
+    store.queue_send("other", &json!({"n": 3})).await.unwrap();
+    assert!(b > a);
+    let first = store.queue_read("jobs", 60_000, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].msg_id, a);
+    assert_eq!(first[0].read_ct, 1);
+    assert_eq!(first[0].message, json!({"n": 1}));
+    // Hidden: the next read gets the second message only, then nothing.
+    let second = store.queue_read("jobs", 60_000, 10).await.unwrap();
+    assert_eq!(second.iter().map(|m| m.msg_id).collect::<Vec<_>>(), vec![b]);
+    assert!(
+        store
+            .queue_read("jobs", 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.queue_depth("jobs").await.unwrap().0, 2);
+    // A consumer that "crashed" never deleted it: with a zero timeout it is visible again, read twice.
+    let c = store.queue_send("retry", &json!("x")).await.unwrap();
+    store.queue_read("retry", 0, 1).await.unwrap();
+    let again = store.queue_read("retry", 60_000, 1).await.unwrap();
+    assert_eq!((again[0].msg_id, again[0].read_ct), (c, 2));
+    // Delete and archive.
+    assert!(store.queue_delete("jobs", a).await.unwrap());
+    assert!(!store.queue_delete("jobs", a).await.unwrap());
+    assert!(store.queue_archive("jobs", b, true).await.unwrap());
+    assert_eq!(store.queue_depth("jobs").await.unwrap().0, 0);
+    let archived = store.queue_archived("jobs").await.unwrap();
+    assert_eq!(archived.len(), 1);
+    assert_eq!(archived[0].0.msg_id, b);
+    assert!(archived[0].1, "archived as dead");
+    let d = store.queue_send("jobs", &json!({"n": 4})).await.unwrap();
+    assert!(store.queue_archive("jobs", d, false).await.unwrap());
+    assert!(
+        !store.queue_archive("jobs", d, false).await.unwrap(),
+        "already archived"
+    );
+    let archived = store.queue_archived("jobs").await.unwrap();
+    assert_eq!(
+        archived
+            .iter()
+            .map(|(m, dead)| (m.msg_id, *dead))
+            .collect::<Vec<_>>(),
+        vec![(b, true), (d, false)]
+    );
+    assert_eq!(archived[1].0.message, json!({"n": 4}));
+    assert_eq!(store.queue_depth("other").await.unwrap().0, 1);
 }
 
-#[tokio::test]
-async fn compile_results_apply_once() {
-    for (name, store, _dir) in backends().await {
-        let now = morel_core::time::now_ms();
-        let row = WasmFunctionRow {
-            id: "f1".into(),
-            name: "echo".into(),
-            language: "wat".into(),
-            source: "(module)".into(),
-            status: WasmFunctionStatus::Pending,
-            compile_error: None,
-            wasm: None,
-            wasm_size: None,
-            created_at: now,
-            updated_at: now,
-        };
-        store.insert_wasm_function(&row).await.unwrap();
+async fn compile_results_apply_once(store: Arc<dyn Store>) {
+    let now = morel_core::time::now_ms();
+    let row = WasmFunctionRow {
+        id: "f1".into(),
+        name: "echo".into(),
+        language: "wat".into(),
+        source: "(module)".into(),
+        status: WasmFunctionStatus::Pending,
+        compile_error: None,
+        wasm: None,
+        wasm_size: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert_wasm_function(&row).await.unwrap();
+    store
+        .set_wasm_function_status("f1", WasmFunctionStatus::Compiling)
+        .await
+        .unwrap();
+    let m1 = store
+        .queue_send("compilation_results", &json!({}))
+        .await
+        .unwrap();
+    assert!(
         store
-            .set_wasm_function_status("f1", WasmFunctionStatus::Compiling)
+            .apply_compile_result(
+                "f1",
+                &CompileOutcome::Ready(vec![0, 97, 115, 109]),
+                "compilation_results",
+                m1
+            )
             .await
-            .unwrap();
-        let m1 = store
-            .queue_send("compilation_results", &json!({}))
+            .unwrap()
+    );
+    // The same result delivered again, or a contradicting one, changes nothing.
+    let m2 = store
+        .queue_send("compilation_results", &json!({}))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .apply_compile_result(
+                "f1",
+                &CompileOutcome::Failed("late".into()),
+                "compilation_results",
+                m2
+            )
             .await
-            .unwrap();
-        assert!(
-            store
-                .apply_compile_result(
-                    "f1",
-                    &CompileOutcome::Ready(vec![0, 97, 115, 109]),
-                    "compilation_results",
-                    m1
-                )
-                .await
-                .unwrap(),
-            "{name}"
-        );
-        // The same result delivered again, or a contradicting one, changes nothing.
-        let m2 = store
-            .queue_send("compilation_results", &json!({}))
-            .await
-            .unwrap();
-        assert!(
-            !store
-                .apply_compile_result(
-                    "f1",
-                    &CompileOutcome::Failed("late".into()),
-                    "compilation_results",
-                    m2
-                )
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            store.queue_depth("compilation_results").await.unwrap().0,
-            0,
-            "applied results are deleted"
-        );
-        let got = store.get_wasm_function("f1", true).await.unwrap().unwrap();
-        assert_eq!(got.status, WasmFunctionStatus::Ready);
-        assert_eq!(got.wasm.as_deref(), Some(&[0u8, 97, 115, 109][..]));
-        assert_eq!(got.compile_error, None);
+            .unwrap()
+    );
+    assert_eq!(
+        store.queue_depth("compilation_results").await.unwrap().0,
+        0,
+        "applied results are deleted"
+    );
+    let got = store.get_wasm_function("f1", true).await.unwrap().unwrap();
+    assert_eq!(got.status, WasmFunctionStatus::Ready);
+    assert_eq!(got.wasm.as_deref(), Some(&[0u8, 97, 115, 109][..]));
+    assert_eq!(got.compile_error, None);
+    store
+        .set_wasm_function_status("f1", WasmFunctionStatus::Compiling)
+        .await
+        .unwrap();
+    assert_eq!(
         store
-            .set_wasm_function_status("f1", WasmFunctionStatus::Compiling)
+            .get_wasm_function("f1", false)
             .await
-            .unwrap();
-        assert_eq!(
-            store
-                .get_wasm_function("f1", false)
-                .await
-                .unwrap()
-                .unwrap()
-                .status,
-            WasmFunctionStatus::Ready,
-            "never moves backwards"
-        );
-        let listed = store.list_wasm_functions().await.unwrap();
-        assert_eq!((listed.len(), listed[0].wasm_size), (1, Some(4)));
-        assert!(listed[0].wasm.is_none());
+            .unwrap()
+            .unwrap()
+            .status,
+        WasmFunctionStatus::Ready,
+        "never moves backwards"
+    );
+    let listed = store.list_wasm_functions().await.unwrap();
+    assert_eq!((listed.len(), listed[0].wasm_size), (1, Some(4)));
+    assert!(listed[0].wasm.is_none());
 
-        let e = ExecutionRow {
-            id: "e1".into(),
-            function_id: "f1".into(),
-            status: ExecutionStatus::Running,
-            input: "{}".into(),
-            output: None,
-            error: None,
-            started_at: now,
-            completed_at: None,
-        };
-        store.insert_execution(&e).await.unwrap();
-        store
-            .finish_execution("e1", ExecutionStatus::Completed, Some("42"), None)
-            .await
-            .unwrap();
-        let got = store.get_execution("e1").await.unwrap().unwrap();
-        assert_eq!(
-            (got.status, got.output.as_deref()),
-            (ExecutionStatus::Completed, Some("42"))
-        );
-        assert!(got.completed_at.is_some());
-        assert_eq!(store.list_executions("f1", 10).await.unwrap().len(), 1);
-        assert!(store.get_execution("nope").await.unwrap().is_none());
+    let e = ExecutionRow {
+        id: "e1".into(),
+        function_id: "f1".into(),
+        status: ExecutionStatus::Running,
+        input: "{}".into(),
+        output: None,
+        error: None,
+        started_at: now,
+        completed_at: None,
+    };
+    store.insert_execution(&e).await.unwrap();
+    store
+        .finish_execution("e1", ExecutionStatus::Completed, Some("42"), None)
+        .await
+        .unwrap();
+    let got = store.get_execution("e1").await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.output.as_deref()),
+        (ExecutionStatus::Completed, Some("42"))
+    );
+    assert!(got.completed_at.is_some());
+    assert_eq!(store.list_executions("f1", 10).await.unwrap().len(), 1);
+    assert!(store.get_execution("nope").await.unwrap().is_none());
+}
+
+async fn concurrent_readers_never_get_the_same_message(store: Arc<dyn Store>) {
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        sent.push(store.queue_send("work", &json!(i)).await.unwrap());
     }
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let batch = store.queue_read("work", 60_000, 3).await.unwrap();
+                    if batch.is_empty() {
+                        return got;
+                    }
+                    got.extend(batch.into_iter().map(|m| m.msg_id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for r in readers {
+        all.extend(r.await.unwrap());
+    }
+    all.sort();
+    assert_eq!(all, sent, "every message read exactly once while hidden");
 }

@@ -1,0 +1,238 @@
+//! Seed 001's tables on PostgreSQL: compiled functions and their executions.
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+
+use super::queues::Queues;
+use crate::error::Ctx;
+use crate::{
+    CompileOutcome, ExecutionRow, ExecutionStatus, Result, StoreError, WasmFunctionRow,
+    WasmFunctionStatus,
+};
+
+fn function_from_row(r: &PgRow, with_wasm: bool) -> Result<WasmFunctionRow> {
+    let status: String = r.get("status");
+    Ok(WasmFunctionRow {
+        id: r.get("id"),
+        name: r.get("name"),
+        language: r.get("language"),
+        source: r.get("source"),
+        status: WasmFunctionStatus::parse(&status).ok_or(StoreError::Corrupt {
+            column: "wasm_functions.status",
+            message: status.clone(),
+        })?,
+        compile_error: r.get("compile_error"),
+        wasm: if with_wasm { r.get("wasm") } else { None },
+        wasm_size: r.get("wasm_size"),
+        created_at: r.get("created_at"),
+        updated_at: r.get("updated_at"),
+    })
+}
+
+const FUNCTION_COLUMNS: &str = "id, name, language, source, status, compile_error, LENGTH(wasm)::BIGINT AS wasm_size, created_at, updated_at";
+
+pub async fn insert_function(pool: &PgPool, row: &WasmFunctionRow) -> Result<()> {
+    sqlx::query("INSERT INTO wasm_functions (id, name, language, source, status, compile_error, wasm, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.language)
+        .bind(&row.source)
+        .bind(row.status.as_str())
+        .bind(&row.compile_error)
+        .bind(&row.wasm)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(pool)
+        .await
+        .ctx("insert function")?;
+    Ok(())
+}
+
+pub async fn get_function(
+    pool: &PgPool,
+    id: &str,
+    with_wasm: bool,
+) -> Result<Option<WasmFunctionRow>> {
+    let cols = if with_wasm {
+        format!("{FUNCTION_COLUMNS}, wasm")
+    } else {
+        FUNCTION_COLUMNS.to_owned()
+    };
+    sqlx::query(&format!("SELECT {cols} FROM wasm_functions WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .ctx("get function")?
+        .map(|r| function_from_row(&r, with_wasm))
+        .transpose()
+}
+
+pub async fn list_functions(pool: &PgPool) -> Result<Vec<WasmFunctionRow>> {
+    sqlx::query(&format!(
+        "SELECT {FUNCTION_COLUMNS} FROM wasm_functions ORDER BY created_at"
+    ))
+    .fetch_all(pool)
+    .await
+    .ctx("list functions")?
+    .iter()
+    .map(|r| function_from_row(r, false))
+    .collect()
+}
+
+pub async fn set_status(pool: &PgPool, id: &str, status: WasmFunctionStatus) -> Result<()> {
+    // Never move a finished function backwards.
+    sqlx::query("UPDATE wasm_functions SET status = $1, updated_at = $2 WHERE id = $3 AND status NOT IN ('READY', 'FAILED')")
+        .bind(status.as_str())
+        .bind(morel_core::time::now_ms())
+        .bind(id)
+        .execute(pool)
+        .await
+        .ctx("set function status")?;
+    Ok(())
+}
+
+pub async fn apply_compile_result(
+    queues: &Queues,
+    id: &str,
+    outcome: &CompileOutcome,
+    queue: &str,
+    msg_id: i64,
+) -> Result<bool> {
+    queues.ensure(queue).await?;
+    let mut tx = queues.pool().begin().await.ctx("begin apply result")?;
+    let (status, wasm, error) = match outcome {
+        CompileOutcome::Ready(w) => (WasmFunctionStatus::Ready, Some(w.as_slice()), None),
+        CompileOutcome::Failed(e) => (WasmFunctionStatus::Failed, None, Some(e.as_str())),
+    };
+    let changed = sqlx::query("UPDATE wasm_functions SET status = $1, wasm = $2, compile_error = $3, updated_at = $4 WHERE id = $5 AND status NOT IN ('READY', 'FAILED')")
+        .bind(status.as_str())
+        .bind(wasm)
+        .bind(error)
+        .bind(morel_core::time::now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .ctx("apply compile result")?
+        .rows_affected()
+        > 0;
+    // pgmq's own delete, in the same transaction as the update.
+    sqlx::query("SELECT pgmq.delete($1, $2)")
+        .bind(queue)
+        .bind(msg_id)
+        .execute(&mut *tx)
+        .await
+        .ctx("delete applied result")?;
+    tx.commit().await.ctx("commit apply result")?;
+    Ok(changed)
+}
+
+fn execution_from_row(r: &PgRow) -> Result<ExecutionRow> {
+    let status: String = r.get("status");
+    Ok(ExecutionRow {
+        id: r.get("id"),
+        function_id: r.get("function_id"),
+        status: ExecutionStatus::parse(&status).ok_or(StoreError::Corrupt {
+            column: "executions.status",
+            message: status.clone(),
+        })?,
+        input: r.get("input"),
+        output: r.get("output"),
+        error: r.get("error"),
+        started_at: r.get("started_at"),
+        completed_at: r.get("completed_at"),
+    })
+}
+
+pub async fn insert_execution(pool: &PgPool, row: &ExecutionRow) -> Result<()> {
+    sqlx::query("INSERT INTO executions (id, function_id, status, input, output, error, started_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        .bind(&row.id)
+        .bind(&row.function_id)
+        .bind(row.status.as_str())
+        .bind(&row.input)
+        .bind(&row.output)
+        .bind(&row.error)
+        .bind(row.started_at)
+        .bind(row.completed_at)
+        .execute(pool)
+        .await
+        .ctx("insert execution")?;
+    Ok(())
+}
+
+pub async fn finish_execution(
+    pool: &PgPool,
+    id: &str,
+    status: ExecutionStatus,
+    output: Option<&str>,
+    error: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE executions SET status = $1, output = $2, error = $3, completed_at = $4 WHERE id = $5",
+    )
+    .bind(status.as_str())
+    .bind(output)
+    .bind(error)
+    .bind(morel_core::time::now_ms())
+    .bind(id)
+    .execute(pool)
+    .await
+    .ctx("finish execution")?;
+    Ok(())
+}
+
+pub async fn get_execution(pool: &PgPool, id: &str) -> Result<Option<ExecutionRow>> {
+    sqlx::query("SELECT * FROM executions WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .ctx("get execution")?
+        .map(|r| execution_from_row(&r))
+        .transpose()
+}
+
+pub async fn list_executions(
+    pool: &PgPool,
+    function_id: &str,
+    limit: i64,
+) -> Result<Vec<ExecutionRow>> {
+    sqlx::query(
+        "SELECT * FROM executions WHERE function_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+    )
+    .bind(function_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .ctx("list executions")?
+    .iter()
+    .map(execution_from_row)
+    .collect()
+}
+
+pub async fn transition_execution(
+    pool: &PgPool,
+    id: &str,
+    from: &[&str],
+    to: ExecutionStatus,
+) -> Result<bool> {
+    // $1..$4 are fixed; the allowed source states follow from $5.
+    let placeholders = (0..from.len())
+        .map(|i| format!("${}", i + 5))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE executions SET status = $1, completed_at = CASE WHEN $2 THEN $3 ELSE completed_at END WHERE id = $4 AND status IN ({placeholders})"
+    );
+    let mut q = sqlx::query(&sql)
+        .bind(to.as_str())
+        .bind(to == ExecutionStatus::Cancelled)
+        .bind(morel_core::time::now_ms())
+        .bind(id);
+    for f in from {
+        q = q.bind(*f);
+    }
+    Ok(q.execute(pool)
+        .await
+        .ctx("transition execution")?
+        .rows_affected()
+        > 0)
+}
