@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod http1;
+pub mod jobs;
 pub mod load;
 pub mod report;
 pub mod spawn;

@@ -127,6 +127,7 @@ pub async fn run(
             &serde_json::to_value(&job).map_err(|e| ApiError::internal("encoding a job", &e))?,
         )
         .await?;
+    JOB_QUEUED.notify_one();
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "id": row.id, "status": "QUEUED" })),
@@ -195,7 +196,19 @@ pub async fn cancel(
     Ok(Json(execution_view(&e)))
 }
 
-/// The job worker: runs queued jobs until `stop` is set.
+/// Wakes the job worker of this process when a job is queued here, so that a job does not wait
+/// for the next poll. Jobs queued elsewhere (another process on the same store) are still found
+/// by polling every [`JOB_POLL`].
+static JOB_QUEUED: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
+/// How long the worker sleeps when the queue is empty and nothing wakes it.
+const JOB_POLL: Duration = Duration::from_millis(50);
+
+/// The job worker: runs queued jobs until `stop` is set, up to `concurrency` at once.
+///
+/// It waits for a free slot (never polls for one), then reads as many jobs as there are free
+/// slots; with an empty queue it sleeps until a job is queued in this process or [`JOB_POLL`]
+/// passes.
 pub async fn run_jobs(
     deployer: Arc<Deployer>,
     concurrency: usize,
@@ -206,26 +219,38 @@ pub async fn run_jobs(
         if *stop.borrow() {
             return;
         }
-        let free = slots.available_permits() as i64;
-        let msgs = if free == 0 {
-            Vec::new()
-        } else {
-            deployer
-                .store
-                .queue_read(JOBS_QUEUE, JOB_VISIBILITY_MS, free)
-                .await
-                .unwrap_or_default()
+        let first = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
         };
+        // Registered before the read, so a job queued during the read is not missed.
+        let queued = JOB_QUEUED.notified();
+        let want = slots.available_permits() as i64 + 1;
+        let msgs = deployer
+            .store
+            .queue_read(JOBS_QUEUE, JOB_VISIBILITY_MS, want)
+            .await
+            .unwrap_or_default();
         if msgs.is_empty() {
+            drop(first);
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = queued => {}
+                _ = tokio::time::sleep(JOB_POLL) => {}
                 _ = stop.changed() => return,
             }
             continue;
         }
+        let mut first = Some(first);
         for m in msgs {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
+            let permit = match first.take() {
+                Some(p) => p,
+                None => match slots.clone().acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
             };
             let d = deployer.clone();
             tokio::spawn(async move {

@@ -174,6 +174,8 @@ pub trait Store: Send + Sync + 'static {
         msg_id: i64,
     ) -> Result<bool>;
     async fn insert_execution(&self, row: &ExecutionRow) -> Result<()>;
+    /// Records the outcome of a `QUEUED` or `RUNNING` execution; one already finished or
+    /// cancelled is left as it is (a late result of a cancelled job is discarded).
     async fn finish_execution(
         &self,
         id: &str,

@@ -1,6 +1,8 @@
 //! `morel-bench-ref`: the HTTP limit reference of the benchmarks. A minimal hyper server that
 //! answers every request with its own body (as `application/json`), over HTTP/1.1 keep-alive.
-//! Prints `listening on ADDR` once bound; `--listen 127.0.0.1:0` picks a free port.
+//! Prints `listening on ADDR` once bound; `--listen 127.0.0.1:0` picks a free port. Without
+//! `--listen`, a set `PORT` ([`PORT_ENV`]) means `127.0.0.1:$PORT`, so that Morel can run it as
+//! an `http` resource (the backend of the edge rows); it answers any path, `/health` included.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
@@ -31,8 +33,15 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
     Ok(resp)
 }
 
+/// The port an `http` resource is given by Morel's agent.
+const PORT_ENV: &str = "PORT";
+
 fn main() -> std::process::ExitCode {
-    let mut listen: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let port = std::env::var(PORT_ENV)
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(0);
+    let mut listen: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match (a.as_str(), args.next().map(|v| v.parse())) {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use morel_bench::{BenchError, load, report, spawn, wasmgen};
+use morel_bench::{BenchError, jobs, load, report, spawn, wasmgen};
 
 #[derive(Parser)]
 #[command(
@@ -105,6 +105,31 @@ enum Cmd {
         out: PathBuf,
         #[arg(trailing_var_arg = true, required = true)]
         command: Vec<String>,
+    },
+    /// Async jobs end to end (enqueue → completed) against raw queue operations on a store of
+    /// the same kind, in alternating batches of COUNT.
+    Jobs {
+        /// `http://ADDR/{prefix}/{app}/{version}/run/{func}`.
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "")]
+        body: String,
+        /// The admin token (for `GET /api/executions/{id}`).
+        #[arg(long)]
+        token: String,
+        /// The reference's store: `sqlite:PATH`.
+        #[arg(long)]
+        store: String,
+        #[arg(long, default_value_t = 200)]
+        count: u64,
+        #[arg(long, default_value_t = 8)]
+        conns: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        #[arg(long)]
+        out_ref: PathBuf,
+        #[arg(long)]
+        out_morel: PathBuf,
     },
     /// Writes an app of COUNT distinct core-ABI wasm functions (one .wat file each).
     GenWasmApp {
@@ -299,6 +324,34 @@ fn run(cmd: Cmd) -> Result<(), BenchError> {
                 median as f64 / 1000.0
             );
             Ok(())
+        }
+        Cmd::Jobs {
+            url,
+            body,
+            token,
+            store,
+            count,
+            conns,
+            rounds,
+            out_ref,
+            out_morel,
+        } => {
+            let (addr, run_path) = split_url(&url)?;
+            let spec = jobs::JobsSpec {
+                addr,
+                run_path,
+                body: body.into_bytes(),
+                token,
+                store: jobs::QueueStore::parse(&store)?,
+                count,
+                conns,
+                rounds,
+            };
+            let (ra, rb) = runtime(2)?.block_on(jobs::run(spec))?;
+            report_load("reference: ", &ra);
+            report_load("Morel:     ", &rb);
+            write_json(&out_ref, &ra)?;
+            write_json(&out_morel, &rb)
         }
         Cmd::GenWasmApp { dir, count } => wasmgen::write_app(&dir, count),
         Cmd::Report { raw, out } => {

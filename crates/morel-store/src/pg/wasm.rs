@@ -167,7 +167,7 @@ pub async fn finish_execution(
     error: Option<&str>,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE executions SET status = $1, output = $2, error = $3, completed_at = $4 WHERE id = $5",
+        "UPDATE executions SET status = $1, output = $2, error = $3, completed_at = $4 WHERE id = $5 AND status IN ('QUEUED', 'RUNNING')",
     )
     .bind(status.as_str())
     .bind(output)

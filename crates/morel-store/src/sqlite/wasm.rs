@@ -164,7 +164,7 @@ pub async fn finish_execution(
     error: Option<&str>,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE executions SET status = ?, output = ?, error = ?, completed_at = ? WHERE id = ?",
+        "UPDATE executions SET status = ?, output = ?, error = ?, completed_at = ? WHERE id = ? AND status IN ('QUEUED', 'RUNNING')",
     )
     .bind(status.as_str())
     .bind(output)
