@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod backend;
+mod placements;
 mod queues;
 mod transfer;
 
