@@ -13,6 +13,9 @@ pub struct ServerConfig {
     pub node: String,
     pub npm: String,
     pub git: String,
+    /// Instances run on joined agents, placed by the scheduler (`morel server`), not in this
+    /// process (`morel up`).
+    pub remote_agents: bool,
 }
 
 impl ServerConfig {
@@ -26,6 +29,7 @@ impl ServerConfig {
             node: env(morel_core::env_vars::MOREL_NODE, "node"),
             npm: env(morel_core::env_vars::MOREL_NPM, "npm"),
             git: "git".into(),
+            remote_agents: false,
         }
     }
 

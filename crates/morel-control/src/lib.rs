@@ -15,6 +15,8 @@ mod extract;
 pub mod functions;
 mod git;
 pub mod jobs;
+pub mod remote;
+pub mod scheduler;
 mod server;
 mod views;
 

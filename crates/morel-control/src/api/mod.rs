@@ -5,6 +5,7 @@ pub mod apps;
 pub mod compat;
 pub mod functions;
 pub mod nodes;
+pub mod placements;
 
 use std::sync::Arc;
 
