@@ -3,6 +3,8 @@ mod apps;
 mod deploy;
 mod functions;
 mod keys;
+mod node_agent;
+mod server;
 mod transfer;
 mod up;
 
@@ -28,6 +30,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => transfer::export(a).await,
         Command::Import(a) => transfer::import(a).await,
         Command::Agent(a) => agent::run(a).await,
+        Command::Server(a) => server::run(a).await,
         Command::Login(a) => {
             crate::settings::save_login(&crate::settings::Login {
                 url: a.url.trim_end_matches('/').to_owned(),
