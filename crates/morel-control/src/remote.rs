@@ -64,8 +64,7 @@ pub async fn refresh(
     ttl: Duration,
     cache: &mut ManifestCache,
 ) -> Result<(), StoreError> {
-    let cutoff =
-        morel_core::time::now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = morel_core::time::now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     let fresh: HashMap<String, ()> = store
         .list_nodes()
         .await?
@@ -89,14 +88,17 @@ pub async fn refresh(
                 let Some(release) = store.get_release(&app.key, n).await? else {
                     continue;
                 };
-                let Ok(manifest) = serde_json::from_str::<Manifest>(&release.manifest_json)
-                else {
+                let Ok(manifest) = serde_json::from_str::<Manifest>(&release.manifest_json) else {
                     continue;
                 };
                 let functions = manifest
                     .resources
                     .iter()
-                    .flat_map(|(r, spec)| spec.functions.iter().map(move |f| (f.name.clone(), r.clone())))
+                    .flat_map(|(r, spec)| {
+                        spec.functions
+                            .iter()
+                            .map(move |f| (f.name.clone(), r.clone()))
+                    })
                     .collect();
                 let e = Arc::new((release.env, functions));
                 cache.insert(ck.clone(), e.clone());
@@ -112,7 +114,10 @@ pub async fn refresh(
                 && fresh.contains_key(&p.node)
         }) {
             if let Some(ep) = &p.endpoint {
-                endpoints.entry(p.resource.clone()).or_default().push(ep.clone());
+                endpoints
+                    .entry(p.resource.clone())
+                    .or_default()
+                    .push(ep.clone());
             }
         }
         apps.insert(
@@ -193,7 +198,10 @@ async fn forward(
     };
     let version_ok = version == "latest"
         || version == routes.env
-        || version.strip_prefix('v').and_then(|n| n.parse::<i64>().ok()) == Some(routes.release);
+        || version
+            .strip_prefix('v')
+            .and_then(|n| n.parse::<i64>().ok())
+            == Some(routes.release);
     if !version_ok {
         return error(
             StatusCode::NOT_FOUND,
@@ -210,15 +218,24 @@ async fn forward(
         return error(
             StatusCode::NOT_FOUND,
             "NotFound",
-            format!("app {app} has no function {func:?} (functions: {})", names.join(", ")),
+            format!(
+                "app {app} has no function {func:?} (functions: {})",
+                names.join(", ")
+            ),
         );
     };
-    let endpoints = routes.endpoints.get(resource).map(Vec::as_slice).unwrap_or_default();
+    let endpoints = routes
+        .endpoints
+        .get(resource)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     if endpoints.is_empty() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Unavailable",
-            format!("no ready instance of resource {resource:?} of {app} (instances are being placed)"),
+            format!(
+                "no ready instance of resource {resource:?} of {app} (instances are being placed)"
+            ),
         );
     }
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {

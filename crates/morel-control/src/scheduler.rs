@@ -68,7 +68,9 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
                     want.insert((app.key.clone(), n, resource), count);
                 }
             }
-            Err(e) => tracing::warn!(app = %app.key, release = n, error = %e, "unreadable manifest"),
+            Err(e) => {
+                tracing::warn!(app = %app.key, release = n, error = %e, "unreadable manifest")
+            }
         }
     }
 
@@ -188,7 +190,10 @@ pub(crate) async fn activate_release(deployer: Arc<Deployer>, release: ReleaseRo
     let _guard = lock.lock().await;
     let result: Result<(), String> = async {
         if !deployer.blobs.contains(&release.digest) {
-            return Err(format!("bundle {} is not on this server", release.digest.short()));
+            return Err(format!(
+                "bundle {} is not on this server",
+                release.digest.short()
+            ));
         }
         serde_json::from_str::<Manifest>(&release.manifest_json)
             .map_err(|e| format!("unreadable manifest: {e}"))?;
@@ -221,7 +226,9 @@ pub(crate) async fn activate_release(deployer: Arc<Deployer>, release: ReleaseRo
             .event(&app, format!("v{n} active; instances are placed on nodes")),
         Err(msg) => {
             tracing::warn!(app = %app, release = n, error = %msg, "release failed");
-            deployer.logs.event(&app, format!("release v{n} failed: {msg}"));
+            deployer
+                .logs
+                .event(&app, format!("release v{n} failed: {msg}"));
             let _ = deployer
                 .store
                 .set_release_status(&app, n, ReleaseStatus::Failed, Some(&msg))

@@ -45,6 +45,16 @@ impl MorelServer {
         dirs: std::sync::Arc<tempfile::TempDir>,
         extra: &[&str],
     ) -> MorelServer {
+        Self::start_role(bin, dirs, "up", extra)
+    }
+
+    /// Starts `morel ROLE` (`up` or `server`) on the given directories with extra arguments.
+    pub fn start_role(
+        bin: &Path,
+        dirs: std::sync::Arc<tempfile::TempDir>,
+        role: &str,
+        extra: &[&str],
+    ) -> MorelServer {
         let state_dir = dirs.path().join("state");
         let config_dir = dirs.path().join("config");
         let log_path = dirs.path().join(format!(
@@ -56,7 +66,7 @@ impl MorelServer {
         ));
         let log = std::fs::File::create(&log_path).unwrap();
         let mut child = Command::new(bin)
-            .args(["up", "--listen", "127.0.0.1:0", "--state-dir"])
+            .args([role, "--listen", "127.0.0.1:0", "--state-dir"])
             .arg(&state_dir)
             .args(extra)
             .env("MOREL_CONFIG_DIR", &config_dir)
@@ -65,7 +75,7 @@ impl MorelServer {
             .stdout(log)
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn morel up");
+            .expect("spawn morel");
         // The server prints its URL once it is listening; everything after goes to the log file.
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();

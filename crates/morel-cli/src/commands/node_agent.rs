@@ -253,7 +253,9 @@ impl NodeAgent {
         {
             Ok(r) if r.status().is_success() => {}
             // Moved away meanwhile: the next tick stops it.
-            Ok(r) => tracing::info!(placement = %id, status = r.status().as_u16(), "report refused"),
+            Ok(r) => {
+                tracing::info!(placement = %id, status = r.status().as_u16(), "report refused")
+            }
             Err(e) => tracing::warn!(placement = %id, error = %format!("{e:#}"), "reporting"),
         }
     }
@@ -261,10 +263,7 @@ impl NodeAgent {
     /// Fetches and verifies the bundle, prepares the release and starts one instance of the
     /// placed resource.
     async fn start(&self, a: &Assignment) -> Result<()> {
-        let app = AppKey::new(
-            a.namespace.parse::<Namespace>()?,
-            a.app.parse::<AppName>()?,
-        );
+        let app = AppKey::new(a.namespace.parse::<Namespace>()?, a.app.parse::<AppName>()?);
         let prepared = {
             let _one = self.prepare.lock().await;
             let trusted = self.trusted_keys().await?;
@@ -272,7 +271,8 @@ impl NodeAgent {
             if !self.blobs.contains(&a.digest) {
                 self.fetch_bundle(&a.digest, &trusted).await?;
             }
-            let progress = |step: String| tracing::info!(app = %a.app, release = a.release, "{step}");
+            let progress =
+                |step: String| tracing::info!(app = %a.app, release = a.release, "{step}");
             self.agent
                 .prepare(&app, &a.env, a.release, &a.digest, &progress)
                 .await?
@@ -280,7 +280,12 @@ impl NodeAgent {
         let mut prepared = prepared;
         // One placement is one instance.
         let Some(spec) = prepared.manifest.resources.get_mut(&a.resource) else {
-            bail!("release v{} of {} has no resource {:?}", a.release, a.app, a.resource);
+            bail!(
+                "release v{} of {} has no resource {:?}",
+                a.release,
+                a.app,
+                a.resource
+            );
         };
         spec.workers_min = 1;
         spec.workers_max = 1;
@@ -299,15 +304,18 @@ impl NodeAgent {
             extra.stop().await;
         }
         tracing::info!(placement = %a.id, app = %app, resource = %a.resource, "instance ready");
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            a.id.clone(),
-            Instance {
-                app: app.clone(),
-                release: a.release,
-                env: a.env.clone(),
-                running,
-            },
-        );
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                a.id.clone(),
+                Instance {
+                    app: app.clone(),
+                    release: a.release,
+                    env: a.env.clone(),
+                    running,
+                },
+            );
         self.install_routes(&app);
         Ok(())
     }
@@ -317,7 +325,8 @@ impl NodeAgent {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let mine: Vec<&Instance> = running.values().filter(|i| &i.app == app).collect();
         let Some(newest) = mine.iter().map(|i| i.release).max() else {
-            self.routes.remove(app.namespace.as_str(), app.name.as_str());
+            self.routes
+                .remove(app.namespace.as_str(), app.name.as_str());
             return;
         };
         let mut functions = HashMap::new();

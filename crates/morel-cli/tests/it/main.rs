@@ -9,6 +9,7 @@ mod flows;
 mod lifecycle;
 mod manifest_apps;
 mod metacall_client;
+mod multinode;
 mod postgres;
 mod wasm;
 

@@ -157,6 +157,7 @@ pub async fn bundle_content(
     );
     let sig = HeaderValue::from_str(sig.trim())
         .map_err(|e| ApiError::internal("reading a bundle signature", &e))?;
-    resp.headers_mut().insert(super::apps::SIGNATURE_HEADER, sig);
+    resp.headers_mut()
+        .insert(super::apps::SIGNATURE_HEADER, sig);
     Ok(resp)
 }

@@ -1,0 +1,213 @@
+//! Morel on many machines, on loopback: one PostgreSQL database, two `morel server` processes
+//! and three `morel agent` processes (each with its own state directory and port). An app with
+//! two instances is placed on two agents and answers through either server; when an agent
+//! holding an instance is killed, the instance is placed elsewhere after the heartbeat TTL;
+//! when the leading server is killed, the other one takes over scheduling.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use morel_test_support::postgres::ScratchDb;
+use morel_test_support::{MorelServer, copy_dir, example, wait_for};
+use serde_json::{Value, json};
+
+use crate::bin;
+
+const APP: &str = "hello-multi";
+
+/// A `morel agent` joined to both servers.
+struct AgentProc {
+    node: String,
+    child: std::process::Child,
+}
+
+impl AgentProc {
+    fn start(s: &MorelServer, joins: &str, node: &str, state: &Path) -> AgentProc {
+        let log = std::fs::File::create(state.with_extension("log")).unwrap();
+        let child = s
+            .command(&[
+                "agent",
+                "--join",
+                joins,
+                "--token",
+                &s.token,
+                "--node",
+                node,
+                "--capacity",
+                "4",
+                "--heartbeat-ms",
+                "300",
+                "--state-dir",
+                state.to_str().unwrap(),
+            ])
+            .env("MOREL_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        AgentProc {
+            node: node.into(),
+            child,
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Ready placements of the app: (node, release).
+async fn ready_placements(s: &MorelServer) -> Vec<(String, i64)> {
+    let (_, rows) = s.get("/api/placements").await;
+    rows.as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter(|p| p["app"] == APP && p["state"] == "ready")
+                .map(|p| {
+                    (
+                        p["node"].as_str().unwrap_or_default().to_owned(),
+                        p["release"].as_i64().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn answers(s: &MorelServer) -> bool {
+    s.call(APP, "add", "[20, 22]").await == (200, json!(42))
+}
+
+fn leads(s: &MorelServer) -> bool {
+    s.log()
+        .lines()
+        .any(|l| l.contains("this server now leads") && l.contains("scheduler"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_servers_three_agents_survive_an_agent_and_a_server_dying() {
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let server_args = ["--database-url", db.url.as_str(), "--no-compiler"];
+    // Both servers share the state directory (bundles, keys, admin token) and the database.
+    let s1 = MorelServer::start_role(&bin(), dirs.clone(), "server", &server_args);
+    let s2 = MorelServer::start_role(&bin(), dirs.clone(), "server", &server_args);
+    let joins = format!("{},{}", s1.url, s2.url);
+    let mut agents: Vec<AgentProc> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|n| AgentProc::start(&s1, &joins, n, &dirs.path().join(n)))
+        .collect();
+    wait_for(Duration::from_secs(30), "three ready nodes", || async {
+        let (_, nodes) = s2.get("/api/nodes").await;
+        let ready = nodes
+            .as_array()?
+            .iter()
+            .filter(|n| n["state"] == "ready")
+            .count();
+        (ready == 3).then_some(())
+    })
+    .await;
+
+    // An app whose resource wants two instances.
+    let project = dirs.path().join("project");
+    copy_dir(&example("hello-python"), &project);
+    std::fs::write(
+        project.join("morel.toml"),
+        format!("[app]\nname = \"{APP}\"\n[resources.default]\nworkers = [2, 2]\n"),
+    )
+    .unwrap();
+    s1.deploy(&project);
+
+    let placed = wait_for(Duration::from_secs(120), "two ready instances", || async {
+        let p = ready_placements(&s1).await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    let nodes: HashSet<&str> = placed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(nodes.len(), 2, "spread across two nodes: {placed:?}");
+    for s in [&s1, &s2] {
+        wait_for(
+            Duration::from_secs(10),
+            "a call through each server",
+            || async { answers(s).await.then_some(()) },
+        )
+        .await;
+    }
+    let (status, body) = s2.call(APP, "greet", r#"{"name": "cluster"}"#).await;
+    assert_eq!((status, body), (200, json!({"message": "Hello, cluster!"})));
+
+    // kill -9 an agent holding an instance: after the TTL its instance is placed elsewhere.
+    let victim = placed[0].0.clone();
+    let idx = agents.iter().position(|a| a.node == victim).unwrap();
+    agents[idx].kill9();
+    let spare = ["node-a", "node-b", "node-c"]
+        .into_iter()
+        .find(|n| !nodes.contains(n))
+        .unwrap();
+    let placed = wait_for(
+        Duration::from_secs(60),
+        "the lost node's instance to be ready elsewhere",
+        || async {
+            let p = ready_placements(&s2).await;
+            (p.len() == 2 && p.iter().all(|(n, _)| *n != victim)).then_some(p)
+        },
+    )
+    .await;
+    assert!(placed.iter().any(|(n, _)| n == spare), "{placed:?}");
+    let (_, nodes_now) = s2.get("/api/nodes").await;
+    let lost: Vec<&Value> = nodes_now
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["state"] == "lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{nodes_now}");
+    assert_eq!(lost[0]["id"], victim.as_str());
+    for s in [&s1, &s2] {
+        wait_for(
+            Duration::from_secs(10),
+            "calls after the node loss",
+            || async { answers(s).await.then_some(()) },
+        )
+        .await;
+    }
+
+    // Kill the leading server: the other takes over and schedules a new release.
+    let (mut leader, follower) = if leads(&s1) { (s1, s2) } else { (s2, s1) };
+    assert!(leads(&leader), "one server leads the scheduler");
+    assert!(!leads(&follower));
+    leader.kill9();
+    wait_for(
+        Duration::from_secs(30),
+        "the other server to lead",
+        || async { leads(&follower).then_some(()) },
+    )
+    .await;
+    follower.cli_ok(&["deploy", project.to_str().unwrap(), "--set", "ROUND=2"]);
+    let placed = wait_for(
+        Duration::from_secs(120),
+        "two ready instances of the new release",
+        || async {
+            let p = ready_placements(&follower).await;
+            (p.len() == 2 && p.iter().all(|(_, r)| *r == 2)).then_some(p)
+        },
+    )
+    .await;
+    assert!(placed.iter().all(|(n, _)| *n != victim), "{placed:?}");
+    wait_for(
+        Duration::from_secs(10),
+        "calls to the new release",
+        || async { (follower.call(APP, "add", "[1, 2]").await == (200, json!(3))).then_some(()) },
+    )
+    .await;
+    drop(leader);
+}
