@@ -211,3 +211,104 @@ async fn two_servers_three_agents_survive_an_agent_and_a_server_dying() {
     .await;
     drop(leader);
 }
+
+/// An agent that was cut off (SIGSTOP: no heartbeats, nothing answered) past the TTL comes
+/// back to find its instance placed elsewhere, and stops it: it no longer serves the app.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_that_comes_back_stops_its_stale_instance() {
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let s = MorelServer::start_role(
+        &bin(),
+        dirs.clone(),
+        "server",
+        &["--database-url", db.url.as_str(), "--no-compiler"],
+    );
+    let agents: Vec<AgentProc> = ["node-a", "node-b"]
+        .iter()
+        .map(|n| AgentProc::start(&s, &s.url, n, &dirs.path().join(n)))
+        .collect();
+    wait_for(Duration::from_secs(30), "two ready nodes", || async {
+        let (_, nodes) = s.get("/api/nodes").await;
+        let ready = nodes
+            .as_array()?
+            .iter()
+            .filter(|n| n["state"] == "ready")
+            .count();
+        (ready == 2).then_some(())
+    })
+    .await;
+    let project = dirs.path().join("project");
+    copy_dir(&example("hello-python"), &project);
+    std::fs::write(
+        project.join("morel.toml"),
+        format!("[app]\nname = \"{APP}\"\n"),
+    )
+    .unwrap();
+    s.deploy(&project);
+    let first = wait_for(Duration::from_secs(120), "one ready instance", || async {
+        ready_placements(&s).await.pop()
+    })
+    .await;
+    let (_, nodes) = s.get("/api/nodes").await;
+    let address = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == first.0.as_str())
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The agent itself serves the instance's calls.
+    let direct = format!("{address}/default/{APP}/v{}/call/add", first.1);
+    let http = s.http();
+    let status = |url: String| {
+        let http = http.clone();
+        async move {
+            http.post(url)
+                .body("[1, 1]")
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .ok()
+        }
+    };
+    assert_eq!(status(direct.clone()).await, Some(200));
+
+    let frozen = agents.iter().find(|a| a.node == first.0).unwrap();
+    morel_test_support::signal(frozen.child.id(), libc::SIGSTOP);
+    wait_for(
+        Duration::from_secs(60),
+        "the instance placed elsewhere",
+        || async {
+            let p = ready_placements(&s).await;
+            (p.len() == 1 && p[0].0 != first.0).then_some(())
+        },
+    )
+    .await;
+    wait_for(Duration::from_secs(10), "calls after the move", || async {
+        answers(&s).await.then_some(())
+    })
+    .await;
+    morel_test_support::signal(frozen.child.id(), libc::SIGCONT);
+    // Back: it is ready again, but its instance is stale and gets stopped.
+    wait_for(
+        Duration::from_secs(30),
+        "the stale instance to stop",
+        || async { (status(direct.clone()).await == Some(404)).then_some(()) },
+    )
+    .await;
+    wait_for(Duration::from_secs(10), "the node ready again", || async {
+        let (_, nodes) = s.get("/api/nodes").await;
+        nodes
+            .as_array()?
+            .iter()
+            .all(|n| n["state"] == "ready")
+            .then_some(())
+    })
+    .await;
+    let p = ready_placements(&s).await;
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_ne!(p[0].0, first.0);
+}
