@@ -56,20 +56,34 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
         .collect();
     let mut want: BTreeMap<Slot, usize> = BTreeMap::new();
     for app in store.list_apps().await? {
-        let Some(n) = app.active_release else {
-            continue;
+        let n = app.active_release.unwrap_or(0);
+        let active = match app.active_release {
+            Some(n) => store.get_release(&app.key, n).await?,
+            None => None,
         };
-        let Some(release) = store.get_release(&app.key, n).await? else {
-            continue;
-        };
-        match serde_json::from_str::<Manifest>(&release.manifest_json) {
-            Ok(m) => {
+        match active
+            .map(|r| serde_json::from_str::<Manifest>(&r.manifest_json))
+            .transpose()
+        {
+            Ok(None) => {}
+            Ok(Some(m)) => {
                 for (resource, count) in wanted(&m) {
                     want.insert((app.key.clone(), n, resource), count);
                 }
             }
             Err(e) => {
                 tracing::warn!(app = %app.key, release = n, error = %e, "unreadable manifest")
+            }
+        }
+        // A release being activated gets its instances before it takes traffic.
+        for r in store.list_releases(&app.key).await? {
+            if r.status != ReleaseStatus::Starting || r.number <= n {
+                continue;
+            }
+            if let Ok(m) = serde_json::from_str::<Manifest>(&r.manifest_json) {
+                for (resource, count) in wanted(&m) {
+                    want.insert((app.key.clone(), r.number, resource), count);
+                }
             }
         }
     }
@@ -180,24 +194,69 @@ pub async fn run_scheduler(
     }
 }
 
-/// Activates a release on a server whose instances run on agents (`morel server`): the bundle
-/// was verified on upload, its manifest is read, and the release becomes the active one; the
-/// scheduler then moves the app's placements to it. Failures are recorded on the release.
+/// How long a release may wait for its instances before it fails.
+pub const ACTIVATION_LIMIT: Duration = Duration::from_secs(300);
+
+/// Activates a release on a server whose instances run on agents (`morel server`): the release
+/// goes `starting`, the scheduler places its instances next to the active release's, and once
+/// every resource has a ready instance it becomes the active release (the old release's
+/// placements are then removed). A placement that fails, or no ready instance within
+/// [`ACTIVATION_LIMIT`], fails the release and leaves the previous one serving.
 pub(crate) async fn activate_release(deployer: Arc<Deployer>, release: ReleaseRow) {
     let app = release.app.clone();
     let n = release.number;
     let lock = deployer.lock_for(&app);
     let _guard = lock.lock().await;
+    let store = &deployer.store;
     let result: Result<(), String> = async {
         if !deployer.blobs.contains(&release.digest) {
-            return Err(format!(
-                "bundle {} is not on this server",
-                release.digest.short()
-            ));
+            return Err(format!("bundle {} is not on this server", release.digest.short()));
         }
-        serde_json::from_str::<Manifest>(&release.manifest_json)
+        let manifest = serde_json::from_str::<Manifest>(&release.manifest_json)
             .map_err(|e| format!("unreadable manifest: {e}"))?;
-        let store = &deployer.store;
+        store
+            .set_release_status(&app, n, ReleaseStatus::Starting, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        deployer
+            .logs
+            .event(&app, format!("v{n}: placing instances on nodes"));
+        let deadline = tokio::time::Instant::now() + ACTIVATION_LIMIT;
+        loop {
+            if store.get_app(&app).await.map_err(|e| e.to_string())?.is_none() {
+                return Err("the app was deleted".into());
+            }
+            let mine: Vec<PlacementRow> = store
+                .list_placements(None)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|p| p.app == app && p.release == n)
+                .collect();
+            if let Some(f) = mine.iter().find(|p| p.state == PlacementState::Failed) {
+                return Err(format!(
+                    "resource {} failed to start on node {}: {}",
+                    f.resource,
+                    f.node,
+                    f.error.as_deref().unwrap_or("no reason given")
+                ));
+            }
+            let ready: HashSet<&str> = mine
+                .iter()
+                .filter(|p| p.state == PlacementState::Ready)
+                .map(|p| p.resource.as_str())
+                .collect();
+            if manifest.resources.keys().all(|r| ready.contains(r.as_str())) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "no ready instance of every resource within {}s (are agents joined, with free capacity?)",
+                    ACTIVATION_LIMIT.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         let previous = store
             .get_app(&app)
             .await
@@ -223,14 +282,13 @@ pub(crate) async fn activate_release(deployer: Arc<Deployer>, release: ReleaseRo
     match result {
         Ok(()) => deployer
             .logs
-            .event(&app, format!("v{n} active; instances are placed on nodes")),
+            .event(&app, format!("v{n} ready on its nodes; routing to it")),
         Err(msg) => {
             tracing::warn!(app = %app, release = n, error = %msg, "release failed");
             deployer
                 .logs
                 .event(&app, format!("release v{n} failed: {msg}"));
-            let _ = deployer
-                .store
+            let _ = store
                 .set_release_status(&app, n, ReleaseStatus::Failed, Some(&msg))
                 .await;
         }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use morel_control::scheduler::{Pass, schedule_once};
-use morel_core::{AppName, Digest, NodeState};
+use morel_core::{AppName, Digest, NodeState, ReleaseStatus};
 use morel_store::{AppKey, NodeRow, SqliteStore, Store};
 
 fn node(id: &str, capacity: i64, heartbeat_at: i64) -> NodeRow {
@@ -112,9 +112,60 @@ async fn places_spreads_moves_off_lost_nodes_and_follows_the_active_release() {
     let distinct: HashSet<&str> = placed.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(distinct.len(), 2, "still spread: {placed:?}");
 
+    // A release being activated (`starting`) gets its instances next to the active one's.
+    store.ensure_app(&app).await.unwrap();
+    let v2 = store
+        .create_release(
+            &app,
+            "production",
+            &Digest::from_sha256([8; 32]),
+            &manifest(2),
+            "{}",
+        )
+        .await
+        .unwrap()
+        .number;
+    store
+        .set_release_status(&app, v2, ReleaseStatus::Starting, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        schedule_once(&*store).await.unwrap(),
+        Pass {
+            placed: 2,
+            removed: 0,
+            unplaced: 0
+        }
+    );
+    let placed = nodes_of(&*store).await;
+    assert_eq!(
+        placed.iter().filter(|(_, r)| *r == v1).count(),
+        2,
+        "{placed:?}"
+    );
+    assert_eq!(
+        placed.iter().filter(|(_, r)| *r == v2).count(),
+        2,
+        "{placed:?}"
+    );
+    // Once it is active, the old release's placements go.
+    store.set_active_release(&app, Some(v2)).await.unwrap();
+    store
+        .set_release_status(&app, v2, ReleaseStatus::Ready, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        schedule_once(&*store).await.unwrap(),
+        Pass {
+            placed: 0,
+            removed: 2,
+            unplaced: 0
+        }
+    );
+
     // A new release that wants 5 instances: the old placements go, 4 fit on the two ready
     // nodes (capacity 2 each), one does not.
-    let v2 = release(&*store, &app, 5).await;
+    let v3 = release(&*store, &app, 5).await;
     assert_eq!(
         schedule_once(&*store).await.unwrap(),
         Pass {
@@ -126,7 +177,7 @@ async fn places_spreads_moves_off_lost_nodes_and_follows_the_active_release() {
     let placed = nodes_of(&*store).await;
     assert_eq!(placed.len(), 4);
     assert!(
-        placed.iter().all(|(n, r)| *n != gone && *r == v2),
+        placed.iter().all(|(n, r)| *n != gone && *r == v3),
         "{placed:?}"
     );
 
