@@ -311,4 +311,26 @@ async fn an_agent_that_comes_back_stops_its_stale_instance() {
     let p = ready_placements(&s).await;
     assert_eq!(p.len(), 1, "{p:?}");
     assert_ne!(p[0].0, first.0);
+
+    // Reports name what is wrong: a placement not on that node, a state that does not exist.
+    let (status, body) = s
+        .api(
+            reqwest::Method::POST,
+            "/api/nodes/node-a/placements/nope",
+            Some(json!({"state": "ready", "endpoint": "http://127.0.0.1:1"})),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
+    let (status, body) = s
+        .api(
+            reqwest::Method::POST,
+            "/api/nodes/node-a/placements/nope",
+            Some(json!({"state": "dancing"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("dancing"), "{body}");
+    let (status, _) = s.get("/api/bundles/not-a-digest/content").await;
+    assert_eq!(status, 400);
 }
