@@ -52,6 +52,18 @@ pub enum Command {
     Agent(AgentArgs),
     /// Control plane + gateway on a shared database, instances on joined agents.
     Server(ServerArgs),
+    /// A stateless edge: forwards calls to agents, from the shared database's placements.
+    Gateway(GatewayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// The servers' database: postgres://user@host:port/db.
+    #[arg(long, env = morel_core::env_vars::MOREL_DATABASE_URL)]
+    pub database_url: String,
 }
 
 #[derive(Debug, Args)]

@@ -65,9 +65,13 @@ impl MorelServer {
                 .as_nanos()
         ));
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut child = Command::new(bin)
-            .args([role, "--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(&state_dir)
+        let mut cmd = Command::new(bin);
+        cmd.args([role, "--listen", "127.0.0.1:0"]);
+        // A gateway has no state directory (nor admin token) of its own.
+        if role != "gateway" {
+            cmd.arg("--state-dir").arg(&state_dir);
+        }
+        let mut child = cmd
             .args(extra)
             .env("MOREL_CONFIG_DIR", &config_dir)
             .env("MOREL_LOG", "info")
@@ -106,10 +110,11 @@ impl MorelServer {
                 );
             }
         };
-        let token = std::fs::read_to_string(state_dir.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_owned();
+        let token = match std::fs::read_to_string(state_dir.join("admin.token")) {
+            Ok(t) => t.trim().to_owned(),
+            Err(_) if role == "gateway" => String::new(),
+            Err(e) => panic!("morel {role} wrote no admin token: {e}"),
+        };
         MorelServer {
             bin: bin.to_owned(),
             url,

@@ -31,6 +31,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Import(a) => transfer::import(a).await,
         Command::Agent(a) => agent::run(a).await,
         Command::Server(a) => server::run(a).await,
+        Command::Gateway(a) => server::gateway(a).await,
         Command::Login(a) => {
             crate::settings::save_login(&crate::settings::Login {
                 url: a.url.trim_end_matches('/').to_owned(),

@@ -3,6 +3,9 @@
 //! (and one shared state directory for bundles, keys and the admin token); every one serves the
 //! API and forwards calls, and the one holding each role's lease runs the node-loss watch and
 //! the scheduler. When it dies another takes over.
+//!
+//! `morel gateway --database-url postgres://…` is the call path alone: a stateless edge that
+//! forwards calls to agents from the placements it polls, and serves nothing else.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +18,7 @@ use morel_control::remote::RemoteTable;
 use morel_gateway::RouteTable;
 use morel_store::KeyRow;
 
-use crate::args::ServerArgs;
+use crate::args::{GatewayArgs, ServerArgs};
 use crate::settings;
 
 pub async fn run(args: ServerArgs) -> Result<()> {
@@ -140,6 +143,46 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     };
     // Calls are forwarded to agents; everything else is the usual API.
     let app = morel_control::remote::router(table).fallback_service(server.router());
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(super::up::shutdown_signal())
+        .await?;
+    let _ = stop_tx.send(true);
+    Ok(())
+}
+
+/// `morel gateway`: forwards `/{prefix}/{app}/{version}/call/{func}` to agents; no API.
+pub async fn gateway(args: GatewayArgs) -> Result<()> {
+    if !morel_store::is_postgres_url(&args.database_url) {
+        anyhow::bail!(
+            "--database-url must be the servers' PostgreSQL URL (postgres://user@host:port/db)"
+        );
+    }
+    let store = morel_store::open(&args.database_url)
+        .await
+        .with_context(|| format!("opening {}", morel_store::redact_url(&args.database_url)))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let table = Arc::new(RemoteTable::default());
+    tokio::spawn(morel_control::remote::run_refresh(
+        store,
+        table.clone(),
+        morel_control::cluster::DEFAULT_NODE_TTL,
+        Duration::from_millis(500),
+        stop,
+    ));
+    eprintln!("Morel gateway is listening on http://{addr}");
+    let app = morel_control::remote::router(table).fallback(|| async {
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({
+                "error": "this is a Morel gateway: only /{prefix}/{app}/{version}/call/{func} is served here",
+                "type": "NotFound"
+            })),
+        )
+    });
     axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(super::up::shutdown_signal())
         .await?;

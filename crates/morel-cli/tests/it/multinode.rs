@@ -144,6 +144,16 @@ async fn two_servers_three_agents_survive_an_agent_and_a_server_dying() {
     }
     let (status, body) = s2.call(APP, "greet", r#"{"name": "cluster"}"#).await;
     assert_eq!((status, body), (200, json!({"message": "Hello, cluster!"})));
+    // A stateless `morel gateway` on the same database forwards calls too.
+    let edge = MorelServer::start_role(&bin(), dirs.clone(), "gateway", &server_args[..2]);
+    wait_for(
+        Duration::from_secs(10),
+        "a call through the gateway",
+        || async { answers(&edge).await.then_some(()) },
+    )
+    .await;
+    let (status, body) = edge.get("/api/apps").await;
+    assert_eq!(status, 404, "the gateway serves no API: {body}");
 
     // kill -9 an agent holding an instance: after the TTL its instance is placed elsewhere.
     let victim = placed[0].0.clone();
@@ -330,7 +340,10 @@ async fn an_agent_that_comes_back_stops_its_stale_instance() {
         )
         .await;
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("dancing"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("dancing"),
+        "{body}"
+    );
     let (status, _) = s.get("/api/bundles/not-a-digest/content").await;
     assert_eq!(status, 400);
 }
