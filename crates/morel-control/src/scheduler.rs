@@ -77,7 +77,7 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
         }
         // A release being activated gets its instances before it takes traffic.
         for r in store.list_releases(&app.key).await? {
-            if r.status != ReleaseStatus::Starting || r.number <= n {
+            if r.status != ReleaseStatus::Starting || r.number == n {
                 continue;
             }
             if let Ok(m) = serde_json::from_str::<Manifest>(&r.manifest_json) {

@@ -219,6 +219,25 @@ async fn two_servers_three_agents_survive_an_agent_and_a_server_dying() {
         || async { (follower.call(APP, "add", "[1, 2]").await == (200, json!(3))).then_some(()) },
     )
     .await;
+    // Rolling back re-places the previous release, which then serves.
+    follower.cli_ok(&["rollback", APP]);
+    wait_for(
+        Duration::from_secs(120),
+        "two ready instances of v1 again",
+        || async {
+            let p = ready_placements(&follower).await;
+            (p.len() == 2 && p.iter().all(|(_, r)| *r == 1)).then_some(())
+        },
+    )
+    .await;
+    let (_, app) = follower.get(&format!("/api/apps/{APP}")).await;
+    assert_eq!(app["active_release"], "v1", "{app}");
+    wait_for(
+        Duration::from_secs(10),
+        "calls after the rollback",
+        || async { answers(&follower).await.then_some(()) },
+    )
+    .await;
     drop(leader);
 }
 
