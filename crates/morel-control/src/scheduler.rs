@@ -48,6 +48,7 @@ fn wanted(manifest: &Manifest) -> BTreeMap<String, usize> {
 /// One scheduling pass (the leader runs it every interval).
 pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
     let now = morel_core::time::now_ms();
+    finish_activations(store, now).await?;
     let nodes = store.list_nodes().await?;
     let ready: HashSet<&str> = nodes
         .iter()
@@ -197,100 +198,136 @@ pub async fn run_scheduler(
 /// How long a release may wait for its instances before it fails.
 pub const ACTIVATION_LIMIT: Duration = Duration::from_secs(300);
 
-/// Activates a release on a server whose instances run on agents (`morel server`): the release
-/// goes `starting`, the scheduler places its instances next to the active release's, and once
-/// every resource has a ready instance it becomes the active release (the old release's
-/// placements are then removed). A placement that fails, or no ready instance within
-/// [`ACTIVATION_LIMIT`], fails the release and leaves the previous one serving.
+/// Completes releases being activated (`starting`): one whose every resource has a ready
+/// placement becomes the app's active release (the previous one is superseded, and its
+/// placements are removed by this same pass); a failed placement, or no ready instance within
+/// [`ACTIVATION_LIMIT`], fails it and the previous release keeps serving. The leader does this,
+/// so an activation completes even when the server that took the deploy died.
+async fn finish_activations(store: &dyn Store, now: i64) -> Result<(), StoreError> {
+    let limit_ms = i64::try_from(ACTIVATION_LIMIT.as_millis()).unwrap_or(i64::MAX);
+    let placements = store.list_placements(None).await?;
+    for app in store.list_apps().await? {
+        for r in store.list_releases(&app.key).await? {
+            if r.status != ReleaseStatus::Starting {
+                continue;
+            }
+            let n = r.number;
+            let failure = match serde_json::from_str::<Manifest>(&r.manifest_json) {
+                Err(e) => Some(format!("unreadable manifest: {e}")),
+                Ok(manifest) => {
+                    let mine: Vec<&PlacementRow> = placements
+                        .iter()
+                        .filter(|p| p.app == app.key && p.release == n)
+                        .collect();
+                    let ready: HashSet<&str> = mine
+                        .iter()
+                        .filter(|p| p.state == PlacementState::Ready)
+                        .map(|p| p.resource.as_str())
+                        .collect();
+                    if let Some(f) = mine.iter().find(|p| p.state == PlacementState::Failed) {
+                        Some(format!(
+                            "resource {} failed to start on node {}: {}",
+                            f.resource,
+                            f.node,
+                            f.error.as_deref().unwrap_or("no reason given")
+                        ))
+                    } else if manifest
+                        .resources
+                        .keys()
+                        .all(|k| ready.contains(k.as_str()))
+                    {
+                        let previous = store
+                            .get_app(&app.key)
+                            .await?
+                            .and_then(|a| a.active_release);
+                        store.set_active_release(&app.key, Some(n)).await?;
+                        store
+                            .set_release_status(&app.key, n, ReleaseStatus::Ready, None)
+                            .await?;
+                        if let Some(p) = previous.filter(|p| *p != n) {
+                            store
+                                .set_release_status(&app.key, p, ReleaseStatus::Superseded, None)
+                                .await?;
+                        }
+                        tracing::info!(app = %app.key, release = n, "release ready on its nodes: active");
+                        None
+                    } else if now - r.updated_at > limit_ms {
+                        Some(format!(
+                            "no ready instance of every resource within {}s (are agents joined, with free capacity?)",
+                            ACTIVATION_LIMIT.as_secs()
+                        ))
+                    } else {
+                        None
+                    }
+                }
+            };
+            if let Some(msg) = failure {
+                tracing::warn!(app = %app.key, release = n, error = %msg, "release failed");
+                store
+                    .set_release_status(&app.key, n, ReleaseStatus::Failed, Some(&msg))
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts activating a release on a server whose instances run on agents (`morel server`):
+/// checks its bundle and manifest and marks it `starting`; the scheduler's leader places its
+/// instances next to the active release's and activates it once they are ready
+/// ([`finish_activations`]). This waits for that outcome (holding the app's deploy lock) and
+/// records it in the app's events.
 pub(crate) async fn activate_release(deployer: Arc<Deployer>, release: ReleaseRow) {
     let app = release.app.clone();
     let n = release.number;
     let lock = deployer.lock_for(&app);
     let _guard = lock.lock().await;
     let store = &deployer.store;
-    let result: Result<(), String> = async {
+    let started: Result<(), String> = async {
         if !deployer.blobs.contains(&release.digest) {
-            return Err(format!("bundle {} is not on this server", release.digest.short()));
+            return Err(format!(
+                "bundle {} is not on this server",
+                release.digest.short()
+            ));
         }
-        let manifest = serde_json::from_str::<Manifest>(&release.manifest_json)
+        serde_json::from_str::<Manifest>(&release.manifest_json)
             .map_err(|e| format!("unreadable manifest: {e}"))?;
         store
             .set_release_status(&app, n, ReleaseStatus::Starting, None)
             .await
-            .map_err(|e| e.to_string())?;
-        deployer
-            .logs
-            .event(&app, format!("v{n}: placing instances on nodes"));
-        let deadline = tokio::time::Instant::now() + ACTIVATION_LIMIT;
-        loop {
-            if store.get_app(&app).await.map_err(|e| e.to_string())?.is_none() {
-                return Err("the app was deleted".into());
-            }
-            let mine: Vec<PlacementRow> = store
-                .list_placements(None)
-                .await
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .filter(|p| p.app == app && p.release == n)
-                .collect();
-            if let Some(f) = mine.iter().find(|p| p.state == PlacementState::Failed) {
-                return Err(format!(
-                    "resource {} failed to start on node {}: {}",
-                    f.resource,
-                    f.node,
-                    f.error.as_deref().unwrap_or("no reason given")
-                ));
-            }
-            let ready: HashSet<&str> = mine
-                .iter()
-                .filter(|p| p.state == PlacementState::Ready)
-                .map(|p| p.resource.as_str())
-                .collect();
-            if manifest.resources.keys().all(|r| ready.contains(r.as_str())) {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "no ready instance of every resource within {}s (are agents joined, with free capacity?)",
-                    ACTIVATION_LIMIT.as_secs()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        let previous = store
-            .get_app(&app)
-            .await
-            .map_err(|e| e.to_string())?
-            .and_then(|a| a.active_release);
-        store
-            .set_active_release(&app, Some(n))
-            .await
-            .map_err(|e| e.to_string())?;
-        store
-            .set_release_status(&app, n, ReleaseStatus::Ready, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(p) = previous.filter(|p| *p != n) {
-            store
-                .set_release_status(&app, p, ReleaseStatus::Superseded, None)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
+            .map_err(|e| e.to_string())
     }
     .await;
-    match result {
-        Ok(()) => deployer
+    if let Err(msg) = started {
+        tracing::warn!(app = %app, release = n, error = %msg, "release failed");
+        deployer
+            .logs
+            .event(&app, format!("release v{n} failed: {msg}"));
+        let _ = store
+            .set_release_status(&app, n, ReleaseStatus::Failed, Some(&msg))
+            .await;
+        return;
+    }
+    deployer
+        .logs
+        .event(&app, format!("v{n}: placing instances on nodes"));
+    let limit = ACTIVATION_LIMIT + Duration::from_secs(30);
+    match deployer.wait_release(&app, n, limit).await {
+        Ok(r) if r.status == ReleaseStatus::Ready => deployer
             .logs
             .event(&app, format!("v{n} ready on its nodes; routing to it")),
-        Err(msg) => {
-            tracing::warn!(app = %app, release = n, error = %msg, "release failed");
-            deployer
-                .logs
-                .event(&app, format!("release v{n} failed: {msg}"));
-            let _ = store
-                .set_release_status(&app, n, ReleaseStatus::Failed, Some(&msg))
-                .await;
+        Ok(r) if r.status == ReleaseStatus::Failed => deployer.logs.event(
+            &app,
+            format!(
+                "release v{n} failed: {}",
+                r.error.as_deref().unwrap_or("no reason given")
+            ),
+        ),
+        Ok(r) => {
+            tracing::warn!(app = %app, release = n, status = %r.status, "activation still pending (is a scheduler leading?)")
+        }
+        Err(e) => {
+            tracing::warn!(app = %app, release = n, error = %e.message, "waiting for an activation")
         }
     }
 }

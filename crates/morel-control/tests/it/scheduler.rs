@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use morel_control::scheduler::{Pass, schedule_once};
-use morel_core::{AppName, Digest, NodeState, ReleaseStatus};
+use morel_core::{AppName, Digest, NodeState, PlacementState, ReleaseStatus};
 use morel_store::{AppKey, NodeRow, SqliteStore, Store};
 
 fn node(id: &str, capacity: i64, heartbeat_at: i64) -> NodeRow {
@@ -148,12 +148,28 @@ async fn places_spreads_moves_off_lost_nodes_and_follows_the_active_release() {
         2,
         "{placed:?}"
     );
-    // Once it is active, the old release's placements go.
-    store.set_active_release(&app, Some(v2)).await.unwrap();
-    store
-        .set_release_status(&app, v2, ReleaseStatus::Ready, None)
-        .await
-        .unwrap();
+    // Still starting (nothing ready yet): v1 stays active.
+    assert_eq!(schedule_once(&*store).await.unwrap(), Pass::default());
+    assert_eq!(
+        store.get_app(&app).await.unwrap().unwrap().active_release,
+        Some(v1)
+    );
+    // Its agents report ready: it becomes active, and the old release's placements go.
+    for p in store.list_placements(None).await.unwrap() {
+        if p.release == v2 {
+            let ok = store
+                .report_placement(
+                    &p.id,
+                    &p.node,
+                    PlacementState::Ready,
+                    Some("http://x:1"),
+                    None,
+                )
+                .await
+                .unwrap();
+            assert!(ok);
+        }
+    }
     assert_eq!(
         schedule_once(&*store).await.unwrap(),
         Pass {
@@ -161,6 +177,21 @@ async fn places_spreads_moves_off_lost_nodes_and_follows_the_active_release() {
             removed: 2,
             unplaced: 0
         }
+    );
+    assert_eq!(
+        store.get_app(&app).await.unwrap().unwrap().active_release,
+        Some(v2)
+    );
+    let statuses: Vec<ReleaseStatus> = store
+        .list_releases(&app)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![ReleaseStatus::Superseded, ReleaseStatus::Ready]
     );
 
     // A new release that wants 5 instances: the old placements go, 4 fit on the two ready
