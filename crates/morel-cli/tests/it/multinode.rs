@@ -243,6 +243,8 @@ async fn two_servers_three_agents_survive_an_agent_and_a_server_dying() {
 
 /// An agent that was cut off (SIGSTOP: no heartbeats, nothing answered) past the TTL comes
 /// back to find its instance placed elsewhere, and stops it: it no longer serves the app.
+/// Then: bad reports are refused with named errors, and a release whose instance cannot start
+/// fails with the reason while the previous release keeps serving.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_that_comes_back_stops_its_stale_instance() {
     let db = ScratchDb::create().await;
@@ -365,4 +367,32 @@ async fn an_agent_that_comes_back_stops_its_stale_instance() {
     );
     let (status, _) = s.get("/api/bundles/not-a-digest/content").await;
     assert_eq!(status, 400);
+
+    // A release whose instance cannot start fails with the reason, and v1 keeps serving.
+    let hello = project.join("hello.py");
+    let code = std::fs::read_to_string(&hello).unwrap();
+    std::fs::write(
+        &hello,
+        format!("{code}\nraise RuntimeError('broken on import')\n"),
+    )
+    .unwrap();
+    let out = s.cli(&["deploy", project.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let (_, releases) = s.get(&format!("/api/apps/{APP}/releases")).await;
+    let v2 = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["number"] == 2)
+        .cloned()
+        .unwrap_or_else(|| panic!("no v2 in {releases}"));
+    assert_eq!(v2["status"], "failed", "{v2}");
+    assert!(
+        v2["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("broken on import"),
+        "{v2}"
+    );
+    assert!(answers(&s).await, "v1 still serves");
 }
