@@ -124,10 +124,7 @@ pub async fn run(spec: JobsSpec) -> Result<(LoadResult, LoadResult), BenchError>
     };
     Ok((
         reference.result(ref_target, spec.conns),
-        morel.result(
-            format!("http://{}{}", spec.addr, spec.run_path),
-            spec.conns,
-        ),
+        morel.result(format!("http://{}{}", spec.addr, spec.run_path), spec.conns),
     ))
 }
 

@@ -70,6 +70,37 @@ pub enum Command {
     Import(ImportArgs),
     /// Join this machine to a Morel server as a node (registers and heartbeats).
     Agent(AgentArgs),
+    /// Control plane + gateway on a shared database, instances on joined agents.
+    Server(ServerArgs),
+    /// A stateless edge: forwards calls to agents, from the shared database's placements.
+    Gateway(GatewayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// The servers' database: postgres://user@host:port/db.
+    #[arg(long, env = morel_core::env_vars::MOREL_DATABASE_URL)]
+    pub database_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The servers' shared state (bundles, keys, admin token): the same directory, e.g. on a
+    /// shared filesystem, for every server of one database.
+    #[arg(long, default_value = "./.morel")]
+    pub state_dir: PathBuf,
+    /// The store's database: postgres://user@host:port/db (shared by every server).
+    #[arg(long, env = morel_core::env_vars::MOREL_DATABASE_URL)]
+    pub database_url: String,
+    /// Do not run the compiler service in this process.
+    #[arg(long)]
+    pub no_compiler: bool,
 }
 
 #[derive(Debug, Args)]
@@ -190,9 +221,12 @@ pub enum CertsCommand {
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The server's URL (http://host:port).
-    #[arg(long)]
-    pub join: String,
+    /// The server's URL (http://host:port); several, comma-separated or repeated, to fail over.
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// Where this agent keeps bundles, extracted releases and dependencies.
+    #[arg(long, default_value = "./.morel-agent")]
+    pub state_dir: PathBuf,
     /// The server's token.
     #[arg(long, env = morel_core::env_vars::MOREL_TOKEN)]
     pub token: String,

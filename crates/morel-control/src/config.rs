@@ -18,6 +18,9 @@ pub struct ServerConfig {
     /// Bundles of an environment's releases older than the newest this many are deleted
     /// after a git deploy (0 keeps everything).
     pub keep_releases: usize,
+    /// Instances run on joined agents, placed by the scheduler (`morel server`), not in this
+    /// process (`morel up`).
+    pub remote_agents: bool,
 }
 
 impl ServerConfig {
@@ -34,6 +37,7 @@ impl ServerConfig {
             git: "git".into(),
             domain: None,
             keep_releases: 10,
+            remote_agents: false,
         }
     }
 

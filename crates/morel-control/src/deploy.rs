@@ -68,7 +68,7 @@ impl Deployer {
         })
     }
 
-    fn lock_for(&self, app: &AppKey) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn lock_for(&self, app: &AppKey) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.app_locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(app.clone()).or_default().clone()
     }
@@ -200,6 +200,10 @@ impl Deployer {
     /// Rolls a release out in the background (progress is in its status and the event log).
     pub(crate) fn spawn_rollout(self: &Arc<Self>, release: ReleaseRow) {
         let this = self.clone();
+        if self.cfg.remote_agents {
+            tokio::spawn(crate::scheduler::activate_release(this, release));
+            return;
+        }
         tokio::spawn(async move { this.rollout(release).await });
     }
 

@@ -17,7 +17,7 @@ use utoipa::{Modify, OpenApi};
 pub use morel_gateway::ErrorBody;
 
 use crate::api::{
-    apps, compat, environments, functions, manifest, nodes, observe, services,
+    apps, compat, environments, functions, manifest, nodes, observe, placements, services,
 };
 use crate::deploy::Plan;
 use crate::jobs;
@@ -79,6 +79,10 @@ use crate::views::{
         nodes::register,
         nodes::list,
         nodes::heartbeat,
+        placements::list,
+        placements::for_node,
+        placements::report,
+        placements::bundle_content,
         // Seed 001: compiled functions.
         functions::list,
         functions::create,
@@ -115,6 +119,9 @@ use crate::views::{
         observe::CallView,
         nodes::RegisterNode,
         nodes::NodeView,
+        placements::PlacementView,
+        placements::Assignment,
+        placements::Report,
     )),
     modifiers(&TokenAuth),
     tags(

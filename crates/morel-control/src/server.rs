@@ -104,6 +104,19 @@ impl Server {
                 post(crate::api::nodes::heartbeat),
             )
             .route(
+                "/api/nodes/{id}/placements",
+                get(crate::api::placements::for_node),
+            )
+            .route(
+                "/api/nodes/{id}/placements/{placement}",
+                post(crate::api::placements::report),
+            )
+            .route("/api/placements", get(crate::api::placements::list))
+            .route(
+                "/api/bundles/{digest}/content",
+                get(crate::api::placements::bundle_content),
+            )
+            .route(
                 "/api/keys/{key_id}",
                 axum::routing::delete(apps::remove_key),
             )

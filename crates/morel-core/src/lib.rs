@@ -14,4 +14,4 @@ pub mod time;
 pub use digest::{Digest, DigestError};
 pub use ids::{ExecutionId, InstanceId, NodeId, ReleaseId};
 pub use names::{AppName, FunctionName, NameError, Namespace, ResourceName};
-pub use state::{InstanceState, NodeState, ReleaseStatus, ResourceStatus, Runtime};
+pub use state::{InstanceState, NodeState, PlacementState, ReleaseStatus, ResourceStatus, Runtime};

@@ -78,6 +78,12 @@ string_enum!(
 );
 
 string_enum!(
+    /// An instance placed on a node by the scheduler (many machines): `placed` until its agent
+    /// reports it `ready` (serving at its endpoint) or `failed`.
+    PlacementState { Placed => "placed", Ready => "ready", Failed => "failed" }
+);
+
+string_enum!(
     /// Seed 002's per-resource reconcile state.
     ResourceStatus { Deployed => "deployed", Updated => "updated", Failed => "failed" }
 );

@@ -230,6 +230,22 @@ pub trait Store: Send + Sync + 'static {
     /// holder's process or connection dies, so another server takes over. On SQLite (one
     /// process per file) it is always granted. `None` while someone else holds it.
     async fn try_lead(&self, role: &str) -> Result<Option<Lease>>;
+
+    // Placements (many machines): the scheduler's decisions, reported on by agents.
+    async fn insert_placement(&self, row: &PlacementRow) -> Result<()>;
+    /// Every placement, or those of one node.
+    async fn list_placements(&self, node: Option<&str>) -> Result<Vec<PlacementRow>>;
+    /// An agent's report on its placement; false when the placement is not (or no longer) on
+    /// that node.
+    async fn report_placement(
+        &self,
+        id: &str,
+        node: &str,
+        state: morel_core::PlacementState,
+        endpoint: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool>;
+    async fn delete_placement(&self, id: &str) -> Result<()>;
 }
 
 /// An app's identity: namespace (the call path's prefix) and name (its suffix).

@@ -248,4 +248,24 @@ CREATE TABLE nodes (
 );
 "#,
     ),
+    (
+        6,
+        // Placements (many machines): which node runs which instance of an active release.
+        r#"
+CREATE TABLE placements (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    release BIGINT NOT NULL,
+    resource TEXT NOT NULL,
+    node TEXT NOT NULL,
+    state TEXT NOT NULL,
+    endpoint TEXT,
+    error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX placements_by_node ON placements (node);
+"#,
+    ),
 ];

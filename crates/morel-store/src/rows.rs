@@ -288,3 +288,19 @@ pub struct NodeRow {
     pub registered_at: i64,
     pub heartbeat_at: i64,
 }
+
+/// One instance of a resource placed on a node by the scheduler (many machines).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlacementRow {
+    pub id: String,
+    pub app: AppKey,
+    pub release: i64,
+    pub resource: String,
+    pub node: String,
+    pub state: morel_core::PlacementState,
+    /// Where the agent serves the instance's calls (`http://host:port`), once ready.
+    pub endpoint: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}

@@ -45,13 +45,34 @@ impl MorelServer {
         dirs: std::sync::Arc<tempfile::TempDir>,
         extra: &[&str],
     ) -> MorelServer {
-        Self::start_with_env(bin, dirs, extra, &[])
+        Self::start_role_with_env(bin, dirs, "up", extra, &[])
     }
 
     /// Starts a server with extra `morel up` arguments and environment variables.
     pub fn start_with_env(
         bin: &Path,
         dirs: std::sync::Arc<tempfile::TempDir>,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> MorelServer {
+        Self::start_role_with_env(bin, dirs, "up", extra, envs)
+    }
+
+    /// Starts `morel ROLE` (`up` or `server`) on the given directories with extra arguments.
+    pub fn start_role(
+        bin: &Path,
+        dirs: std::sync::Arc<tempfile::TempDir>,
+        role: &str,
+        extra: &[&str],
+    ) -> MorelServer {
+        Self::start_role_with_env(bin, dirs, role, extra, &[])
+    }
+
+    /// Starts `morel ROLE` with extra arguments and environment variables.
+    pub fn start_role_with_env(
+        bin: &Path,
+        dirs: std::sync::Arc<tempfile::TempDir>,
+        role: &str,
         extra: &[&str],
         envs: &[(&str, &str)],
     ) -> MorelServer {
@@ -65,9 +86,13 @@ impl MorelServer {
                 .as_nanos()
         ));
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut child = Command::new(bin)
-            .args(["up", "--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(&state_dir)
+        let mut cmd = Command::new(bin);
+        cmd.args([role, "--listen", "127.0.0.1:0"]);
+        // A gateway has no state directory (nor admin token) of its own.
+        if role != "gateway" {
+            cmd.arg("--state-dir").arg(&state_dir);
+        }
+        let mut child = cmd
             .args(extra)
             .env("MOREL_CONFIG_DIR", &config_dir)
             .env("MOREL_LOG", "info")
@@ -76,7 +101,7 @@ impl MorelServer {
             .stdout(log)
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn morel up");
+            .expect("spawn morel");
         // The server prints its URL once it is listening; everything after goes to the log file.
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -107,10 +132,11 @@ impl MorelServer {
                 );
             }
         };
-        let token = std::fs::read_to_string(state_dir.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_owned();
+        let token = match std::fs::read_to_string(state_dir.join("admin.token")) {
+            Ok(t) => t.trim().to_owned(),
+            Err(_) if role == "gateway" => String::new(),
+            Err(e) => panic!("morel {role} wrote no admin token: {e}"),
+        };
         MorelServer {
             bin: bin.to_owned(),
             url,

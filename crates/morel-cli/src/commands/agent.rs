@@ -1,64 +1,115 @@
-//! `morel agent --join URL --token T`: a machine joining a Morel installation. So far it
-//! registers its node (name, address, capacity) with the server, heartbeats so the server's
-//! leader does not mark it lost, re-registers when the server forgot it, and answers
-//! `GET /healthz` on its address. Running the instances placed on it is the next step.
+//! `morel agent --join URL[,URL…] --token T`: a machine joining a Morel installation. It
+//! registers its node (name, address, capacity) with a server, heartbeats so the leader does
+//! not mark it lost, re-registers when the server forgot it, answers `GET /healthz`, and runs
+//! the instances the scheduler placed on it (`node_agent.rs`), serving their calls on its
+//! address. With several server URLs it moves to the next one when the current one fails.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use reqwest::StatusCode;
+use morel_agent::{Agent, AgentConfig, BlobDir, LogHub};
+use morel_gateway::{CallLimits, RouteTable};
+use reqwest::{Method, StatusCode};
 
+use super::node_agent::{NodeAgent, Servers};
 use crate::args::AgentArgs;
 
+/// How often the agent asks for its placements.
+const SYNC_EVERY: Duration = Duration::from_millis(500);
+
 pub async fn run(args: AgentArgs) -> Result<()> {
-    let join = args.join.trim_end_matches('/').to_owned();
-    if !(join.starts_with("http://") || join.starts_with("https://")) {
-        bail!("--join must be the server's URL (http://host:port), got {join:?}");
+    let mut joins = Vec::new();
+    for j in &args.join {
+        let j = j.trim().trim_end_matches('/').to_owned();
+        if !(j.starts_with("http://") || j.starts_with("https://")) {
+            bail!("--join must be the server's URL (http://host:port), got {j:?}");
+        }
+        joins.push(j);
     }
     let node = match args.node {
         Some(n) => n,
         None => default_node_name(),
     };
+    let state_dir = &args.state_dir;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating state directory {}", state_dir.display()))?;
+    let state_dir = std::fs::canonicalize(state_dir)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr: SocketAddr = listener.local_addr()?;
     let address = format!("http://{addr}");
+
+    // The agent's own store holds only what its in-process agent records locally (instance
+    // rows, logs); the cluster's state is on the servers.
+    let store = morel_store::open(&state_dir.join("agent.db").display().to_string())
+        .await
+        .context("opening the agent's local store")?;
+    let tools = morel_control::ServerConfig::new(addr, state_dir.clone());
+    let blobs = BlobDir::new(state_dir.join("blobs"));
+    let engine = morel_runtime_wasm::WasmEngine::new(morel_runtime_wasm::EngineConfig::new(
+        state_dir.join("wasm-cache"),
+    ))?;
+    let agent = Agent::new(
+        AgentConfig {
+            node: node.clone(),
+            state_dir: state_dir.clone(),
+            python: tools.python.clone(),
+            node_bin: tools.node.clone(),
+            npm: tools.npm.clone(),
+            gateway_url: joins[0].clone(),
+        },
+        store.clone(),
+        blobs.clone(),
+        LogHub::start(store),
+        engine,
+        morel_compiler::Toolchains::detect(),
+    )?;
+    let routes = Arc::new(RouteTable::new());
     let health = node.clone();
-    let app = axum::Router::new().route(
-        "/healthz",
-        axum::routing::get(move || {
-            let node = health.clone();
-            async move { axum::Json(serde_json::json!({"node": node, "status": "ok"})) }
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/healthz",
+            axum::routing::get(move || {
+                let node = health.clone();
+                async move { axum::Json(serde_json::json!({"node": node, "status": "ok"})) }
+            }),
+        )
+        .merge(morel_gateway::router(routes.clone(), CallLimits::default()));
     let serve = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let servers = Arc::new(Servers::new(joins, args.token.clone())?);
     let register = serde_json::json!({"id": node, "address": address, "capacity": args.capacity});
-    send(&http, &join, &args.token, "/api/nodes", Some(&register))
+    send(&servers, "/api/nodes", Some(&register))
         .await
-        .with_context(|| format!("joining {join}"))?;
+        .with_context(|| format!("joining {}", servers.url()))?;
     eprintln!(
-        "agent {node} joined {join} (address {address}, capacity {})",
+        "agent {node} joined {} (address {address}, capacity {})",
+        servers.url(),
         args.capacity
     );
+    let runner = NodeAgent::new(
+        node.clone(),
+        address.clone(),
+        servers.clone(),
+        agent,
+        blobs,
+        routes,
+    );
+    let sync = tokio::spawn(runner.run(SYNC_EVERY));
 
     let heartbeat_path = format!("/api/nodes/{node}/heartbeat");
     let every = Duration::from_millis(args.heartbeat_ms.max(100));
     let beat = async {
         loop {
             tokio::time::sleep(every).await;
-            match send(&http, &join, &args.token, &heartbeat_path, None).await {
+            match send(&servers, &heartbeat_path, None).await {
                 Ok(Sent::Done) => {}
                 Ok(Sent::UnknownNode) => {
                     tracing::warn!(node = %node, "the server forgot this node: registering again");
-                    if let Err(e) =
-                        send(&http, &join, &args.token, "/api/nodes", Some(&register)).await
-                    {
+                    if let Err(e) = send(&servers, "/api/nodes", Some(&register)).await {
                         tracing::warn!(error = %format!("{e:#}"), "registering again");
                     }
                 }
@@ -70,6 +121,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         _ = beat => {}
         _ = super::up::shutdown_signal() => {}
     }
+    sync.abort();
     serve.abort();
     Ok(())
 }
@@ -80,21 +132,8 @@ enum Sent {
     UnknownNode,
 }
 
-async fn send(
-    http: &reqwest::Client,
-    join: &str,
-    token: &str,
-    path: &str,
-    body: Option<&serde_json::Value>,
-) -> Result<Sent> {
-    let mut req = http.post(format!("{join}{path}")).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(b);
-    }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {join}"))?;
+async fn send(servers: &Servers, path: &str, body: Option<&serde_json::Value>) -> Result<Sent> {
+    let resp = servers.send(Method::POST, path, body).await?;
     match resp.status() {
         s if s.is_success() => Ok(Sent::Done),
         StatusCode::NOT_FOUND if body.is_none() => Ok(Sent::UnknownNode),

@@ -4,6 +4,8 @@ mod deploy;
 mod environments;
 mod functions;
 mod keys;
+mod node_agent;
+mod server;
 mod services;
 mod transfer;
 mod up;
@@ -38,6 +40,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => transfer::export(a).await,
         Command::Import(a) => transfer::import(a).await,
         Command::Agent(a) => agent::run(a).await,
+        Command::Server(a) => server::run(a).await,
+        Command::Gateway(a) => server::gateway(a).await,
         Command::Login(a) => {
             crate::settings::save_login(&crate::settings::Login {
                 url: a.url.trim_end_matches('/').to_owned(),

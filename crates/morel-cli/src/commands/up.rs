@@ -214,7 +214,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
 }
 
 /// Reads the admin token, creating it (0600) on first start.
-fn admin_token(path: &std::path::Path) -> Result<String> {
+pub(crate) fn admin_token(path: &std::path::Path) -> Result<String> {
     if let Ok(t) = std::fs::read_to_string(path) {
         let t = t.trim().to_owned();
         if !t.is_empty() {

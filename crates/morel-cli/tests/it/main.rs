@@ -11,9 +11,10 @@ mod http_services;
 mod lifecycle;
 mod manifest_apps;
 mod metacall_client;
-mod scaling;
+mod multinode;
 mod observe;
 mod postgres;
+mod scaling;
 mod wasm;
 
 use std::path::PathBuf;

@@ -6,9 +6,10 @@ pub mod compat;
 pub mod environments;
 pub mod functions;
 pub mod manifest;
-pub mod services;
-pub mod observe;
 pub mod nodes;
+pub mod observe;
+pub mod placements;
+pub mod services;
 
 use std::sync::Arc;
 

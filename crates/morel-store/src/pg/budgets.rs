@@ -2,7 +2,7 @@
 //! statement for statement, with `$n` placeholders.
 
 use sqlx::postgres::PgRow;
-use sqlx::{Row, PgPool};
+use sqlx::{PgPool, Row};
 
 use super::app_key;
 use crate::error::Ctx;

@@ -3,12 +3,12 @@
 //! `queue_set_vt` is pgmq's `pgmq.set_vt` (see `queues.rs`).
 
 use sqlx::postgres::PgRow;
-use sqlx::{Row, PgPool};
+use sqlx::{PgPool, Row};
 
 use super::app_key;
 use super::queues::{Queues, vt_seconds};
-use crate::sqlite::parse_state;
 use crate::error::Ctx;
+use crate::sqlite::parse_state;
 use crate::{
     AppKey, CertificateRow, DeployRow, DeployStatus, DeployStepRow, EnvironmentKind,
     EnvironmentRow, EnvironmentStatus, Result, SecretRow,
@@ -77,10 +77,7 @@ pub async fn get_environment(
         .transpose()
 }
 
-pub async fn list_environments(
-    pool: &PgPool,
-    app: Option<&AppKey>,
-) -> Result<Vec<EnvironmentRow>> {
+pub async fn list_environments(pool: &PgPool, app: Option<&AppKey>) -> Result<Vec<EnvironmentRow>> {
     let rows = match app {
         Some(app) => sqlx::query(
             "SELECT * FROM environments WHERE namespace = $1 AND app = $2 ORDER BY kind DESC, name",
@@ -109,7 +106,8 @@ pub async fn delete_environment(pool: &PgPool, app: &AppKey, name: &str) -> Resu
         } else {
             "env"
         };
-        let sql = format!("DELETE FROM {table} WHERE namespace = $1 AND app = $2 AND {column} = $3");
+        let sql =
+            format!("DELETE FROM {table} WHERE namespace = $1 AND app = $2 AND {column} = $3");
         let res = sqlx::query(&sql)
             .bind(app.namespace.as_str())
             .bind(app.name.as_str())
@@ -278,15 +276,16 @@ pub async fn list_secrets(pool: &PgPool, app: &AppKey, env: &str) -> Result<Vec<
 }
 
 pub async fn delete_secret(pool: &PgPool, app: &AppKey, env: &str, name: &str) -> Result<bool> {
-    let res =
-        sqlx::query("DELETE FROM secrets WHERE namespace = $1 AND app = $2 AND env = $3 AND name = $4")
-            .bind(app.namespace.as_str())
-            .bind(app.name.as_str())
-            .bind(env)
-            .bind(name)
-            .execute(pool)
-            .await
-            .ctx("delete secret")?;
+    let res = sqlx::query(
+        "DELETE FROM secrets WHERE namespace = $1 AND app = $2 AND env = $3 AND name = $4",
+    )
+    .bind(app.namespace.as_str())
+    .bind(app.name.as_str())
+    .bind(env)
+    .bind(name)
+    .execute(pool)
+    .await
+    .ctx("delete secret")?;
     Ok(res.rows_affected() > 0)
 }
 

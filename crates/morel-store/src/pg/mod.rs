@@ -12,6 +12,7 @@ mod environments;
 mod instances;
 mod logs;
 mod nodes;
+mod placements;
 mod queues;
 mod releases;
 mod resources;
@@ -29,8 +30,8 @@ use sqlx::{Connection, PgPool, Row};
 
 use crate::error::Ctx;
 use crate::rows::*;
-use crate::{CertificateRow, DeployRow, DeployStepRow, EnvironmentRow, SecretRow};
 use crate::{AppKey, Result, Store, StoreError};
+use crate::{CertificateRow, DeployRow, DeployStepRow, EnvironmentRow, SecretRow};
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -341,6 +342,25 @@ impl Store for PgStore {
     }
     async fn mark_lost_nodes(&self, before_ms: i64) -> Result<Vec<String>> {
         nodes::mark_lost(&self.pool, before_ms).await
+    }
+    async fn insert_placement(&self, row: &crate::PlacementRow) -> Result<()> {
+        placements::insert(&self.pool, row).await
+    }
+    async fn list_placements(&self, node: Option<&str>) -> Result<Vec<crate::PlacementRow>> {
+        placements::list(&self.pool, node).await
+    }
+    async fn report_placement(
+        &self,
+        id: &str,
+        node: &str,
+        state: morel_core::PlacementState,
+        endpoint: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        placements::report(&self.pool, id, node, state, endpoint, error).await
+    }
+    async fn delete_placement(&self, id: &str) -> Result<()> {
+        placements::delete(&self.pool, id).await
     }
     async fn try_lead(&self, role: &str) -> Result<Option<crate::Lease>> {
         // A connection of its own, outside the pool: the lock lives exactly as long as it.

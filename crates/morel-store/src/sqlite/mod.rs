@@ -8,6 +8,7 @@ mod environments;
 mod instances;
 mod logs;
 mod nodes;
+mod placements;
 mod queues;
 mod releases;
 mod resources;
@@ -385,6 +386,25 @@ impl Store for SqliteStore {
     }
     async fn mark_lost_nodes(&self, before_ms: i64) -> Result<Vec<String>> {
         nodes::mark_lost(&self.pool, before_ms).await
+    }
+    async fn insert_placement(&self, row: &crate::PlacementRow) -> Result<()> {
+        placements::insert(&self.pool, row).await
+    }
+    async fn list_placements(&self, node: Option<&str>) -> Result<Vec<crate::PlacementRow>> {
+        placements::list(&self.pool, node).await
+    }
+    async fn report_placement(
+        &self,
+        id: &str,
+        node: &str,
+        state: morel_core::PlacementState,
+        endpoint: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        placements::report(&self.pool, id, node, state, endpoint, error).await
+    }
+    async fn delete_placement(&self, id: &str) -> Result<()> {
+        placements::delete(&self.pool, id).await
     }
     async fn try_lead(&self, role: &str) -> Result<Option<crate::Lease>> {
         Ok(Some(crate::Lease::local(role)))

@@ -5,6 +5,7 @@
 mod backend;
 mod budgets;
 mod environments;
+mod placements;
 mod queues;
 mod transfer;
 

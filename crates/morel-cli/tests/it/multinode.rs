@@ -1,0 +1,398 @@
+//! Morel on many machines, on loopback: one PostgreSQL database, two `morel server` processes
+//! and three `morel agent` processes (each with its own state directory and port). An app with
+//! two instances is placed on two agents and answers through either server; when an agent
+//! holding an instance is killed, the instance is placed elsewhere after the heartbeat TTL;
+//! when the leading server is killed, the other one takes over scheduling.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use morel_test_support::postgres::ScratchDb;
+use morel_test_support::{MorelServer, copy_dir, example, wait_for};
+use serde_json::{Value, json};
+
+use crate::bin;
+
+const APP: &str = "hello-multi";
+
+/// A `morel agent` joined to both servers.
+struct AgentProc {
+    node: String,
+    child: std::process::Child,
+}
+
+impl AgentProc {
+    fn start(s: &MorelServer, joins: &str, node: &str, state: &Path) -> AgentProc {
+        let log = std::fs::File::create(state.with_extension("log")).unwrap();
+        let child = s
+            .command(&[
+                "agent",
+                "--join",
+                joins,
+                "--token",
+                &s.token,
+                "--node",
+                node,
+                "--capacity",
+                "4",
+                "--heartbeat-ms",
+                "300",
+                "--state-dir",
+                state.to_str().unwrap(),
+            ])
+            .env("MOREL_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        AgentProc {
+            node: node.into(),
+            child,
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Ready placements of the app: (node, release).
+async fn ready_placements(s: &MorelServer) -> Vec<(String, i64)> {
+    let (_, rows) = s.get("/api/placements").await;
+    rows.as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter(|p| p["app"] == APP && p["state"] == "ready")
+                .map(|p| {
+                    (
+                        p["node"].as_str().unwrap_or_default().to_owned(),
+                        p["release"].as_i64().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn answers(s: &MorelServer) -> bool {
+    s.call(APP, "add", "[20, 22]").await == (200, json!(42))
+}
+
+fn leads(s: &MorelServer) -> bool {
+    s.log()
+        .lines()
+        .any(|l| l.contains("this server now leads") && l.contains("scheduler"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_servers_three_agents_survive_an_agent_and_a_server_dying() {
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let server_args = ["--database-url", db.url.as_str(), "--no-compiler"];
+    // Both servers share the state directory (bundles, keys, admin token) and the database.
+    let s1 = MorelServer::start_role(&bin(), dirs.clone(), "server", &server_args);
+    let s2 = MorelServer::start_role(&bin(), dirs.clone(), "server", &server_args);
+    let joins = format!("{},{}", s1.url, s2.url);
+    let mut agents: Vec<AgentProc> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|n| AgentProc::start(&s1, &joins, n, &dirs.path().join(n)))
+        .collect();
+    wait_for(Duration::from_secs(30), "three ready nodes", || async {
+        let (_, nodes) = s2.get("/api/nodes").await;
+        let ready = nodes
+            .as_array()?
+            .iter()
+            .filter(|n| n["state"] == "ready")
+            .count();
+        (ready == 3).then_some(())
+    })
+    .await;
+
+    // An app whose resource wants two instances.
+    let project = dirs.path().join("project");
+    copy_dir(&example("hello-python"), &project);
+    std::fs::write(
+        project.join("morel.toml"),
+        format!("[app]\nname = \"{APP}\"\n[resources.default]\nworkers = [2, 2]\n"),
+    )
+    .unwrap();
+    s1.deploy(&project);
+
+    let placed = wait_for(Duration::from_secs(120), "two ready instances", || async {
+        let p = ready_placements(&s1).await;
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    let nodes: HashSet<&str> = placed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(nodes.len(), 2, "spread across two nodes: {placed:?}");
+    for s in [&s1, &s2] {
+        wait_for(
+            Duration::from_secs(10),
+            "a call through each server",
+            || async { answers(s).await.then_some(()) },
+        )
+        .await;
+    }
+    let (status, body) = s2.call(APP, "greet", r#"{"name": "cluster"}"#).await;
+    assert_eq!((status, body), (200, json!({"message": "Hello, cluster!"})));
+    // A stateless `morel gateway` on the same database forwards calls too.
+    let edge = MorelServer::start_role(&bin(), dirs.clone(), "gateway", &server_args[..2]);
+    wait_for(
+        Duration::from_secs(10),
+        "a call through the gateway",
+        || async { answers(&edge).await.then_some(()) },
+    )
+    .await;
+    let (status, body) = edge.get("/api/apps").await;
+    assert_eq!(status, 404, "the gateway serves no API: {body}");
+
+    // kill -9 an agent holding an instance: after the TTL its instance is placed elsewhere.
+    let victim = placed[0].0.clone();
+    let idx = agents.iter().position(|a| a.node == victim).unwrap();
+    agents[idx].kill9();
+    let spare = ["node-a", "node-b", "node-c"]
+        .into_iter()
+        .find(|n| !nodes.contains(n))
+        .unwrap();
+    let placed = wait_for(
+        Duration::from_secs(60),
+        "the lost node's instance to be ready elsewhere",
+        || async {
+            let p = ready_placements(&s2).await;
+            (p.len() == 2 && p.iter().all(|(n, _)| *n != victim)).then_some(p)
+        },
+    )
+    .await;
+    assert!(placed.iter().any(|(n, _)| n == spare), "{placed:?}");
+    let (_, nodes_now) = s2.get("/api/nodes").await;
+    let lost: Vec<&Value> = nodes_now
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["state"] == "lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{nodes_now}");
+    assert_eq!(lost[0]["id"], victim.as_str());
+    for s in [&s1, &s2] {
+        wait_for(
+            Duration::from_secs(10),
+            "calls after the node loss",
+            || async { answers(s).await.then_some(()) },
+        )
+        .await;
+    }
+
+    // Kill the leading server: the other takes over and schedules a new release.
+    let (mut leader, follower) = if leads(&s1) { (s1, s2) } else { (s2, s1) };
+    assert!(leads(&leader), "one server leads the scheduler");
+    assert!(!leads(&follower));
+    leader.kill9();
+    wait_for(
+        Duration::from_secs(30),
+        "the other server to lead",
+        || async { leads(&follower).then_some(()) },
+    )
+    .await;
+    follower.cli_ok(&["deploy", project.to_str().unwrap(), "--set", "ROUND=2"]);
+    let placed = wait_for(
+        Duration::from_secs(120),
+        "two ready instances of the new release",
+        || async {
+            let p = ready_placements(&follower).await;
+            (p.len() == 2 && p.iter().all(|(_, r)| *r == 2)).then_some(p)
+        },
+    )
+    .await;
+    assert!(placed.iter().all(|(n, _)| *n != victim), "{placed:?}");
+    wait_for(
+        Duration::from_secs(10),
+        "calls to the new release",
+        || async { (follower.call(APP, "add", "[1, 2]").await == (200, json!(3))).then_some(()) },
+    )
+    .await;
+    // Rolling back re-places the previous release, which then serves.
+    follower.cli_ok(&["rollback", APP]);
+    wait_for(
+        Duration::from_secs(120),
+        "two ready instances of v1 again",
+        || async {
+            let p = ready_placements(&follower).await;
+            (p.len() == 2 && p.iter().all(|(_, r)| *r == 1)).then_some(())
+        },
+    )
+    .await;
+    let (_, app) = follower.get(&format!("/api/apps/{APP}")).await;
+    assert_eq!(app["active_release"], "v1", "{app}");
+    wait_for(
+        Duration::from_secs(10),
+        "calls after the rollback",
+        || async { answers(&follower).await.then_some(()) },
+    )
+    .await;
+    drop(leader);
+}
+
+/// An agent that was cut off (SIGSTOP: no heartbeats, nothing answered) past the TTL comes
+/// back to find its instance placed elsewhere, and stops it: it no longer serves the app.
+/// Then: bad reports are refused with named errors, and a release whose instance cannot start
+/// fails with the reason while the previous release keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_that_comes_back_stops_its_stale_instance() {
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let s = MorelServer::start_role(
+        &bin(),
+        dirs.clone(),
+        "server",
+        &["--database-url", db.url.as_str(), "--no-compiler"],
+    );
+    let agents: Vec<AgentProc> = ["node-a", "node-b"]
+        .iter()
+        .map(|n| AgentProc::start(&s, &s.url, n, &dirs.path().join(n)))
+        .collect();
+    wait_for(Duration::from_secs(30), "two ready nodes", || async {
+        let (_, nodes) = s.get("/api/nodes").await;
+        let ready = nodes
+            .as_array()?
+            .iter()
+            .filter(|n| n["state"] == "ready")
+            .count();
+        (ready == 2).then_some(())
+    })
+    .await;
+    let project = dirs.path().join("project");
+    copy_dir(&example("hello-python"), &project);
+    std::fs::write(
+        project.join("morel.toml"),
+        format!("[app]\nname = \"{APP}\"\n"),
+    )
+    .unwrap();
+    s.deploy(&project);
+    let first = wait_for(Duration::from_secs(120), "one ready instance", || async {
+        ready_placements(&s).await.pop()
+    })
+    .await;
+    let (_, nodes) = s.get("/api/nodes").await;
+    let address = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == first.0.as_str())
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The agent itself serves the instance's calls.
+    let direct = format!("{address}/default/{APP}/v{}/call/add", first.1);
+    let http = s.http();
+    let status = |url: String| {
+        let http = http.clone();
+        async move {
+            http.post(url)
+                .body("[1, 1]")
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .ok()
+        }
+    };
+    assert_eq!(status(direct.clone()).await, Some(200));
+
+    let frozen = agents.iter().find(|a| a.node == first.0).unwrap();
+    morel_test_support::signal(frozen.child.id(), libc::SIGSTOP);
+    wait_for(
+        Duration::from_secs(60),
+        "the instance placed elsewhere",
+        || async {
+            let p = ready_placements(&s).await;
+            (p.len() == 1 && p[0].0 != first.0).then_some(())
+        },
+    )
+    .await;
+    wait_for(Duration::from_secs(10), "calls after the move", || async {
+        answers(&s).await.then_some(())
+    })
+    .await;
+    morel_test_support::signal(frozen.child.id(), libc::SIGCONT);
+    // Back: it is ready again, but its instance is stale and gets stopped.
+    wait_for(
+        Duration::from_secs(30),
+        "the stale instance to stop",
+        || async { (status(direct.clone()).await == Some(404)).then_some(()) },
+    )
+    .await;
+    wait_for(Duration::from_secs(10), "the node ready again", || async {
+        let (_, nodes) = s.get("/api/nodes").await;
+        nodes
+            .as_array()?
+            .iter()
+            .all(|n| n["state"] == "ready")
+            .then_some(())
+    })
+    .await;
+    let p = ready_placements(&s).await;
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_ne!(p[0].0, first.0);
+
+    // Reports name what is wrong: a placement not on that node, a state that does not exist.
+    let (status, body) = s
+        .api(
+            reqwest::Method::POST,
+            "/api/nodes/node-a/placements/nope",
+            Some(json!({"state": "ready", "endpoint": "http://127.0.0.1:1"})),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
+    let (status, body) = s
+        .api(
+            reqwest::Method::POST,
+            "/api/nodes/node-a/placements/nope",
+            Some(json!({"state": "dancing"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("dancing"),
+        "{body}"
+    );
+    let (status, _) = s.get("/api/bundles/not-a-digest/content").await;
+    assert_eq!(status, 400);
+
+    // A release whose instance cannot start fails with the reason, and v1 keeps serving.
+    let hello = project.join("hello.py");
+    let code = std::fs::read_to_string(&hello).unwrap();
+    std::fs::write(
+        &hello,
+        format!("{code}\nraise RuntimeError('broken on import')\n"),
+    )
+    .unwrap();
+    let out = s.cli(&["deploy", project.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let (_, releases) = s.get(&format!("/api/apps/{APP}/releases")).await;
+    let v2 = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["number"] == 2)
+        .cloned()
+        .unwrap_or_else(|| panic!("no v2 in {releases}"));
+    assert_eq!(v2["status"], "failed", "{v2}");
+    assert!(
+        v2["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("broken on import"),
+        "{v2}"
+    );
+    assert!(answers(&s).await, "v1 still serves");
+}
