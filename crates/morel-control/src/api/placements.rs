@@ -79,6 +79,7 @@ pub struct Report {
 #[utoipa::path(
     get,
     path = "/api/placements",
+    operation_id = "list_placements",
     tag = "nodes",
     summary = "Every placement: which instance of which release runs on which node, and its state",
     responses(
@@ -95,6 +96,7 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<PlacementView>>
 #[utoipa::path(
     get,
     path = "/api/nodes/{id}/placements",
+    operation_id = "node_placements",
     tag = "nodes",
     summary = "What an agent runs: its placements with each release's bundle digest, environment and config",
     params(("id" = String, Path, description = "node id")),
@@ -135,6 +137,7 @@ pub async fn for_node(
 #[utoipa::path(
     post,
     path = "/api/nodes/{id}/placements/{placement}",
+    operation_id = "report_placement",
     tag = "nodes",
     summary = "An agent reports a placement's state (and, when ready, the endpoint serving it)",
     params(
