@@ -76,13 +76,40 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
                 tracing::warn!(app = %app.key, release = n, error = %e, "unreadable manifest")
             }
         }
-        // A release being activated gets its instances before it takes traffic.
+        // A release being activated gets its instances before it takes traffic, within the
+        // app's budget: both colours count, and a release that does not fit is failed.
+        let max_instances = store
+            .get_budget(&app.key)
+            .await?
+            .and_then(|b| b.max_instances);
+        let mut planned: usize = want
+            .iter()
+            .filter(|((a, _, _), _)| *a == app.key)
+            .map(|(_, c)| *c)
+            .sum();
         for r in store.list_releases(&app.key).await? {
             if r.status != ReleaseStatus::Starting || r.number == n {
                 continue;
             }
             if let Ok(m) = serde_json::from_str::<Manifest>(&r.manifest_json) {
-                for (resource, count) in wanted(&m) {
+                let counts = wanted(&m);
+                let needs: usize = counts.values().sum();
+                if let Some(max) = max_instances
+                    && (planned + needs) as i64 > max
+                {
+                    let msg = format!(
+                        "does not fit the app's budget: v{} needs {needs} instance(s) beside the \
+                         {planned} running, and max_instances is {max}",
+                        r.number
+                    );
+                    tracing::warn!(app = %app.key, release = r.number, "{msg}");
+                    store
+                        .set_release_status(&app.key, r.number, ReleaseStatus::Failed, Some(&msg))
+                        .await?;
+                    continue;
+                }
+                planned += needs;
+                for (resource, count) in counts {
                     want.insert((app.key.clone(), r.number, resource), count);
                 }
             }

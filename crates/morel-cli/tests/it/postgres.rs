@@ -189,13 +189,17 @@ async fn nodes_join_heartbeat_and_are_lost_after_the_ttl() {
 }
 
 /// A `morel agent` process joined to a server.
-struct AgentProc(std::process::Child);
+/// An agent process with a state directory of its own (never the working directory's default).
+struct AgentProc(std::process::Child, tempfile::TempDir);
 
 impl AgentProc {
     fn start(s: &MorelServer, node: &str) -> AgentProc {
+        let state = tempfile::tempdir().unwrap();
         let child = s
             .command(&[
                 "agent",
+                "--state-dir",
+                state.path().to_str().unwrap(),
                 "--join",
                 &s.url,
                 "--token",
@@ -211,7 +215,7 @@ impl AgentProc {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        AgentProc(child)
+        AgentProc(child, state)
     }
 
     fn kill9(&mut self) {

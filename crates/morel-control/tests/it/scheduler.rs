@@ -224,3 +224,79 @@ async fn places_spreads_moves_off_lost_nodes_and_follows_the_active_release() {
     );
     assert!(nodes_of(&*store).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_release_that_does_not_fit_the_budget_is_failed_and_placed_nowhere() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let now = morel_core::time::now_ms();
+    for id in ["a", "b", "c"] {
+        store.register_node(&node(id, 4, now)).await.unwrap();
+    }
+    let app = AppKey::in_default("web".parse::<AppName>().unwrap());
+    release(&*store, &app, 2).await;
+    store
+        .put_budget(&morel_store::BudgetRow {
+            app: app.clone(),
+            max_instances: Some(3),
+            cpu_millis: None,
+            memory_mb: None,
+            scale_min: None,
+            scale_max: None,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    assert_eq!(schedule_once(&*store).await.unwrap().placed, 2);
+
+    // v2 wants 2 more beside the 2 running: 4 > 3, so it is failed, with the reason.
+    let v2 = store
+        .create_release(
+            &app,
+            "production",
+            &Digest::from_sha256([9; 32]),
+            &manifest(2),
+            "{}",
+        )
+        .await
+        .unwrap()
+        .number;
+    store
+        .set_release_status(&app, v2, ReleaseStatus::Starting, None)
+        .await
+        .unwrap();
+    assert_eq!(schedule_once(&*store).await.unwrap(), Pass::default());
+    let r = store.get_release(&app, v2).await.unwrap().unwrap();
+    assert_eq!(r.status, ReleaseStatus::Failed);
+    let err = r.error.unwrap_or_default();
+    assert!(
+        err.contains("budget") && err.contains("max_instances is 3"),
+        "{err}"
+    );
+    assert!(
+        store
+            .list_placements(None)
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.release != v2),
+        "nothing of v2 is placed"
+    );
+
+    // With room for both colours, the next release is placed.
+    let v3 = store
+        .create_release(
+            &app,
+            "production",
+            &Digest::from_sha256([10; 32]),
+            &manifest(1),
+            "{}",
+        )
+        .await
+        .unwrap()
+        .number;
+    store
+        .set_release_status(&app, v3, ReleaseStatus::Starting, None)
+        .await
+        .unwrap();
+    assert_eq!(schedule_once(&*store).await.unwrap().placed, 1);
+}
