@@ -795,7 +795,11 @@
     const body = h('div', { id: 'nodes' }, notice('info', 'Loading…'));
     put(main, h('div', { class: 'page-head' }, h('h1', { text: 'Nodes' })), body);
     const load = async () => {
-      const apps = await api('GET', '/api/apps', undefined, ctx.signal);
+      const [apps, nodes, placements] = await Promise.all([
+        api('GET', '/api/apps', undefined, ctx.signal),
+        api('GET', '/api/nodes', undefined, ctx.signal),
+        api('GET', '/api/placements', undefined, ctx.signal),
+      ]);
       const details = await Promise.all(apps.map((a) => api('GET', `/api/apps/${enc(a.name)}`, undefined, ctx.signal)
         .catch((err) => {
           if (err instanceof ApiError && err.status === 404) return null; // deleted meanwhile
@@ -805,29 +809,50 @@
       for (const d of details) {
         if (d) for (const i of d.instances) instances.push(Object.assign({ app: d.name }, i));
       }
-      return instances;
+      return { instances, nodes, placements };
     };
-    await poll(ctx, body, POLL_MS, load, renderNodes, ['uptime_s']);
+    await poll(ctx, body, POLL_MS, load, renderNodes, ['uptime_s', 'heartbeat_at']);
   }
 
-  function renderNodes(instances) {
-    // Today one agent runs inside `morel up`, as node "local".
-    const byNode = new Map([['local', []]]);
+  function renderNodes({ instances, nodes, placements }) {
+    const cards = [];
+    // Nodes whose agents joined (`morel agent --join`): capacity, heartbeat, what is placed there.
+    for (const n of nodes) {
+      const mine = placements.filter((p) => p.node === n.id);
+      cards.push(card(null,
+        h('h2', null, 'Node ', code(n.id), ' ', badge(n.state)),
+        h('dl', { class: 'facts', dataset: { node: n.id } },
+          fact('Agent', code(n.address)),
+          fact('Capacity', h('span', { class: 'node-capacity', text: `${n.capacity} instances` })),
+          fact('Heartbeat', since(n.heartbeat_at, 'ago')),
+          fact('Instances', String(mine.length))),
+        table([
+          { label: 'App', cell: (p) => h('a', { href: `#/apps/${enc(p.app)}`, text: p.app }) },
+          { label: 'Resource', cell: (p) => p.resource },
+          { label: 'Release', cell: (p) => `v${p.release}` },
+          { label: 'State', cell: (p) => badge(p.state) },
+          { label: 'Endpoint', class: 'wrap', cell: (p) => (p.endpoint ? code(p.endpoint) : '—') },
+          { label: 'Error', class: 'wrap', cell: (p) => p.error || '—' },
+        ], mine, 'Nothing placed on this node.')));
+    }
+    // The agent inside `morel up` runs its instances as node "local".
+    const byNode = new Map();
+    if (!nodes.length) byNode.set('local', []);
     for (const i of instances) {
       const node = i.node || 'local';
       if (!byNode.has(node)) byNode.set(node, []);
       byNode.get(node).push(i);
     }
-    return [...byNode].map(([node, list]) => {
+    for (const [node, list] of byNode) {
       const counts = {};
       for (const i of list) counts[i.state] = (counts[i.state] || 0) + 1;
-      const states = Object.keys(counts).sort().map((s) => h('span', { class: 'count' }, badge(s), ` ${counts[s]}`));
-      return card(null,
+      const states = Object.keys(counts).sort().map((st) => h('span', { class: 'count' }, badge(st), ` ${counts[st]}`));
+      cards.push(card(null,
         h('h2', null, 'Node ', code(node)),
         h('dl', { class: 'facts' },
           fact('Agent', 'runs inside the morel up process'),
-          fact('Capacity', h('span', { id: 'capacity', text: 'unknown: the agent does not report capacity yet' })),
-          fact('Heartbeat', 'not reported yet'),
+          fact('Capacity', h('span', { id: node === 'local' ? 'capacity' : null, text: 'unknown: the built-in agent does not report capacity' })),
+          fact('Heartbeat', 'not needed: same process'),
           fact('Instances', list.length ? states : '0')),
         table([
           { label: 'App', cell: (i) => h('a', { href: `#/apps/${enc(i.app)}`, text: i.app }) },
@@ -838,8 +863,9 @@
           { label: 'Restarts', cell: (i) => String(i.restarts) },
           { label: 'Uptime', cell: (i) => since(Date.now() - i.uptime_s * 1000, 'uptime') },
           { label: 'Last error', class: 'wrap', cell: (i) => i.last_error || '—' },
-        ], list, 'No instances on this node.'));
-    });
+        ], list, 'No instances on this node.')));
+    }
+    return cards;
   }
 
   // --- Compiled (WebAssembly) functions ----------------------------------------------------------

@@ -220,6 +220,10 @@ try {
     await waitText(page.locator('#nodes'), 'local', 'the node');
     await waitText(page.locator('#nodes'), APP, 'the instances');
     await waitText(page.locator('#capacity'), 'unknown', 'the capacity');
+    // A node whose agent joined (`morel agent --join`, started by the Rust side): capacity and state.
+    const joined = page.locator('#nodes dl[data-node="edge-1"]');
+    await waitText(joined, '4 instances', 'the joined node\'s capacity');
+    await waitText(page.locator('#nodes'), 'edge-1', 'the joined node');
     await shoot('06-nodes');
   });
 

@@ -74,6 +74,40 @@ async fn dashboard_drives_an_app_in_chromium() {
     assert_eq!(app["active_release"], "v2", "{app}");
     assert!(!app.to_string().contains("s3cr3t-value"), "{app}");
 
+    // A node joins, so the nodes page shows one with its capacity and heartbeat.
+    let agent_state = tempfile::tempdir().unwrap();
+    let _agent = tokio::process::Command::from(s.command(&[
+        "agent",
+        "--state-dir",
+        agent_state.path().to_str().unwrap(),
+        "--join",
+        &s.url,
+        "--token",
+        &s.token,
+        "--node",
+        "edge-1",
+        "--capacity",
+        "4",
+    ]))
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    morel_test_support::wait_for(
+        std::time::Duration::from_secs(30),
+        "node edge-1 to join",
+        || async {
+            let (_, nodes) = s.get("/api/nodes").await;
+            nodes
+                .as_array()?
+                .iter()
+                .any(|n| n["id"] == "edge-1" && n["state"] == "ready")
+                .then_some(())
+        },
+    )
+    .await;
+
     let shots = repo_root().join("target/dashboard-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots).unwrap();
