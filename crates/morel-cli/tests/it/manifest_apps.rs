@@ -292,7 +292,7 @@ async fn reconcile_plans_and_keeps_unchanged_resources() {
         "the changed resource's new worker alone, and the removed resource's gone",
         || async {
             let pids = instance_pids(&s.get("/api/apps/shop").await.1);
-            (pids.get("api").is_some()
+            (pids.contains_key("api")
                 && pids.get("api") != before.get("api")
                 && !pids.contains_key("models"))
             .then_some(())

@@ -394,7 +394,7 @@ async fn deploy_inspect_redeploy_delete_with_the_published_client() {
     client.run_ok(&s, &["--delete"], b"\x1b[B\n").await;
     assert_eq!(
         summary(&inspect(&s).await),
-        [keep.clone()],
+        std::slice::from_ref(&keep),
         "{} was the one to delete",
         target.0
     );

@@ -190,7 +190,7 @@ async fn nodes_join_heartbeat_and_are_lost_after_the_ttl() {
 
 /// A `morel agent` process joined to a server.
 /// An agent process with a state directory of its own (never the working directory's default).
-struct AgentProc(std::process::Child, tempfile::TempDir);
+struct AgentProc(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl AgentProc {
     fn start(s: &MorelServer, node: &str) -> AgentProc {
