@@ -349,15 +349,13 @@ impl Deployer {
             for f in pool.functions() {
                 functions.insert(
                     f.name.clone(),
-                    FnRoute {
-                        target: pool.clone(),
-                        params: f.params.clone(),
-                        stats: morel_metrics::global().function(
-                            app.namespace.as_str(),
-                            app.name.as_str(),
-                            &f.name,
-                        ),
-                    },
+                    FnRoute::new(
+                        app.namespace.as_str(),
+                        app.name.as_str(),
+                        &f.name,
+                        pool.clone(),
+                        f.params.clone(),
+                    ),
                 );
             }
         }

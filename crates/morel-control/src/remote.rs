@@ -196,21 +196,9 @@ async fn forward(
             format!("app {prefix}/{app} is not deployed"),
         );
     };
-    let version_ok = version == "latest"
-        || version == routes.env
-        || version
-            .strip_prefix('v')
-            .and_then(|n| n.parse::<i64>().ok())
-            == Some(routes.release);
-    if !version_ok {
-        return error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!(
-                "version {version:?} of {app} is not active (active: v{}, also reachable as \"latest\" and {:?})",
-                routes.release, routes.env
-            ),
-        );
+    if let Err(message) = morel_gateway::check_version(&version, &app, routes.release, &routes.env)
+    {
+        return error(StatusCode::NOT_FOUND, "NotFound", message);
     }
     let Some(resource) = routes.functions.get(&func) else {
         let mut names: Vec<&str> = routes.functions.keys().map(String::as_str).collect();

@@ -99,22 +99,9 @@ async fn call(
             format!("app {prefix}/{app} is not deployed"),
         );
     };
-    let version_ok = version == "latest"
-        || version == routes.env
-        || version
-            .strip_prefix('v')
-            .and_then(|n| n.parse::<i64>().ok())
-            == Some(routes.release);
-    if !version_ok {
+    if let Err(message) = crate::check_version(&version, &app, routes.release, &routes.env) {
         morel_metrics::global().unrouted_call();
-        return error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!(
-                "version {version:?} of {app} is not active (active: v{}, also reachable as \"latest\" and {:?})",
-                routes.release, routes.env
-            ),
-        );
+        return error(StatusCode::NOT_FOUND, "NotFound", message);
     }
     let Some(route) = routes.functions.get(&func) else {
         morel_metrics::global().unrouted_call();

@@ -23,4 +23,4 @@ pub use call::{
     CallFailure, CallLimits, ErrorBody, GatewayApi, call_function, host_routing, router,
 };
 pub use edge::{EdgeTable, NO_INSTANCE_WAIT};
-pub use routes::{AppRoutes, FnRoute, PRODUCTION, RouteTable, environment_host};
+pub use routes::{AppRoutes, FnRoute, PRODUCTION, RouteTable, check_version, environment_host};

@@ -16,6 +16,41 @@ pub struct FnRoute {
     pub stats: Arc<morel_metrics::FnStats>,
 }
 
+impl FnRoute {
+    /// A function's route, with its metrics resolved once here rather than on every call.
+    pub fn new(
+        namespace: &str,
+        app: &str,
+        name: &str,
+        target: Running,
+        params: Vec<String>,
+    ) -> Self {
+        FnRoute {
+            target,
+            params,
+            stats: morel_metrics::global().function(namespace, app, name),
+        }
+    }
+}
+
+/// Whether the call path's `version` segment names the active release: `latest`, the
+/// environment's name, or `v{release}`. `Err` is the message for the 404.
+pub fn check_version(version: &str, app: &str, release: i64, env: &str) -> Result<(), String> {
+    let ok = version == "latest"
+        || version == env
+        || version
+            .strip_prefix('v')
+            .and_then(|n| n.parse::<i64>().ok())
+            == Some(release);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "version {version:?} of {app} is not active (active: v{release}, also reachable as \"latest\" and {env:?})"
+        ))
+    }
+}
+
 /// Everything the gateway needs to serve one app's active release.
 pub struct AppRoutes {
     pub release: i64,

@@ -336,15 +336,13 @@ impl NodeAgent {
             for f in inst.running.functions() {
                 functions.insert(
                     f.name.clone(),
-                    FnRoute {
-                        target: inst.running.clone(),
-                        params: f.params.clone(),
-                        stats: morel_metrics::global().function(
-                            app.namespace.as_str(),
-                            app.name.as_str(),
-                            &f.name,
-                        ),
-                    },
+                    FnRoute::new(
+                        app.namespace.as_str(),
+                        app.name.as_str(),
+                        &f.name,
+                        inst.running.clone(),
+                        f.params.clone(),
+                    ),
                 );
             }
         }
