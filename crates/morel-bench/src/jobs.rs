@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use morel_store::{SqliteStore, Store};
+use morel_store::{PgStore, SqliteStore, Store};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -41,16 +41,29 @@ const REF_QUEUE: &str = "bench";
 pub enum QueueStore {
     /// A SQLite database file (created if missing), opened like `morel up` opens its own.
     Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://…`), opened like `morel up --database-url` opens it.
+    Postgres(String),
 }
 
 impl QueueStore {
-    /// Parses `sqlite:PATH`.
+    /// Parses `sqlite:PATH` or a `postgres://` URL.
     pub fn parse(s: &str) -> Result<Self, BenchError> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return Ok(QueueStore::Postgres(s.to_owned()));
+        }
         match s.split_once(':') {
             Some(("sqlite", path)) if !path.is_empty() => Ok(QueueStore::Sqlite(path.into())),
             _ => Err(BenchError::Usage(format!(
-                "--store {s:?}: expected sqlite:PATH"
+                "--store {s:?}: expected sqlite:PATH or postgres://USER@HOST:PORT/DB"
             ))),
+        }
+    }
+
+    /// What the report names as the reference's target.
+    fn target(&self) -> String {
+        match self {
+            QueueStore::Sqlite(p) => format!("sqlite:{}", p.display()),
+            QueueStore::Postgres(url) => url.clone(),
         }
     }
 
@@ -60,6 +73,10 @@ impl QueueStore {
                 .await
                 .map(|s| Arc::new(s) as Arc<dyn Store>)
                 .map_err(|e| BenchError::Usage(format!("cannot open {}: {e}", path.display()))),
+            QueueStore::Postgres(url) => PgStore::connect(url)
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn Store>)
+                .map_err(|e| BenchError::Usage(format!("cannot open {url}: {e}"))),
         }
     }
 }
@@ -119,11 +136,8 @@ pub async fn run(spec: JobsSpec) -> Result<(LoadResult, LoadResult), BenchError>
         queue_batch(&store, &spec, &mut reference).await?;
         jobs_batch(&spec, &mut morel).await?;
     }
-    let ref_target = match &spec.store {
-        QueueStore::Sqlite(p) => format!("sqlite:{}", p.display()),
-    };
     Ok((
-        reference.result(ref_target, spec.conns),
+        reference.result(spec.store.target(), spec.conns),
         morel.result(format!("http://{}{}", spec.addr, spec.run_path), spec.conns),
     ))
 }

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use morel_store::{ExecutionRow, ExecutionStatus};
+use morel_store::{ExecutionRow, ExecutionStatus, JobOutcome};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -112,8 +112,6 @@ pub async fn run(
         started_at: morel_core::time::now_ms(),
         completed_at: None,
     };
-    let store = &st.deployer.store;
-    store.insert_execution(&row).await?;
     let job = Job {
         execution_id: row.id.clone(),
         namespace: prefix,
@@ -121,11 +119,11 @@ pub async fn run(
         function: func,
         body: text,
     };
-    store
-        .queue_send(
-            JOBS_QUEUE,
-            &serde_json::to_value(&job).map_err(|e| ApiError::internal("encoding a job", &e))?,
-        )
+    let message =
+        serde_json::to_value(&job).map_err(|e| ApiError::internal("encoding a job", &e))?;
+    st.deployer
+        .store
+        .enqueue_execution(&row, JOBS_QUEUE, &message)
         .await?;
     JOB_QUEUED.notify_one();
     Ok((
@@ -282,17 +280,21 @@ async fn run_one(d: &Deployer, m: morel_store::QueueMessage) {
         let _ = store.queue_archive(JOBS_QUEUE, m.msg_id, true).await;
         return;
     }
-    // Already finished or cancelled (a redelivery): nothing to do but drop the message.
-    match store.get_execution(&job.execution_id).await {
-        Ok(Some(e))
-            if e.status == ExecutionStatus::Queued || e.status == ExecutionStatus::Running => {}
-        Ok(_) => {
-            let _ = store.queue_delete(JOBS_QUEUE, m.msg_id).await;
-            return;
-        }
+    // `QUEUED → RUNNING` says by itself whether the job is still to run; the row is read only
+    // when it is not: a redelivery finds it `RUNNING` (its worker died) and runs it again, while
+    // a finished or cancelled one only needs its message dropped.
+    match store.start_execution(&job.execution_id).await {
+        Ok(true) => {}
+        Ok(false) => match store.get_execution(&job.execution_id).await {
+            Ok(Some(e)) if e.status == ExecutionStatus::Running => {}
+            Ok(_) => {
+                let _ = store.queue_delete(JOBS_QUEUE, m.msg_id).await;
+                return;
+            }
+            Err(_) => return,
+        },
         Err(_) => return,
     }
-    let _ = store.start_execution(&job.execution_id).await;
     let outcome = match d
         .routes
         .get(&job.namespace, &job.app)
@@ -307,34 +309,32 @@ async fn run_one(d: &Deployer, m: morel_store::QueueMessage) {
             message: format!("{}/{} is no longer deployed", job.app, job.function),
         }),
     };
-    let result = match outcome {
+    // The outcome and the message's deletion in one transaction: a failure leaves both, and
+    // the message comes back after its visibility timeout.
+    let (output, error);
+    let outcome = match outcome {
         Ok(out) => {
-            store
-                .finish_execution(
-                    &job.execution_id,
-                    ExecutionStatus::Completed,
-                    Some(&String::from_utf8_lossy(&out)),
-                    None,
-                )
-                .await
+            output = String::from_utf8_lossy(&out).into_owned();
+            JobOutcome {
+                status: ExecutionStatus::Completed,
+                output: Some(&output),
+                error: None,
+            }
         }
         Err(f) => {
-            let status = if f.status == StatusCode::GATEWAY_TIMEOUT {
-                ExecutionStatus::TimedOut
-            } else {
-                ExecutionStatus::Failed
-            };
-            store
-                .finish_execution(
-                    &job.execution_id,
-                    status,
-                    None,
-                    Some(&format!("{}: {}", f.kind, f.message)),
-                )
-                .await
+            error = format!("{}: {}", f.kind, f.message);
+            JobOutcome {
+                status: if f.status == StatusCode::GATEWAY_TIMEOUT {
+                    ExecutionStatus::TimedOut
+                } else {
+                    ExecutionStatus::Failed
+                },
+                output: None,
+                error: Some(&error),
+            }
         }
     };
-    if result.is_ok() {
-        let _ = store.queue_delete(JOBS_QUEUE, m.msg_id).await;
-    }
+    let _ = store
+        .finish_job(&job.execution_id, outcome, JOBS_QUEUE, m.msg_id)
+        .await;
 }

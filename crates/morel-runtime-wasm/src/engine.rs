@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
@@ -241,38 +241,18 @@ impl WasmEngine {
         };
         let time = budget.time;
 
-        // The guest runs on a blocking thread rather than with `call_async` on this task: wasm
-        // is CPU-bound between epoch checks, so it must not occupy an async worker, and the
-        // synchronous path needs no fiber stacks (no extra pooled memory per slot) and lets
-        // wasmtime-wasi run its host calls inline. The deadline is enforced inside by the epoch.
-        let abandoned = Arc::new(AtomicBool::new(false));
-        let task = {
-            let inner = Arc::clone(&self.inner);
-            let module = Arc::clone(&module.inner);
-            let input = input.to_vec();
-            let abandoned = Arc::clone(&abandoned);
-            let span = tracing::Span::current();
-            tokio::task::spawn_blocking(move || {
-                let _slot = permit;
-                let _span = span.enter();
-                if abandoned.load(Ordering::Relaxed) {
-                    return Err(WasmError::Timeout(budget.deadline));
-                }
-                run::run(&inner.engine, &module, input, &budget)
-            })
+        // The guest runs on this task, on a fiber (`call_async`), and yields at every epoch
+        // tick, so a long guest shares the async worker instead of holding it, and a short one
+        // (the common case) costs no hand-off to another thread. Handing every call to
+        // `spawn_blocking` was a fifth of a small call's CPU (bench/NOTES.md). The deadline is
+        // enforced inside by the epoch callback; the timeout here is only a backstop, and
+        // dropping the future abandons the guest where it stands.
+        let run = run::run(&self.inner.engine, &module.inner, input.to_vec(), &budget);
+        let result = match tokio::time::timeout(time + HOST_GRACE, run).await {
+            Ok(result) => result,
+            Err(_) => Err(WasmError::Timeout(deadline)),
         };
-        let result = match tokio::time::timeout(time + HOST_GRACE, task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(WasmError::Engine(format!(
-                "wasm call panicked or was cancelled: {join}"
-            ))),
-            Err(_) => {
-                // Still queued (blocking pool saturated) or stuck in the host: stop waiting;
-                // a queued task sees the flag and never starts.
-                abandoned.store(true, Ordering::Relaxed);
-                Err(WasmError::Timeout(deadline))
-            }
-        };
+        drop(permit);
         match &result {
             Ok(done) => tracing::debug!(output_bytes = done.output.len(), "wasm call completed"),
             Err(err) => tracing::debug!(error = %err, status = err.status(), "wasm call failed"),
@@ -311,9 +291,11 @@ fn wasmtime_config(cfg: &EngineConfig) -> Config {
         .total_tables(cfg.max_instances)
         .max_memories_per_module(1)
         .max_tables_per_module(1)
-        // Components and fiber stacks are never used (no call_async): no slots for them.
+        // Components are never used; every call runs on a pooled fiber stack (`call_async`).
         .total_component_instances(0)
-        .total_stacks(0)
+        .total_stacks(cfg.max_instances)
+        // Stacks are reused without zeroing (the default); nothing to decommit per call.
+        .async_stack_keep_resident(0)
         .max_memory_size(reservation as usize)
         // Reset the first pages of a slot with memset instead of madvise: most guests touch
         // little memory, and an madvise per call (plus the TLB shootdowns it causes) was the
@@ -329,19 +311,21 @@ fn wasmtime_config(cfg: &EngineConfig) -> Config {
         .memory_reservation_for_growth(0)
         .memory_init_cow(true)
         .epoch_interruption(true)
+        .async_support(true)
         .parallel_compilation(true)
         .cranelift_opt_level(OptLevel::Speed);
     config
 }
 
-/// The WASI preview 1 linker, with `poll_oneoff` replaced: wasmtime-wasi would sleep on the
-/// calling thread, where the epoch cannot interrupt it, so a guest could hold a thread and a
-/// pool slot far past its deadline. Guests get `ENOTSUP` instead and cannot sleep.
+/// The WASI preview 1 linker (async host calls, as every call runs with `call_async`), with
+/// `poll_oneoff` replaced: a sleeping guest runs no wasm, so the epoch cannot interrupt it, and
+/// it would hold a pool slot past its deadline until the host's backstop timeout. Guests get
+/// `ENOTSUP` instead and cannot sleep.
 fn wasi_linker(engine: &Engine) -> Result<Linker<WasiState>, WasmError> {
     let engine_error =
         |err: wasmtime::Error| WasmError::Engine(format!("cannot link WASI: {err:#}"));
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut WasiState| &mut state.wasi)
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut WasiState| &mut state.wasi)
         .map_err(engine_error)?;
     linker.allow_shadowing(true);
     linker

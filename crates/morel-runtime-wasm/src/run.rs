@@ -1,8 +1,10 @@
-//! One call on a fresh instance: runs on a blocking thread, start to finish.
+//! One call on a fresh instance, start to finish. The guest runs on a fiber of the calling
+//! task (`call_async`) and yields to the executor at every epoch tick, so it never holds an
+//! async worker for longer than one tick.
 
 use std::time::Duration;
 
-use wasmtime::{Engine, InstancePre, Store, Trap, WasmBacktrace};
+use wasmtime::{Engine, InstancePre, Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::I32Exit;
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -50,7 +52,7 @@ pub(crate) struct Budget {
 }
 
 /// Runs one call of `module` on a new instance.
-pub(crate) fn run(
+pub(crate) async fn run(
     engine: &Engine,
     module: &ModuleInner,
     input: Vec<u8>,
@@ -60,12 +62,12 @@ pub(crate) fn run(
         return Err(memory_limit(budget));
     }
     match &module.prepared {
-        Prepared::Core(pre) => run_core(engine, pre, &input, budget),
-        Prepared::Wasi(pre) => run_wasi(engine, pre, input, budget),
+        Prepared::Core(pre) => run_core(engine, pre, &input, budget).await,
+        Prepared::Wasi(pre) => run_wasi(engine, pre, input, budget).await,
     }
 }
 
-fn run_core(
+async fn run_core(
     engine: &Engine,
     pre: &InstancePre<CoreState>,
     input: &[u8],
@@ -81,7 +83,8 @@ fn run_core(
     arm_deadline(&mut store, budget.time);
 
     let instance = pre
-        .instantiate(&mut store)
+        .instantiate_async(&mut store)
+        .await
         .map_err(|err| instantiate_error(err, store.data().limits.exceeded(), budget))?;
     // `load` checked these exports and their types, so failures here are engine faults.
     let memory = instance
@@ -99,7 +102,8 @@ fn run_core(
         guest_error(err, store.data().limits.exceeded(), budget, None)
     };
     let ptr = alloc
-        .call(&mut store, len)
+        .call_async(&mut store, len)
+        .await
         .map_err(|err| guest_failed(&store, err))?;
     // Pointers are unsigned offsets; `as u32` reinterprets the i32's bits.
     let at = ptr as u32 as usize;
@@ -110,7 +114,8 @@ fn run_core(
         ))
     })?;
     let packed = handle
-        .call(&mut store, (ptr, len))
+        .call_async(&mut store, (ptr, len))
+        .await
         .map_err(|err| guest_failed(&store, err))? as u64;
 
     // Output location: pointer in the high 32 bits, length in the low 32 bits.
@@ -136,7 +141,7 @@ fn run_core(
     })
 }
 
-fn run_wasi(
+async fn run_wasi(
     engine: &Engine,
     pre: &InstancePre<WasiState>,
     input: Vec<u8>,
@@ -162,12 +167,13 @@ fn run_wasi(
     arm_deadline(&mut store, budget.time);
 
     let instance = pre
-        .instantiate(&mut store)
+        .instantiate_async(&mut store)
+        .await
         .map_err(|err| instantiate_error(err, store.data().limits.exceeded(), budget))?;
     let start = instance
         .get_typed_func::<(), ()>(&mut store, "_start")
         .map_err(|err| WasmError::Engine(format!("{err:#}")))?;
-    let result = start.call(&mut store, ());
+    let result = start.call_async(&mut store, ()).await;
 
     if stdout.overflowed() {
         return Err(too_large());
@@ -187,12 +193,18 @@ fn run_wasi(
     })
 }
 
-/// Makes the store trap once `time` has passed: a whole number of epoch ticks, rounded up,
-/// plus one because the current tick is already partly over.
+/// At every epoch tick the guest yields to the executor (other tasks on this worker run), and
+/// traps with [`Trap::Interrupt`] at the first tick past `time`: at most one [`EPOCH_TICK`] late.
 fn arm_deadline<T>(store: &mut Store<T>, time: Duration) {
-    let ticks = time.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
-    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1));
-    store.epoch_deadline_trap();
+    let end = std::time::Instant::now() + time;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if std::time::Instant::now() >= end {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
 }
 
 /// Classifies an error raised while the guest ran.

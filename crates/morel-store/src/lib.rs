@@ -183,6 +183,23 @@ pub trait Store: Send + Sync + 'static {
         output: Option<&str>,
         error: Option<&str>,
     ) -> Result<()>;
+    /// Inserts a `QUEUED` execution and sends its job `message` to `queue` in one transaction,
+    /// so that a job is never queued without its execution nor the other way round. Returns
+    /// the message id.
+    async fn enqueue_execution(
+        &self,
+        row: &ExecutionRow,
+        queue: &str,
+        message: &serde_json::Value,
+    ) -> Result<i64>;
+    /// `finish_execution` and `queue_delete` of the job's message in one transaction.
+    async fn finish_job(
+        &self,
+        id: &str,
+        outcome: JobOutcome<'_>,
+        queue: &str,
+        msg_id: i64,
+    ) -> Result<()>;
     async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>>;
     /// `QUEUED → RUNNING`; false when the execution was cancelled or already ran.
     async fn start_execution(&self, id: &str) -> Result<bool>;

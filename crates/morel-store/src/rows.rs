@@ -262,6 +262,15 @@ pub struct ExecutionRow {
     pub completed_at: Option<i64>,
 }
 
+/// How an execution ended, as recorded by `finish_execution` and `finish_job`.
+#[derive(Clone, Copy, Debug)]
+pub struct JobOutcome<'a> {
+    pub status: ExecutionStatus,
+    /// JSON text, when completed.
+    pub output: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
 /// An app's budget (seed 004 SetBudget) and scale (PublishPlan's min/max), one row per app.
 /// `None` means "not set". CPU is kept in thousandths of a core so the column stays an integer.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -117,7 +117,7 @@ enum Cmd {
         /// The admin token (for `GET /api/executions/{id}`).
         #[arg(long)]
         token: String,
-        /// The reference's store: `sqlite:PATH`.
+        /// The reference's store: `sqlite:PATH` or a `postgres://` URL (the database the server uses).
         #[arg(long)]
         store: String,
         #[arg(long, default_value_t = 200)]

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{PgExecutor, PgPool, Row};
 
 use crate::error::Ctx;
 use crate::{QueueMessage, Result, StoreError};
@@ -96,10 +96,19 @@ fn from_row(r: &PgRow) -> Result<QueueMessage> {
 
 pub async fn send(queues: &Queues, queue: &str, message: &serde_json::Value) -> Result<i64> {
     queues.ensure(queue).await?;
+    send_on(&queues.pool, queue, message).await
+}
+
+/// `send` on a connection or transaction, for a queue already [`Queues::ensure`]d.
+pub(crate) async fn send_on<'e>(
+    ex: impl PgExecutor<'e>,
+    queue: &str,
+    message: &serde_json::Value,
+) -> Result<i64> {
     sqlx::query_scalar("SELECT * FROM pgmq.send($1, $2::jsonb)")
         .bind(queue)
         .bind(message.to_string())
-        .fetch_one(&queues.pool)
+        .fetch_one(ex)
         .await
         .ctx("queue send")
 }
@@ -132,10 +141,15 @@ pub async fn read(queues: &Queues, queue: &str, vt_ms: i64, qty: i64) -> Result<
 
 pub async fn delete(queues: &Queues, queue: &str, msg_id: i64) -> Result<bool> {
     queues.ensure(queue).await?;
+    delete_on(&queues.pool, queue, msg_id).await
+}
+
+/// `delete` on a connection or transaction, for a queue already [`Queues::ensure`]d.
+pub(crate) async fn delete_on<'e>(ex: impl PgExecutor<'e>, queue: &str, msg_id: i64) -> Result<bool> {
     sqlx::query_scalar("SELECT pgmq.delete($1, $2)")
         .bind(queue)
         .bind(msg_id)
-        .fetch_one(&queues.pool)
+        .fetch_one(ex)
         .await
         .ctx("queue delete")
 }

@@ -1,12 +1,12 @@
 //! Seed 001's tables on PostgreSQL: compiled functions and their executions.
 
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{PgExecutor, PgPool, Row};
 
 use super::queues::Queues;
 use crate::error::Ctx;
 use crate::{
-    CompileOutcome, ExecutionRow, ExecutionStatus, Result, StoreError, WasmFunctionRow,
+    CompileOutcome, ExecutionRow, ExecutionStatus, JobOutcome, Result, StoreError, WasmFunctionRow,
     WasmFunctionStatus,
 };
 
@@ -143,7 +143,7 @@ fn execution_from_row(r: &PgRow) -> Result<ExecutionRow> {
     })
 }
 
-pub async fn insert_execution(pool: &PgPool, row: &ExecutionRow) -> Result<()> {
+pub async fn insert_execution<'e>(ex: impl PgExecutor<'e>, row: &ExecutionRow) -> Result<()> {
     sqlx::query("INSERT INTO executions (id, function_id, status, input, output, error, started_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         .bind(&row.id)
         .bind(&row.function_id)
@@ -153,14 +153,45 @@ pub async fn insert_execution(pool: &PgPool, row: &ExecutionRow) -> Result<()> {
         .bind(&row.error)
         .bind(row.started_at)
         .bind(row.completed_at)
-        .execute(pool)
+        .execute(ex)
         .await
         .ctx("insert execution")?;
     Ok(())
 }
 
-pub async fn finish_execution(
-    pool: &PgPool,
+/// Inserts a queued execution and sends its job message in one transaction.
+pub async fn enqueue_execution(
+    queues: &Queues,
+    row: &ExecutionRow,
+    queue: &str,
+    message: &serde_json::Value,
+) -> Result<i64> {
+    queues.ensure(queue).await?;
+    let mut tx = queues.pool().begin().await.ctx("begin enqueue")?;
+    insert_execution(&mut *tx, row).await?;
+    let msg_id = super::queues::send_on(&mut *tx, queue, message).await?;
+    tx.commit().await.ctx("commit enqueue")?;
+    Ok(msg_id)
+}
+
+/// Records a job's outcome and deletes its message in one transaction.
+pub async fn finish_job(
+    queues: &Queues,
+    id: &str,
+    outcome: JobOutcome<'_>,
+    queue: &str,
+    msg_id: i64,
+) -> Result<()> {
+    queues.ensure(queue).await?;
+    let mut tx = queues.pool().begin().await.ctx("begin finish job")?;
+    finish_execution(&mut *tx, id, outcome.status, outcome.output, outcome.error).await?;
+    super::queues::delete_on(&mut *tx, queue, msg_id).await?;
+    tx.commit().await.ctx("commit finish job")?;
+    Ok(())
+}
+
+pub async fn finish_execution<'e>(
+    ex: impl PgExecutor<'e>,
     id: &str,
     status: ExecutionStatus,
     output: Option<&str>,
@@ -174,7 +205,7 @@ pub async fn finish_execution(
     .bind(error)
     .bind(morel_core::time::now_ms())
     .bind(id)
-    .execute(pool)
+    .execute(ex)
     .await
     .ctx("finish execution")?;
     Ok(())

@@ -299,6 +299,23 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         wasm::finish_execution(&self.pool, id, status, output, error).await
     }
+    async fn enqueue_execution(
+        &self,
+        row: &ExecutionRow,
+        queue: &str,
+        message: &serde_json::Value,
+    ) -> Result<i64> {
+        wasm::enqueue_execution(&self.pool, row, queue, message).await
+    }
+    async fn finish_job(
+        &self,
+        id: &str,
+        outcome: JobOutcome<'_>,
+        queue: &str,
+        msg_id: i64,
+    ) -> Result<()> {
+        wasm::finish_job(&self.pool, id, outcome, queue, msg_id).await
+    }
     async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
         wasm::get_execution(&self.pool, id).await
     }

@@ -1,11 +1,11 @@
 //! Seed 001's tables: compiled functions and their executions.
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteExecutor, SqlitePool};
 
 use crate::error::Ctx;
 use crate::{
-    CompileOutcome, ExecutionRow, ExecutionStatus, Result, StoreError, WasmFunctionRow,
+    CompileOutcome, ExecutionRow, ExecutionStatus, JobOutcome, Result, StoreError, WasmFunctionRow,
     WasmFunctionStatus,
 };
 
@@ -140,7 +140,7 @@ fn execution_from_row(r: &SqliteRow) -> Result<ExecutionRow> {
     })
 }
 
-pub async fn insert_execution(pool: &SqlitePool, row: &ExecutionRow) -> Result<()> {
+pub async fn insert_execution<'e>(ex: impl SqliteExecutor<'e>, row: &ExecutionRow) -> Result<()> {
     sqlx::query("INSERT INTO executions (id, function_id, status, input, output, error, started_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(&row.id)
         .bind(&row.function_id)
@@ -150,14 +150,43 @@ pub async fn insert_execution(pool: &SqlitePool, row: &ExecutionRow) -> Result<(
         .bind(&row.error)
         .bind(row.started_at)
         .bind(row.completed_at)
-        .execute(pool)
+        .execute(ex)
         .await
         .ctx("insert execution")?;
     Ok(())
 }
 
-pub async fn finish_execution(
+/// Inserts a queued execution and sends its job message in one transaction.
+pub async fn enqueue_execution(
     pool: &SqlitePool,
+    row: &ExecutionRow,
+    queue: &str,
+    message: &serde_json::Value,
+) -> Result<i64> {
+    let mut tx = pool.begin().await.ctx("begin enqueue")?;
+    insert_execution(&mut *tx, row).await?;
+    let msg_id = super::queues::send(&mut *tx, queue, message).await?;
+    tx.commit().await.ctx("commit enqueue")?;
+    Ok(msg_id)
+}
+
+/// Records a job's outcome and deletes its message in one transaction.
+pub async fn finish_job(
+    pool: &SqlitePool,
+    id: &str,
+    outcome: JobOutcome<'_>,
+    queue: &str,
+    msg_id: i64,
+) -> Result<()> {
+    let mut tx = pool.begin().await.ctx("begin finish job")?;
+    finish_execution(&mut *tx, id, outcome.status, outcome.output, outcome.error).await?;
+    super::queues::delete(&mut *tx, queue, msg_id).await?;
+    tx.commit().await.ctx("commit finish job")?;
+    Ok(())
+}
+
+pub async fn finish_execution<'e>(
+    ex: impl SqliteExecutor<'e>,
     id: &str,
     status: ExecutionStatus,
     output: Option<&str>,
@@ -171,7 +200,7 @@ pub async fn finish_execution(
     .bind(error)
     .bind(morel_core::time::now_ms())
     .bind(id)
-    .execute(pool)
+    .execute(ex)
     .await
     .ctx("finish execution")?;
     Ok(())

@@ -11,6 +11,7 @@ for_each_backend!(
     read_hides_for_the_visibility_timeout_and_counts_reads,
     compile_results_apply_once,
     concurrent_readers_never_get_the_same_message,
+    a_job_is_queued_and_finished_with_its_execution,
 );
 
 async fn read_hides_for_the_visibility_timeout_and_counts_reads(store: Arc<dyn Store>) {
@@ -194,4 +195,66 @@ async fn concurrent_readers_never_get_the_same_message(store: Arc<dyn Store>) {
     }
     all.sort();
     assert_eq!(all, sent, "every message read exactly once while hidden");
+}
+
+async fn a_job_is_queued_and_finished_with_its_execution(store: Arc<dyn Store>) {
+    let row = |id: &str| ExecutionRow {
+        id: id.into(),
+        function_id: "default/app/add".into(),
+        status: ExecutionStatus::Queued,
+        input: "[1,2]".into(),
+        output: None,
+        error: None,
+        started_at: morel_core::time::now_ms(),
+        completed_at: None,
+    };
+    let msg = store
+        .enqueue_execution(&row("j1"), "jobs", &json!({"execution_id": "j1"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_execution("j1").await.unwrap().unwrap().status,
+        ExecutionStatus::Queued
+    );
+    let read = store.queue_read("jobs", 60_000, 10).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        (read[0].msg_id, &read[0].message),
+        (msg, &json!({"execution_id": "j1"}))
+    );
+    // A duplicate id fails the whole transaction: no message is left without its execution.
+    assert!(
+        store
+            .enqueue_execution(&row("j1"), "jobs", &json!({"execution_id": "dup"}))
+            .await
+            .is_err()
+    );
+    assert_eq!(store.queue_depth("jobs").await.unwrap().0, 1);
+
+    assert!(store.start_execution("j1").await.unwrap());
+    let done = JobOutcome {
+        status: ExecutionStatus::Completed,
+        output: Some("3"),
+        error: None,
+    };
+    store.finish_job("j1", done, "jobs", msg).await.unwrap();
+    let got = store.get_execution("j1").await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.output.as_deref()),
+        (ExecutionStatus::Completed, Some("3"))
+    );
+    assert_eq!(store.queue_depth("jobs").await.unwrap().0, 0, "message deleted");
+
+    // A cancelled job's late result is discarded, and its message still goes.
+    let msg2 = store
+        .enqueue_execution(&row("j2"), "jobs", &json!({"execution_id": "j2"}))
+        .await
+        .unwrap();
+    assert!(store.cancel_execution("j2").await.unwrap());
+    store.finish_job("j2", done, "jobs", msg2).await.unwrap();
+    assert_eq!(
+        store.get_execution("j2").await.unwrap().unwrap().status,
+        ExecutionStatus::Cancelled
+    );
+    assert_eq!(store.queue_depth("jobs").await.unwrap().0, 0);
 }
