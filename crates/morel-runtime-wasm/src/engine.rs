@@ -311,7 +311,6 @@ fn wasmtime_config(cfg: &EngineConfig) -> Config {
         .memory_reservation_for_growth(0)
         .memory_init_cow(true)
         .epoch_interruption(true)
-        .async_support(true)
         .parallel_compilation(true)
         .cranelift_opt_level(OptLevel::Speed);
     config

@@ -10,7 +10,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
-use crate::config::{EPOCH_TICK, MAX_OUTPUT_BYTES, MAX_STDERR_BYTES};
+use crate::config::{MAX_OUTPUT_BYTES, MAX_STDERR_BYTES};
 use crate::limits::GuestLimits;
 use crate::module::{ModuleInner, Prepared};
 use crate::stdio::Capture;
@@ -194,7 +194,7 @@ async fn run_wasi(
 }
 
 /// At every epoch tick the guest yields to the executor (other tasks on this worker run), and
-/// traps with [`Trap::Interrupt`] at the first tick past `time`: at most one [`EPOCH_TICK`] late.
+/// traps with [`Trap::Interrupt`] at the first tick past `time`: at most one [`crate::config::EPOCH_TICK`] late.
 fn arm_deadline<T>(store: &mut Store<T>, time: Duration) {
     let end = std::time::Instant::now() + time;
     store.set_epoch_deadline(1);

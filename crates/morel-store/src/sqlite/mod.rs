@@ -32,7 +32,13 @@ use crate::{AppKey, Result, Store, StoreError};
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
+    /// Reads (several connections; WAL lets them run beside a write).
     pool: SqlitePool,
+    /// Writes, on one connection: SQLite runs one writer at a time anyway, and writers that
+    /// meet on the database lock wait in SQLite's busy handler, which sleeps whole
+    /// milliseconds. Queued here they wait on the pool instead, and are woken the moment
+    /// the connection is free (bench/NOTES.md, async jobs).
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -45,7 +51,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        Self::connect(opts, 4).await
+        let writer = Self::pool(opts.clone(), 1).await?;
+        let pool = Self::pool(opts, 4).await?;
+        Self::with_pools(pool, writer).await
     }
 
     /// A private in-memory database, for tests.
@@ -53,27 +61,31 @@ impl SqliteStore {
         let opts =
             SqliteConnectOptions::from_str("sqlite::memory:").ctx("open in-memory database")?;
         // One connection: every connection to :memory: would be its own database.
-        Self::connect(opts, 1).await
+        let pool = Self::pool(opts, 1).await?;
+        Self::with_pools(pool.clone(), pool).await
     }
 
-    async fn connect(opts: SqliteConnectOptions, max: u32) -> Result<Self> {
-        let pool = SqlitePoolOptions::new()
+    async fn pool(opts: SqliteConnectOptions, max: u32) -> Result<SqlitePool> {
+        SqlitePoolOptions::new()
             .max_connections(max)
             .connect_with(opts)
             .await
-            .ctx("open database")?;
-        let store = SqliteStore { pool };
+            .ctx("open database")
+    }
+
+    async fn with_pools(pool: SqlitePool, writer: SqlitePool) -> Result<Self> {
+        let store = SqliteStore { pool, writer };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<()> {
         sqlx::query("CREATE TABLE IF NOT EXISTS morel_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .ctx("create migrations table")?;
         let applied: Vec<i64> = sqlx::query("SELECT version FROM morel_migrations")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .ctx("read migrations")?
             .iter()
@@ -83,7 +95,7 @@ impl SqliteStore {
             if applied.contains(version) {
                 continue;
             }
-            let mut tx = self.pool.begin().await.ctx("begin migration")?;
+            let mut tx = self.writer.begin().await.ctx("begin migration")?;
             sqlx::raw_sql(sql)
                 .execute(&mut *tx)
                 .await
@@ -137,7 +149,7 @@ pub(crate) fn app_key(row: &sqlx::sqlite::SqliteRow) -> Result<AppKey> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ensure_app(&self, app: &AppKey) -> Result<AppRow> {
-        apps::ensure(&self.pool, app).await
+        apps::ensure(&self.writer, app).await
     }
     async fn get_app(&self, app: &AppKey) -> Result<Option<AppRow>> {
         apps::get(&self.pool, app).await
@@ -146,10 +158,10 @@ impl Store for SqliteStore {
         apps::list(&self.pool).await
     }
     async fn delete_app(&self, app: &AppKey) -> Result<bool> {
-        apps::delete(&self.pool, app).await
+        apps::delete(&self.writer, app).await
     }
     async fn set_active_release(&self, app: &AppKey, number: Option<i64>) -> Result<()> {
-        apps::set_active(&self.pool, app, number).await
+        apps::set_active(&self.writer, app, number).await
     }
     async fn create_release(
         &self,
@@ -159,7 +171,7 @@ impl Store for SqliteStore {
         manifest_json: &str,
         config_json: &str,
     ) -> Result<ReleaseRow> {
-        releases::create(&self.pool, app, env, digest, manifest_json, config_json).await
+        releases::create(&self.writer, app, env, digest, manifest_json, config_json).await
     }
     async fn get_release(&self, app: &AppKey, number: i64) -> Result<Option<ReleaseRow>> {
         releases::get(&self.pool, app, number).await
@@ -174,16 +186,16 @@ impl Store for SqliteStore {
         status: ReleaseStatus,
         error: Option<&str>,
     ) -> Result<()> {
-        releases::set_status(&self.pool, app, number, status, error).await
+        releases::set_status(&self.writer, app, number, status, error).await
     }
     async fn upsert_resource(&self, row: &ResourceRow) -> Result<()> {
-        resources::upsert(&self.pool, row).await
+        resources::upsert(&self.writer, row).await
     }
     async fn list_resources(&self, app: &AppKey) -> Result<Vec<ResourceRow>> {
         resources::list(&self.pool, app).await
     }
     async fn delete_resource(&self, app: &AppKey, resource: &str) -> Result<()> {
-        resources::delete(&self.pool, app, resource).await
+        resources::delete(&self.writer, app, resource).await
     }
     async fn replace_functions(
         &self,
@@ -191,22 +203,22 @@ impl Store for SqliteStore {
         resource: &str,
         functions: &[FunctionRow],
     ) -> Result<()> {
-        resources::replace_functions(&self.pool, app, resource, functions).await
+        resources::replace_functions(&self.writer, app, resource, functions).await
     }
     async fn list_functions(&self, app: &AppKey) -> Result<Vec<FunctionRow>> {
         resources::list_functions(&self.pool, app).await
     }
     async fn upsert_instance(&self, row: &InstanceRow) -> Result<()> {
-        instances::upsert(&self.pool, row).await
+        instances::upsert(&self.writer, row).await
     }
     async fn list_instances(&self, app: Option<&AppKey>) -> Result<Vec<InstanceRow>> {
         instances::list(&self.pool, app).await
     }
     async fn delete_instance(&self, id: InstanceId) -> Result<()> {
-        instances::delete(&self.pool, id).await
+        instances::delete(&self.writer, id).await
     }
     async fn append_logs(&self, lines: &[NewLogLine]) -> Result<()> {
-        logs::append(&self.pool, lines).await
+        logs::append(&self.writer, lines).await
     }
     async fn read_logs(
         &self,
@@ -218,43 +230,43 @@ impl Store for SqliteStore {
         logs::read(&self.pool, app, after_id, since_ms, limit).await
     }
     async fn prune_logs(&self, app: &AppKey, keep: i64, min_ts: i64) -> Result<u64> {
-        logs::prune(&self.pool, app, keep, min_ts).await
+        logs::prune(&self.writer, app, keep, min_ts).await
     }
     async fn put_blob(&self, row: &BlobRow) -> Result<()> {
-        blobs::put_blob(&self.pool, row).await
+        blobs::put_blob(&self.writer, row).await
     }
     async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRow>> {
         blobs::get_blob(&self.pool, digest).await
     }
     async fn trust_key(&self, row: &KeyRow) -> Result<()> {
-        blobs::trust_key(&self.pool, row).await
+        blobs::trust_key(&self.writer, row).await
     }
     async fn list_keys(&self) -> Result<Vec<KeyRow>> {
         blobs::list_keys(&self.pool).await
     }
     async fn remove_key(&self, key_id: &str) -> Result<bool> {
-        blobs::remove_key(&self.pool, key_id).await
+        blobs::remove_key(&self.writer, key_id).await
     }
     async fn put_package(&self, row: &PackageRow) -> Result<()> {
-        blobs::put_package(&self.pool, row).await
+        blobs::put_package(&self.writer, row).await
     }
     async fn get_package(&self, app: &AppKey) -> Result<Option<PackageRow>> {
         blobs::get_package(&self.pool, app).await
     }
     async fn delete_package(&self, app: &AppKey) -> Result<()> {
-        blobs::delete_package(&self.pool, app).await
+        blobs::delete_package(&self.writer, app).await
     }
     async fn queue_send(&self, queue: &str, message: &serde_json::Value) -> Result<i64> {
-        queues::send(&self.pool, queue, message).await
+        queues::send(&self.writer, queue, message).await
     }
     async fn queue_read(&self, queue: &str, vt_ms: i64, qty: i64) -> Result<Vec<QueueMessage>> {
-        queues::read(&self.pool, queue, vt_ms, qty).await
+        queues::read(&self.writer, queue, vt_ms, qty).await
     }
     async fn queue_delete(&self, queue: &str, msg_id: i64) -> Result<bool> {
-        queues::delete(&self.pool, queue, msg_id).await
+        queues::delete(&self.writer, queue, msg_id).await
     }
     async fn queue_archive(&self, queue: &str, msg_id: i64, dead: bool) -> Result<bool> {
-        queues::archive(&self.pool, queue, msg_id, dead).await
+        queues::archive(&self.writer, queue, msg_id, dead).await
     }
     async fn queue_depth(&self, queue: &str) -> Result<(i64, i64)> {
         queues::depth(&self.pool, queue).await
@@ -263,7 +275,7 @@ impl Store for SqliteStore {
         queues::archived(&self.pool, queue).await
     }
     async fn insert_wasm_function(&self, row: &WasmFunctionRow) -> Result<()> {
-        wasm::insert_function(&self.pool, row).await
+        wasm::insert_function(&self.writer, row).await
     }
     async fn get_wasm_function(
         &self,
@@ -276,7 +288,7 @@ impl Store for SqliteStore {
         wasm::list_functions(&self.pool).await
     }
     async fn set_wasm_function_status(&self, id: &str, status: WasmFunctionStatus) -> Result<()> {
-        wasm::set_status(&self.pool, id, status).await
+        wasm::set_status(&self.writer, id, status).await
     }
     async fn apply_compile_result(
         &self,
@@ -285,10 +297,10 @@ impl Store for SqliteStore {
         queue: &str,
         msg_id: i64,
     ) -> Result<bool> {
-        wasm::apply_compile_result(&self.pool, id, outcome, queue, msg_id).await
+        wasm::apply_compile_result(&self.writer, id, outcome, queue, msg_id).await
     }
     async fn insert_execution(&self, row: &ExecutionRow) -> Result<()> {
-        wasm::insert_execution(&self.pool, row).await
+        wasm::insert_execution(&self.writer, row).await
     }
     async fn finish_execution(
         &self,
@@ -297,7 +309,7 @@ impl Store for SqliteStore {
         output: Option<&str>,
         error: Option<&str>,
     ) -> Result<()> {
-        wasm::finish_execution(&self.pool, id, status, output, error).await
+        wasm::finish_execution(&self.writer, id, status, output, error).await
     }
     async fn enqueue_execution(
         &self,
@@ -305,7 +317,7 @@ impl Store for SqliteStore {
         queue: &str,
         message: &serde_json::Value,
     ) -> Result<i64> {
-        wasm::enqueue_execution(&self.pool, row, queue, message).await
+        wasm::enqueue_execution(&self.writer, row, queue, message).await
     }
     async fn finish_job(
         &self,
@@ -314,17 +326,17 @@ impl Store for SqliteStore {
         queue: &str,
         msg_id: i64,
     ) -> Result<()> {
-        wasm::finish_job(&self.pool, id, outcome, queue, msg_id).await
+        wasm::finish_job(&self.writer, id, outcome, queue, msg_id).await
     }
     async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
         wasm::get_execution(&self.pool, id).await
     }
     async fn start_execution(&self, id: &str) -> Result<bool> {
-        wasm::transition_execution(&self.pool, id, &["QUEUED"], ExecutionStatus::Running).await
+        wasm::transition_execution(&self.writer, id, &["QUEUED"], ExecutionStatus::Running).await
     }
     async fn cancel_execution(&self, id: &str) -> Result<bool> {
         wasm::transition_execution(
-            &self.pool,
+            &self.writer,
             id,
             &["QUEUED", "RUNNING"],
             ExecutionStatus::Cancelled,
@@ -340,15 +352,15 @@ impl Store for SqliteStore {
     }
 
     async fn put_budget(&self, row: &BudgetRow) -> Result<()> {
-        budgets::put(&self.pool, row).await
+        budgets::put(&self.writer, row).await
     }
 
     async fn delete_budget(&self, app: &AppKey) -> Result<()> {
-        budgets::delete(&self.pool, app).await
+        budgets::delete(&self.writer, app).await
     }
 
     async fn upsert_environment(&self, row: &EnvironmentRow) -> Result<()> {
-        environments::upsert_environment(&self.pool, row).await
+        environments::upsert_environment(&self.writer, row).await
     }
     async fn get_environment(&self, app: &AppKey, name: &str) -> Result<Option<EnvironmentRow>> {
         environments::get_environment(&self.pool, app, name).await
@@ -357,55 +369,55 @@ impl Store for SqliteStore {
         environments::list_environments(&self.pool, app).await
     }
     async fn delete_environment(&self, app: &AppKey, name: &str) -> Result<bool> {
-        environments::delete_environment(&self.pool, app, name).await
+        environments::delete_environment(&self.writer, app, name).await
     }
     async fn create_deploy(&self, row: &DeployRow) -> Result<()> {
-        environments::create_deploy(&self.pool, row).await
+        environments::create_deploy(&self.writer, row).await
     }
     async fn get_deploy(&self, id: &str) -> Result<Option<DeployRow>> {
         environments::get_deploy(&self.pool, id).await
     }
     async fn update_deploy(&self, row: &DeployRow) -> Result<()> {
-        environments::update_deploy(&self.pool, row).await
+        environments::update_deploy(&self.writer, row).await
     }
     async fn record_deploy_step(&self, deploy_id: &str, step: &str, detail: &str) -> Result<bool> {
-        environments::record_deploy_step(&self.pool, deploy_id, step, detail).await
+        environments::record_deploy_step(&self.writer, deploy_id, step, detail).await
     }
     async fn list_deploy_steps(&self, deploy_id: &str) -> Result<Vec<DeployStepRow>> {
         environments::list_deploy_steps(&self.pool, deploy_id).await
     }
     async fn put_secret(&self, row: &SecretRow) -> Result<()> {
-        environments::put_secret(&self.pool, row).await
+        environments::put_secret(&self.writer, row).await
     }
     async fn list_secrets(&self, app: &AppKey, env: &str) -> Result<Vec<SecretRow>> {
         environments::list_secrets(&self.pool, app, env).await
     }
     async fn delete_secret(&self, app: &AppKey, env: &str, name: &str) -> Result<bool> {
-        environments::delete_secret(&self.pool, app, env, name).await
+        environments::delete_secret(&self.writer, app, env, name).await
     }
     async fn put_certificate(&self, row: &CertificateRow) -> Result<()> {
-        environments::put_certificate(&self.pool, row).await
+        environments::put_certificate(&self.writer, row).await
     }
     async fn list_certificates(&self) -> Result<Vec<CertificateRow>> {
         environments::list_certificates(&self.pool).await
     }
     async fn queue_set_vt(&self, queue: &str, msg_id: i64, vt_ms: i64) -> Result<bool> {
-        environments::queue_set_vt(&self.pool, queue, msg_id, vt_ms).await
+        environments::queue_set_vt(&self.writer, queue, msg_id, vt_ms).await
     }
     async fn register_node(&self, row: &NodeRow) -> Result<()> {
-        nodes::register(&self.pool, row).await
+        nodes::register(&self.writer, row).await
     }
     async fn heartbeat_node(&self, id: &str, now_ms: i64) -> Result<bool> {
-        nodes::heartbeat(&self.pool, id, now_ms).await
+        nodes::heartbeat(&self.writer, id, now_ms).await
     }
     async fn list_nodes(&self) -> Result<Vec<NodeRow>> {
         nodes::list(&self.pool).await
     }
     async fn mark_lost_nodes(&self, before_ms: i64) -> Result<Vec<String>> {
-        nodes::mark_lost(&self.pool, before_ms).await
+        nodes::mark_lost(&self.writer, before_ms).await
     }
     async fn insert_placement(&self, row: &crate::PlacementRow) -> Result<()> {
-        placements::insert(&self.pool, row).await
+        placements::insert(&self.writer, row).await
     }
     async fn list_placements(&self, node: Option<&str>) -> Result<Vec<crate::PlacementRow>> {
         placements::list(&self.pool, node).await
@@ -418,10 +430,10 @@ impl Store for SqliteStore {
         endpoint: Option<&str>,
         error: Option<&str>,
     ) -> Result<bool> {
-        placements::report(&self.pool, id, node, state, endpoint, error).await
+        placements::report(&self.writer, id, node, state, endpoint, error).await
     }
     async fn delete_placement(&self, id: &str) -> Result<()> {
-        placements::delete(&self.pool, id).await
+        placements::delete(&self.writer, id).await
     }
     async fn try_lead(&self, role: &str) -> Result<Option<crate::Lease>> {
         Ok(Some(crate::Lease::local(role)))

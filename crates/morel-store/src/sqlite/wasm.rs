@@ -1,7 +1,8 @@
 //! Seed 001's tables: compiled functions and their executions.
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteExecutor, SqlitePool};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, Row, SqliteExecutor, SqlitePool};
 
 use crate::error::Ctx;
 use crate::{
@@ -163,11 +164,36 @@ pub async fn enqueue_execution(
     queue: &str,
     message: &serde_json::Value,
 ) -> Result<i64> {
-    let mut tx = pool.begin().await.ctx("begin enqueue")?;
-    insert_execution(&mut *tx, row).await?;
-    let msg_id = super::queues::send(&mut *tx, queue, message).await?;
-    tx.commit().await.ctx("commit enqueue")?;
-    Ok(msg_id)
+    let now = morel_core::time::now_ms();
+    let mut args = Args::default();
+    args.text(&row.id)
+        .text(&row.function_id)
+        .text(row.status.as_str())
+        .text(&row.input)
+        .opt_text(row.output.as_deref())
+        .opt_text(row.error.as_deref())
+        .int(row.started_at)
+        .opt_int(row.completed_at)
+        .text(queue)
+        .int(now)
+        .int(now)
+        .text(&message.to_string());
+    let rows = atomically(
+        pool,
+        "BEGIN IMMEDIATE; \
+         INSERT INTO executions (id, function_id, status, input, output, error, started_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?); \
+         INSERT INTO queue_messages (queue, read_ct, enqueued_at, vt, message) VALUES (?, 0, ?, ?, ?) RETURNING msg_id; \
+         COMMIT;",
+        args,
+        "enqueue execution",
+    )
+    .await?;
+    rows.first()
+        .map(|r| r.get::<i64, _>("msg_id"))
+        .ok_or_else(|| StoreError::Corrupt {
+            column: "queue_messages.msg_id",
+            message: "the insert returned no id".into(),
+        })
 }
 
 /// Records a job's outcome and deletes its message in one transaction.
@@ -178,11 +204,82 @@ pub async fn finish_job(
     queue: &str,
     msg_id: i64,
 ) -> Result<()> {
-    let mut tx = pool.begin().await.ctx("begin finish job")?;
-    finish_execution(&mut *tx, id, outcome.status, outcome.output, outcome.error).await?;
-    super::queues::delete(&mut *tx, queue, msg_id).await?;
-    tx.commit().await.ctx("commit finish job")?;
+    let mut args = Args::default();
+    args.text(outcome.status.as_str())
+        .opt_text(outcome.output)
+        .opt_text(outcome.error)
+        .int(morel_core::time::now_ms())
+        .text(id)
+        .text(queue)
+        .int(msg_id);
+    atomically(
+        pool,
+        "BEGIN IMMEDIATE; \
+         UPDATE executions SET status = ?, output = ?, error = ?, completed_at = ? WHERE id = ? AND status IN ('QUEUED', 'RUNNING'); \
+         DELETE FROM queue_messages WHERE queue = ? AND msg_id = ?; \
+         COMMIT;",
+        args,
+        "finish job",
+    )
+    .await?;
     Ok(())
+}
+
+/// Owned parameters for [`atomically`], bound to the `?`s of all its statements in order.
+#[derive(Default)]
+struct Args(SqliteArguments<'static>);
+
+impl Args {
+    fn push<T>(&mut self, value: T) -> &mut Self
+    where
+        T: sqlx::Encode<'static, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + 'static,
+    {
+        // Encoding a string or an integer for SQLite cannot fail.
+        let _ = self.0.add(value);
+        self
+    }
+    fn text(&mut self, v: &str) -> &mut Self {
+        self.push(v.to_owned())
+    }
+    fn opt_text(&mut self, v: Option<&str>) -> &mut Self {
+        self.push(v.map(str::to_owned))
+    }
+    fn int(&mut self, v: i64) -> &mut Self {
+        self.push(v)
+    }
+    fn opt_int(&mut self, v: Option<i64>) -> &mut Self {
+        self.push(v)
+    }
+}
+
+/// Runs `sql`, several statements from `BEGIN IMMEDIATE` to `COMMIT`, in a single round trip to
+/// the connection's thread; a sqlx transaction would cost one more each for `BEGIN` and
+/// `COMMIT`, on the one writer connection every write queues for. A failed statement rolls
+/// the transaction back. It runs on a task of its own, so a caller that goes away (a client
+/// hanging up) cannot stop it halfway with the transaction still open. Returns the rows the
+/// statements returned.
+async fn atomically(
+    pool: &SqlitePool,
+    sql: &'static str,
+    args: Args,
+    what: &'static str,
+) -> Result<Vec<SqliteRow>> {
+    let pool = pool.clone();
+    let task = tokio::spawn(async move {
+        let mut conn = pool.acquire().await.ctx(what)?;
+        match sqlx::query_with(sql, args.0).fetch_all(&mut *conn).await {
+            Ok(rows) => Ok(rows),
+            Err(e) => {
+                // Nothing to undo when BEGIN itself failed; the error then is the first one.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e).ctx(what)
+            }
+        }
+    });
+    task.await.map_err(|_| StoreError::Database {
+        op: what,
+        source: sqlx::Error::WorkerCrashed,
+    })?
 }
 
 pub async fn finish_execution<'e>(
