@@ -41,6 +41,8 @@ pub struct Deployer {
     /// A fingerprint of the secrets each (host) app's running pools were started with;
     /// written by rollouts, so a secret change restarts even "unchanged" resources.
     pub(crate) secret_fps: Mutex<HashMap<AppKey, Digest>>,
+    /// Writes async jobs' enqueues and outcomes with group commit.
+    pub jobs: crate::jobs::JobWriter,
 }
 
 impl Deployer {
@@ -54,6 +56,7 @@ impl Deployer {
         server_key: SigningKey,
     ) -> Arc<Self> {
         Arc::new(Deployer {
+            jobs: crate::jobs::JobWriter::new(store.clone()),
             store,
             agent,
             routes,

@@ -4,7 +4,9 @@
 //! after its visibility timeout; completion is idempotent (a finished or cancelled execution
 //! is not run again), and a job read more than [`MAX_JOB_READS`] times is archived as dead.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Json;
@@ -12,9 +14,10 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use morel_store::{ExecutionRow, ExecutionStatus, JobOutcome};
+use morel_store::{ExecutionRow, ExecutionStatus, FinishedJob, NewJob, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::ApiError;
 use crate::api::AppState;
@@ -112,6 +115,7 @@ pub async fn run(
         started_at: morel_core::time::now_ms(),
         completed_at: None,
     };
+    let id = row.id.clone();
     let job = Job {
         execution_id: row.id.clone(),
         namespace: prefix,
@@ -122,13 +126,23 @@ pub async fn run(
     let message =
         serde_json::to_value(&job).map_err(|e| ApiError::internal("encoding a job", &e))?;
     st.deployer
-        .store
-        .enqueue_execution(&row, JOBS_QUEUE, &message)
-        .await?;
+        .jobs
+        .enqueue(NewJob {
+            execution: row,
+            message,
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal",
+                format!("queueing the job: {e}"),
+            )
+        })?;
     JOB_QUEUED.notify_one();
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": row.id, "status": "QUEUED" })),
+        Json(json!({ "id": id, "status": "QUEUED" })),
     )
         .into_response())
 }
@@ -242,7 +256,7 @@ pub async fn run_jobs(
             continue;
         }
         let mut first = Some(first);
-        for m in msgs {
+        for (msg_id, job) in claim(&deployer, msgs).await {
             let permit = match first.take() {
                 Some(p) => p,
                 None => match slots.clone().acquire_owned().await {
@@ -252,49 +266,66 @@ pub async fn run_jobs(
             };
             let d = deployer.clone();
             tokio::spawn(async move {
-                run_one(&d, m).await;
+                run_one(&d, msg_id, job).await;
                 drop(permit);
             });
         }
     }
 }
 
-async fn run_one(d: &Deployer, m: morel_store::QueueMessage) {
+/// The jobs of a read that are to run now: dead letters are archived, and every other job is
+/// moved `QUEUED → RUNNING` in one statement for the whole read. A job that did not move is read
+/// again only then: a redelivery finds it `RUNNING` (its worker died) and runs it again, while a
+/// finished or cancelled one only needs its message dropped.
+async fn claim(d: &Deployer, msgs: Vec<morel_store::QueueMessage>) -> Vec<(i64, Job)> {
     let store = &d.store;
-    let Ok(job) = serde_json::from_value::<Job>(m.message.clone()) else {
-        let _ = store.queue_archive(JOBS_QUEUE, m.msg_id, true).await;
-        return;
+    let mut jobs = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        let Ok(job) = serde_json::from_value::<Job>(m.message) else {
+            let _ = store.queue_archive(JOBS_QUEUE, m.msg_id, true).await;
+            continue;
+        };
+        if m.read_ct > MAX_JOB_READS {
+            let _ = store
+                .finish_execution(
+                    &job.execution_id,
+                    ExecutionStatus::Failed,
+                    None,
+                    Some(&format!(
+                        "job was read {} times without finishing (dead-lettered)",
+                        m.read_ct - 1
+                    )),
+                )
+                .await;
+            let _ = store.queue_archive(JOBS_QUEUE, m.msg_id, true).await;
+            continue;
+        }
+        jobs.push((m.msg_id, job));
+    }
+    let ids: Vec<String> = jobs.iter().map(|(_, j)| j.execution_id.clone()).collect();
+    // On a store error nothing runs; the messages come back after their visibility timeout.
+    let Ok(started) = store.start_executions(&ids).await else {
+        return Vec::new();
     };
-    if m.read_ct > MAX_JOB_READS {
-        let _ = store
-            .finish_execution(
-                &job.execution_id,
-                ExecutionStatus::Failed,
-                None,
-                Some(&format!(
-                    "job was read {} times without finishing (dead-lettered)",
-                    m.read_ct - 1
-                )),
-            )
-            .await;
-        let _ = store.queue_archive(JOBS_QUEUE, m.msg_id, true).await;
-        return;
-    }
-    // `QUEUED → RUNNING` says by itself whether the job is still to run; the row is read only
-    // when it is not: a redelivery finds it `RUNNING` (its worker died) and runs it again, while
-    // a finished or cancelled one only needs its message dropped.
-    match store.start_execution(&job.execution_id).await {
-        Ok(true) => {}
-        Ok(false) => match store.get_execution(&job.execution_id).await {
-            Ok(Some(e)) if e.status == ExecutionStatus::Running => {}
-            Ok(_) => {
-                let _ = store.queue_delete(JOBS_QUEUE, m.msg_id).await;
-                return;
+    let started: HashSet<String> = started.into_iter().collect();
+    let mut run = Vec::with_capacity(jobs.len());
+    for (msg_id, job) in jobs {
+        if !started.contains(&job.execution_id) {
+            match store.get_execution(&job.execution_id).await {
+                Ok(Some(e)) if e.status == ExecutionStatus::Running => {}
+                Ok(_) => {
+                    let _ = store.queue_delete(JOBS_QUEUE, msg_id).await;
+                    continue;
+                }
+                Err(_) => continue,
             }
-            Err(_) => return,
-        },
-        Err(_) => return,
+        }
+        run.push((msg_id, job));
     }
+    run
+}
+
+async fn run_one(d: &Deployer, msg_id: i64, job: Job) {
     let outcome = match d
         .routes
         .get(&job.namespace, &job.app)
@@ -309,32 +340,159 @@ async fn run_one(d: &Deployer, m: morel_store::QueueMessage) {
             message: format!("{}/{} is no longer deployed", job.app, job.function),
         }),
     };
+    let (status, output, error) = match outcome {
+        Ok(out) => (
+            ExecutionStatus::Completed,
+            Some(String::from_utf8_lossy(&out).into_owned()),
+            None,
+        ),
+        Err(f) => (
+            if f.status == StatusCode::GATEWAY_TIMEOUT {
+                ExecutionStatus::TimedOut
+            } else {
+                ExecutionStatus::Failed
+            },
+            None,
+            Some(format!("{}: {}", f.kind, f.message)),
+        ),
+    };
     // The outcome and the message's deletion in one transaction: a failure leaves both, and
     // the message comes back after its visibility timeout.
-    let (output, error);
-    let outcome = match outcome {
-        Ok(out) => {
-            output = String::from_utf8_lossy(&out).into_owned();
-            JobOutcome {
-                status: ExecutionStatus::Completed,
-                output: Some(&output),
-                error: None,
-            }
-        }
-        Err(f) => {
-            error = format!("{}: {}", f.kind, f.message);
-            JobOutcome {
-                status: if f.status == StatusCode::GATEWAY_TIMEOUT {
-                    ExecutionStatus::TimedOut
-                } else {
-                    ExecutionStatus::Failed
-                },
-                output: None,
-                error: Some(&error),
-            }
-        }
-    };
-    let _ = store
-        .finish_job(&job.execution_id, outcome, JOBS_QUEUE, m.msg_id)
+    let _ = d
+        .jobs
+        .finish(FinishedJob {
+            id: job.execution_id,
+            status,
+            output,
+            error,
+            msg_id,
+        })
         .await;
+}
+
+/// Most jobs one store call writes.
+const MAX_BATCH: usize = 64;
+
+/// Writes jobs with group commit: the enqueues of concurrent requests, and the outcomes of
+/// concurrent jobs, each go to the store as one transaction per batch (see [`Batcher`]).
+/// Transactions, not rows, are what a job costs the store (on SQLite every write waits for the
+/// one writer connection and commits the WAL; bench/NOTES.md).
+pub struct JobWriter {
+    store: Arc<dyn Store>,
+    enqueue: OnceLock<Batcher<NewJob, i64>>,
+    finish: OnceLock<Batcher<FinishedJob, ()>>,
+}
+
+impl JobWriter {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        JobWriter {
+            store,
+            enqueue: OnceLock::new(),
+            finish: OnceLock::new(),
+        }
+    }
+
+    /// Queues a job (its execution and message together); returns the message id.
+    pub async fn enqueue(&self, job: NewJob) -> Result<i64, String> {
+        let batcher = self.enqueue.get_or_init(|| {
+            let store = self.store.clone();
+            Batcher::start(move |jobs: Vec<NewJob>| {
+                let store = store.clone();
+                async move { store.enqueue_jobs(JOBS_QUEUE, &jobs).await }
+            })
+        });
+        batcher.submit(job).await
+    }
+
+    /// Records a job's outcome and deletes its message.
+    pub async fn finish(&self, job: FinishedJob) -> Result<(), String> {
+        let batcher = self.finish.get_or_init(|| {
+            let store = self.store.clone();
+            Batcher::start(move |jobs: Vec<FinishedJob>| {
+                let store = store.clone();
+                async move {
+                    let n = jobs.len();
+                    store
+                        .finish_jobs(JOBS_QUEUE, &jobs)
+                        .await
+                        .map(|()| vec![(); n])
+                }
+            })
+        });
+        batcher.submit(job).await
+    }
+}
+
+type Reply<R> = oneshot::Sender<Result<R, String>>;
+
+/// Group commit: callers hand items to one task, which writes as many per call as have queued
+/// up while its previous call ran (at most [`MAX_BATCH`]). An idle batcher writes a lone item
+/// at once, so batching adds no wait; under load one commit serves many callers. A failed call
+/// fails every item in it.
+struct Batcher<T, R> {
+    tx: mpsc::UnboundedSender<(T, Reply<R>)>,
+}
+
+impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    fn start<F, Fut>(write: F) -> Self
+    where
+        F: Fn(Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<R>, StoreError>> + Send,
+    {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(T, Reply<R>)>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut items = vec![first];
+                while items.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(item) => items.push(item),
+                        Err(_) => break,
+                    }
+                }
+                let (batch, replies): (Vec<T>, Vec<Reply<R>>) = items.into_iter().unzip();
+                match write(batch).await {
+                    Ok(results) if results.len() == replies.len() => {
+                        for (result, reply) in results.into_iter().zip(replies) {
+                            let _ = reply.send(Ok(result));
+                        }
+                    }
+                    Ok(results) => {
+                        let e =
+                            format!("{} items written, {} results", replies.len(), results.len());
+                        for reply in replies {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                    Err(e) => {
+                        let e = error_chain(&e);
+                        for reply in replies {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Batcher { tx }
+    }
+
+    async fn submit(&self, item: T) -> Result<R, String> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send((item, reply))
+            .map_err(|_| "the job writer has stopped".to_owned())?;
+        rx.await
+            .map_err(|_| "the job writer has stopped".to_owned())?
+    }
+}
+
+/// An error with its causes, `a: b: c`.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

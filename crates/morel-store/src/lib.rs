@@ -183,23 +183,17 @@ pub trait Store: Send + Sync + 'static {
         output: Option<&str>,
         error: Option<&str>,
     ) -> Result<()>;
-    /// Inserts a `QUEUED` execution and sends its job `message` to `queue` in one transaction,
-    /// so that a job is never queued without its execution nor the other way round. Returns
-    /// the message id.
-    async fn enqueue_execution(
-        &self,
-        row: &ExecutionRow,
-        queue: &str,
-        message: &serde_json::Value,
-    ) -> Result<i64>;
-    /// `finish_execution` and `queue_delete` of the job's message in one transaction.
-    async fn finish_job(
-        &self,
-        id: &str,
-        outcome: JobOutcome<'_>,
-        queue: &str,
-        msg_id: i64,
-    ) -> Result<()>;
+    /// Inserts the jobs' `QUEUED` executions and sends their messages to `queue`, all in one
+    /// transaction (a job is never queued without its execution nor the other way round).
+    /// Returns the message ids, in the order of `jobs`. Callers batch concurrent jobs into one
+    /// call: one commit for many.
+    async fn enqueue_jobs(&self, queue: &str, jobs: &[NewJob]) -> Result<Vec<i64>>;
+    /// `QUEUED → RUNNING` for each of `ids`, in one statement; returns the ids that moved (the
+    /// others were cancelled, already ran, or are running).
+    async fn start_executions(&self, ids: &[String]) -> Result<Vec<String>>;
+    /// Records each job's outcome (as `finish_execution`: a cancelled or finished execution is
+    /// left as it is) and deletes its message, all in one transaction.
+    async fn finish_jobs(&self, queue: &str, jobs: &[FinishedJob]) -> Result<()>;
     async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>>;
     /// `QUEUED → RUNNING`; false when the execution was cancelled or already ran.
     async fn start_execution(&self, id: &str) -> Result<bool>;

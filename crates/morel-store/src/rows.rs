@@ -262,13 +262,22 @@ pub struct ExecutionRow {
     pub completed_at: Option<i64>,
 }
 
-/// How an execution ended, as recorded by `finish_execution` and `finish_job`.
-#[derive(Clone, Copy, Debug)]
-pub struct JobOutcome<'a> {
+/// A job to queue: its execution (`QUEUED`) and the message a worker will read.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    pub execution: ExecutionRow,
+    pub message: serde_json::Value,
+}
+
+/// A job that ran: its execution's outcome and the queue message to delete.
+#[derive(Clone, Debug)]
+pub struct FinishedJob {
+    pub id: String,
     pub status: ExecutionStatus,
     /// JSON text, when completed.
-    pub output: Option<&'a str>,
-    pub error: Option<&'a str>,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub msg_id: i64,
 }
 
 /// An app's budget (seed 004 SetBudget) and scale (PublishPlan's min/max), one row per app.

@@ -257,22 +257,14 @@ impl Store for PgStore {
     ) -> Result<()> {
         wasm::finish_execution(&self.pool, id, status, output, error).await
     }
-    async fn enqueue_execution(
-        &self,
-        row: &ExecutionRow,
-        queue: &str,
-        message: &serde_json::Value,
-    ) -> Result<i64> {
-        wasm::enqueue_execution(&self.queues, row, queue, message).await
+    async fn enqueue_jobs(&self, queue: &str, jobs: &[NewJob]) -> Result<Vec<i64>> {
+        wasm::enqueue_jobs(&self.queues, queue, jobs).await
     }
-    async fn finish_job(
-        &self,
-        id: &str,
-        outcome: JobOutcome<'_>,
-        queue: &str,
-        msg_id: i64,
-    ) -> Result<()> {
-        wasm::finish_job(&self.queues, id, outcome, queue, msg_id).await
+    async fn start_executions(&self, ids: &[String]) -> Result<Vec<String>> {
+        wasm::start_executions(self.queues.pool(), ids).await
+    }
+    async fn finish_jobs(&self, queue: &str, jobs: &[FinishedJob]) -> Result<()> {
+        wasm::finish_jobs(&self.queues, queue, jobs).await
     }
     async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
         wasm::get_execution(&self.pool, id).await

@@ -145,7 +145,11 @@ pub async fn delete(queues: &Queues, queue: &str, msg_id: i64) -> Result<bool> {
 }
 
 /// `delete` on a connection or transaction, for a queue already [`Queues::ensure`]d.
-pub(crate) async fn delete_on<'e>(ex: impl PgExecutor<'e>, queue: &str, msg_id: i64) -> Result<bool> {
+pub(crate) async fn delete_on<'e>(
+    ex: impl PgExecutor<'e>,
+    queue: &str,
+    msg_id: i64,
+) -> Result<bool> {
     sqlx::query_scalar("SELECT pgmq.delete($1, $2)")
         .bind(queue)
         .bind(msg_id)

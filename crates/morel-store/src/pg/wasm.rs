@@ -6,8 +6,8 @@ use sqlx::{PgExecutor, PgPool, Row};
 use super::queues::Queues;
 use crate::error::Ctx;
 use crate::{
-    CompileOutcome, ExecutionRow, ExecutionStatus, JobOutcome, Result, StoreError, WasmFunctionRow,
-    WasmFunctionStatus,
+    CompileOutcome, ExecutionRow, ExecutionStatus, FinishedJob, NewJob, Result, StoreError,
+    WasmFunctionRow, WasmFunctionStatus,
 };
 
 fn function_from_row(r: &PgRow, with_wasm: bool) -> Result<WasmFunctionRow> {
@@ -159,34 +159,56 @@ pub async fn insert_execution<'e>(ex: impl PgExecutor<'e>, row: &ExecutionRow) -
     Ok(())
 }
 
-/// Inserts a queued execution and sends its job message in one transaction.
-pub async fn enqueue_execution(
-    queues: &Queues,
-    row: &ExecutionRow,
-    queue: &str,
-    message: &serde_json::Value,
-) -> Result<i64> {
+/// The jobs' executions and messages in one transaction.
+pub async fn enqueue_jobs(queues: &Queues, queue: &str, jobs: &[NewJob]) -> Result<Vec<i64>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
     queues.ensure(queue).await?;
     let mut tx = queues.pool().begin().await.ctx("begin enqueue")?;
-    insert_execution(&mut *tx, row).await?;
-    let msg_id = super::queues::send_on(&mut *tx, queue, message).await?;
+    let mut ids = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        insert_execution(&mut *tx, &job.execution).await?;
+        ids.push(super::queues::send_on(&mut *tx, queue, &job.message).await?);
+    }
     tx.commit().await.ctx("commit enqueue")?;
-    Ok(msg_id)
+    Ok(ids)
 }
 
-/// Records a job's outcome and deletes its message in one transaction.
-pub async fn finish_job(
-    queues: &Queues,
-    id: &str,
-    outcome: JobOutcome<'_>,
-    queue: &str,
-    msg_id: i64,
-) -> Result<()> {
+pub async fn start_executions(pool: &PgPool, ids: &[String]) -> Result<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(
+        "UPDATE executions SET status = 'RUNNING' WHERE status = 'QUEUED' AND id = ANY($1) RETURNING id",
+    )
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+    .ctx("start executions")
+}
+
+/// The jobs' outcomes and the deletion of their messages in one transaction.
+pub async fn finish_jobs(queues: &Queues, queue: &str, jobs: &[FinishedJob]) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
     queues.ensure(queue).await?;
-    let mut tx = queues.pool().begin().await.ctx("begin finish job")?;
-    finish_execution(&mut *tx, id, outcome.status, outcome.output, outcome.error).await?;
-    super::queues::delete_on(&mut *tx, queue, msg_id).await?;
-    tx.commit().await.ctx("commit finish job")?;
+    let mut tx = queues.pool().begin().await.ctx("begin finish jobs")?;
+    for job in jobs {
+        finish_execution(
+            &mut *tx,
+            &job.id,
+            job.status,
+            job.output.as_deref(),
+            job.error.as_deref(),
+        )
+        .await?;
+    }
+    for job in jobs {
+        super::queues::delete_on(&mut *tx, queue, job.msg_id).await?;
+    }
+    tx.commit().await.ctx("commit finish jobs")?;
     Ok(())
 }
 

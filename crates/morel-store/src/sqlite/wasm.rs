@@ -1,13 +1,13 @@
 //! Seed 001's tables: compiled functions and their executions.
 
-use sqlx::sqlite::SqliteRow;
 use sqlx::sqlite::SqliteArguments;
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Arguments, Row, SqliteExecutor, SqlitePool};
 
 use crate::error::Ctx;
 use crate::{
-    CompileOutcome, ExecutionRow, ExecutionStatus, JobOutcome, Result, StoreError, WasmFunctionRow,
-    WasmFunctionStatus,
+    CompileOutcome, ExecutionRow, ExecutionStatus, FinishedJob, NewJob, Result, StoreError,
+    WasmFunctionRow, WasmFunctionStatus,
 };
 
 fn function_from_row(r: &SqliteRow, with_wasm: bool) -> Result<WasmFunctionRow> {
@@ -157,72 +157,105 @@ pub async fn insert_execution<'e>(ex: impl SqliteExecutor<'e>, row: &ExecutionRo
     Ok(())
 }
 
-/// Inserts a queued execution and sends its job message in one transaction.
-pub async fn enqueue_execution(
-    pool: &SqlitePool,
-    row: &ExecutionRow,
-    queue: &str,
-    message: &serde_json::Value,
-) -> Result<i64> {
+/// The jobs' executions and messages in one transaction, one round trip: two multi-row inserts.
+pub async fn enqueue_jobs(pool: &SqlitePool, queue: &str, jobs: &[NewJob]) -> Result<Vec<i64>> {
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = morel_core::time::now_ms();
     let mut args = Args::default();
-    args.text(&row.id)
-        .text(&row.function_id)
-        .text(row.status.as_str())
-        .text(&row.input)
-        .opt_text(row.output.as_deref())
-        .opt_text(row.error.as_deref())
-        .int(row.started_at)
-        .opt_int(row.completed_at)
-        .text(queue)
-        .int(now)
-        .int(now)
-        .text(&message.to_string());
-    let rows = atomically(
-        pool,
+    for job in jobs {
+        let row = &job.execution;
+        args.text(&row.id)
+            .text(&row.function_id)
+            .text(row.status.as_str())
+            .text(&row.input)
+            .opt_text(row.output.as_deref())
+            .opt_text(row.error.as_deref())
+            .int(row.started_at)
+            .opt_int(row.completed_at);
+    }
+    for job in jobs {
+        args.text(queue)
+            .int(now)
+            .int(now)
+            .text(&job.message.to_string());
+    }
+    let sql = format!(
         "BEGIN IMMEDIATE; \
-         INSERT INTO executions (id, function_id, status, input, output, error, started_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?); \
-         INSERT INTO queue_messages (queue, read_ct, enqueued_at, vt, message) VALUES (?, 0, ?, ?, ?) RETURNING msg_id; \
+         INSERT INTO executions (id, function_id, status, input, output, error, started_at, completed_at) VALUES {}; \
+         INSERT INTO queue_messages (queue, read_ct, enqueued_at, vt, message) VALUES {} RETURNING msg_id; \
          COMMIT;",
-        args,
-        "enqueue execution",
-    )
-    .await?;
-    rows.first()
-        .map(|r| r.get::<i64, _>("msg_id"))
-        .ok_or_else(|| StoreError::Corrupt {
+        values(jobs.len(), "(?, ?, ?, ?, ?, ?, ?, ?)"),
+        values(jobs.len(), "(?, 0, ?, ?, ?)"),
+    );
+    let rows = atomically(pool, sql, args, "enqueue jobs").await?;
+    // One transaction on the one writer: the ids are consecutive, in insertion order.
+    let mut ids: Vec<i64> = rows
+        .iter()
+        .filter_map(|r| r.try_get::<i64, _>("msg_id").ok())
+        .collect();
+    ids.sort_unstable();
+    if ids.len() != jobs.len() {
+        return Err(StoreError::Corrupt {
             column: "queue_messages.msg_id",
-            message: "the insert returned no id".into(),
-        })
+            message: format!("{} jobs inserted, {} ids returned", jobs.len(), ids.len()),
+        });
+    }
+    Ok(ids)
 }
 
-/// Records a job's outcome and deletes its message in one transaction.
-pub async fn finish_job(
-    pool: &SqlitePool,
-    id: &str,
-    outcome: JobOutcome<'_>,
-    queue: &str,
-    msg_id: i64,
-) -> Result<()> {
+pub async fn start_executions(pool: &SqlitePool, ids: &[String]) -> Result<Vec<String>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "UPDATE executions SET status = 'RUNNING' WHERE status = 'QUEUED' AND id IN ({}) RETURNING id",
+        vec!["?"; ids.len()].join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for id in ids {
+        q = q.bind(id);
+    }
+    Ok(q.fetch_all(pool)
+        .await
+        .ctx("start executions")?
+        .iter()
+        .map(|r| r.get("id"))
+        .collect())
+}
+
+/// The jobs' outcomes and the deletion of their messages in one transaction, one round trip.
+pub async fn finish_jobs(pool: &SqlitePool, queue: &str, jobs: &[FinishedJob]) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let now = morel_core::time::now_ms();
     let mut args = Args::default();
-    args.text(outcome.status.as_str())
-        .opt_text(outcome.output)
-        .opt_text(outcome.error)
-        .int(morel_core::time::now_ms())
-        .text(id)
-        .text(queue)
-        .int(msg_id);
-    atomically(
-        pool,
-        "BEGIN IMMEDIATE; \
-         UPDATE executions SET status = ?, output = ?, error = ?, completed_at = ? WHERE id = ? AND status IN ('QUEUED', 'RUNNING'); \
-         DELETE FROM queue_messages WHERE queue = ? AND msg_id = ?; \
-         COMMIT;",
-        args,
-        "finish job",
-    )
-    .await?;
+    let mut sql = String::from("BEGIN IMMEDIATE; ");
+    for job in jobs {
+        sql.push_str("UPDATE executions SET status = ?, output = ?, error = ?, completed_at = ? WHERE id = ? AND status IN ('QUEUED', 'RUNNING'); ");
+        args.text(job.status.as_str())
+            .opt_text(job.output.as_deref())
+            .opt_text(job.error.as_deref())
+            .int(now)
+            .text(&job.id);
+    }
+    sql.push_str(&format!(
+        "DELETE FROM queue_messages WHERE queue = ? AND msg_id IN ({}); COMMIT;",
+        vec!["?"; jobs.len()].join(", ")
+    ));
+    args.text(queue);
+    for job in jobs {
+        args.int(job.msg_id);
+    }
+    atomically(pool, sql, args, "finish jobs").await?;
     Ok(())
+}
+
+/// `n` copies of a `VALUES` tuple, comma-separated.
+fn values(n: usize, tuple: &str) -> String {
+    vec![tuple; n].join(", ")
 }
 
 /// Owned parameters for [`atomically`], bound to the `?`s of all its statements in order.
@@ -260,14 +293,14 @@ impl Args {
 /// statements returned.
 async fn atomically(
     pool: &SqlitePool,
-    sql: &'static str,
+    sql: String,
     args: Args,
     what: &'static str,
 ) -> Result<Vec<SqliteRow>> {
     let pool = pool.clone();
     let task = tokio::spawn(async move {
         let mut conn = pool.acquire().await.ctx(what)?;
-        match sqlx::query_with(sql, args.0).fetch_all(&mut *conn).await {
+        match sqlx::query_with(&sql, args.0).fetch_all(&mut *conn).await {
             Ok(rows) => Ok(rows),
             Err(e) => {
                 // Nothing to undo when BEGIN itself failed; the error then is the first one.

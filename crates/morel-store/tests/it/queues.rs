@@ -198,63 +198,93 @@ async fn concurrent_readers_never_get_the_same_message(store: Arc<dyn Store>) {
 }
 
 async fn a_job_is_queued_and_finished_with_its_execution(store: Arc<dyn Store>) {
-    let row = |id: &str| ExecutionRow {
-        id: id.into(),
-        function_id: "default/app/add".into(),
-        status: ExecutionStatus::Queued,
-        input: "[1,2]".into(),
-        output: None,
-        error: None,
-        started_at: morel_core::time::now_ms(),
-        completed_at: None,
+    let job = |id: &str| NewJob {
+        execution: ExecutionRow {
+            id: id.into(),
+            function_id: "default/app/add".into(),
+            status: ExecutionStatus::Queued,
+            input: "[1,2]".into(),
+            output: None,
+            error: None,
+            started_at: morel_core::time::now_ms(),
+            completed_at: None,
+        },
+        message: json!({ "execution_id": id }),
     };
-    let msg = store
-        .enqueue_execution(&row("j1"), "jobs", &json!({"execution_id": "j1"}))
+    let done = |id: &str, msg_id: i64| FinishedJob {
+        id: id.into(),
+        status: ExecutionStatus::Completed,
+        output: Some("3".into()),
+        error: None,
+        msg_id,
+    };
+    // Three jobs in one call: ids in order, each message with its execution.
+    let ids = store
+        .enqueue_jobs("jobs", &[job("j1"), job("j2"), job("j3")])
         .await
         .unwrap();
-    assert_eq!(
-        store.get_execution("j1").await.unwrap().unwrap().status,
-        ExecutionStatus::Queued
-    );
+    assert_eq!(ids.len(), 3);
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "{ids:?}");
     let read = store.queue_read("jobs", 60_000, 10).await.unwrap();
-    assert_eq!(read.len(), 1);
+    let got: Vec<_> = read.iter().map(|m| (m.msg_id, m.message.clone())).collect();
     assert_eq!(
-        (read[0].msg_id, &read[0].message),
-        (msg, &json!({"execution_id": "j1"}))
+        got,
+        vec![
+            (ids[0], json!({"execution_id": "j1"})),
+            (ids[1], json!({"execution_id": "j2"})),
+            (ids[2], json!({"execution_id": "j3"})),
+        ]
     );
     // A duplicate id fails the whole transaction: no message is left without its execution.
     assert!(
         store
-            .enqueue_execution(&row("j1"), "jobs", &json!({"execution_id": "dup"}))
+            .enqueue_jobs("jobs", &[job("j4"), job("j1")])
             .await
             .is_err()
     );
-    assert_eq!(store.queue_depth("jobs").await.unwrap().0, 1);
+    assert_eq!(store.queue_depth("jobs").await.unwrap().0, 3);
+    assert!(store.get_execution("j4").await.unwrap().is_none());
 
-    assert!(store.start_execution("j1").await.unwrap());
-    let done = JobOutcome {
-        status: ExecutionStatus::Completed,
-        output: Some("3"),
-        error: None,
-    };
-    store.finish_job("j1", done, "jobs", msg).await.unwrap();
-    let got = store.get_execution("j1").await.unwrap().unwrap();
-    assert_eq!(
-        (got.status, got.output.as_deref()),
-        (ExecutionStatus::Completed, Some("3"))
-    );
-    assert_eq!(store.queue_depth("jobs").await.unwrap().0, 0, "message deleted");
-
-    // A cancelled job's late result is discarded, and its message still goes.
-    let msg2 = store
-        .enqueue_execution(&row("j2"), "jobs", &json!({"execution_id": "j2"}))
+    // j2 is cancelled before it starts: it does not start, and its late result is discarded.
+    assert!(store.cancel_execution("j2").await.unwrap());
+    let mut started = store
+        .start_executions(&["j1".into(), "j2".into(), "j3".into(), "nope".into()])
         .await
         .unwrap();
-    assert!(store.cancel_execution("j2").await.unwrap());
-    store.finish_job("j2", done, "jobs", msg2).await.unwrap();
+    started.sort();
+    assert_eq!(started, vec!["j1".to_owned(), "j3".to_owned()]);
+    assert!(
+        store
+            .start_executions(&["j1".into()])
+            .await
+            .unwrap()
+            .is_empty(),
+        "already running"
+    );
+
+    store
+        .finish_jobs("jobs", &[done("j1", ids[0]), done("j2", ids[1])])
+        .await
+        .unwrap();
+    let j1 = store.get_execution("j1").await.unwrap().unwrap();
+    assert_eq!(
+        (j1.status, j1.output.as_deref()),
+        (ExecutionStatus::Completed, Some("3"))
+    );
+    assert!(j1.completed_at.is_some());
     assert_eq!(
         store.get_execution("j2").await.unwrap().unwrap().status,
         ExecutionStatus::Cancelled
     );
+    assert_eq!(
+        store.get_execution("j3").await.unwrap().unwrap().status,
+        ExecutionStatus::Running
+    );
+    // Both messages went, j3's stays until it finishes.
+    assert_eq!(store.queue_depth("jobs").await.unwrap().0, 1);
+    store
+        .finish_jobs("jobs", &[done("j3", ids[2])])
+        .await
+        .unwrap();
     assert_eq!(store.queue_depth("jobs").await.unwrap().0, 0);
 }
