@@ -18,11 +18,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::body::Body;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, HttpBody};
+use bytes::Bytes;
+use hyper::body::{Frame, Incoming, SizeHint};
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -215,13 +219,40 @@ impl EdgeTable {
             }
             // The guard travels with the body: the instance counts this request until the
             // last byte is sent (or the client goes away).
-            let guard = endpoint.guard;
-            let stream = Body::new(incoming).into_data_stream().map(move |chunk| {
-                let _hold = &guard;
-                chunk
-            });
-            return Response::from_parts(head, Body::from_stream(stream));
+            let body = Guarded {
+                body: incoming,
+                _guard: endpoint.guard,
+            };
+            return Response::from_parts(head, Body::new(body));
         }
+    }
+}
+
+/// A response body holding its instance's in-flight guard until the body ends or is dropped.
+/// Frames and the size hint pass through as they are, so an answer with a `Content-Length`
+/// keeps it (a stream adapter would lose the hint and re-encode the body as chunked).
+struct Guarded<G> {
+    body: Incoming,
+    _guard: G,
+}
+
+impl<G: Unpin> HttpBody for Guarded<G> {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 
