@@ -15,24 +15,48 @@ Protocol (see the host side in ``morel-runtime-process``):
 * EOF on fd 3 means "shut down now": we exit 0 without waiting for calls that
   are still running.
 
-Threading model (chosen per app at Load time, for the lowest latency):
+Threading model (the same for every app):
 
-* Only plain functions: ``concurrency`` threads of a ThreadPoolExecutor take
-  turns reading fd 3 (leader/follower).  The reader that gets a call passes
-  the reader role on and runs the call itself, so there is no hand-off
-  between threads on the hot path.
-* Some ``async def`` functions: the main thread runs an asyncio loop that
-  reads fd 3 itself; async calls become tasks right away, plain functions
-  are submitted to the ThreadPoolExecutor.
+* ``concurrency`` caller threads (from the Load frame) run plain functions;
+  one of them at a time, the reader, reads fd 3.  One read often brings
+  many frames; the reader parses them one by one and runs each sync call
+  inline, on its own thread: a quick call costs no thread switch.  The
+  answers of one read go out together, in one write, when no complete frame
+  is left (a function that was recently slow has the earlier answers written
+  before it runs).  The other callers sleep on a condition until they are
+  given the reader role: no thread wakes for a call it does not run.
+* A watchdog thread looks at the reader every WATCH_TICK_S.  When the reader
+  is in a call it writes the reader's pending answers, and once the reader
+  has been in the same call for SLOW_CALL_S (so 20 to 30 ms) it takes the
+  reader role away and gives it to an idle caller, which goes on with the
+  same input buffer (the stuck thread does not touch the buffer while it is
+  in user code).  A caller back from a call checks under the state lock
+  whether it is still the reader: if so it reads on, if the role is free it
+  takes it, otherwise it goes to sleep.  So up to ``concurrency`` slow sync
+  calls run at once, as before.  The watchdog sleeps after WATCH_IDLE_TICKS
+  without a sync call running; the next call wakes it.
+* ``async def`` functions run on an asyncio loop in a daemon thread.  The
+  reader hands it the calls and ``Cancel`` frames of one read in one
+  ``call_soon_threadsafe`` (sooner if a sync call comes first).  Async calls
+  run concurrently with each other and with sync calls.
+* When every caller is inside a call, no caller reads fd 3: new frames wait
+  in the pipe until a caller is free, as they always did for plain
+  functions.  Apps with async functions have one more thread, the spare
+  reader, which reads only in that case, so that async calls and cancels are
+  still served: it hands async calls to the loop and queues sync ones in a
+  backlog for the next free caller, and it gives the role back once a
+  caller is idle.  The spare never runs a sync call, so ``concurrency``
+  still bounds the sync calls that run at once.
 
-EOF on fd 3 is normally seen by whichever thread is reading; in both modes
-one more thread (the main thread or a daemon) waits for POLLHUP on fd 3 so
-the worker still exits promptly when every reader is stuck in user code.
-Frames to fd 4 are written under a lock so each frame is contiguous.
+EOF on fd 3 is normally seen by the reader, which then gives the calls in
+flight EOF_GRACE_S to answer and exits.  The main thread waits for POLLHUP on
+fd 3 so that the worker still exits promptly when every caller is stuck in
+user code.  Frames to fd 4 are written under a lock so each frame is
+contiguous.
 """
 
 import asyncio
-import concurrent.futures
+import collections
 import importlib
 import importlib.util
 import inspect
@@ -49,7 +73,10 @@ import traceback
 IN_FD = 3
 OUT_FD = 4
 MAX_FRAME = 64 * 1024 * 1024
-READ_CHUNK = 1 << 20
+# What one read of fd 3 asks for: a pipe holds 64 KiB, so more brings nothing,
+# and a buffer past malloc's mmap threshold (128 KiB) costs an mmap, mremap
+# and munmap on every read.
+READ_CHUNK = 64 * 1024
 
 _HEADER = struct.Struct(">I")
 _pack_len = _HEADER.pack
@@ -68,10 +95,45 @@ def _reject(obj):
 
 # One reusable encoder: ``json.dumps`` with keyword arguments would build a
 # new encoder on every call.
-_encode = json.JSONEncoder(
+_full_encode = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_reject
 ).encode
+# The C encoder behind it, built once (``JSONEncoder.encode`` builds one per
+# call) and without the circular-reference check.  When it fails, _encode runs
+# the full encoder, so that errors and their messages are json's own.
+_c_encode = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
+    None, _reject, json.encoder.encode_basestring, None, ":", ",", False, False, False
+)
+
+
+def _encode(obj):
+    if _c_encode:
+        try:
+            return "".join(_c_encode(obj, 0))
+        except Exception:
+            pass
+    return _full_encode(obj)
+
+
 _decode = json.loads
+_scan = json.JSONDecoder().scan_once
+
+
+def _decode_frame(raw):
+    """A frame's JSON value: the scanner alone for a well-formed frame,
+    ``json.loads`` (and its error) for anything else."""
+    try:
+        text = raw.decode("utf-8")
+        value, end = _scan(text, 0)
+        if end == len(text):
+            return value
+    except (ValueError, StopIteration):  # including UnicodeDecodeError
+        pass
+    return _decode(raw)
+
+
+# Results of these exact types need no check for awaitables or generators.
+_PLAIN = frozenset((int, float, str, bool, type(None), dict, list, tuple))
 
 
 def _type_name(t):
@@ -88,7 +150,11 @@ _write_lock = threading.Lock()
 
 
 def _write_frame(payload: bytes):
-    data = _pack_len(len(payload)) + payload
+    _write(_pack_len(len(payload)) + payload)
+
+
+def _write(data):
+    """Write whole frames (one or several) to fd 4."""
     with _write_lock:
         try:
             n = os.write(OUT_FD, data)
@@ -109,14 +175,18 @@ def _send(msg):
 
 
 def _send_error(call_id, etype, message, tb=""):
-    _send(
+    _write_frame(_error_payload(call_id, etype, message, tb))
+
+
+def _error_payload(call_id, etype, message, tb=""):
+    return _encode(
         {
             "type": "InvokeResult",
             "id": call_id,
             "ok": False,
             "error": {"message": message, "type": etype, "traceback": tb},
         }
-    )
+    ).encode("utf-8")
 
 
 _IMPORTLIB_INIT = os.path.join(os.path.dirname(importlib.__file__), "__init__.py")
@@ -159,55 +229,58 @@ def _has_user_frames(exc):
 
 
 def _send_exception(call_id, exc):
-    _send_error(call_id, type(exc).__name__, str(exc), _user_traceback(exc))
+    _write_frame(_exception_payload(call_id, exc))
+
+
+def _exception_payload(call_id, exc):
+    return _error_payload(call_id, type(exc).__name__, str(exc), _user_traceback(exc))
 
 
 def _send_result(call_id, result):
-    """Encode ``result`` once, splice it into the reply, and write it."""
-    if inspect.isgenerator(result) or inspect.isasyncgen(result):
-        _send_error(
+    _write_frame(_result_payload(call_id, result))
+
+
+def _result_payload(call_id, result):
+    """The reply to a call that returned ``result``; ``result`` is encoded once and spliced in."""
+    if type(result) not in _PLAIN and (inspect.isgenerator(result) or inspect.isasyncgen(result)):
+        return _error_payload(
             call_id,
             "SerializationError",
             "function returned a %s; streaming results are not supported, "
             "return a list instead" % _type_name(type(result)),
         )
-        return
     try:
         body = _encode(result)
     except _NotSerializable as e:
-        _send_error(
+        return _error_payload(
             call_id,
             "SerializationError",
             "result is not JSON-serializable: object of type %s"
             % _type_name(e.args[0]),
         )
-        return
     except ValueError as e:  # NaN/Infinity, circular references
-        _send_error(
+        return _error_payload(
             call_id, "SerializationError", "result is not JSON-serializable: %s" % e
         )
-        return
     except Exception as e:  # e.g. non-string dict keys of exotic types
-        _send_error(
+        return _error_payload(
             call_id,
             "SerializationError",
             "result is not JSON-serializable: %s: %s" % (type(e).__name__, e),
         )
-        return
     if type(call_id) is int:
         head = '{"type":"InvokeResult","id":%d,"ok":true,"result":' % call_id
     else:
         head = '{"type":"InvokeResult","id":%s,"ok":true,"result":' % _encode(call_id)
     payload = (head + body + "}").encode("utf-8")
     if len(payload) > MAX_FRAME:
-        _send_error(
+        return _error_payload(
             call_id,
             "SerializationError",
             "result is too large: %d bytes encoded (limit %d)"
             % (len(payload), MAX_FRAME),
         )
-        return
-    _write_frame(payload)
+    return payload
 
 
 # ---------------------------------------------------------------------------
@@ -381,11 +454,11 @@ def _load(msg):
 
 
 class _AsyncSide:
-    """The event loop running async calls.
+    """The event loop running async calls, in a daemon thread.
 
-    When the app has async functions this is the main thread's loop (see
-    ``_serve_with_loop``); otherwise a loop in a daemon thread is started on
-    first use (a plain function that returned an awaitable).
+    Started at load time when the app has async functions, otherwise on first
+    use (a plain function that returned an awaitable).  The readers hand it
+    work with ``call_soon_threadsafe(_run_on_loop, batch)``.
     """
 
     def __init__(self):
@@ -460,35 +533,35 @@ class _AsyncSide:
 _async = _AsyncSide()
 
 
-_inflight = 0  # sync calls read from fd 3 and not answered yet
-_inflight_lock = threading.Lock()
+def _run_on_loop(batch):
+    """Runs on the loop thread: the async starts and cancels of one read, in order."""
+    for fn, args in batch:
+        fn(*args)
 
 
-def _inflight_add():
-    """Count a sync call as soon as it is read; _call_sync uncounts it."""
-    global _inflight
-    with _inflight_lock:
-        _inflight += 1
+def _to_loop(batch):
+    _async.get_loop().call_soon_threadsafe(_run_on_loop, batch)
 
 
 def _call_sync(call_id, fn, args, kwargs):
-    global _inflight
+    payload = _answer(call_id, fn, args, kwargs)
+    if payload is not None:
+        _write_frame(payload)
+
+
+def _answer(call_id, fn, args, kwargs):
+    """Run a sync call; its reply payload, or None when the loop will answer."""
     try:
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as e:
-            _send_exception(call_id, e)
-            return
-        if inspect.isawaitable(result):
-            # A plain function that returned a coroutine (e.g. a wrapper
-            # around an async function): finish it on the event loop.
-            loop = _async.get_loop()
-            loop.call_soon_threadsafe(_async.start_coro, call_id, result)
-            return
-        _send_result(call_id, result)
-    finally:
-        with _inflight_lock:
-            _inflight -= 1
+        result = fn(*args, **kwargs)
+    except BaseException as e:
+        return _exception_payload(call_id, e)
+    if type(result) not in _PLAIN and inspect.isawaitable(result):
+        # A plain function that returned a coroutine (e.g. a wrapper
+        # around an async function): finish it on the event loop.
+        loop = _async.get_loop()
+        loop.call_soon_threadsafe(_async.start_coro, call_id, result)
+        return None
+    return _result_payload(call_id, result)
 
 
 def _shutdown(code):
@@ -533,7 +606,7 @@ class _Input:
         self.pos = start + length
         self.frames += 1
         try:
-            msg = _decode(buf[start : self.pos])
+            msg = _decode_frame(buf[start : self.pos])
         except ValueError as e:
             _fatal("malformed frame (not UTF-8 JSON): %s" % e)
         if type(msg) is not dict:
@@ -541,7 +614,7 @@ class _Input:
         return msg
 
     def fill(self):
-        """One read from fd 3; False at EOF.  May raise BlockingIOError."""
+        """One (blocking) read from fd 3; False at EOF."""
         buf = self.buf
         # Drop consumed bytes only when we have to read anyway: this keeps
         # the cost linear when one read brings many frames.
@@ -585,7 +658,7 @@ EOF_GRACE_S = 0.5
 def _drain_and_exit():
     """EOF: give calls in flight a short chance to reply, then exit 0."""
     deadline = time.monotonic() + EOF_GRACE_S
-    while (_inflight or _async.tasks) and time.monotonic() < deadline:
+    while (_inflight() or _async.tasks) and time.monotonic() < deadline:
         time.sleep(0.005)
     _shutdown(0)
 
@@ -648,91 +721,314 @@ def _unknown_frame(msg):
     sys.stderr.write("morel runner: ignoring unknown frame type %r\n" % (msg.get("type"),))
 
 
-def _serve_sync(inp, table, reader_lock):
-    """Body of every pool thread when the app has no async functions.
+# ---------------------------------------------------------------------------
+# Serving: who reads fd 3 and who runs which call
+# ---------------------------------------------------------------------------
 
-    Leader/follower: the pool threads take turns being the reader.  The
-    thread holding ``reader_lock`` reads frames until it gets a call, hands
-    the reader role to the next idle thread and runs the call itself, so a
-    call needs no hand-off between threads.
+# A sync call that has run this long on the reader's thread loses the reader
+# role to an idle caller (see the module docstring).  The watchdog looks every
+# WATCH_TICK_S, so the hand-over happens 20 to 30 ms into the call.
+SLOW_CALL_S = 0.02
+WATCH_TICK_S = 0.01
+# After this many ticks without a sync call running on the reader, the
+# watchdog sleeps until the next one starts: an idle worker does not wake
+# up a hundred times a second.
+WATCH_IDLE_TICKS = 50
+# The reader writes the answers of one read together (see _lead).  A function
+# that took longer than SLOW_FN_S in one of its last SLOW_FN_MEMORY calls has
+# the answers before it written first, so they do not wait for it.
+SLOW_FN_S = 0.001
+SLOW_FN_MEMORY = 100
+# Answers at least this large are written at once rather than joined.
+OUT_JOIN_MAX = 64 * 1024
+
+
+class _Caller:
+    """One thread that runs sync calls (or the spare reader's token).
+
+    ``call_no`` is odd while the thread is inside a sync call, even
+    otherwise.  Only the thread itself changes it; the increment that ends a
+    call run as the reader happens under ``_state_lock``, so that the
+    watchdog, which reads it, never takes the role from a reader that has
+    already left the call.
     """
+
+    __slots__ = ("call_no",)
+
+    def __init__(self):
+        self.call_no = 0
+
+
+# The reader role and the idle callers.  Everything here changes only under
+# _state_lock; the watchdog glances at _reader without the lock and decides
+# under it.
+_state_lock = threading.Lock()
+_role_free = threading.Condition(_state_lock)  # idle callers wait here
+_spare_turn = threading.Condition(_state_lock)  # the spare reader waits here
+_reader = None  # who reads fd 3: a caller, _spare, or None (every caller is in a call)
+_idle = 0  # callers waiting on _role_free and not notified yet
+_backlog = collections.deque()  # sync calls the spare read: (call_id, fn, args, kwargs)
+_callers = []  # every caller thread's _Caller; fixed once serving starts
+_spare = None  # the spare reader's _Caller, only in apps with async functions
+
+# Answers the reader has not written yet: header and payload of each frame.
+# The reader appends under _state_lock (right after its call) and writes them
+# out while it is between calls; the watchdog writes them, under the lock,
+# while the reader is inside a call.  Nobody else touches the list.
+_out = []
+# Function name -> calls left before it counts as fast again (SLOW_FN_S).
+# Written by whoever ran the call; read by the reader.
+_slow = {}
+_clock = time.perf_counter
+
+# Set by the watchdog before it sleeps, cleared by whoever wakes it.  The
+# reader sets its call_no odd *before* it looks at _watch_asleep and the
+# watchdog sets _watch_asleep *before* it looks at the reader's call_no, so
+# at least one of them sees the other (the interpreter orders both).
+_watch_asleep = False
+_watch_wake = threading.Event()
+
+
+def _inflight():
+    """Sync calls read from fd 3 and not answered yet."""
+    return sum(c.call_no & 1 for c in _callers) + len(_backlog)
+
+
+def _offer_role():
+    """Give the free reader role to an idle caller, else to the spare reader.
+
+    Called under _state_lock with _reader None.  With neither, the role stays
+    free and the first caller back from its call takes it.
+    """
+    global _idle, _reader
+    if _idle:
+        _idle -= 1
+        _role_free.notify()
+    elif _spare is not None:
+        _reader = _spare
+        _spare_turn.notify()
+
+
+def _caller_main(me, inp, table):
+    """Body of each caller thread: run backlog calls, read when given the role, else sleep."""
+    global _idle, _reader
     while True:
-        with reader_lock:
+        with _state_lock:
+            if me.call_no & 1:  # back from a backlog call
+                me.call_no += 1
             while True:
-                msg = inp.next()
-                if msg is None:
-                    _drain_and_exit()
-                kind = msg.get("type")
-                if kind == "Invoke":
-                    call = _decode_invoke(msg, table)
-                    if call is not None:
-                        if not call[2]:
-                            _inflight_add()
-                        break
-                elif kind != "Cancel":  # sync calls cannot be cancelled
-                    _unknown_frame(msg)
-        call_id, fn, is_async, args, kwargs = call
-        if is_async:  # not expected in this mode, but harmless
-            _async.get_loop().call_soon_threadsafe(_async.start, call_id, fn, args, kwargs)
+                if _backlog:
+                    call = _backlog.popleft()
+                    me.call_no += 1
+                    if _reader is None:
+                        # We may have been woken for the role: pass it on.
+                        _offer_role()
+                    break
+                if _reader is None:
+                    _reader = me
+                    call = None
+                    break
+                _idle += 1
+                _role_free.wait()
+        if call is None:
+            _lead(me, inp, table)
         else:
-            _call_sync(call_id, fn, args, kwargs)
+            _call_sync(*call)
 
 
-def _serve_with_loop(inp, table, pool):
-    """Main-thread event loop reading fd 3, for apps with async functions.
+def _flush_out():
+    """Write the pending answers: by the reader, between calls."""
+    data = b"".join(_out)
+    _out.clear()
+    _write(data)
 
-    Async calls start right in the read callback (no thread hop); sync calls
-    go to the pool.
+
+def _lead(me, inp, table):
+    """Read frames and run sync calls inline until the watchdog hands the role on.
+
+    The answers of the calls of one read are written together, in one write,
+    once no complete frame is left (or before a call that may be slow).
     """
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    _async.loop = loop
-    submit = pool.submit
-    start = _async.start
-
-    def handle(msg):
+    parse = inp.parse
+    for_loop = []  # async starts and cancels not handed to the loop yet
+    while True:
+        msg = parse()
+        if msg is None:
+            if for_loop:
+                _to_loop(for_loop)
+                for_loop = []
+            if _out:
+                _flush_out()
+            if not inp.fill():
+                _drain_and_exit()
+            continue
         kind = msg.get("type")
         if kind == "Invoke":
             call = _decode_invoke(msg, table)
             if call is None:
-                return
+                continue
             call_id, fn, is_async, args, kwargs = call
             if is_async:
-                start(call_id, fn, args, kwargs)
-            else:
-                _inflight_add()
-                submit(_call_sync, call_id, fn, args, kwargs)
+                for_loop.append((_async.start, (call_id, fn, args, kwargs)))
+                continue
+            if for_loop:  # don't hold async calls back behind a slow sync one
+                _to_loop(for_loop)
+                for_loop = []
+            name = msg["name"]
+            if _out and name in _slow:
+                _flush_out()
+            me.call_no += 1
+            if _watch_asleep:
+                _wake_watchdog()
+            start = _clock()
+            payload = _answer(call_id, fn, args, kwargs)
+            if _clock() - start > SLOW_FN_S:
+                _slow[name] = SLOW_FN_MEMORY
+            elif _slow:
+                left = _slow.get(name)
+                if left is not None:
+                    if left > 1:
+                        _slow[name] = left - 1
+                    else:
+                        _slow.pop(name, None)
+            with _state_lock:
+                me.call_no += 1
+                still_reader = _reader is me
+                if still_reader and payload is not None and len(payload) < OUT_JOIN_MAX:
+                    _out.append(_pack_len(len(payload)))
+                    _out.append(payload)
+                    continue
+            if payload is not None:
+                _write_frame(payload)
+            if not still_reader:
+                return
         elif kind == "Cancel":
-            _async.cancel(msg.get("id"))
+            if _async.loop is not None:  # else no async call ever ran: nothing to cancel
+                for_loop.append((_async.cancel, (msg.get("id"),)))
         else:
             _unknown_frame(msg)
 
-    def on_readable():
-        try:
-            if not inp.fill():
-                # Let running tasks finish on this loop while another thread
-                # waits for them (bounded) and exits.
-                loop.remove_reader(IN_FD)
-                threading.Thread(target=_drain_and_exit, daemon=True).start()
-                return
-        except BlockingIOError:
-            return
-        while True:
-            msg = inp.parse()
-            if msg is None:
-                return
-            handle(msg)
 
-    # Frames that arrived together with the Load frame.
+def _spare_main(inp, table):
+    """Body of the spare reader: reads only while every caller is in a call."""
     while True:
-        msg = inp.parse()
-        if msg is None:
-            break
-        handle(msg)
-    os.set_blocking(IN_FD, False)
-    loop.add_reader(IN_FD, on_readable)
-    loop.run_forever()
+        with _state_lock:
+            while _reader is not _spare:
+                _spare_turn.wait()
+        _read_for_busy_callers(inp, table)
 
+
+def _read_for_busy_callers(inp, table):
+    global _idle, _reader
+    parse = inp.parse
+    for_loop = []
+    while True:
+        msg = parse()
+        if msg is None:
+            if for_loop:
+                _to_loop(for_loop)
+                for_loop = []
+            with _state_lock:
+                if _idle:
+                    _reader = None
+                    _offer_role()
+                    return
+            if not inp.fill():
+                _drain_and_exit()
+            continue
+        kind = msg.get("type")
+        if kind == "Invoke":
+            call = _decode_invoke(msg, table)
+            if call is None:
+                continue
+            call_id, fn, is_async, args, kwargs = call
+            if is_async:
+                for_loop.append((_async.start, (call_id, fn, args, kwargs)))
+                continue
+            with _state_lock:
+                _backlog.append((call_id, fn, args, kwargs))
+                if _idle:
+                    _idle -= 1
+                    _role_free.notify()
+        elif kind == "Cancel":
+            for_loop.append((_async.cancel, (msg.get("id"),)))
+        else:
+            _unknown_frame(msg)
+
+
+def _wake_watchdog():
+    global _watch_asleep
+    _watch_asleep = False
+    _watch_wake.set()
+
+
+def _watchdog():
+    """Hands the reader role on when the reader has been in one call for SLOW_CALL_S."""
+    global _watch_asleep
+    slow_ticks = max(1, round(SLOW_CALL_S / WATCH_TICK_S))
+    seen, seen_no, ticks, quiet = None, 0, 0, 0
+    while True:
+        time.sleep(WATCH_TICK_S)
+        r = _reader
+        n = r.call_no if r is not None else 0
+        if n & 1:
+            quiet = 0
+            if r is seen and n == seen_no:
+                ticks += 1
+            else:
+                seen, seen_no, ticks = r, n, 0
+            if _out or ticks >= slow_ticks:
+                data = _while_in_call(r, n, ticks >= slow_ticks)
+                if data:
+                    _write(data)
+                if ticks >= slow_ticks:
+                    seen = None
+            continue
+        seen = None
+        quiet += 1
+        if quiet >= WATCH_IDLE_TICKS:
+            quiet = 0
+            _watch_wake.clear()
+            _watch_asleep = True
+            r = _reader
+            if r is None or not r.call_no & 1:
+                _watch_wake.wait()
+            _watch_asleep = False
+
+
+def _while_in_call(r, n, demote):
+    """If ``r`` is still the reader and in call number ``n``: take its pending
+    answers (returned, to be written outside the lock) and, if ``demote``,
+    the reader role.
+    """
+    global _reader
+    with _state_lock:
+        if _reader is not r or r.call_no != n:
+            return None
+        data = b"".join(_out)
+        _out.clear()
+        if demote:
+            _reader = None
+            _offer_role()
+    return data
+
+
+def _serve(inp, table, concurrency):
+    """Start the caller threads, the spare reader and the watchdog."""
+    global _spare
+    has_async = any(is_async for _, is_async in table.values())
+    if has_async:
+        _async.get_loop()
+        _spare = _Caller()
+        _start(lambda: _spare_main(inp, table), "morel-spare-reader")
+    _callers[:] = [_Caller() for _ in range(concurrency)]
+    _start(_watchdog, "morel-watchdog")
+    for i, c in enumerate(_callers):
+        _start(lambda c=c: _caller_main(c, inp, table), "morel-call-%d" % i)
+
+
+def _start(body, name):
+    threading.Thread(target=_guard, args=(body,), name=name, daemon=True).start()
 
 
 def _register_with_sdk(table):
@@ -746,6 +1042,7 @@ def _register_with_sdk(table):
     local = getattr(sdk, "_local", None)
     if isinstance(local, dict):
         local.update({name: fn for name, (fn, _) in table.items()})
+
 
 def main():
     # stdout/stderr are the app's log: make prints show up promptly.
@@ -794,23 +1091,11 @@ def main():
         concurrency = max(1, int(first.get("concurrency") or 1))
     except (TypeError, ValueError):
         concurrency = 1
-    pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=concurrency, thread_name_prefix="morel-call"
-    )
     _register_with_sdk(table)
     loading.clear()
     _send({"type": "MetaData", "functions": meta})
-
-    if any(is_async for _, is_async in table.values()):
-        threading.Thread(
-            target=_guard, args=(lambda: _watch_for_eof(inp),), name="morel-eof", daemon=True
-        ).start()
-        _guard(lambda: _serve_with_loop(inp, table, pool))
-    else:
-        reader_lock = threading.Lock()
-        for _ in range(concurrency):
-            pool.submit(_guard, lambda: _serve_sync(inp, table, reader_lock))
-        _guard(lambda: _watch_for_eof(inp))
+    _serve(inp, table, concurrency)
+    _guard(lambda: _watch_for_eof(inp))
 
 
 def _guard(body):

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -554,6 +555,139 @@ class PythonSyncOnlyRunnerTest(RunnerContract, unittest.TestCase):
         self.w.close_input()
         self.assertEqual(self.w.wait(timeout=5), 0)
         self.assertLess(time.monotonic() - start, 2.0)
+
+
+class PythonServingTest(unittest.TestCase):
+    """How runner.py shares fd 3 and its caller threads: sync calls run inline on the reading
+    thread, and a call that stays in user code loses the reading role to an idle thread."""
+
+    def worker(self, names, concurrency):
+        w = Worker("python", PY_APP)
+        self.addCleanup(w.stop)
+        meta = w.load([fn(n, "hello.py") for n in names], concurrency=concurrency)
+        self.assertEqual(meta["type"], "MetaData", meta)
+        return w
+
+    def answers(self, w, ids, timeout=10.0):
+        """The replies to exactly ``ids``, by id (order of arrival is free)."""
+        deadline = time.monotonic() + timeout
+        got = {}
+        while len(got) < len(ids):
+            m = w.recv(timeout=max(0.01, deadline - time.monotonic()))
+            self.assertIn(m["id"], ids, m)
+            self.assertNotIn(m["id"], got, m)
+            got[m["id"]] = m
+        return got
+
+    def test_hung_sync_call_does_not_stop_other_sync_calls(self):
+        for names in (["hang", "add"], ["hang", "add", "agreet"]):  # without / with the async side
+            with self.subTest(names=names):
+                w = self.worker(names, concurrency=2)
+                w.invoke(1, "hang", [])
+                for i in range(2, 22):
+                    w.invoke(i, "add", [i, 1])
+                got = self.answers(w, set(range(2, 22)), timeout=5.0)
+                self.assertEqual({i: m["result"] for i, m in got.items()}, {i: i + 1 for i in range(2, 22)})
+
+    def test_answers_read_with_a_hung_call_are_not_held_back(self):
+        # One write brings a quick call, a call that never returns and another quick call:
+        # the first answer must not wait for the hung call.  With a second caller the third
+        # call runs on it; with one caller it waits (nobody reads), but answer 1 still comes.
+        for concurrency, want in ((2, {1: 2, 3: 6}), (1, {1: 2})):
+            with self.subTest(concurrency=concurrency):
+                w = self.worker(["hang", "add"], concurrency=concurrency)
+                frames = b""
+                for call_id, name, args in ((1, "add", [1, 1]), (2, "hang", []), (3, "add", [3, 3])):
+                    msg = {"type": "Invoke", "id": call_id, "name": name, "args": args, "kwargs": {}}
+                    body = json.dumps(msg).encode()
+                    frames += struct.pack(">I", len(body)) + body
+                w.send_raw(frames)
+                got = self.answers(w, set(want), timeout=5.0)
+                self.assertEqual({i: m["result"] for i, m in got.items()}, want)
+
+    def test_hung_sync_call_found_after_the_worker_was_idle(self):
+        # The watchdog sleeps once no sync call has run for a while; the next call wakes it.
+        w = self.worker(["hang", "add"], concurrency=2)
+        self.assertEqual(w.call("add", 1, 1)["result"], 2)
+        time.sleep(1.0)  # longer than the watchdog's idle period (WATCH_IDLE_TICKS ticks)
+        w.invoke(1, "hang", [])
+        w.invoke(2, "add", [2, 2])
+        self.assertEqual(self.answers(w, {2}, timeout=5.0)[2]["result"], 4)
+
+    def test_async_call_completes_while_a_sync_call_hangs(self):
+        # concurrency 2: the other caller reads; concurrency 1: the spare reader does.
+        for concurrency in (2, 1):
+            with self.subTest(concurrency=concurrency):
+                w = self.worker(["hang", "agreet", "aslow"], concurrency=concurrency)
+                w.invoke(1, "hang", [])
+                w.invoke(2, "agreet", ["x"])
+                w.invoke(3, "aslow", [0.01])
+                got = self.answers(w, {2, 3}, timeout=5.0)
+                self.assertEqual(got[2]["result"], "async hi x")
+                self.assertEqual(got[3]["result"], {"slept": 0.01})
+
+    def test_two_slow_sync_calls_run_at_once(self):
+        w = self.worker(["slow", "meet"], concurrency=2)
+        # Each call returns only once the other one has arrived.
+        w.invoke(1, "meet", [5])
+        w.invoke(2, "meet", [5])
+        got = self.answers(w, {1, 2}, timeout=10.0)
+        self.assertEqual([got[1].get("result"), got[2].get("result")], ["met", "met"], got)
+        start = time.monotonic()
+        w.invoke(3, "slow", [0.3])
+        w.invoke(4, "slow", [0.3])
+        got = self.answers(w, {3, 4})
+        self.assertTrue(got[3]["ok"] and got[4]["ok"], got)
+        self.assertLess(time.monotonic() - start, 0.55)  # one after the other takes 0.6 s
+
+    def test_cancel_async_call(self):
+        # Through the caller that reads (concurrency 2, the other caller hung) and through the
+        # spare reader (concurrency 1, the only caller hung).
+        for concurrency in (2, 1):
+            with self.subTest(concurrency=concurrency):
+                w = self.worker(["hang", "cancellable", "acancelled", "agreet"], concurrency=concurrency)
+                w.invoke(1, "hang", [])
+                w.invoke(2, "cancellable", ["k"])
+                w.invoke(3, "agreet", ["x"])  # started after call 2: once it answers, 2 runs
+                self.answers(w, {3}, timeout=5.0)
+                w.send({"type": "Cancel", "id": 2})
+                deadline = time.monotonic() + 5.0
+                call_id = 100
+                while True:
+                    call_id += 1
+                    w.invoke(call_id, "acancelled", ["k"])
+                    if self.answers(w, {call_id}, timeout=5.0)[call_id]["result"]:
+                        break
+                    self.assertLess(time.monotonic(), deadline, "call 2 was never cancelled")
+                    time.sleep(0.01)
+                # No reply comes for the cancelled call: the next one is for the next call.
+                w.invoke(200, "agreet", ["z"])
+                self.assertEqual(self.answers(w, {200}, timeout=5.0)[200]["result"], "async hi z")
+
+    def test_many_pipelined_calls(self):
+        n = 2000
+        for names in (["add"], ["add", "agreet"]):
+            with self.subTest(names=names):
+                w = self.worker(names, concurrency=8)
+                with_async = "agreet" in names
+                frames = []
+                for i in range(n):
+                    if with_async and i % 3 == 0:
+                        msg = {"type": "Invoke", "id": i, "name": "agreet", "args": [str(i)], "kwargs": {}}
+                    else:
+                        msg = {"type": "Invoke", "id": i, "name": "add", "args": [i, i], "kwargs": {}}
+                    body = json.dumps(msg).encode()
+                    frames.append(struct.pack(">I", len(body)) + body)
+                # All at once, from a thread: the frames are larger than the pipe, and so are
+                # the answers, so writing and reading must overlap.
+                writer = threading.Thread(target=w.send_raw, args=(b"".join(frames),))
+                writer.start()
+                got = self.answers(w, set(range(n)), timeout=30.0)
+                writer.join(timeout=10.0)
+                self.assertFalse(writer.is_alive())
+                for i, m in got.items():
+                    want = "async hi %d" % i if with_async and i % 3 == 0 else 2 * i
+                    self.assertEqual(m.get("result"), want, m)
 
 
 class NodeRunnerTest(RunnerContract, unittest.TestCase):
