@@ -55,7 +55,6 @@ user code.  Frames to fd 4 are written under a lock so each frame is
 contiguous.
 """
 
-import asyncio
 import collections
 import importlib
 import importlib.util
@@ -472,6 +471,10 @@ class _AsyncSide:
         if loop is None:
             with self._lock:
                 if self.loop is None:
+                    # Imported on first use: asyncio costs tens of milliseconds of every
+                    # cold start, and an app with only plain functions never needs it.
+                    import asyncio
+
                     loop = asyncio.new_event_loop()
                     t = threading.Thread(
                         target=self._run, args=(loop,), name="morel-asyncio", daemon=True
@@ -483,6 +486,8 @@ class _AsyncSide:
 
     @staticmethod
     def _run(loop):
+        import asyncio
+
         asyncio.set_event_loop(loop)
         loop.run_forever()
 
@@ -506,6 +511,8 @@ class _AsyncSide:
             _send_exception(call_id, e)
 
     async def _drive(self, call_id, coro):
+        import asyncio  # loaded by get_loop already
+
         try:
             result = await coro
         except asyncio.CancelledError:

@@ -39,14 +39,10 @@ the endpoint options must be written as literal values.
 __all__ = ["Endpoint", "function", "call"]
 __version__ = "0.1.0"
 
-import asyncio
 import functools
 import inspect
 import json
 import os
-import urllib.error
-import urllib.parse
-import urllib.request
 
 _HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 
@@ -182,6 +178,12 @@ def _remote_error(message, type_name, status):
 
 
 def _remote(name, args, kwargs):
+    # Imported here, not at the top: urllib.request pulls in http.client, email and ssl, tens of
+    # milliseconds of every worker's cold start, and only calls to another resource need it.
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
     base = os.environ.get("MOREL_GATEWAY_URL")
     app = os.environ.get("MOREL_APP")
     if not base or not app:
@@ -215,6 +217,8 @@ def call(name, *args, **kwargs):
     if fn is not None:
         result = fn(*args, **kwargs)
         if inspect.iscoroutine(result):
+            import asyncio  # only here: importing it costs every worker's cold start
+
             result = asyncio.run(result)
         return result
     return _remote(name, args, kwargs)
@@ -228,6 +232,8 @@ async def acall(name, *args, **kwargs):
         if inspect.iscoroutine(result):
             result = await result
         return result
+    import asyncio
+
     return await asyncio.to_thread(_remote, name, args, kwargs)
 
 
@@ -248,6 +254,8 @@ def _routed(fn, endpoint):
         @functools.wraps(fn)
         async def async_wrapper(*args, **kwargs):
             if remote_here():
+                import asyncio
+
                 return await asyncio.to_thread(_remote, fn.__name__, args, kwargs)
             return await fn(*args, **kwargs)
 
