@@ -38,13 +38,10 @@ impl ApiError {
     }
     /// Logs `err` with its cause chain and answers 500 without leaking it.
     pub fn internal(context: &str, err: &(dyn std::error::Error + 'static)) -> Self {
-        let mut chain = err.to_string();
-        let mut src = err.source();
-        while let Some(s) = src {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            src = s.source();
-        }
+        Self::internal_chain(context, &error_chain(err))
+    }
+    /// Like [`ApiError::internal`], for an error already rendered with [`error_chain`].
+    pub fn internal_chain(context: &str, chain: &str) -> Self {
         tracing::error!(error = %chain, "{context}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -68,4 +65,16 @@ impl From<morel_store::StoreError> for ApiError {
     fn from(e: morel_store::StoreError) -> Self {
         ApiError::internal("accessing the store", &e)
     }
+}
+
+/// An error with its causes, `a: b: c`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = err.to_string();
+    let mut src = err.source();
+    while let Some(s) = src {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    chain
 }

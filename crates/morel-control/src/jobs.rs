@@ -132,13 +132,7 @@ pub async fn run(
             message,
         })
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal",
-                format!("queueing the job: {e}"),
-            )
-        })?;
+        .map_err(|e| ApiError::internal_chain("queueing a job", &e))?;
     JOB_QUEUED.notify_one();
     Ok((
         StatusCode::ACCEPTED,
@@ -464,7 +458,7 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
                         }
                     }
                     Err(e) => {
-                        let e = error_chain(&e);
+                        let e = crate::error::error_chain(&e);
                         for reply in replies {
                             let _ = reply.send(Err(e.clone()));
                         }
@@ -483,16 +477,4 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
         rx.await
             .map_err(|_| "the job writer has stopped".to_owned())?
     }
-}
-
-/// An error with its causes, `a: b: c`.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
