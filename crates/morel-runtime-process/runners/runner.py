@@ -12,8 +12,8 @@ Protocol (see the host side in ``morel-runtime-process``):
   ``MetaData`` (or ``LoadError`` and exit 1).  Afterwards ``Invoke`` and
   ``Cancel`` frames arrive in any order; every ``Invoke`` gets exactly one
   ``InvokeResult`` unless it was cancelled.
-* EOF on fd 3 means "shut down now": we exit 0 without waiting for calls that
-  are still running.
+* EOF on fd 3 means "shut down": calls still running get ``EOF_GRACE_S`` to
+  answer, then we exit 0 without waiting any longer.
 
 Threading model (the same for every app):
 
