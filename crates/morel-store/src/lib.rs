@@ -195,8 +195,6 @@ pub trait Store: Send + Sync + 'static {
     /// left as it is) and deletes its message, all in one transaction.
     async fn finish_jobs(&self, queue: &str, jobs: &[FinishedJob]) -> Result<()>;
     async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>>;
-    /// `QUEUED → RUNNING`; false when the execution was cancelled or already ran.
-    async fn start_execution(&self, id: &str) -> Result<bool>;
     /// `QUEUED|RUNNING → CANCELLED`; false when it had already finished.
     async fn cancel_execution(&self, id: &str) -> Result<bool>;
     async fn list_executions(&self, function_id: &str, limit: i64) -> Result<Vec<ExecutionRow>>;

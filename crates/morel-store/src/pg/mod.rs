@@ -269,9 +269,6 @@ impl Store for PgStore {
     async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
         wasm::get_execution(&self.pool, id).await
     }
-    async fn start_execution(&self, id: &str) -> Result<bool> {
-        wasm::transition_execution(&self.pool, id, &["QUEUED"], ExecutionStatus::Running).await
-    }
     async fn cancel_execution(&self, id: &str) -> Result<bool> {
         wasm::transition_execution(
             &self.pool,

@@ -323,9 +323,6 @@ impl Store for SqliteStore {
     async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
         wasm::get_execution(&self.pool, id).await
     }
-    async fn start_execution(&self, id: &str) -> Result<bool> {
-        wasm::transition_execution(&self.writer, id, &["QUEUED"], ExecutionStatus::Running).await
-    }
     async fn cancel_execution(&self, id: &str) -> Result<bool> {
         wasm::transition_execution(
             &self.writer,

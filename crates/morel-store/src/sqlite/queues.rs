@@ -3,7 +3,7 @@
 //! while it is hidden.
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteExecutor, SqlitePool};
+use sqlx::{Row, SqlitePool};
 
 use crate::error::Ctx;
 use crate::{QueueMessage, Result, StoreError};
@@ -22,18 +22,14 @@ fn from_row(r: &SqliteRow) -> Result<QueueMessage> {
     })
 }
 
-pub async fn send<'e>(
-    ex: impl SqliteExecutor<'e>,
-    queue: &str,
-    message: &serde_json::Value,
-) -> Result<i64> {
+pub async fn send(pool: &SqlitePool, queue: &str, message: &serde_json::Value) -> Result<i64> {
     let now = morel_core::time::now_ms();
     let res = sqlx::query("INSERT INTO queue_messages (queue, read_ct, enqueued_at, vt, message) VALUES (?, 0, ?, ?, ?)")
         .bind(queue)
         .bind(now)
         .bind(now)
         .bind(message.to_string())
-        .execute(ex)
+        .execute(pool)
         .await
         .ctx("queue send")?;
     Ok(res.last_insert_rowid())
@@ -63,11 +59,11 @@ pub async fn read(
     Ok(out)
 }
 
-pub async fn delete<'e>(ex: impl SqliteExecutor<'e>, queue: &str, msg_id: i64) -> Result<bool> {
+pub async fn delete(pool: &SqlitePool, queue: &str, msg_id: i64) -> Result<bool> {
     let res = sqlx::query("DELETE FROM queue_messages WHERE queue = ? AND msg_id = ?")
         .bind(queue)
         .bind(msg_id)
-        .execute(ex)
+        .execute(pool)
         .await
         .ctx("queue delete")?;
     Ok(res.rows_affected() > 0)

@@ -2,7 +2,7 @@
 
 use sqlx::sqlite::SqliteArguments;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Arguments, Row, SqliteExecutor, SqlitePool};
+use sqlx::{Arguments, Row, SqlitePool};
 
 use crate::error::Ctx;
 use crate::{
@@ -141,7 +141,7 @@ fn execution_from_row(r: &SqliteRow) -> Result<ExecutionRow> {
     })
 }
 
-pub async fn insert_execution<'e>(ex: impl SqliteExecutor<'e>, row: &ExecutionRow) -> Result<()> {
+pub async fn insert_execution(pool: &SqlitePool, row: &ExecutionRow) -> Result<()> {
     sqlx::query("INSERT INTO executions (id, function_id, status, input, output, error, started_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(&row.id)
         .bind(&row.function_id)
@@ -151,7 +151,7 @@ pub async fn insert_execution<'e>(ex: impl SqliteExecutor<'e>, row: &ExecutionRo
         .bind(&row.error)
         .bind(row.started_at)
         .bind(row.completed_at)
-        .execute(ex)
+        .execute(pool)
         .await
         .ctx("insert execution")?;
     Ok(())
@@ -315,8 +315,8 @@ async fn atomically(
     })?
 }
 
-pub async fn finish_execution<'e>(
-    ex: impl SqliteExecutor<'e>,
+pub async fn finish_execution(
+    pool: &SqlitePool,
     id: &str,
     status: ExecutionStatus,
     output: Option<&str>,
@@ -330,7 +330,7 @@ pub async fn finish_execution<'e>(
     .bind(error)
     .bind(morel_core::time::now_ms())
     .bind(id)
-    .execute(ex)
+    .execute(pool)
     .await
     .ctx("finish execution")?;
     Ok(())
