@@ -173,18 +173,18 @@ impl Server {
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves, on one thread per core (see `listen`); open requests get
+/// up to 10 s to be answered after that.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     server: &Server,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = server.router();
-    // The peer address is what the edge forwards as X-Forwarded-For.
-    axum::serve(
+    crate::listen::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        server.router(),
+        shutdown,
+        std::time::Duration::from_secs(10),
     )
-    .with_graceful_shutdown(shutdown)
     .await
 }

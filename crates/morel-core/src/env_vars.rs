@@ -8,6 +8,9 @@ pub const MOREL_TOKEN: &str = "MOREL_TOKEN";
 pub const MOREL_CONFIG_DIR: &str = "MOREL_CONFIG_DIR";
 /// Log filter for Morel's own tracing output (`info`, `morel_agent=debug`, …).
 pub const MOREL_LOG: &str = "MOREL_LOG";
+/// Threads serving the public listener of `morel up` (calls, the edge, the API). Default: one
+/// per core.
+pub const MOREL_HTTP_THREADS: &str = "MOREL_HTTP_THREADS";
 /// Python interpreter used for workers and discovery. Default `python3`.
 pub const MOREL_PYTHON: &str = "MOREL_PYTHON";
 /// Node interpreter used for workers and discovery. Default `node`.

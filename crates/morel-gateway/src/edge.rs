@@ -49,26 +49,25 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// App → the http service the edge sends its traffic to.
+#[derive(Default)]
 pub struct EdgeTable {
     services: RwLock<HashMap<(String, String), Arc<HttpService>>>,
     /// `{app}.{domain}` host names route to apps when set.
     domain: RwLock<Option<String>>,
-    client: Client<HttpConnector, Body>,
 }
 
-impl Default for EdgeTable {
-    fn default() -> Self {
+thread_local! {
+    /// One pool of connections to the instances per thread: a connection's task runs on the
+    /// thread that opened it, so a request on a serving thread (see morel-control's `listen`)
+    /// only ever uses connections that live on that same thread.
+    static CLIENT: Client<HttpConnector, Body> = {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        EdgeTable {
-            services: RwLock::default(),
-            domain: RwLock::default(),
-            client: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build(connector),
-        }
-    }
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector)
+    };
 }
 
 impl EdgeTable {
@@ -182,7 +181,8 @@ impl EdgeTable {
                     );
                 }
             };
-            let sent = tokio::time::timeout(svc.request_timeout, self.client.request(out)).await;
+            let sent =
+                tokio::time::timeout(svc.request_timeout, CLIENT.with(|c| c.request(out))).await;
             let resp = match sent {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) if e.is_connect() && bodyless && attempts < 3 => {

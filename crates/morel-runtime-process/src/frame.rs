@@ -5,9 +5,17 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Largest frame either side may send; a bigger one means a broken or hostile peer.
 pub const MAX_FRAME: usize = 64 << 20;
 
-pub fn encode(json: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
-    out.extend_from_slice(json);
+/// Appends `msg` as one frame: JSON written in place behind a length filled in afterwards.
+pub fn encode(msg: &impl serde::Serialize, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    if let Err(e) = serde_json::to_writer(&mut *out, msg) {
+        out.truncate(start);
+        return Err(e);
+    }
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(())
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
@@ -42,8 +50,8 @@ mod tests {
     #[tokio::test]
     async fn round_trip_and_limits() {
         let mut out = Vec::new();
-        encode(b"{\"a\":1}", &mut out);
-        encode(b"[]", &mut out);
+        encode(&serde_json::json!({"a": 1}), &mut out).unwrap();
+        encode(&serde_json::json!([]), &mut out).unwrap();
         let mut r = &out[..];
         let mut buf = Vec::new();
         assert!(read(&mut r, &mut buf).await.unwrap().is_some());

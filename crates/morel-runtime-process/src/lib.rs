@@ -8,6 +8,7 @@
 
 pub mod deps;
 mod frame;
+mod outbox;
 pub mod protocol;
 mod runners;
 mod spawn;
@@ -15,4 +16,4 @@ mod worker;
 
 pub use deps::{DepsError, Installer};
 pub use runners::RunnerFiles;
-pub use worker::{InvokeError, LogSink, Worker, WorkerError, WorkerSpec};
+pub use worker::{InvokeError, LogSink, Worker, WorkerError, WorkerSpec, read_replies_on};

@@ -7,14 +7,37 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::process::Command;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 use crate::frame;
+use crate::outbox::Outbox;
 use crate::protocol::{FunctionMeta, HostMessage, LoadFunction, RaisedError, WorkerFrame};
 use crate::spawn;
+
+/// The runtimes replies are read on (see [`read_replies_on`]); empty: the spawning one.
+static REPLY_HOMES: std::sync::OnceLock<Vec<tokio::runtime::Handle>> = std::sync::OnceLock::new();
+static NEXT_HOME: AtomicU64 = AtomicU64::new(0);
+
+/// Reads workers' replies on these runtimes (the server's serving threads, one worker after
+/// another), so that a reply wakes its caller on the caller's own thread as often as can be.
+/// A worker started on a single-threaded runtime reads on that one. Set once per process.
+pub fn read_replies_on(handles: Vec<tokio::runtime::Handle>) {
+    let _ = REPLY_HOMES.set(handles);
+}
+
+/// Where a new worker's replies are read, when not on the current runtime.
+fn replies_home() -> Option<tokio::runtime::Handle> {
+    let current = tokio::runtime::Handle::current();
+    if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        return None;
+    }
+    let homes = REPLY_HOMES.get().filter(|h| !h.is_empty())?;
+    let i = NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize % homes.len();
+    Some(homes[i].clone())
+}
 
 /// Where a worker's stdout/stderr lines go: `(is_stderr, line)`.
 pub type LogSink = Arc<dyn Fn(bool, String) + Send + Sync>;
@@ -74,7 +97,7 @@ type Reply = Result<Box<RawValue>, InvokeError>;
 
 struct Inner {
     pid: u32,
-    frames: mpsc::UnboundedSender<Vec<u8>>,
+    outbox: Arc<Outbox>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     next_id: AtomicU64,
     slots: Arc<Semaphore>,
@@ -122,7 +145,7 @@ impl Worker {
         drop(child_out);
         let pid = child.id().unwrap_or(0);
 
-        let mut writer = pipe::Sender::from_owned_fd(host_out).map_err(spawn_err)?;
+        let writer = pipe::Sender::from_owned_fd(host_out).map_err(spawn_err)?;
         let reader = pipe::Receiver::from_owned_fd(host_in).map_err(spawn_err)?;
 
         let tail = Arc::new(Mutex::new(VecDeque::new()));
@@ -133,25 +156,8 @@ impl Worker {
             tokio::spawn(pump_lines(err, true, sink.clone(), Some(tail.clone())));
         }
 
-        // Writer: one task owns the pipe and batches whatever frames are queued.
-        let (frames_tx, mut frames_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        tokio::spawn(async move {
-            let mut buf = Vec::with_capacity(64 * 1024);
-            while let Some(first) = frames_rx.recv().await {
-                buf.clear();
-                buf.extend_from_slice(&first);
-                while buf.len() < 1 << 20 {
-                    match frames_rx.try_recv() {
-                        Ok(more) => buf.extend_from_slice(&more),
-                        Err(_) => break,
-                    }
-                }
-                if writer.write_all(&buf).await.is_err() {
-                    break;
-                }
-            }
-            // Dropping the writer closes fd 3 in the child: the runner's signal to exit.
-        });
+        // Calls write their frames to the pipe themselves (see `outbox`).
+        let outbox = Outbox::new(writer);
 
         let load = HostMessage::Load {
             app: &spec.app,
@@ -168,7 +174,7 @@ impl Worker {
                 })
                 .collect(),
         };
-        send(&frames_tx, &load);
+        send(&outbox, &load);
 
         let (exit_tx, exit_rx) = watch::channel(None);
         let mut reader = BufReader::with_capacity(64 * 1024, reader);
@@ -232,7 +238,7 @@ impl Worker {
 
         let inner = Arc::new(Inner {
             pid,
-            frames: frames_tx,
+            outbox,
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             slots: Arc::new(Semaphore::new(spec.concurrency.max(1) as usize)),
@@ -243,55 +249,27 @@ impl Worker {
             stderr_tail: tail,
             functions,
         });
-        // Reader: route replies to their callers.
+        // Reader: route replies to their callers, on a serving thread when there are some.
         let weak = Arc::downgrade(&inner);
-        tokio::spawn(async move {
-            let mut buf = Vec::new();
-            while let Ok(Some(())) = frame::read(&mut reader, &mut buf).await {
-                let Some(inner) = weak.upgrade() else { break };
-                match serde_json::from_slice::<WorkerFrame>(&buf) {
-                    Ok(WorkerFrame {
-                        kind,
-                        id,
-                        ok,
-                        result,
-                        error,
-                        ..
-                    }) if kind == "InvokeResult" => {
-                        let waiter = inner.pending.lock().ok().and_then(|mut p| p.remove(&id));
-                        if let Some(tx) = waiter {
-                            let reply = if ok {
-                                Ok(result.unwrap_or_else(null_raw))
-                            } else {
-                                let e: RaisedError = error
-                                    .and_then(|v| serde_json::from_value(v).ok())
-                                    .unwrap_or(RaisedError {
-                                        message: "unknown error".into(),
-                                        kind: "Error".into(),
-                                        traceback: None,
-                                    });
-                                if e.kind == "NotFound" {
-                                    Err(InvokeError::NotFound(e.message))
-                                } else {
-                                    Err(InvokeError::Raised {
-                                        message: e.message,
-                                        kind: e.kind,
-                                        traceback: e.traceback,
-                                    })
-                                }
-                            };
-                            let _ = tx.send(reply);
+        let home = replies_home();
+        match (home, reader.buffer().is_empty()) {
+            (Some(home), true) => match reader.into_inner().into_nonblocking_fd() {
+                Ok(fd) => {
+                    home.spawn(async move {
+                        match pipe::Receiver::from_owned_fd(fd) {
+                            Ok(rx) => {
+                                read_replies(BufReader::with_capacity(64 * 1024, rx), weak).await
+                            }
+                            Err(e) => tracing::error!(error = %e, "cannot read a worker's replies"),
                         }
-                    }
-                    Ok(other) => {
-                        tracing::warn!(pid = inner.pid, kind = %other.kind, "unexpected worker message")
-                    }
-                    Err(e) => {
-                        tracing::warn!(pid = inner.pid, error = %e, "unreadable worker message")
-                    }
+                    });
                 }
+                Err(e) => tracing::error!(error = %e, "cannot move a worker's reply pipe"),
+            },
+            _ => {
+                tokio::spawn(read_replies(reader, weak));
             }
-        });
+        }
 
         // Waiter: when the process exits, fail everything in flight at once.
         let weak = Arc::downgrade(&inner);
@@ -413,7 +391,7 @@ impl Worker {
         }
         let remaining = deadline.saturating_sub(start.elapsed());
         send(
-            &self.inner.frames,
+            &self.inner.outbox,
             &HostMessage::Invoke {
                 id,
                 name,
@@ -435,7 +413,7 @@ impl Worker {
                 if let Ok(mut p) = self.inner.pending.lock() {
                     p.remove(&id);
                 }
-                send(&self.inner.frames, &HostMessage::Cancel { id });
+                send(&self.inner.outbox, &HostMessage::Cancel { id });
                 Err(InvokeError::Timeout(deadline))
             }
         };
@@ -467,6 +445,55 @@ impl Drop for Inner {
     }
 }
 
+/// Routes the worker's replies to their callers until the pipe closes or the worker is dropped.
+async fn read_replies(mut reader: BufReader<pipe::Receiver>, weak: std::sync::Weak<Inner>) {
+    let mut buf = Vec::new();
+    while let Ok(Some(())) = frame::read(&mut reader, &mut buf).await {
+        let Some(inner) = weak.upgrade() else { break };
+        match serde_json::from_slice::<WorkerFrame>(&buf) {
+            Ok(WorkerFrame {
+                kind,
+                id,
+                ok,
+                result,
+                error,
+                ..
+            }) if kind == "InvokeResult" => {
+                let waiter = inner.pending.lock().ok().and_then(|mut p| p.remove(&id));
+                if let Some(tx) = waiter {
+                    let reply = if ok {
+                        Ok(result.unwrap_or_else(null_raw))
+                    } else {
+                        let e: RaisedError = error
+                            .and_then(|v| serde_json::from_value(v).ok())
+                            .unwrap_or(RaisedError {
+                                message: "unknown error".into(),
+                                kind: "Error".into(),
+                                traceback: None,
+                            });
+                        if e.kind == "NotFound" {
+                            Err(InvokeError::NotFound(e.message))
+                        } else {
+                            Err(InvokeError::Raised {
+                                message: e.message,
+                                kind: e.kind,
+                                traceback: e.traceback,
+                            })
+                        }
+                    };
+                    let _ = tx.send(reply);
+                }
+            }
+            Ok(other) => {
+                tracing::warn!(pid = inner.pid, kind = %other.kind, "unexpected worker message")
+            }
+            Err(e) => {
+                tracing::warn!(pid = inner.pid, error = %e, "unreadable worker message")
+            }
+        }
+    }
+}
+
 fn null_raw() -> Box<RawValue> {
     RawValue::from_string("null".into()).unwrap_or_else(|_| unreachable_raw())
 }
@@ -476,13 +503,11 @@ fn unreachable_raw() -> Box<RawValue> {
     serde_json::value::to_raw_value(&serde_json::Value::Null).unwrap_or_default()
 }
 
-fn send(frames: &mpsc::UnboundedSender<Vec<u8>>, msg: &HostMessage<'_>) {
-    let Ok(json) = serde_json::to_vec(msg) else {
-        return;
-    };
-    let mut out = Vec::with_capacity(json.len() + 4);
-    frame::encode(&json, &mut out);
-    let _ = frames.send(out);
+fn send(outbox: &Arc<Outbox>, msg: &HostMessage<'_>) {
+    let mut out = Vec::with_capacity(256);
+    if frame::encode(msg, &mut out).is_ok() {
+        outbox.send(&out);
+    }
 }
 
 fn describe_exit(s: std::process::ExitStatus) -> String {

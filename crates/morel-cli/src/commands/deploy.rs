@@ -239,6 +239,8 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
         after = last.id;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
+    // Most releases are ready within a few hundred ms: look often at first, then back off.
+    let mut pause = Duration::from_millis(10);
     let final_release = loop {
         let lines: Vec<LogLine> = client
             .get(&format!("/api/apps/{host}/logs?stream=event&after={after}"))
@@ -261,7 +263,8 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
                 r.status
             );
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 3 / 2).min(Duration::from_millis(250));
     };
     progress.finish();
     if final_release.status == "failed" {

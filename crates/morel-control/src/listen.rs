@@ -1,0 +1,224 @@
+//! The public listener, served by one thread per core.
+//!
+//! Each serving thread runs a single-threaded tokio runtime and serves the connections it is
+//! dealt, start to end: a request is read, routed, handled and answered on one thread. On a multi-threaded runtime the same request
+//! hops between worker threads (the connection, a worker's reply reader, the waker of a parked
+//! sibling), and every hop costs a thread wake-up; measured on the call path, that was a third
+//! of the server's CPU per request (bench/NOTES.md, "one thread per core").
+//!
+//! The control API (`/api/…`) and the dashboard are handed to the main runtime, which stays
+//! multi-threaded: their handlers write files, compile and start deploys whose tasks outlive
+//! the request, none of which should hold up a serving thread. Tasks a call starts on its
+//! serving thread (a worker started from zero, and its pipe readers) stay there; a serving
+//! thread's runtime therefore runs until the process exits, also after `serve` returned.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::response::IntoResponse;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{Notify, mpsc, watch};
+use tower_service::Service;
+
+/// How many serving threads: `MOREL_HTTP_THREADS`, else one per available core.
+pub fn serving_threads() -> usize {
+    std::env::var(morel_core::env_vars::MOREL_HTTP_THREADS)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+}
+
+/// Serves `router` on `listener` with [`serving_threads`] threads until `shutdown` resolves,
+/// then stops accepting and waits (up to `grace`) for open requests to be answered.
+///
+/// Connections are accepted here and dealt to the serving threads in turn, so each thread gets
+/// its share (threads accepting from one socket themselves can end up with all of them).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let main = tokio::runtime::Handle::current();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut drained = Vec::new();
+    let mut homes = Vec::new();
+    let mut threads = Vec::new();
+    for i in 0..serving_threads() {
+        let served = Served {
+            router: router.clone(),
+            main: main.clone(),
+        };
+        let stop = stop_rx.clone();
+        let (conn_tx, conn_rx) = mpsc::unbounded_channel();
+        threads.push(conn_tx);
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        drained.push(done_rx);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        homes.push(rt.handle().clone());
+        std::thread::Builder::new()
+            .name(format!("morel-http-{i}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    serve_thread(conn_rx, served, stop, grace).await;
+                    let _ = done_tx.send(());
+                    // Tasks started here (workers' pipe readers) run until the process exits.
+                    std::future::pending::<()>().await;
+                })
+            })?;
+    }
+    morel_runtime_process::read_replies_on(homes);
+    let mut next = 0;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    // Handed over as a plain socket: it registers with its thread's runtime.
+                    match stream.into_std() {
+                        Ok(stream) => {
+                            let _ = threads[next % threads.len()].send((stream, peer));
+                            next += 1;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot hand a connection over"),
+                    }
+                }
+                // Out of file descriptors and the like: wait a little rather than spin.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    for d in drained {
+        let _ = d.await;
+    }
+    Ok(())
+}
+
+/// What a serving thread answers with: the router, and the main runtime for the control API.
+#[derive(Clone)]
+struct Served {
+    router: Router,
+    main: tokio::runtime::Handle,
+}
+
+/// Requests for the control plane (API, dashboard) rather than for an app.
+fn is_control(path: &str) -> bool {
+    path.starts_with("/api/")
+        || path == "/metrics"
+        || path == "/dashboard"
+        || path.starts_with("/dashboard/")
+}
+
+/// One serving thread: serves the connections it is dealt until told to stop, then drains them.
+async fn serve_thread(
+    mut conns: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    served: Served,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let open = Arc::new(Open::default());
+    loop {
+        tokio::select! {
+            conn = conns.recv() => match conn {
+                Some((stream, peer)) => match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => {
+                        tokio::spawn(serve_connection(stream, peer, served.clone(), stop.clone(), open.clone()));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot serve a connection"),
+                },
+                None => break,
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    let _ = tokio::time::timeout(grace, open.idle()).await;
+}
+
+/// Connections open on one serving thread, for the drain at shutdown.
+#[derive(Default)]
+struct Open {
+    count: AtomicUsize,
+    closed: Notify,
+}
+
+impl Open {
+    async fn idle(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    served: Served,
+    mut stop: watch::Receiver<bool>,
+    open: Arc<Open>,
+) {
+    open.count.fetch_add(1, Ordering::SeqCst);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        // The peer address is what the edge forwards as X-Forwarded-For.
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let mut router = served.router.clone();
+        let main = is_control(req.uri().path()).then(|| served.main.clone());
+        async move {
+            let req = req.map(Body::new);
+            let resp = match main {
+                None => router.call(req).await.unwrap_or_else(|e| match e {}),
+                Some(main) => match main.spawn(async move { router.call(req).await }).await {
+                    Ok(resp) => resp.unwrap_or_else(|e| match e {}),
+                    Err(e) => crate::ApiError::internal("running the request's handler", &e)
+                        .into_response(),
+                },
+            };
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let mut stopping = *stop.borrow();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    if open.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+        open.closed.notify_waiters();
+    }
+}
