@@ -52,12 +52,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
+    serve_on(serving_threads(), listener, router, shutdown, grace).await
+}
+
+async fn serve_on(
+    threads_wanted: usize,
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
     let main = tokio::runtime::Handle::current();
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut drained = Vec::new();
     let mut homes = Vec::new();
     let mut threads = Vec::new();
-    for i in 0..serving_threads() {
+    for i in 0..threads_wanted.max(1) {
         let served = Served {
             router: router.clone(),
             main: main.clone(),
@@ -220,5 +230,119 @@ async fn serve_connection(
     }
     if open.count.fetch_sub(1, Ordering::SeqCst) == 1 {
         open.closed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+
+    fn thread_name() -> String {
+        std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned()
+    }
+
+    async fn start(
+        threads: usize,
+    ) -> (
+        String,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let router = Router::new()
+            .route("/where", get(|| async { thread_name() }))
+            .route("/api/where", get(|| async { thread_name() }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    "done"
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_on(
+            threads,
+            listener,
+            router,
+            async move {
+                let _ = stop_rx.await;
+            },
+            Duration::from_secs(5),
+        ));
+        (url, stop_tx, server)
+    }
+
+    /// Connections are dealt to the serving threads in turn; the control API runs on the main
+    /// runtime, not on a serving thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_are_dealt_to_every_thread_and_the_api_runs_on_main() {
+        let (url, stop, server) = start(3).await;
+        // No pooling: every request is a new connection.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..6 {
+            let name = client
+                .get(format!("{url}/where"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            seen.insert(name);
+        }
+        let want: std::collections::BTreeSet<String> =
+            (0..3).map(|i| format!("morel-http-{i}")).collect();
+        assert_eq!(seen, want);
+        let api = client
+            .get(format!("{url}/api/where"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!api.starts_with("morel-http-"), "the API ran on {api}");
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    /// A request in flight when shutdown starts is answered; new connections are refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_answers_the_requests_in_flight() {
+        let (url, stop, server) = start(2).await;
+        let client = reqwest::Client::new();
+        let slow = tokio::spawn({
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                client
+                    .get(format!("{url}/slow"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        assert_eq!(slow.await.unwrap(), "done");
+        server.await.unwrap().unwrap();
+        let refused = reqwest::Client::new()
+            .get(format!("{url}/where"))
+            .send()
+            .await;
+        assert!(refused.is_err(), "a connection after shutdown was served");
     }
 }
