@@ -133,12 +133,13 @@ struct Served {
     main: tokio::runtime::Handle,
 }
 
-/// Requests for the control plane (API, dashboard) rather than for an app.
+/// Requests for the control plane rather than for an app: Morel's API, seed 001's function
+/// API (compiles, executions), seed 000's compatibility routes outside `/api/`, `/metrics`
+/// and the dashboard. Only where a request runs depends on this, not how it is routed.
 fn is_control(path: &str) -> bool {
-    path.starts_with("/api/")
-        || path == "/metrics"
-        || path == "/dashboard"
-        || path.starts_with("/dashboard/")
+    const PREFIXES: &[&str] = &["/api/", "/functions", "/executions/", "/dashboard"];
+    const EXACT: &[&str] = &["/metrics", "/validate", "/manifest"];
+    PREFIXES.iter().any(|p| path.starts_with(p)) || EXACT.contains(&path)
 }
 
 /// One serving thread: serves the connections it is dealt until told to stop, then drains them.
@@ -256,6 +257,7 @@ mod tests {
         let router = Router::new()
             .route("/where", get(|| async { thread_name() }))
             .route("/api/where", get(|| async { thread_name() }))
+            .route("/functions/where", get(|| async { thread_name() }))
             .route(
                 "/slow",
                 get(|| async {
@@ -303,15 +305,17 @@ mod tests {
         let want: std::collections::BTreeSet<String> =
             (0..3).map(|i| format!("morel-http-{i}")).collect();
         assert_eq!(seen, want);
-        let api = client
-            .get(format!("{url}/api/where"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(!api.starts_with("morel-http-"), "the API ran on {api}");
+        for path in ["/api/where", "/functions/where"] {
+            let ran_on = client
+                .get(format!("{url}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(!ran_on.starts_with("morel-http-"), "{path} ran on {ran_on}");
+        }
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
     }
