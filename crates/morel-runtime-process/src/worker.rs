@@ -95,10 +95,18 @@ pub enum InvokeError {
 
 type Reply = Result<Box<RawValue>, InvokeError>;
 
+/// A call in flight: where its reply goes, and the slot it holds. The reader frees the slot as
+/// soon as the reply is read, before the caller runs again, so that a call waiting for a slot
+/// is sent to the worker one thread wake-up sooner.
+struct Waiter {
+    reply: oneshot::Sender<Reply>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+}
+
 struct Inner {
     pid: u32,
     outbox: Arc<Outbox>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    pending: Mutex<HashMap<u64, Waiter>>,
     next_id: AtomicU64,
     slots: Arc<Semaphore>,
     /// The semaphore's size: calls this worker runs at once.
@@ -285,8 +293,8 @@ impl Worker {
                     .lock()
                     .map(|mut p| p.drain().collect())
                     .unwrap_or_default();
-                for (_, tx) in waiters {
-                    let _ = tx.send(Err(InvokeError::WorkerDied(status.clone())));
+                for (_, w) in waiters {
+                    let _ = w.reply.send(Err(InvokeError::WorkerDied(status.clone())));
                 }
             }
             let _ = exit_tx.send(Some(status));
@@ -387,7 +395,13 @@ impl Worker {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut p) = self.inner.pending.lock() {
-            p.insert(id, tx);
+            p.insert(
+                id,
+                Waiter {
+                    reply: tx,
+                    slot: permit,
+                },
+            );
         }
         let remaining = deadline.saturating_sub(start.elapsed());
         send(
@@ -400,7 +414,7 @@ impl Worker {
                 timeout_ms: remaining.as_millis() as u64,
             },
         );
-        let out = match tokio::time::timeout(remaining, rx).await {
+        match tokio::time::timeout(remaining, rx).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(InvokeError::WorkerDied(
                 self.inner
@@ -416,9 +430,7 @@ impl Worker {
                 send(&self.inner.outbox, &HostMessage::Cancel { id });
                 Err(InvokeError::Timeout(deadline))
             }
-        };
-        drop(permit);
-        out
+        }
     }
 
     /// Stops the worker: closes its input (the runner exits on EOF), then signals the group.
@@ -460,7 +472,8 @@ async fn read_replies(mut reader: BufReader<pipe::Receiver>, weak: std::sync::We
                 ..
             }) if kind == "InvokeResult" => {
                 let waiter = inner.pending.lock().ok().and_then(|mut p| p.remove(&id));
-                if let Some(tx) = waiter {
+                if let Some(Waiter { reply: tx, slot }) = waiter {
+                    drop(slot);
                     let reply = if ok {
                         Ok(result.unwrap_or_else(null_raw))
                     } else {
