@@ -84,6 +84,7 @@ async fn serve_on(
         std::thread::Builder::new()
             .name(format!("morel-http-{i}"))
             .spawn(move || {
+                morel_runtime_process::serve_replies_here(i);
                 rt.block_on(async move {
                     serve_thread(conn_rx, served, stop, grace).await;
                     let _ = done_tx.send(());

@@ -16,4 +16,6 @@ mod worker;
 
 pub use deps::{DepsError, Installer};
 pub use runners::RunnerFiles;
-pub use worker::{InvokeError, LogSink, Worker, WorkerError, WorkerSpec, read_replies_on};
+pub use worker::{
+    InvokeError, LogSink, Worker, WorkerError, WorkerSpec, read_replies_on, serve_replies_here,
+};
