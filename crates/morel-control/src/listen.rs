@@ -248,6 +248,10 @@ mod tests {
             .to_owned()
     }
 
+    async fn get_text(client: &reqwest::Client, url: String) -> String {
+        client.get(url).send().await.unwrap().text().await.unwrap()
+    }
+
     async fn start(
         threads: usize,
     ) -> (
@@ -293,28 +297,13 @@ mod tests {
             .unwrap();
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..6 {
-            let name = client
-                .get(format!("{url}/where"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            seen.insert(name);
+            seen.insert(get_text(&client, format!("{url}/where")).await);
         }
         let want: std::collections::BTreeSet<String> =
             (0..3).map(|i| format!("morel-http-{i}")).collect();
         assert_eq!(seen, want);
         for path in ["/api/where", "/functions/where"] {
-            let ran_on = client
-                .get(format!("{url}{path}"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let ran_on = get_text(&client, format!("{url}{path}")).await;
             assert!(!ran_on.starts_with("morel-http-"), "{path} ran on {ran_on}");
         }
         stop.send(()).unwrap();
@@ -329,16 +318,7 @@ mod tests {
         let slow = tokio::spawn({
             let client = client.clone();
             let url = url.clone();
-            async move {
-                client
-                    .get(format!("{url}/slow"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap()
-            }
+            async move { get_text(&client, format!("{url}/slow")).await }
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         stop.send(()).unwrap();

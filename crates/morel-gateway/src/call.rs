@@ -404,16 +404,15 @@ pub async fn call_function(
     let bad_request = |e: crate::args::BadJson| {
         CallFailure::new(StatusCode::BAD_REQUEST, "BadRequest", e.to_string())
     };
-    // A wasm function gets the body as it is: it only has to be JSON.
-    if let Running::Wasm(w) = &route.target {
-        crate::args::check_json(bytes).map_err(bad_request)?;
-        return call_wasm(w, func, bytes).await;
-    }
-    let args = bind_args(bytes, &route.params).map_err(bad_request)?;
-    let pool = match &route.target {
-        Running::Process(pool) => pool,
-        Running::Wasm(w) => return call_wasm(w, func, bytes).await,
+    let (pool, args) = match &route.target {
+        Running::Process(pool) => (pool, bind_args(bytes, &route.params).map_err(bad_request)?),
+        // A wasm function gets the body as it is: it only has to be JSON.
+        Running::Wasm(w) => {
+            crate::args::check_json(bytes).map_err(bad_request)?;
+            return call_wasm(w, func, bytes).await;
+        }
         Running::Http(h) => {
+            crate::args::check_json(bytes).map_err(bad_request)?;
             return Err(CallFailure::new(
                 StatusCode::NOT_FOUND,
                 "NotFound",

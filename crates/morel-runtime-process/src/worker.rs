@@ -141,7 +141,7 @@ struct Inner {
     /// The last lines of stderr, written by the stderr pump, read for error messages.
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     functions: Vec<FunctionMeta>,
-    /// Reply pipes beyond fd 4: one per serving thread (see [`read_replies_on`]), or 0.
+    /// Reply pipes a call may name: one per serving thread (see [`read_replies_on`]), or 0.
     reply_pipes: usize,
 }
 
@@ -164,6 +164,8 @@ impl Worker {
         // Reply pipes: fd 4, plus one more per serving thread beyond the first.
         let all_homes = reply_homes();
         let homes = if spec.reply_pipes { all_homes } else { &[] };
+        // The reply pipes calls may name (none when fd 4 is the only one).
+        let reply_pipes = if homes.len() > 1 { homes.len() } else { 0 };
         let mut host_ins = Vec::new();
         let mut child_outs = Vec::new();
         for _ in 0..homes.len().max(1) {
@@ -215,11 +217,7 @@ impl Worker {
                     attr: a,
                 })
                 .collect(),
-            reply_fds: if homes.len() > 1 {
-                (0..homes.len() as i32).map(|i| 4 + i).collect()
-            } else {
-                Vec::new()
-            },
+            reply_fds: (0..reply_pipes as i32).map(|i| 4 + i).collect(),
         };
         send(&outbox, &load);
 
@@ -295,7 +293,7 @@ impl Worker {
             exit: exit_rx,
             stderr_tail: tail,
             functions,
-            reply_pipes: if homes.len() > 1 { homes.len() } else { 0 },
+            reply_pipes,
         });
         // Readers: route replies to their callers; reply pipe k is read on serving thread k.
         let weak = Arc::downgrade(&inner);
