@@ -15,8 +15,10 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -46,19 +48,31 @@ pub fn serving_threads() -> usize {
 ///
 /// Connections are accepted here and dealt to the serving threads in turn, so each thread gets
 /// its share (threads accepting from one socket themselves can end up with all of them).
+///
+/// With a `lane`, each connection starts in it (function calls and edge requests answered
+/// straight off the socket, see morel-gateway's `lane`) and moves to hyper and `router` at the
+/// first request the lane hands back.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    lane: Option<morel_gateway::Lane>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
-    serve_on(serving_threads(), listener, router, shutdown, grace).await
+    let lane = lane.filter(|_| lane_enabled()).map(Arc::new);
+    serve_on(serving_threads(), listener, router, lane, shutdown, grace).await
+}
+
+/// `MOREL_FAST_LANE=0` turns the lane off (everything through hyper and the router).
+fn lane_enabled() -> bool {
+    std::env::var(morel_core::env_vars::MOREL_FAST_LANE).map_or(true, |v| v != "0")
 }
 
 async fn serve_on(
     threads_wanted: usize,
     listener: tokio::net::TcpListener,
     router: Router,
+    lane: Option<Arc<morel_gateway::Lane>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
@@ -71,6 +85,7 @@ async fn serve_on(
         let served = Served {
             router: router.clone(),
             main: main.clone(),
+            lane: lane.clone(),
         };
         let stop = stop_rx.clone();
         let (conn_tx, conn_rx) = mpsc::unbounded_channel();
@@ -127,20 +142,20 @@ async fn serve_on(
     Ok(())
 }
 
-/// What a serving thread answers with: the router, and the main runtime for the control API.
+/// What a serving thread answers with: the lane, the router, and the main runtime for the
+/// control API.
 #[derive(Clone)]
 struct Served {
     router: Router,
     main: tokio::runtime::Handle,
+    lane: Option<Arc<morel_gateway::Lane>>,
 }
 
 /// Requests for the control plane rather than for an app: Morel's API, seed 001's function
 /// API (compiles, executions), seed 000's compatibility routes outside `/api/`, `/metrics`
 /// and the dashboard. Only where a request runs depends on this, not how it is routed.
 fn is_control(path: &str) -> bool {
-    const PREFIXES: &[&str] = &["/api/", "/functions", "/executions/", "/dashboard"];
-    const EXACT: &[&str] = &["/metrics", "/validate", "/manifest"];
-    PREFIXES.iter().any(|p| path.starts_with(p)) || EXACT.contains(&path)
+    morel_gateway::is_control_path(path)
 }
 
 /// One serving thread: serves the connections it is dealt until told to stop, then drains them.
@@ -188,13 +203,35 @@ impl Open {
 }
 
 async fn serve_connection(
-    stream: tokio::net::TcpStream,
+    mut stream: tokio::net::TcpStream,
     peer: SocketAddr,
     served: Served,
     mut stop: watch::Receiver<bool>,
     open: Arc<Open>,
 ) {
     open.count.fetch_add(1, Ordering::SeqCst);
+    let handed_off = match &served.lane {
+        Some(lane) => match lane.serve(&mut stream, peer, &mut stop).await {
+            morel_gateway::LaneEnd::Closed => None,
+            morel_gateway::LaneEnd::HandOff(read) => Some(read),
+        },
+        None => Some(Vec::new()),
+    };
+    if let Some(read) = handed_off {
+        serve_with_hyper(Replay::new(read, stream), peer, served, stop).await;
+    }
+    if open.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+        open.closed.notify_waiters();
+    }
+}
+
+/// Serves a connection with hyper and the router until it closes or the server stops.
+async fn serve_with_hyper(
+    stream: Replay,
+    peer: SocketAddr,
+    served: Served,
+    mut stop: watch::Receiver<bool>,
+) {
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         // The peer address is what the edge forwards as X-Forwarded-For.
         req.extensions_mut().insert(ConnectInfo(peer));
@@ -230,8 +267,74 @@ async fn serve_connection(
             }
         }
     }
-    if open.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-        open.closed.notify_waiters();
+}
+
+/// A connection whose first bytes were already read (by the lane): reads give those back
+/// first, then read from the socket.
+struct Replay {
+    read: Vec<u8>,
+    at: usize,
+    stream: tokio::net::TcpStream,
+}
+
+impl Replay {
+    fn new(read: Vec<u8>, stream: tokio::net::TcpStream) -> Self {
+        Replay {
+            read,
+            at: 0,
+            stream,
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Replay {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.read.len() {
+            let n = (this.read.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.read[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.read.len() {
+                this.read = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Replay {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
 
@@ -277,6 +380,7 @@ mod tests {
             threads,
             listener,
             router,
+            None,
             async move {
                 let _ = stop_rx.await;
             },

@@ -180,9 +180,11 @@ pub async fn serve(
     server: &Server,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let lane = morel_gateway::Lane::new(server.routes.clone(), CallLimits::default());
     crate::listen::serve(
         listener,
         server.router(),
+        Some(lane),
         shutdown,
         std::time::Duration::from_secs(10),
     )

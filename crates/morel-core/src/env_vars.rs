@@ -11,6 +11,9 @@ pub const MOREL_LOG: &str = "MOREL_LOG";
 /// Threads serving the public listener of `morel up` (calls, the edge, the API). Default: one
 /// per core.
 pub const MOREL_HTTP_THREADS: &str = "MOREL_HTTP_THREADS";
+/// `0` turns off the fast lane of `morel up`'s public listener (calls and the edge answered
+/// straight off the socket); everything then goes through hyper and the router. Default: on.
+pub const MOREL_FAST_LANE: &str = "MOREL_FAST_LANE";
 /// Python interpreter used for workers and discovery. Default `python3`.
 pub const MOREL_PYTHON: &str = "MOREL_PYTHON";
 /// Node interpreter used for workers and discovery. Default `node`.

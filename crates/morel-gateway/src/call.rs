@@ -341,23 +341,40 @@ async fn serve_route(
 /// Runs one call on the function's resource, records it in the function's metrics and
 /// recent calls, and maps the outcome to an HTTP response.
 async fn invoke(route: &FnRoute, func: &str, bytes: &[u8]) -> Response {
+    match run_call(route, func, bytes).await {
+        Ok(body) => json_ok(body),
+        Err(f) => error(f.status, &f.kind, f.message),
+    }
+}
+
+/// Runs one call and records it in the function's metrics and recent calls: the call path's
+/// work between reading the body and writing the answer (also the lane's, `lane.rs`).
+pub(crate) async fn run_call(
+    route: &FnRoute,
+    func: &str,
+    bytes: &[u8],
+) -> Result<Vec<u8>, CallFailure> {
     let started = Instant::now();
     let outcome = call_function(route, func, bytes).await;
     let took = started.elapsed();
-    match outcome {
-        Ok(body) => {
-            route.stats.record(StatusCode::OK.as_u16(), took, None);
-            json_ok(body)
-        }
-        Err(f) => {
-            route.stats.record(
-                f.status.as_u16(),
-                took,
-                Some(&format!("{}: {}", f.kind, f.message)),
-            );
-            error(f.status, &f.kind, f.message)
-        }
+    match &outcome {
+        Ok(_) => route.stats.record(StatusCode::OK.as_u16(), took, None),
+        Err(f) => route.stats.record(
+            f.status.as_u16(),
+            took,
+            Some(&format!("{}: {}", f.kind, f.message)),
+        ),
     }
+    outcome
+}
+
+/// The JSON body of an error answer, as [`ErrorBody`] words it.
+pub(crate) fn error_body(kind: &str, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&ErrorBody {
+        error: message.to_owned(),
+        kind: kind.to_owned(),
+    })
+    .unwrap_or_default()
 }
 
 /// Why a call failed, already in HTTP terms.

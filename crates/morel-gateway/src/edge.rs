@@ -100,18 +100,21 @@ impl EdgeTable {
 
     /// The app a request's Host header names, if a domain is configured and it matches.
     pub fn app_for_host(&self, headers: &HeaderMap) -> Option<Arc<HttpService>> {
-        let domain = self
-            .domain
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()?;
-        let host = headers.get(header::HOST)?.to_str().ok()?;
-        let host = host.split(':').next()?.to_ascii_lowercase();
-        let app = host.strip_suffix(&domain)?.strip_suffix('.')?;
+        self.app_for_host_name(headers.get(header::HOST)?.to_str().ok()?)
+    }
+
+    /// The app a `Host` header's value names, if a domain is configured and it matches.
+    pub fn app_for_host_name(&self, host: &str) -> Option<Arc<HttpService>> {
+        let app = {
+            let domain = self.domain.read().unwrap_or_else(|e| e.into_inner());
+            let domain = domain.as_deref()?;
+            let host = host.split(':').next()?.to_ascii_lowercase();
+            host.strip_suffix(domain)?.strip_suffix('.')?.to_owned()
+        };
         if app.is_empty() || app.contains('.') {
             return None;
         }
-        self.get("default", app)
+        self.get("default", &app)
     }
 
     /// Proxies `req` to a ready instance of `svc`, sending it `path_and_query`. `prefix` is the
@@ -254,6 +257,11 @@ impl<G: Unpin> HttpBody for Guarded<G> {
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
     }
+}
+
+/// Whether a header describes one connection rather than the message.
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {

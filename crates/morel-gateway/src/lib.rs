@@ -16,11 +16,14 @@
 mod args;
 mod call;
 mod edge;
+mod lane;
 mod routes;
+mod upstream;
 
 pub use args::{CallArgs, bind_args};
 pub use call::{
     CallFailure, CallLimits, ErrorBody, GatewayApi, call_function, host_routing, router,
 };
 pub use edge::{EdgeTable, NO_INSTANCE_WAIT};
+pub use lane::{Lane, LaneEnd, is_control_path};
 pub use routes::{AppRoutes, FnRoute, PRODUCTION, RouteTable, check_version, environment_host};

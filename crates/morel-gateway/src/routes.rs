@@ -130,12 +130,15 @@ impl RouteTable {
 
     /// The routes served on a `Host` header's name (port ignored).
     pub fn by_host(&self, host: &str) -> Option<Arc<AppRoutes>> {
-        let name = host
-            .rsplit_once(':')
-            .map_or(host, |(h, _)| h)
-            .to_ascii_lowercase();
         let key = {
             let hosts = self.hosts.read().unwrap_or_else(|e| e.into_inner());
+            if hosts.is_empty() {
+                return None;
+            }
+            let name = host
+                .rsplit_once(':')
+                .map_or(host, |(h, _)| h)
+                .to_ascii_lowercase();
             hosts.get(&name).cloned()
         }?;
         self.get(&key.0, &key.1)

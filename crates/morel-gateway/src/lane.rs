@@ -1,0 +1,468 @@
+//! The fast lane: the public listener's hot paths, answered straight off the socket.
+//!
+//! Nearly all traffic on the public listener is one of two shapes: a function call
+//! (`/{prefix}/{app}/{version}/call/{func}`) or a request for an app's http service
+//! (`/{app}/…`, or anything on `{app}.{domain}`). Through hyper's server, axum's router and,
+//! for the edge, hyper-util's pooled client, those cost about twice the CPU per request that
+//! nginx spends proxying the same traffic (bench/NOTES.md, "the fast lane"). The lane reads a
+//! request head with `httparse`; when the head is plain HTTP/1.1 and its route is one of those
+//! shapes, it answers the request itself: a call runs exactly as on the router's path (the same
+//! `call_function`, metrics and JSON), an edge request goes to a ready instance over a pooled
+//! connection (`upstream.rs`) and its answer is copied back as it arrives.
+//!
+//! Everything else (another route, an answer the router words such as a 404 or a 413, an
+//! upgrade, a chunked request body, `Expect`, HTTP/1.0, a malformed head) is handed back
+//! unanswered: the caller serves the rest of the connection with hyper and the router,
+//! replaying the bytes the lane had read. The lane changes how fast the hot paths are
+//! answered, never what is answered.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use morel_agent::HttpService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::{AppRoutes, CallLimits, RouteTable, upstream};
+
+/// Longest request head the lane reads; a longer one is left to hyper (which answers 431).
+const MAX_HEAD: usize = 16 << 10;
+/// Most headers in a head the lane serves.
+const MAX_HEADERS: usize = 64;
+/// How much a read asks for at least.
+const READ_CHUNK: usize = 8 << 10;
+
+/// Serves the hot paths of one connection at a time; see the module docs.
+pub struct Lane {
+    routes: Arc<RouteTable>,
+    limits: CallLimits,
+}
+
+/// How a connection left the lane.
+#[derive(Debug)]
+pub enum LaneEnd {
+    /// The connection is done with: closed by either side, or the server is stopping.
+    Closed,
+    /// The lane does not serve the next request: serve the rest of the connection elsewhere,
+    /// starting with these bytes, already read from it.
+    HandOff(Vec<u8>),
+}
+
+/// A request the lane serves, planned from its head.
+struct Plan {
+    target: Target,
+    head_len: usize,
+    body_len: usize,
+    /// The client asked for the connection to be closed after the answer.
+    close: bool,
+}
+
+enum Target {
+    Call {
+        routes: Arc<AppRoutes>,
+        func: String,
+    },
+    Edge {
+        svc: Arc<HttpService>,
+        /// The request head as the instance gets it.
+        head: Vec<u8>,
+    },
+}
+
+enum Parsed {
+    Serve(Plan),
+    /// The head is not complete yet.
+    Partial,
+    /// Not for the lane.
+    Other,
+}
+
+/// Paths of Morel's own API, the function API, the dashboard and `/metrics`: never the lane's.
+/// The serving threads also run these on the main runtime (see morel-control's `listen`).
+pub fn is_control_path(path: &str) -> bool {
+    const PREFIXES: &[&str] = &["/api/", "/functions", "/executions/", "/dashboard"];
+    const EXACT: &[&str] = &["/metrics", "/validate", "/manifest"];
+    PREFIXES.iter().any(|p| path.starts_with(p)) || EXACT.contains(&path)
+}
+
+impl Lane {
+    pub fn new(routes: Arc<RouteTable>, limits: CallLimits) -> Self {
+        Lane { routes, limits }
+    }
+
+    /// Serves requests from `stream` for as long as they are the lane's, then says how the
+    /// connection ended. Stops between requests once `stop` turns true.
+    pub async fn serve(
+        &self,
+        stream: &mut TcpStream,
+        peer: SocketAddr,
+        stop: &mut watch::Receiver<bool>,
+    ) -> LaneEnd {
+        let mut buf = Vec::with_capacity(READ_CHUNK);
+        loop {
+            let plan = loop {
+                if !buf.is_empty() {
+                    match self.plan(&buf, peer) {
+                        Parsed::Serve(plan) => break plan,
+                        Parsed::Partial if buf.len() < MAX_HEAD => {}
+                        Parsed::Partial | Parsed::Other => return LaneEnd::HandOff(buf),
+                    }
+                }
+                let read = if buf.is_empty() {
+                    if *stop.borrow() {
+                        return LaneEnd::Closed;
+                    }
+                    tokio::select! {
+                        read = read_some(stream, &mut buf) => read,
+                        _ = stop.changed() => return LaneEnd::Closed,
+                    }
+                } else {
+                    read_some(stream, &mut buf).await
+                };
+                match read {
+                    Ok(0) | Err(_) => return LaneEnd::Closed,
+                    Ok(_) => {}
+                }
+            };
+            let keep_alive = match &plan.target {
+                Target::Call { routes, func } => {
+                    self.call(stream, &mut buf, &plan, routes, func).await
+                }
+                Target::Edge { svc, head } => {
+                    upstream::forward(
+                        stream,
+                        &mut buf,
+                        svc,
+                        head,
+                        plan.head_len,
+                        plan.body_len,
+                        plan.close,
+                    )
+                    .await
+                }
+            };
+            if !keep_alive || plan.close {
+                let _ = stream.shutdown().await;
+                return LaneEnd::Closed;
+            }
+        }
+    }
+
+    /// Reads the head at the start of `buf` and decides whether the lane serves it.
+    fn plan(&self, buf: &[u8], peer: SocketAddr) -> Parsed {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let head_len = match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Parsed::Partial,
+            Err(_) => return Parsed::Other,
+        };
+        match self.plan_head(&req, head_len, peer) {
+            Some(plan) => Parsed::Serve(plan),
+            None => Parsed::Other,
+        }
+    }
+
+    fn plan_head(
+        &self,
+        req: &httparse::Request,
+        head_len: usize,
+        peer: SocketAddr,
+    ) -> Option<Plan> {
+        let (method, target) = (req.method?, req.path?);
+        if req.version != Some(1) || method == "HEAD" || method == "CONNECT" {
+            return None;
+        }
+        if !target.starts_with('/') {
+            return None;
+        }
+        let mut body_len: Option<usize> = None;
+        let mut close = false;
+        let mut host = None;
+        for h in req.headers.iter() {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("content-length") {
+                let n = std::str::from_utf8(h.value)
+                    .ok()?
+                    .trim()
+                    .parse::<usize>()
+                    .ok()?;
+                if body_len.is_some_and(|b| b != n) {
+                    return None;
+                }
+                body_len = Some(n);
+            } else if name.eq_ignore_ascii_case("transfer-encoding")
+                || name.eq_ignore_ascii_case("upgrade")
+                || name.eq_ignore_ascii_case("expect")
+            {
+                return None;
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in std::str::from_utf8(h.value).ok()?.split(',') {
+                    let token = token.trim();
+                    if token.eq_ignore_ascii_case("close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case("upgrade") {
+                        return None;
+                    }
+                }
+            } else if name.eq_ignore_ascii_case("host") {
+                host = std::str::from_utf8(h.value).ok();
+            }
+        }
+        let body_len = body_len.unwrap_or(0);
+        let path = target.split_once('?').map_or(target, |(p, _)| p);
+        let edge = |svc: Arc<HttpService>, forwarded: &str, prefix: Option<&str>| Target::Edge {
+            head: upstream::request_head(method, forwarded, req.headers, peer.ip(), prefix),
+            svc,
+        };
+        // (1) `{app}.{domain}`: the whole request is the app's.
+        if let Some(svc) = host.and_then(|h| self.routes.edge().app_for_host_name(h)) {
+            return Some(Plan {
+                target: edge(svc, target, None),
+                head_len,
+                body_len,
+                close,
+            });
+        }
+        // (2) Morel's own routes, and environments' host names, are the router's.
+        if path == "/"
+            || is_control_path(path)
+            || host.is_some_and(|h| self.routes.by_host(h).is_some())
+        {
+            return None;
+        }
+        let target = if let Some(call) = call_shape(path) {
+            let (prefix, app, version, func) = call?;
+            if body_len > self.limits.max_body {
+                return None;
+            }
+            let routes = self.routes.get(prefix, app)?;
+            // An environment's name other than production's addresses a preview: the router's.
+            if routes.env != version && self.routes.get_env(prefix, app, version).is_some() {
+                return None;
+            }
+            crate::check_version(version, app, routes.release, &routes.env).ok()?;
+            routes.functions.get(func)?;
+            Target::Call {
+                routes,
+                func: func.to_owned(),
+            }
+        } else {
+            // (3, 4) `/{app}/rest` of an app with an http service, unless a manifest route has it.
+            let rel = &path[1..];
+            let (segment, rest) = rel.split_once('/').map_or((rel, ""), |(s, r)| (s, r));
+            if segment.is_empty() || segment.contains(['@', '%']) {
+                return None;
+            }
+            let svc = self.routes.edge().get("default", segment)?;
+            // The app's manifest routes come first.
+            if let Some(routes) = self.routes.get("default", segment) {
+                let key = format!("{method} /{rest}");
+                if routes.http.contains_key(&key) {
+                    return None;
+                }
+            }
+            let forwarded = format!("/{rest}{}", &target[path.len()..]);
+            edge(svc, &forwarded, Some(&target[..segment.len() + 1]))
+        };
+        Some(Plan {
+            target,
+            head_len,
+            body_len,
+            close,
+        })
+    }
+
+    /// Runs one function call and answers it; false when the connection cannot go on.
+    async fn call(
+        &self,
+        stream: &mut TcpStream,
+        buf: &mut Vec<u8>,
+        plan: &Plan,
+        routes: &AppRoutes,
+        func: &str,
+    ) -> bool {
+        let end = plan.head_len + plan.body_len;
+        if read_to(stream, buf, end).await.is_err() {
+            return false;
+        }
+        let Some(route) = routes.functions.get(func) else {
+            return false;
+        };
+        let outcome = crate::call::run_call(route, func, &buf[plan.head_len..end]).await;
+        buf.drain(..end);
+        let written = match outcome {
+            Ok(body) => answer(stream, StatusCode::OK, &[], &body, plan.close).await,
+            Err(f) => {
+                let body = crate::call::error_body(&f.kind, &f.message);
+                answer(stream, f.status, &[], &body, plan.close).await
+            }
+        };
+        written.is_ok()
+    }
+}
+
+/// `/{prefix}/{app}/{version}/call|await/{func}`: `None` for another shape, `Some(None)` for
+/// the call shape with a segment the router would decode or reject.
+#[allow(clippy::type_complexity)]
+fn call_shape(path: &str) -> Option<Option<(&str, &str, &str, &str)>> {
+    let mut parts = path[1..].split('/');
+    let (prefix, app, version, verb, func) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if parts.next().is_some() {
+        return None;
+    }
+    match verb {
+        "call" | "await" => {}
+        // `run` is the async jobs' route; the router has it.
+        "run" => return Some(None),
+        _ => return None,
+    }
+    let plain = |s: &str| !s.is_empty() && !s.contains('%');
+    if [prefix, app, version, func].iter().all(|s| plain(s)) {
+        Some(Some((prefix, app, version, func)))
+    } else {
+        Some(None)
+    }
+}
+
+/// One read into `buf`'s spare room; `Ok(0)` at the end of the stream.
+pub(crate) async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
+    }
+    stream.read_buf(buf).await
+}
+
+/// Reads until `buf` holds at least `len` bytes.
+pub(crate) async fn read_to(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> io::Result<()> {
+    if buf.len() < len {
+        buf.reserve(len - buf.len());
+    }
+    while buf.len() < len {
+        if stream.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
+}
+
+/// Writes a whole answer with a `Content-Length`: Morel's JSON results and error bodies.
+/// `extra` are more header lines, each ending in CRLF.
+pub(crate) async fn answer(
+    stream: &mut TcpStream,
+    status: StatusCode,
+    extra: &[u8],
+    body: &[u8],
+    close: bool,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(192 + extra.len() + body.len());
+    status_line(
+        &mut out,
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+    );
+    out.extend_from_slice(b"content-type: application/json\r\nx-morel-edge: 1\r\ncontent-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    push_date(&mut out);
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    stream.write_all(&out).await
+}
+
+pub(crate) fn status_line(out: &mut Vec<u8>, code: u16, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(code).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a `date` header line; the text is made once a second per thread.
+pub(crate) fn push_date(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != second || d.1.is_empty() {
+            *d = (second, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(d.1.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    });
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_call_shape_is_a_call() {
+        assert_eq!(
+            call_shape("/default/hello/latest/call/add"),
+            Some(Some(("default", "hello", "latest", "add")))
+        );
+        assert_eq!(
+            call_shape("/default/hello/v3/await/add"),
+            Some(Some(("default", "hello", "v3", "add")))
+        );
+        // Shapes the router answers in its own words.
+        assert_eq!(call_shape("/default/hello/latest/run/add"), Some(None));
+        assert_eq!(call_shape("/default/hello/latest/call/a%20b"), Some(None));
+        assert_eq!(call_shape("/default//latest/call/add"), Some(None));
+        // Not the call shape at all.
+        assert_eq!(call_shape("/default/hello/latest/call/add/more"), None);
+        assert_eq!(call_shape("/web/hello"), None);
+        assert_eq!(call_shape("/default/hello/latest/other/add"), None);
+    }
+
+    #[test]
+    fn control_paths_are_never_the_lanes() {
+        for p in [
+            "/api/apps",
+            "/functions",
+            "/functions/3",
+            "/executions/9",
+            "/dashboard/app.js",
+            "/metrics",
+        ] {
+            assert!(is_control_path(p), "{p}");
+        }
+        for p in ["/web/api/x", "/default/a/latest/call/f", "/metricsx"] {
+            assert!(!is_control_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn the_date_line_is_an_http_date() {
+        let mut out = Vec::new();
+        push_date(&mut out);
+        let line = String::from_utf8(out).unwrap();
+        let value = line.strip_prefix("date: ").unwrap().trim_end();
+        assert!(httpdate::parse_http_date(value).is_ok(), "{line}");
+    }
+}
