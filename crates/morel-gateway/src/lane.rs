@@ -69,6 +69,8 @@ enum Target {
         svc: Arc<HttpService>,
         /// The request head as the instance gets it.
         head: Vec<u8>,
+        /// The method may be repeated (RFC 9110 §9.2.2).
+        idempotent: bool,
     },
 }
 
@@ -131,7 +133,11 @@ impl Lane {
                 Target::Call { routes, func } => {
                     self.call(stream, &mut buf, &plan, routes, func).await
                 }
-                Target::Edge { svc, head } => {
+                Target::Edge {
+                    svc,
+                    head,
+                    idempotent,
+                } => {
                     upstream::forward(
                         stream,
                         &mut buf,
@@ -140,6 +146,7 @@ impl Lane {
                         plan.head_len,
                         plan.body_len,
                         plan.close,
+                        *idempotent,
                     )
                     .await
                 }
@@ -185,11 +192,7 @@ impl Lane {
         for h in req.headers.iter() {
             let name = h.name;
             if name.eq_ignore_ascii_case("content-length") {
-                let n = std::str::from_utf8(h.value)
-                    .ok()?
-                    .trim()
-                    .parse::<usize>()
-                    .ok()?;
+                let n = usize::try_from(content_length(h.value)?).ok()?;
                 if body_len.is_some_and(|b| b != n) {
                     return None;
                 }
@@ -217,6 +220,7 @@ impl Lane {
         let edge = |svc: Arc<HttpService>, forwarded: &str, prefix: Option<&str>| Target::Edge {
             head: upstream::request_head(method, forwarded, req.headers, peer.ip(), prefix),
             svc,
+            idempotent: matches!(method, "GET" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"),
         };
         // (1) `{app}.{domain}`: the whole request is the app's.
         if let Some(svc) = host.and_then(|h| self.routes.edge().app_for_host_name(h)) {
@@ -332,6 +336,15 @@ fn call_shape(path: &str) -> Option<Option<(&str, &str, &str, &str)>> {
     } else {
         Some(None)
     }
+}
+
+/// A `Content-Length` value: digits only (RFC 9110 §8.6), optional whitespace around them.
+pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
+    let v = value.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// One read into `buf`'s spare room; `Ok(0)` at the end of the stream.
@@ -454,6 +467,28 @@ mod tests {
         }
         for p in ["/web/api/x", "/default/a/latest/call/f", "/metricsx"] {
             assert!(!is_control_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn content_lengths_are_digits_only() {
+        assert_eq!(content_length(b"42"), Some(42));
+        assert_eq!(content_length(b" 7 "), Some(7));
+        for bad in [
+            &b"+5"[..],
+            b"-1",
+            b"",
+            b"1e3",
+            b"0x10",
+            b"5 5",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(
+                content_length(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

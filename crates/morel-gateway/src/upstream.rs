@@ -8,10 +8,11 @@
 //! 504 and a failed instance a 502.
 //!
 //! Connections to instances are kept per serving thread (a socket belongs to the runtime that
-//! opened it) for [`IDLE_FOR`] after their last answer. A request whose body is held in memory
-//! (up to [`RETRY_BODY`]) is sent again, to another pick, when a kept connection turns out to
-//! have been closed by the instance before it answered a byte; a larger body streams straight
-//! through on a new connection.
+//! opened it) for [`IDLE_FOR`] after their last answer, and checked before reuse: one the
+//! instance has closed meanwhile is dropped. If one is closed just as a request goes out, the
+//! request is sent again on a new connection when it may be repeated (an idempotent method,
+//! and a body held in memory, up to [`RETRY_BODY`]); otherwise the answer is a 502, as the
+//! instance may have acted on it. A larger body streams straight through on a new connection.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -54,21 +55,7 @@ struct Conn {
 }
 
 async fn checkout(addr: SocketAddr, fresh: bool) -> io::Result<Conn> {
-    let kept = (!fresh)
-        .then(|| {
-            IDLE.with(|idle| {
-                let mut idle = idle.borrow_mut();
-                let list = idle.get_mut(&addr)?;
-                while let Some((stream, since)) = list.pop() {
-                    if since.elapsed() < IDLE_FOR {
-                        return Some(stream);
-                    }
-                }
-                None
-            })
-        })
-        .flatten();
-    if let Some(stream) = kept {
+    if let Some(stream) = kept(addr).filter(|_| !fresh) {
         return Ok(Conn {
             stream,
             addr,
@@ -84,6 +71,32 @@ async fn checkout(addr: SocketAddr, fresh: bool) -> io::Result<Conn> {
         addr,
         reused: false,
     })
+}
+
+/// The most recently used kept connection to `addr` that is still open.
+fn kept(addr: SocketAddr) -> Option<TcpStream> {
+    IDLE.with(|idle| {
+        let mut idle = idle.borrow_mut();
+        let list = idle.get_mut(&addr)?;
+        while let Some((stream, since)) = list.pop() {
+            if since.elapsed() >= IDLE_FOR {
+                continue;
+            }
+            // A kept connection must have nothing to read: an end of stream means the
+            // instance closed it, bytes would be an answer nobody asked for.
+            let mut probe = [0u8; 1];
+            match stream.try_read(&mut probe) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(stream),
+                _ => continue,
+            }
+        }
+        None
+    })
+}
+
+/// Drops this thread's kept connections to `addr` (after one of them turned out closed).
+fn forget(addr: SocketAddr) {
+    IDLE.with(|idle| idle.borrow_mut().remove(&addr));
 }
 
 fn checkin(conn: Conn) {
@@ -218,8 +231,11 @@ pub(crate) async fn forward(
     head_len: usize,
     body_len: usize,
     close: bool,
+    idempotent: bool,
 ) -> bool {
     let held = body_len <= RETRY_BODY;
+    // A larger body streams through, so it cannot be sent twice: it goes on a new connection.
+    let mut fresh = !held;
     if held && read_to(client, buf, head_len + body_len).await.is_err() {
         return false;
     }
@@ -239,7 +255,7 @@ pub(crate) async fn forward(
             )
             .await;
         };
-        let mut conn = match checkout(endpoint.addr, !held).await {
+        let mut conn = match checkout(endpoint.addr, fresh).await {
             Ok(c) => c,
             Err(e) if attempts < 3 => {
                 tracing::debug!(instance = %endpoint.instance, error = %e, "edge: connect failed, retrying");
@@ -261,8 +277,14 @@ pub(crate) async fn forward(
         let outcome = tokio::time::timeout(svc.request_timeout, exchange).await;
         match outcome {
             Ok(Ok(h)) => break (conn, endpoint, ubuf, h),
-            Ok(Err(Failed::Stale(e))) if held && attempts < 3 => {
+            // Closed as the request went out: a request that may be repeated goes again, on a
+            // new connection (this thread's other kept ones to the instance are dropped too).
+            // At most once: a new connection is never stale.
+            Ok(Err(Failed::Stale(e))) if held && idempotent => {
                 tracing::debug!(instance = %endpoint.instance, error = %e, "edge: kept connection was closed, retrying");
+                forget(endpoint.addr);
+                fresh = true;
+                attempts -= 1;
             }
             Ok(Err(Failed::Stale(e) | Failed::Io(e))) => {
                 let message = format!(
@@ -434,9 +456,7 @@ fn rewrite_answer_head(ubuf: &[u8], client_close: bool) -> io::Result<Option<Ans
             continue;
         }
         if n.eq_ignore_ascii_case("content-length") {
-            let v = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
+            let v = crate::lane::content_length(h.value)
                 .ok_or_else(|| io::Error::other("a malformed Content-Length"))?;
             if length.is_some_and(|l| l != v) {
                 return Err(io::Error::other("conflicting Content-Length headers"));

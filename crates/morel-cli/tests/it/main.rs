@@ -6,6 +6,7 @@ mod bench_smoke;
 mod compat;
 mod dashboard;
 mod environments;
+mod fast_lane;
 mod flows;
 mod http_services;
 mod lifecycle;
