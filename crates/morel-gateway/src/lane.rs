@@ -138,17 +138,14 @@ impl Lane {
                     head,
                     idempotent,
                 } => {
-                    upstream::forward(
-                        stream,
-                        &mut buf,
-                        svc,
+                    let req = upstream::Outgoing {
                         head,
-                        plan.head_len,
-                        plan.body_len,
-                        plan.close,
-                        *idempotent,
-                    )
-                    .await
+                        head_len: plan.head_len,
+                        body_len: plan.body_len,
+                        close: plan.close,
+                        idempotent: *idempotent,
+                    };
+                    upstream::forward(stream, &mut buf, svc, &req).await
                 }
             };
             if !keep_alive || plan.close {

@@ -220,19 +220,35 @@ struct AnswerHead {
     len: usize,
 }
 
-/// Forwards one planned request (head at `buf[..head_len]`, then `body_len` bytes of body) to
-/// a ready instance of `svc` and copies the answer to `client`. False when the client's
+/// One request for an instance, as the lane planned it.
+pub(crate) struct Outgoing<'a> {
+    /// The request head as the instance gets it.
+    pub head: &'a [u8],
+    /// Where the client's head ends in the read buffer; the body follows it.
+    pub head_len: usize,
+    pub body_len: usize,
+    /// The client asked for its connection to be closed after the answer.
+    pub close: bool,
+    /// The method may be repeated (RFC 9110 §9.2.2).
+    pub idempotent: bool,
+}
+
+/// Forwards one planned request (the client's head at `buf[..head_len]`, then its body) to a
+/// ready instance of `svc` and copies the answer to `client`. False when the client's
 /// connection cannot serve another request.
 pub(crate) async fn forward(
     client: &mut TcpStream,
     buf: &mut Vec<u8>,
     svc: &HttpService,
-    head: &[u8],
-    head_len: usize,
-    body_len: usize,
-    close: bool,
-    idempotent: bool,
+    req: &Outgoing<'_>,
 ) -> bool {
+    let Outgoing {
+        head,
+        head_len,
+        body_len,
+        close,
+        idempotent,
+    } = *req;
     let held = body_len <= RETRY_BODY;
     // A larger body streams through, so it cannot be sent twice: it goes on a new connection.
     let mut fresh = !held;
