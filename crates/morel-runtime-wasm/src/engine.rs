@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, Linker, Module, OptLevel, PoolingAllocationConfig,
-    Store,
+    Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Module, OptLevel,
+    PoolingAllocationConfig, Store,
 };
 
 use crate::cache::DiskCache;
@@ -301,7 +301,10 @@ fn wasmtime_config(cfg: &EngineConfig) -> Config {
         // little memory, and an madvise per call (plus the TLB shootdowns it causes) was the
         // largest cost of a small call (bench/NOTES.md).
         .linear_memory_keep_resident(1 << 20)
-        .table_keep_resident(64 << 10);
+        .table_keep_resident(64 << 10)
+        // Where the kernel has PAGEMAP_SCAN (Linux 6.7+), reset only the pages a call dirtied
+        // rather than the slot's first pages whole.
+        .pagemap_scan(Enabled::Auto);
 
     let mut config = Config::new();
     config
