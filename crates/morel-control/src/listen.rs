@@ -151,13 +151,6 @@ struct Served {
     lane: Option<Arc<morel_gateway::Lane>>,
 }
 
-/// Requests for the control plane rather than for an app: Morel's API, seed 001's function
-/// API (compiles, executions), seed 000's compatibility routes outside `/api/`, `/metrics`
-/// and the dashboard. Only where a request runs depends on this, not how it is routed.
-fn is_control(path: &str) -> bool {
-    morel_gateway::is_control_path(path)
-}
-
 /// One serving thread: serves the connections it is dealt until told to stop, then drains them.
 async fn serve_thread(
     mut conns: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
@@ -236,7 +229,10 @@ async fn serve_with_hyper(
         // The peer address is what the edge forwards as X-Forwarded-For.
         req.extensions_mut().insert(ConnectInfo(peer));
         let mut router = served.router.clone();
-        let main = is_control(req.uri().path()).then(|| served.main.clone());
+        // Control-plane requests (the API, seed 001's function API, seed 000's routes outside
+        // `/api/`, `/metrics`, the dashboard) run on the main runtime; only where a request
+        // runs depends on this, not how it is routed.
+        let main = morel_gateway::is_control_path(req.uri().path()).then(|| served.main.clone());
         async move {
             let req = req.map(Body::new);
             let resp = match main {

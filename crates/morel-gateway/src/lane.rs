@@ -246,7 +246,9 @@ impl Lane {
                 return None;
             }
             crate::check_version(version, app, routes.release, &routes.env).ok()?;
-            routes.functions.get(func)?;
+            if !routes.functions.contains_key(func) {
+                return None;
+            }
             Target::Call {
                 routes,
                 func: func.to_owned(),
@@ -290,16 +292,17 @@ impl Lane {
         if read_to(stream, buf, end).await.is_err() {
             return false;
         }
+        // `routes` is the snapshot the plan checked: the function is in it.
         let Some(route) = routes.functions.get(func) else {
             return false;
         };
         let outcome = crate::call::run_call(route, func, &buf[plan.head_len..end]).await;
         buf.drain(..end);
         let written = match outcome {
-            Ok(body) => answer(stream, StatusCode::OK, &[], &body, plan.close).await,
+            Ok(body) => answer(stream, StatusCode::OK, &body, plan.close).await,
             Err(f) => {
                 let body = crate::call::error_body(&f.kind, &f.message);
-                answer(stream, f.status, &[], &body, plan.close).await
+                answer(stream, f.status, &body, plan.close).await
             }
         };
         written.is_ok()
@@ -370,15 +373,13 @@ pub(crate) async fn read_to(
 }
 
 /// Writes a whole answer with a `Content-Length`: Morel's JSON results and error bodies.
-/// `extra` are more header lines, each ending in CRLF.
 pub(crate) async fn answer(
     stream: &mut TcpStream,
     status: StatusCode,
-    extra: &[u8],
     body: &[u8],
     close: bool,
 ) -> io::Result<()> {
-    let mut out = Vec::with_capacity(192 + extra.len() + body.len());
+    let mut out = Vec::with_capacity(192 + body.len());
     status_line(
         &mut out,
         status.as_u16(),
@@ -391,7 +392,6 @@ pub(crate) async fn answer(
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }
-    out.extend_from_slice(extra);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     stream.write_all(&out).await

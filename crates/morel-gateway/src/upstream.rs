@@ -243,11 +243,11 @@ pub(crate) async fn forward(
     req: &Outgoing<'_>,
 ) -> bool {
     let Outgoing {
-        head,
         head_len,
         body_len,
         close,
         idempotent,
+        ..
     } = *req;
     let held = body_len <= RETRY_BODY;
     // A larger body streams through, so it cannot be sent twice: it goes on a new connection.
@@ -287,7 +287,7 @@ pub(crate) async fn forward(
         };
         let mut ubuf = Vec::with_capacity(8 << 10);
         let exchange = async {
-            send(&mut conn, client, buf, head, head_len, body_len, held).await?;
+            send(&mut conn, client, buf, req, held).await?;
             read_answer_head(&mut conn, &mut ubuf, close).await
         };
         let outcome = tokio::time::timeout(svc.request_timeout, exchange).await;
@@ -346,35 +346,35 @@ pub(crate) async fn forward(
 
 async fn fail(client: &mut TcpStream, status: StatusCode, kind: &str, message: String) -> bool {
     let body = crate::call::error_body(kind, &message);
-    let _ = answer(client, status, &[], &body, true).await;
+    let _ = answer(client, status, &body, true).await;
     false
 }
 
-/// Sends the request head and body on `conn`.
+/// Sends the request head and body on `conn`; `held`: the whole body is in `buf`.
 async fn send(
     conn: &mut Conn,
     client: &mut TcpStream,
     buf: &[u8],
-    head: &[u8],
-    head_len: usize,
-    body_len: usize,
+    req: &Outgoing<'_>,
     held: bool,
 ) -> Result<(), Failed> {
-    let stale = |reused: bool, e: io::Error| {
-        if reused {
-            Failed::Stale(e)
-        } else {
-            Failed::Io(e)
-        }
-    };
+    let Outgoing {
+        head,
+        head_len,
+        body_len,
+        ..
+    } = *req;
     if held {
         let body = &buf[head_len..head_len + body_len];
         let mut both = bytes::Buf::chain(head, body);
-        return conn
-            .stream
-            .write_all_buf(&mut both)
-            .await
-            .map_err(|e| stale(conn.reused, e));
+        let reused = conn.reused;
+        return conn.stream.write_all_buf(&mut both).await.map_err(|e| {
+            if reused {
+                Failed::Stale(e)
+            } else {
+                Failed::Io(e)
+            }
+        });
     }
     // A large body streams through: what was read with the head, then the rest.
     let early = &buf[head_len..buf.len().min(head_len + body_len)];
