@@ -472,7 +472,6 @@ impl Agent {
                     .map(|f| (f.name.clone(), f.file.clone(), f.attr.clone()))
                     .collect(),
                 load_timeout: LOAD_TIMEOUT,
-                reply_pipes: res.runtime == Runtime::Python,
             };
             let pool = ResourcePool::start(PoolParams {
                 app: prepared.app.clone(),

@@ -80,16 +80,18 @@ async fn serve_on(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut drained = Vec::new();
     let mut homes = Vec::new();
-    let mut threads = Vec::new();
-    for i in 0..threads_wanted.max(1) {
+    let (threads, receivers): (Vec<_>, Vec<_>) = (0..threads_wanted.max(1))
+        .map(|_| mpsc::unbounded_channel::<Dealt>())
+        .unzip();
+    let threads = Arc::new(threads);
+    for (i, conn_rx) in receivers.into_iter().enumerate() {
         let served = Served {
             router: router.clone(),
             main: main.clone(),
             lane: lane.clone(),
+            threads: threads.clone(),
         };
         let stop = stop_rx.clone();
-        let (conn_tx, conn_rx) = mpsc::unbounded_channel();
-        threads.push(conn_tx);
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         drained.push(done_rx);
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -142,36 +144,55 @@ async fn serve_on(
     Ok(())
 }
 
-/// What a serving thread answers with: the lane, the router, and the main runtime for the
-/// control API.
+/// A connection dealt to a serving thread: by the accept loop, or moved by another thread.
+type Dealt = (std::net::TcpStream, SocketAddr);
+
+/// What a serving thread answers with: the lane, the router, the main runtime for the
+/// control API, and every serving thread's queue, to move a connection to (see the lane's
+/// `LaneEnd::Move`).
 #[derive(Clone)]
 struct Served {
     router: Router,
     main: tokio::runtime::Handle,
     lane: Option<Arc<morel_gateway::Lane>>,
+    threads: Arc<Vec<mpsc::UnboundedSender<Dealt>>>,
 }
 
 /// One serving thread: serves the connections it is dealt until told to stop, then drains them.
 async fn serve_thread(
-    mut conns: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    mut conns: mpsc::UnboundedReceiver<Dealt>,
     served: Served,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let open = Arc::new(Open::default());
+    let conn_stop = stop.clone();
+    let serve = |(stream, peer): Dealt| match tokio::net::TcpStream::from_std(stream) {
+        Ok(stream) => {
+            tokio::spawn(serve_connection(
+                stream,
+                peer,
+                served.clone(),
+                conn_stop.clone(),
+                open.clone(),
+            ));
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot serve a connection"),
+    };
     loop {
         tokio::select! {
             conn = conns.recv() => match conn {
-                Some((stream, peer)) => match tokio::net::TcpStream::from_std(stream) {
-                    Ok(stream) => {
-                        tokio::spawn(serve_connection(stream, peer, served.clone(), stop.clone(), open.clone()));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot serve a connection"),
-                },
+                Some(dealt) => serve(dealt),
                 None => break,
             },
             _ = stop.changed() => break,
         }
+    }
+    // A connection another thread moved here just before the stop is still served (it sees
+    // the stop and closes between requests); nothing more can be queued after `close`.
+    conns.close();
+    while let Ok(dealt) = conns.try_recv() {
+        serve(dealt);
     }
     let _ = tokio::time::timeout(grace, open.idle()).await;
 }
@@ -204,17 +225,53 @@ async fn serve_connection(
 ) {
     open.count.fetch_add(1, Ordering::SeqCst);
     let handed_off = match &served.lane {
-        Some(lane) => match lane.serve(&mut stream, peer, &mut stop).await {
-            morel_gateway::LaneEnd::Closed => None,
-            morel_gateway::LaneEnd::HandOff(read) => Some(read),
+        Some(lane) => loop {
+            match lane.serve(&mut stream, peer, &mut stop).await {
+                morel_gateway::LaneEnd::Closed => break None,
+                morel_gateway::LaneEnd::HandOff(read) => break Some((read, stream)),
+                morel_gateway::LaneEnd::Move(to) => match move_to(&served, to, stream, peer) {
+                    None => break None,
+                    // The thread is gone (stopping): go on serving here.
+                    Some(back) => stream = back,
+                },
+            }
         },
-        None => Some(Vec::new()),
+        None => Some((Vec::new(), stream)),
     };
-    if let Some(read) = handed_off {
+    if let Some((read, stream)) = handed_off {
         serve_with_hyper(Replay::new(read, stream), peer, served, stop).await;
     }
     if open.count.fetch_sub(1, Ordering::SeqCst) == 1 {
         open.closed.notify_waiters();
+    }
+}
+
+/// Moves a connection to serving thread `to`; gives it back when that thread takes no more.
+fn move_to(
+    served: &Served,
+    to: usize,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Option<tokio::net::TcpStream> {
+    let Some(queue) = served.threads.get(to) else {
+        return Some(stream);
+    };
+    // Leaves this thread's reactor; the socket stays non-blocking for the next one.
+    let std_stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot move a connection");
+            return None;
+        }
+    };
+    match queue.send((std_stream, peer)) {
+        Ok(()) => {
+            morel_metrics::global().connection_moved();
+            None
+        }
+        Err(mpsc::error::SendError((std_stream, _))) => {
+            tokio::net::TcpStream::from_std(std_stream).ok()
+        }
     }
 }
 

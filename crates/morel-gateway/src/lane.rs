@@ -15,6 +15,12 @@
 //! unanswered: the caller serves the rest of the connection with hyper and the router,
 //! replaying the bytes the lane had read. The lane changes how fast the hot paths are
 //! answered, never what is answered.
+//!
+//! A connection whose calls keep going to a worker whose replies are read on another serving
+//! thread (a Node worker has one reply pipe, read on one thread) is moved to that thread
+//! between requests ([`LaneEnd::Move`]): every reply would otherwise wake the caller from the
+//! other thread, and two threads that each sleep and wake for half the calls cost more than one
+//! that stays busy (bench/NOTES.md, "connections follow their worker").
 
 use std::io;
 use std::net::SocketAddr;
@@ -34,6 +40,10 @@ const MAX_HEAD: usize = 16 << 10;
 const MAX_HEADERS: usize = 64;
 /// How much a read asks for at least.
 const READ_CHUNK: usize = 8 << 10;
+/// Calls in a row answered through another serving thread before the connection moves there:
+/// enough that calls spread over workers read on different threads (a pool of several) do not
+/// make a connection hop to and fro by chance.
+const MOVE_AFTER: u32 = 8;
 
 /// Serves the hot paths of one connection at a time; see the module docs.
 pub struct Lane {
@@ -49,6 +59,9 @@ pub enum LaneEnd {
     /// The lane does not serve the next request: serve the rest of the connection elsewhere,
     /// starting with these bytes, already read from it.
     HandOff(Vec<u8>),
+    /// Between requests, with nothing read ahead: serve the connection on this serving thread
+    /// instead, which reads the replies of the worker its calls have been going to.
+    Move(usize),
 }
 
 /// A request the lane serves, planned from its head.
@@ -104,7 +117,15 @@ impl Lane {
         stop: &mut watch::Receiver<bool>,
     ) -> LaneEnd {
         let mut buf = Vec::with_capacity(READ_CHUNK);
+        let here = morel_runtime_process::serving_thread();
+        let mut follow = Follow::default();
         loop {
+            if buf.is_empty()
+                && let Some(to) = follow.due()
+                && !*stop.borrow()
+            {
+                return LaneEnd::Move(to);
+            }
             let plan = loop {
                 if !buf.is_empty() {
                     match self.plan(&buf, peer) {
@@ -131,7 +152,10 @@ impl Lane {
             };
             let keep_alive = match &plan.target {
                 Target::Call { routes, func } => {
-                    self.call(stream, &mut buf, &plan, routes, func).await
+                    let call = self.call(stream, &mut buf, &plan, routes, func);
+                    let (kept, replied_on) = morel_runtime_process::noting_reply_thread(call).await;
+                    follow.note(here, replied_on);
+                    kept
                 }
                 Target::Edge {
                     svc,
@@ -145,6 +169,7 @@ impl Lane {
                         close: plan.close,
                         idempotent: *idempotent,
                     };
+                    follow.note(here, here);
                     upstream::forward(stream, &mut buf, svc, &req).await
                 }
             };
@@ -309,6 +334,35 @@ impl Lane {
     }
 }
 
+/// Which serving thread a connection's calls were answered through, call after call.
+#[derive(Default)]
+struct Follow {
+    thread: Option<usize>,
+    streak: u32,
+}
+
+impl Follow {
+    /// Notes one request served on thread `here` whose reply was read on `replied_on`.
+    fn note(&mut self, here: Option<usize>, replied_on: Option<usize>) {
+        match (here, replied_on) {
+            (Some(here), Some(there)) if here != there => {
+                if self.thread == Some(there) {
+                    self.streak += 1;
+                } else {
+                    self.thread = Some(there);
+                    self.streak = 1;
+                }
+            }
+            _ => *self = Follow::default(),
+        }
+    }
+
+    /// The thread to move to, once [`MOVE_AFTER`] calls in a row were answered through it.
+    fn due(&self) -> Option<usize> {
+        self.thread.filter(|_| self.streak >= MOVE_AFTER)
+    }
+}
+
 /// `/{prefix}/{app}/{version}/call|await/{func}`: `None` for another shape, `Some(None)` for
 /// the call shape with a segment the router would decode or reject.
 #[allow(clippy::type_complexity)]
@@ -429,6 +483,37 @@ pub(crate) fn push_date(out: &mut Vec<u8>) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// A connection follows a thread only after `MOVE_AFTER` replies in a row came through
+    /// that same thread; a local reply, an edge request or a reply through a third thread
+    /// starts the count again, and a server without serving threads never moves anything.
+    #[test]
+    fn a_connection_follows_only_a_run_of_replies_through_one_other_thread() {
+        let run = |f: &mut Follow, n: u32, replied_on: Option<usize>| {
+            for _ in 0..n {
+                f.note(Some(0), replied_on);
+            }
+        };
+        let mut f = Follow::default();
+        run(&mut f, MOVE_AFTER - 1, Some(1));
+        assert_eq!(f.due(), None);
+        run(&mut f, 1, Some(1));
+        assert_eq!(f.due(), Some(1));
+
+        for breaker in [Some(0), None, Some(2)] {
+            let mut f = Follow::default();
+            run(&mut f, MOVE_AFTER - 1, Some(1));
+            run(&mut f, 1, breaker);
+            run(&mut f, MOVE_AFTER - 1, Some(1));
+            assert_eq!(f.due(), None, "after a reply through {breaker:?}");
+        }
+
+        let mut f = Follow::default();
+        for _ in 0..2 * MOVE_AFTER {
+            f.note(None, Some(1));
+        }
+        assert_eq!(f.due(), None);
+    }
 
     #[test]
     fn only_the_call_shape_is_a_call() {

@@ -112,6 +112,7 @@ pub struct Metrics {
     calls: Family<CallLabels, Counter>,
     call_latency: HistFamily<FnLabels>,
     unrouted_calls: Counter,
+    connections_moved: Counter,
     instance_starts: Family<ResourceLabels, Counter>,
     instance_start_seconds: HistFamily<ResourceLabels>,
     instances: Family<InstanceLabels, Gauge>,
@@ -162,6 +163,12 @@ impl Metrics {
             "unrouted_calls",
             "Calls to an app, version or function that is not deployed (404 before any function runs)",
             unrouted_calls.clone(),
+        );
+        let connections_moved = Counter::default();
+        registry.register(
+            "connections_moved",
+            "Keep-alive connections moved to the serving thread that reads their worker's replies",
+            connections_moved.clone(),
         );
         let instance_starts = Family::<ResourceLabels, Counter>::default();
         registry.register(
@@ -221,6 +228,7 @@ impl Metrics {
             calls,
             call_latency,
             unrouted_calls,
+            connections_moved,
             instance_starts,
             instance_start_seconds,
             instances,
@@ -274,6 +282,11 @@ impl Metrics {
     /// A call that found no function to run (unknown app, version or function).
     pub fn unrouted_call(&self) {
         self.unrouted_calls.inc();
+    }
+
+    /// A connection moved to another serving thread (the lane's `Move`).
+    pub fn connection_moved(&self) {
+        self.connections_moved.inc();
     }
 
     /// A worker of `resource` became ready `took` after it was spawned.

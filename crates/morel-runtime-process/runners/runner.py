@@ -148,32 +148,19 @@ def _type_name(t):
 _write_lock = threading.Lock()
 
 
-# The host's reply pipes (Load's "reply_fds"; fd 4 alone when it sends none) and
-# the one each call in flight answers on, when it is not fd 4 (Invoke's "reply",
-# an index into _reply_fds).  The host reads each pipe on a different thread, so
-# an answer wakes its caller's own thread.
-_reply_fds = [OUT_FD]
-_reply_to = {}
+def _write_frame(payload: bytes):
+    _write(_pack_len(len(payload)) + payload)
 
 
-def _fd_for(call_id):
-    """The fd ``call_id`` answers on (forgotten once asked)."""
-    return _reply_to.pop(call_id, OUT_FD) if _reply_to else OUT_FD
-
-
-def _write_frame(payload: bytes, fd=OUT_FD):
-    _write(_pack_len(len(payload)) + payload, fd)
-
-
-def _write(data, fd=OUT_FD):
-    """Write whole frames (one or several) to a reply pipe."""
+def _write(data):
+    """Write whole frames (one or several) to fd 4."""
     with _write_lock:
         try:
-            n = os.write(fd, data)
+            n = os.write(OUT_FD, data)
             if n < len(data):
                 view = memoryview(data)[n:]
                 while view:
-                    n = os.write(fd, view)
+                    n = os.write(OUT_FD, view)
                     view = view[n:]
             return
         except BrokenPipeError:
@@ -187,7 +174,7 @@ def _send(msg):
 
 
 def _send_error(call_id, etype, message, tb=""):
-    _write_frame(_error_payload(call_id, etype, message, tb), _fd_for(call_id))
+    _write_frame(_error_payload(call_id, etype, message, tb))
 
 
 def _error_payload(call_id, etype, message, tb=""):
@@ -241,7 +228,7 @@ def _has_user_frames(exc):
 
 
 def _send_exception(call_id, exc):
-    _write_frame(_exception_payload(call_id, exc), _fd_for(call_id))
+    _write_frame(_exception_payload(call_id, exc))
 
 
 def _exception_payload(call_id, exc):
@@ -249,7 +236,7 @@ def _exception_payload(call_id, exc):
 
 
 def _send_result(call_id, result):
-    _write_frame(_result_payload(call_id, result), _fd_for(call_id))
+    _write_frame(_result_payload(call_id, result))
 
 
 def _result_payload(call_id, result):
@@ -544,7 +531,6 @@ class _AsyncSide:
         _send_result(call_id, result)
 
     def cancel(self, call_id):
-        _reply_to.pop(call_id, None)  # a cancelled call is not answered
         task = self.tasks.get(call_id)
         if task is not None:
             self.cancel_requested.add(call_id)
@@ -567,7 +553,7 @@ def _to_loop(batch):
 def _call_sync(call_id, fn, args, kwargs):
     payload = _answer(call_id, fn, args, kwargs)
     if payload is not None:
-        _write_frame(payload, _fd_for(call_id))
+        _write_frame(payload)
 
 
 def _answer(call_id, fn, args, kwargs):
@@ -730,12 +716,6 @@ def _exit_if_host_dies_while(loading, inp):
 def _decode_invoke(msg, table):
     """(call_id, fn, is_async, args, kwargs) or None after replying NotFound."""
     call_id = msg.get("id")
-    reply = msg.get("reply")
-    if reply:
-        try:
-            _reply_to[call_id] = _reply_fds[reply]
-        except (IndexError, TypeError):
-            pass
     entry = table.get(msg.get("name"))
     if entry is None:
         _send_error(call_id, "NotFound", "no such function: %r" % (msg.get("name"),))
@@ -798,7 +778,7 @@ _backlog = collections.deque()  # sync calls the spare read: (call_id, fn, args,
 _callers = []  # every caller thread's _Caller; fixed once serving starts
 _spare = None  # the spare reader's _Caller, only in apps with async functions
 
-# Answers the reader has not written yet: (fd, frame) of each.
+# Answers the reader has not written yet: header and payload of each frame.
 # The reader appends under _state_lock (right after its call) and writes them
 # out while it is between calls; the watchdog writes them, under the lock,
 # while the reader is inside a call.  Nobody else touches the list.
@@ -863,23 +843,11 @@ def _caller_main(me, inp, table):
             _call_sync(*call)
 
 
-def _take_out():
-    """The pending answers as (fd, bytes) writes, one per reply pipe; empties _out."""
-    if len(_out) == 1:
-        chunks = list(_out)
-    else:
-        by_fd = {}
-        for fd, frame in _out:
-            by_fd.setdefault(fd, []).append(frame)
-        chunks = [(fd, b"".join(frames)) for fd, frames in by_fd.items()]
-    _out.clear()
-    return chunks
-
-
 def _flush_out():
     """Write the pending answers: by the reader, between calls."""
-    for fd, data in _take_out():
-        _write(data, fd)
+    data = b"".join(_out)
+    _out.clear()
+    _write(data)
 
 
 def _lead(me, inp, table):
@@ -934,10 +902,11 @@ def _lead(me, inp, table):
                 me.call_no += 1
                 still_reader = _reader is me
                 if still_reader and payload is not None and len(payload) < OUT_JOIN_MAX:
-                    _out.append((_fd_for(call_id), _pack_len(len(payload)) + payload))
+                    _out.append(_pack_len(len(payload)))
+                    _out.append(payload)
                     continue
             if payload is not None:
-                _write_frame(payload, _fd_for(call_id))
+                _write_frame(payload)
             if not still_reader:
                 return
         elif kind == "Cancel":
@@ -1016,9 +985,9 @@ def _watchdog():
             else:
                 seen, seen_no, ticks = r, n, 0
             if _out or ticks >= slow_ticks:
-                chunks = _while_in_call(r, n, ticks >= slow_ticks)
-                for fd, data in chunks or ():
-                    _write(data, fd)
+                data = _while_in_call(r, n, ticks >= slow_ticks)
+                if data:
+                    _write(data)
                 if ticks >= slow_ticks:
                     seen = None
             continue
@@ -1043,11 +1012,12 @@ def _while_in_call(r, n, demote):
     with _state_lock:
         if _reader is not r or r.call_no != n:
             return None
-        chunks = _take_out()
+        data = b"".join(_out)
+        _out.clear()
         if demote:
             _reader = None
             _offer_role()
-    return chunks
+    return data
 
 
 def _serve(inp, table, concurrency):
@@ -1066,21 +1036,6 @@ def _serve(inp, table, concurrency):
 
 def _start(body, name):
     threading.Thread(target=_guard, args=(body,), name=name, daemon=True).start()
-
-
-def _use_reply_fds(fds):
-    """Answers may go to these pipes too (Load's "reply_fds"; the first is fd 4)."""
-    global _reply_fds
-    if not fds:
-        return
-    try:
-        fds = [int(fd) for fd in fds]
-        for fd in fds:
-            os.fstat(fd)
-            os.set_inheritable(fd, False)  # not for the app's child processes
-    except (TypeError, ValueError, OSError) as e:
-        _fatal("bad reply_fds %r: %s" % (fds, e))
-    _reply_fds = fds
 
 
 def _register_with_sdk(table):
@@ -1123,7 +1078,6 @@ def main():
         _shutdown(0)
     if first.get("type") != "Load":
         _fatal("expected a Load frame first, got %r" % (first,))
-    _use_reply_fds(first.get("reply_fds"))
 
     # Loading runs user code that may take long (imports, model loading). If the host dies
     # meanwhile, nobody will ever call this worker: exit at once instead of finishing the load.

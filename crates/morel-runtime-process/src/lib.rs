@@ -17,5 +17,6 @@ mod worker;
 pub use deps::{DepsError, Installer};
 pub use runners::RunnerFiles;
 pub use worker::{
-    InvokeError, LogSink, Worker, WorkerError, WorkerSpec, read_replies_on, serve_replies_here,
+    InvokeError, LogSink, Worker, WorkerError, WorkerSpec, noting_reply_thread, read_replies_on,
+    serve_replies_here, serving_thread,
 };

@@ -20,10 +20,6 @@ pub enum HostMessage<'a> {
         root: &'a str,
         concurrency: u32,
         functions: Vec<LoadFunction<'a>>,
-        /// The worker's reply pipes, when it has more than fd 4: an `Invoke`'s `reply` is an
-        /// index into this list (see `Worker`).
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        reply_fds: Vec<i32>,
     },
     Invoke {
         id: u64,
@@ -31,9 +27,6 @@ pub enum HostMessage<'a> {
         args: &'a RawValue,
         kwargs: &'a RawValue,
         timeout_ms: u64,
-        /// Which of `reply_fds` the answer goes to; absent: fd 4.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        reply: Option<usize>,
     },
     Cancel {
         id: u64,

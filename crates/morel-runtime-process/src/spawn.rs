@@ -17,51 +17,29 @@ pub fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Arranges for `to_child` (read end) to be fd 3 and `from_child` (write ends) to be fds 4,
-/// 5, … in the child. The fds must stay open in the parent until the child has been spawned.
+/// Arranges for `to_child` (read end) to be fd 3 and `from_child` (write end) to be fd 4 in
+/// the child. The fds must stay open in the parent until the child has been spawned.
 pub fn map_protocol_fds(
     cmd: &mut tokio::process::Command,
     to_child: &OwnedFd,
-    from_child: &[OwnedFd],
+    from_child: &OwnedFd,
 ) {
     let r = to_child.as_raw_fd();
-    let mut w = [-1; MAX_REPLY_PIPES];
-    for (slot, fd) in w.iter_mut().zip(from_child) {
-        *slot = fd.as_raw_fd();
-    }
-    let n = from_child.len().min(MAX_REPLY_PIPES);
+    let w = from_child.as_raw_fd();
     // SAFETY: the closure only calls async-signal-safe functions (fcntl, dup2) on fds that are
     // open in the forked child, and allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
-            // Move every fd out of the 3..=4+n range first, so no dup2 clobbers another.
-            let base = 10 + MAX_REPLY_PIPES as i32;
-            let r2 = libc::fcntl(r, libc::F_DUPFD_CLOEXEC, base);
-            if r2 < 0 {
+            // Move both out of the 3..=4 range first, so neither dup2 clobbers the other.
+            let r2 = libc::fcntl(r, libc::F_DUPFD_CLOEXEC, 10);
+            let w2 = libc::fcntl(w, libc::F_DUPFD_CLOEXEC, 10);
+            if r2 < 0 || w2 < 0 || libc::dup2(r2, 3) < 0 || libc::dup2(w2, 4) < 0 {
                 return Err(std::io::Error::last_os_error());
-            }
-            let mut w2 = [-1; MAX_REPLY_PIPES];
-            for i in 0..n {
-                w2[i] = libc::fcntl(w[i], libc::F_DUPFD_CLOEXEC, base);
-                if w2[i] < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            if libc::dup2(r2, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            for (i, fd) in w2.iter().enumerate().take(n) {
-                if libc::dup2(*fd, 4 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
             }
             Ok(())
         });
     }
 }
-
-/// The most reply pipes a worker gets (one per serving thread, up to this).
-pub const MAX_REPLY_PIPES: usize = 16;
 
 /// Sends `signal` to the whole process group led by `pid`.
 pub fn kill_group(pid: u32, signal: i32) {

@@ -25,10 +25,9 @@ thread_local! {
     static HOME_INDEX: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
 }
 
-/// Gives every worker one reply pipe per runtime in `handles` (the server's serving threads),
-/// each read on its runtime, and has each call answered on the pipe of the thread it was made
-/// on: a reply wakes its caller on the caller's own thread. Set once per process; each serving
-/// thread then calls [`serve_replies_here`] with its index.
+/// Reads workers' replies on these runtimes (the server's serving threads, one worker after
+/// another). A worker started on a serving thread reads its replies there. Set once per
+/// process; each serving thread then calls [`serve_replies_here`] with its index.
 pub fn read_replies_on(handles: Vec<tokio::runtime::Handle>) {
     let _ = REPLY_HOMES.set(handles);
 }
@@ -38,24 +37,42 @@ pub fn serve_replies_here(index: usize) {
     HOME_INDEX.with(|h| h.set(Some(index)));
 }
 
-static NEXT_HOME: AtomicU64 = AtomicU64::new(0);
-
-/// Where a worker with one reply pipe reads it: the next of `homes` in turn, or `None` (the
-/// current runtime) when there are none or the current runtime is a serving thread.
-fn one_home(homes: &[tokio::runtime::Handle]) -> Option<tokio::runtime::Handle> {
-    let current = tokio::runtime::Handle::current();
-    if homes.is_empty() || current.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
-    {
-        return None;
-    }
-    let i = NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize % homes.len();
-    Some(homes[i].clone())
+/// The calling thread's index among the serving threads, when it is one of them.
+pub fn serving_thread() -> Option<usize> {
+    HOME_INDEX.with(|h| h.get())
 }
 
-/// The reply homes new workers get: at most [`spawn::MAX_REPLY_PIPES`].
-fn reply_homes() -> &'static [tokio::runtime::Handle] {
-    let homes = REPLY_HOMES.get().map(Vec::as_slice).unwrap_or_default();
-    &homes[..homes.len().min(spawn::MAX_REPLY_PIPES)]
+tokio::task_local! {
+    /// Set by [`Worker::invoke`] inside [`noting_reply_thread`]: the serving thread that read
+    /// the reply of the task's last call.
+    static REPLY_THREAD: std::cell::Cell<Option<usize>>;
+}
+
+/// Runs `call` and says which serving thread read the reply of the last worker call it made
+/// (`None`: no worker call, or a reader that is not a serving thread). A caller on another
+/// serving thread was woken from that one; the lane uses this to move a connection whose calls
+/// keep going to one worker to the thread that reads the worker's replies.
+pub async fn noting_reply_thread<F: std::future::Future>(call: F) -> (F::Output, Option<usize>) {
+    REPLY_THREAD
+        .scope(std::cell::Cell::new(None), async move {
+            let out = call.await;
+            (out, REPLY_THREAD.with(|t| t.get()))
+        })
+        .await
+}
+
+static NEXT_HOME: AtomicU64 = AtomicU64::new(0);
+
+/// Where a new worker's replies are read: the next serving thread in turn (with its index),
+/// or `None` (the current runtime) when there are none or the current runtime is one.
+fn replies_home() -> Option<(usize, tokio::runtime::Handle)> {
+    let current = tokio::runtime::Handle::current();
+    if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        return None;
+    }
+    let homes = REPLY_HOMES.get().filter(|h| !h.is_empty())?;
+    let i = NEXT_HOME.fetch_add(1, Ordering::Relaxed) as usize % homes.len();
+    Some((i, homes[i].clone()))
 }
 
 /// Where a worker's stdout/stderr lines go: `(is_stderr, line)`.
@@ -75,9 +92,6 @@ pub struct WorkerSpec {
     /// `(name, file, attr)` of each function to load.
     pub functions: Vec<(String, String, String)>,
     pub load_timeout: Duration,
-    /// The runner answers on the reply pipe each call names (`reply_fds`, see
-    /// [`read_replies_on`]); runner.py does, runner.js writes everything to fd 4.
-    pub reply_pipes: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,8 +155,8 @@ struct Inner {
     /// The last lines of stderr, written by the stderr pump, read for error messages.
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     functions: Vec<FunctionMeta>,
-    /// Reply pipes a call may name: one per serving thread (see [`read_replies_on`]), or 0.
-    reply_pipes: usize,
+    /// The serving thread that reads the replies, when they are read on one.
+    reply_thread: Option<usize>,
 }
 
 /// A running worker. Cheap to clone; the process is killed when the last clone is stopped or dropped.
@@ -161,19 +175,7 @@ impl Worker {
             source,
         };
         let (child_in, host_out) = spawn::pipe().map_err(spawn_err)?;
-        // Reply pipes: fd 4, plus one more per serving thread beyond the first.
-        let all_homes = reply_homes();
-        let homes = if spec.reply_pipes { all_homes } else { &[] };
-        // The reply pipes calls may name (none when fd 4 is the only one).
-        let reply_pipes = if homes.len() > 1 { homes.len() } else { 0 };
-        let mut host_ins = Vec::new();
-        let mut child_outs = Vec::new();
-        for _ in 0..homes.len().max(1) {
-            let (host_in, child_out) = spawn::pipe().map_err(spawn_err)?;
-            host_ins.push(host_in);
-            child_outs.push(child_out);
-        }
-        let host_in = host_ins.remove(0);
+        let (host_in, child_out) = spawn::pipe().map_err(spawn_err)?;
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
             .current_dir(&spec.cwd)
@@ -183,10 +185,10 @@ impl Worker {
             .stderr(std::process::Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        spawn::map_protocol_fds(&mut cmd, &child_in, &child_outs);
+        spawn::map_protocol_fds(&mut cmd, &child_in, &child_out);
         let mut child = cmd.spawn().map_err(spawn_err)?;
         drop(child_in);
-        drop(child_outs);
+        drop(child_out);
         let pid = child.id().unwrap_or(0);
 
         let writer = pipe::Sender::from_owned_fd(host_out).map_err(spawn_err)?;
@@ -217,7 +219,6 @@ impl Worker {
                     attr: a,
                 })
                 .collect(),
-            reply_fds: (0..reply_pipes as i32).map(|i| 4 + i).collect(),
         };
         send(&outbox, &load);
 
@@ -281,6 +282,13 @@ impl Worker {
             },
         };
 
+        // Replies are read on a serving thread (in turn), or where the worker was started
+        // from when that is a serving thread.
+        let home = replies_home().filter(|_| reader.buffer().is_empty());
+        let reply_thread = match &home {
+            Some((i, _)) => Some(*i),
+            None => serving_thread(),
+        };
         let inner = Arc::new(Inner {
             pid,
             outbox,
@@ -293,29 +301,27 @@ impl Worker {
             exit: exit_rx,
             stderr_tail: tail,
             functions,
-            reply_pipes,
+            reply_thread,
         });
-        // Readers: route replies to their callers; reply pipe k is read on serving thread k.
+        // Reader: routes replies to their callers.
         let weak = Arc::downgrade(&inner);
-        // With one reply pipe, it is read on one serving thread (in turn), or where the
-        // worker was started from when that is a serving thread.
-        let first_home = match homes.first() {
-            Some(home) => Some(home.clone()),
-            None => one_home(all_homes),
-        };
-        match first_home {
-            Some(home) if reader.buffer().is_empty() => {
-                match reader.into_inner().into_nonblocking_fd() {
-                    Ok(fd) => read_on(&home, fd, weak.clone()),
-                    Err(e) => tracing::error!(error = %e, "cannot move a worker's reply pipe"),
+        match home {
+            Some((_, home)) => match reader.into_inner().into_nonblocking_fd() {
+                Ok(fd) => {
+                    home.spawn(async move {
+                        match pipe::Receiver::from_owned_fd(fd) {
+                            Ok(rx) => {
+                                read_replies(BufReader::with_capacity(64 * 1024, rx), weak).await
+                            }
+                            Err(e) => tracing::error!(error = %e, "cannot read a worker's replies"),
+                        }
+                    });
                 }
+                Err(e) => tracing::error!(error = %e, "cannot move a worker's reply pipe"),
+            },
+            None => {
+                tokio::spawn(read_replies(reader, weak));
             }
-            _ => {
-                tokio::spawn(read_replies(reader, weak.clone()));
-            }
-        }
-        for (home, fd) in homes.iter().skip(1).zip(host_ins) {
-            read_on(home, fd, weak.clone());
         }
 
         // Waiter: when the process exits, fail everything in flight at once.
@@ -451,13 +457,13 @@ impl Worker {
                 args,
                 kwargs,
                 timeout_ms: remaining.as_millis() as u64,
-                reply: HOME_INDEX
-                    .with(|h| h.get())
-                    .filter(|i| *i < self.inner.reply_pipes),
             },
         );
         match tokio::time::timeout(remaining, rx).await {
-            Ok(Ok(reply)) => reply,
+            Ok(Ok(reply_value)) => {
+                let _ = REPLY_THREAD.try_with(|t| t.set(self.inner.reply_thread));
+                reply_value
+            }
             Ok(Err(_)) => Err(InvokeError::WorkerDied(
                 self.inner
                     .exit
@@ -497,16 +503,6 @@ impl Drop for Inner {
             spawn::kill_group(self.pid, libc::SIGKILL);
         }
     }
-}
-
-/// Reads one of the worker's reply pipes on `home`.
-fn read_on(home: &tokio::runtime::Handle, fd: std::os::fd::OwnedFd, weak: std::sync::Weak<Inner>) {
-    home.spawn(async move {
-        match pipe::Receiver::from_owned_fd(fd) {
-            Ok(rx) => read_replies(BufReader::with_capacity(64 * 1024, rx), weak).await,
-            Err(e) => tracing::error!(error = %e, "cannot read a worker's replies"),
-        }
-    });
 }
 
 /// Routes the worker's replies to their callers until the pipe closes or the worker is dropped.

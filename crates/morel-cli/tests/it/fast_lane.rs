@@ -667,3 +667,62 @@ async fn a_signed_content_length_is_refused_as_the_router_refuses_it() {
     let a = w.answer().await;
     assert_eq!(a.status, 400, "{}{}", a.head, a.text());
 }
+
+/// `morel_connections_moved_total` from `/metrics`.
+async fn connections_moved(s: &MorelServer) -> u64 {
+    let text = s
+        .http()
+        .get(format!("{}/metrics", s.url))
+        .bearer_auth(&s.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("morel_connections_moved_total "))
+        .unwrap_or_else(|| panic!("no connections_moved counter in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Two serving threads and one Node worker, whose replies are read on one of them: of two
+/// keep-alive connections (dealt one to each thread), the one on the other thread moves to the
+/// worker's thread after its eighth call, exactly once, and both go on being answered, in
+/// order, on the same TCP connections.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_moves_to_the_thread_that_reads_its_workers_replies() {
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let s = MorelServer::start_with_env(&bin(), dirs, &[], &[("MOREL_HTTP_THREADS", "2")]);
+    let out = s.deploy(&example("hello-node"));
+    assert!(out.contains("hello-node v1 is ready"), "{out}");
+    let before = connections_moved(&s).await;
+    let call = |a: u32| {
+        post(
+            "/default/hello-node/latest/call/add",
+            format!("[{a}, 1]").as_bytes(),
+            "Content-Type: application/json\r\n",
+        )
+    };
+    // Accepted one after the other, so dealt to different threads.
+    let mut wires = [Wire::connect(&s).await, Wire::connect(&s).await];
+    for i in 0..20u32 {
+        for (k, w) in wires.iter_mut().enumerate() {
+            let a = 100 * k as u32 + i;
+            w.send(&call(a)).await;
+            let answer = w.answer().await;
+            assert_eq!(answer.status, 200, "{}{}", answer.head, answer.text());
+            assert_eq!(answer.json(), json!(a + 1), "connection {k}, call {i}");
+        }
+    }
+    for w in &wires {
+        w.assert_nothing_extra();
+    }
+    assert_eq!(
+        connections_moved(&s).await - before,
+        1,
+        "one of the two connections moves, once"
+    );
+}

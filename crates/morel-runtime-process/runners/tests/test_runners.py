@@ -33,22 +33,18 @@ DISCOVER_PY = os.path.join(REPO, "crates", "morel-manifest", "scripts", "discove
 DISCOVER_JS = os.path.join(REPO, "crates", "morel-manifest", "scripts", "discover.js")
 
 
-def _child_setup(host_to_worker_r, worker_to_host_w, extra_reply_w=None):
+def _child_setup(host_to_worker_r, worker_to_host_w):
     def setup():
-        # Move the ends out of the way first so dup2 onto 3/4/5 cannot clobber
+        # Move both ends out of the way first so dup2 onto 3/4 cannot clobber
         # one of them.
         import fcntl
 
         a = fcntl.fcntl(host_to_worker_r, fcntl.F_DUPFD, 10)
         b = fcntl.fcntl(worker_to_host_w, fcntl.F_DUPFD, 10)
-        c = fcntl.fcntl(extra_reply_w, fcntl.F_DUPFD, 10) if extra_reply_w is not None else None
         os.dup2(a, 3)
         os.dup2(b, 4)
         os.close(a)
         os.close(b)
-        if c is not None:
-            os.dup2(c, 5)
-            os.close(c)
 
     return setup
 
@@ -56,15 +52,13 @@ def _child_setup(host_to_worker_r, worker_to_host_w, extra_reply_w=None):
 class Worker:
     """A runner process plus the host's ends of its two pipes."""
 
-    def __init__(self, lang, root, extra_reply=False):
+    def __init__(self, lang, root):
         if lang == "python":
             cmd = [sys.executable, os.path.join(RUNNERS, "runner.py")]
         else:
             cmd = [NODE, os.path.join(RUNNERS, "runner.js")]
         in_r, self.in_w = os.pipe()  # host -> worker
         self.out_r, out_w = os.pipe()  # worker -> host
-        # A second reply pipe, the worker's fd 5 (Load's "reply_fds").
-        self.out2_r, out2_w = os.pipe() if extra_reply else (None, None)
         self.log = tempfile.TemporaryFile()
         self.err = tempfile.TemporaryFile()
         env = dict(
@@ -82,13 +76,11 @@ class Worker:
             stdout=self.log,
             stderr=self.err,
             env=env,
-            preexec_fn=_child_setup(in_r, out_w, out2_w),
-            pass_fds=(3, 4, 5) if extra_reply else (3, 4),
+            preexec_fn=_child_setup(in_r, out_w),
+            pass_fds=(3, 4),
         )
         os.close(in_r)
         os.close(out_w)
-        if out2_w is not None:
-            os.close(out2_w)
         self.buf = b""
         self.root = root
 
@@ -192,8 +184,6 @@ class Worker:
             self.proc.kill()
             self.proc.wait()
         os.close(self.out_r)
-        if self.out2_r is not None:
-            os.close(self.out2_r)
         self.log.close()
         self.err.close()
 
@@ -588,39 +578,6 @@ class PythonServingTest(unittest.TestCase):
             self.assertNotIn(m["id"], got, m)
             got[m["id"]] = m
         return got
-
-    def test_answers_go_to_the_reply_pipe_each_call_names(self):
-        # The host may give the worker several reply pipes (one per thread reading replies)
-        # and name one per call; a call that names none, or one out of range, answers on fd 4.
-        w = Worker("python", PY_APP, extra_reply=True)
-        self.addCleanup(w.stop)
-        w.send(
-            {
-                "type": "Load",
-                "app": "test",
-                "resource": "default",
-                "root": w.root,
-                "concurrency": 4,
-                "functions": [fn(n, "hello.py") for n in ("add", "agreet")],
-                "reply_fds": [4, 5],
-            }
-        )
-        self.assertEqual(w.recv()["type"], "MetaData")
-        second = Worker.__new__(Worker)  # a reader of fd 5 with the same framing
-        second.out_r, second.buf, second.err = w.out2_r, b"", w.err
-        w.send({"type": "Invoke", "id": 1, "name": "add", "args": [1, 2], "kwargs": {}, "timeout_ms": 5000, "reply": 1})
-        w.send({"type": "Invoke", "id": 2, "name": "add", "args": [2, 2], "kwargs": {}, "timeout_ms": 5000})
-        w.send({"type": "Invoke", "id": 3, "name": "agreet", "args": ["Ada"], "kwargs": {}, "timeout_ms": 5000, "reply": 1})
-        w.send({"type": "Invoke", "id": 4, "name": "nope", "args": [], "kwargs": {}, "timeout_ms": 5000, "reply": 1})
-        w.send({"type": "Invoke", "id": 5, "name": "add", "args": [5, 5], "kwargs": {}, "timeout_ms": 5000, "reply": 7})
-        on_5 = {m["id"]: m for m in (second.recv() for _ in range(3))}
-        on_4 = {m["id"]: m for m in (w.recv() for _ in range(2))}
-        self.assertEqual(sorted(on_5), [1, 3, 4])
-        self.assertEqual(sorted(on_4), [2, 5])
-        self.assertEqual(on_5[1]["result"], 3)
-        self.assertEqual(on_5[3]["result"], "async hi Ada")
-        self.assertEqual(on_5[4]["error"]["type"], "NotFound")
-        self.assertEqual(on_4[5]["result"], 10)
 
     def test_hung_sync_call_does_not_stop_other_sync_calls(self):
         for names in (["hang", "add"], ["hang", "add", "agreet"]):  # without / with the async side
