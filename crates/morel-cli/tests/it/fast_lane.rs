@@ -670,22 +670,8 @@ async fn a_signed_content_length_is_refused_as_the_router_refuses_it() {
 
 /// `morel_connections_moved_total` from `/metrics`.
 async fn connections_moved(s: &MorelServer) -> u64 {
-    let text = s
-        .http()
-        .get(format!("{}/metrics", s.url))
-        .bearer_auth(&s.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("morel_connections_moved_total "))
-        .unwrap_or_else(|| panic!("no connections_moved counter in:\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
+    let m = crate::observe::scrape(s).await;
+    m["morel_connections_moved_total"] as u64
 }
 
 /// Two serving threads and one Node worker, whose replies are read on one of them: of two

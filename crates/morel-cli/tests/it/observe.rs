@@ -9,7 +9,7 @@ use morel_test_support::{MorelServer, copy_dir, example, wait_for};
 use crate::bin;
 
 /// One scrape: every sample line as `series → value`.
-async fn scrape(s: &MorelServer) -> HashMap<String, f64> {
+pub(crate) async fn scrape(s: &MorelServer) -> HashMap<String, f64> {
     let resp = s
         .http()
         .get(format!("{}/metrics", s.url))
