@@ -460,9 +460,9 @@ impl Worker {
             },
         );
         match tokio::time::timeout(remaining, rx).await {
-            Ok(Ok(reply_value)) => {
+            Ok(Ok(reply)) => {
                 let _ = REPLY_THREAD.try_with(|t| t.set(self.inner.reply_thread));
-                reply_value
+                reply
             }
             Ok(Err(_)) => Err(InvokeError::WorkerDied(
                 self.inner
