@@ -117,6 +117,7 @@ impl Side {
             connect_errors: 0,
             seconds: self.seconds,
             rps: self.done as f64 / self.seconds.max(1e-6),
+            slices_rps: Vec::new(),
             p50_us: percentile(l, 50.0),
             p90_us: percentile(l, 90.0),
             p99_us: percentile(l, 99.0),

@@ -58,8 +58,13 @@ pub struct LoadResult {
     /// Connections that could not be opened (after the warm-up).
     pub connect_errors: u64,
     pub seconds: f64,
-    /// Successful (2xx) requests per second over the measured window.
+    /// Successful (2xx) requests per second: over the measured window for one load; for loads
+    /// in slices (`alternate`), the median of the slices' rates, so that one slice caught in a
+    /// dip of the machine's speed does not move the figure.
     pub rps: f64,
+    /// Successful requests per second of each slice, in the order they ran.
+    #[serde(default)]
+    pub slices_rps: Vec<f64>,
     pub p50_us: Option<u64>,
     pub p90_us: Option<u64>,
     pub p99_us: Option<u64>,
@@ -181,6 +186,10 @@ pub fn summarize(
 ) -> Result<LoadResult, BenchError> {
     let host = addr.to_string();
     let mut all = Collected::default();
+    let slices_rps: Vec<f64> = runs
+        .iter()
+        .map(|r| ok_count(&r.statuses) as f64 / r.seconds.max(1e-6))
+        .collect();
     for r in runs {
         all.latencies_us.extend(r.latencies_us);
         all.errors += r.errors;
@@ -206,12 +215,11 @@ pub fn summarize(
             ),
         });
     }
-    let ok: u64 = all
-        .statuses
-        .iter()
-        .filter(|(s, _)| (200..300).contains(*s))
-        .map(|(_, n)| n)
-        .sum();
+    let rps = if slices_rps.len() > 1 {
+        median_f64(&slices_rps)
+    } else {
+        ok_count(&all.statuses) as f64 / seconds
+    };
     Ok(LoadResult {
         target: host,
         conns,
@@ -219,7 +227,8 @@ pub fn summarize(
         errors: all.errors,
         connect_errors: all.connect_errors,
         seconds,
-        rps: ok as f64 / seconds,
+        rps,
+        slices_rps,
         p50_us: percentile(&lat, 50.0),
         p90_us: percentile(&lat, 90.0),
         p99_us: percentile(&lat, 99.0),
@@ -230,6 +239,25 @@ pub fn summarize(
             String::from_utf8_lossy(cut).into_owned()
         }),
     })
+}
+
+fn ok_count(statuses: &BTreeMap<u16, u64>) -> u64 {
+    statuses
+        .iter()
+        .filter(|(s, _)| (200..300).contains(*s))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The median of `values` (the mean of the middle two for an even count); 0 when empty.
+fn median_f64(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// Loads two targets in alternating slices (A, B, A, B, …), so that whatever else the machine
@@ -390,5 +418,41 @@ async fn exchange(
         if stream.read_buf(buf).await? == 0 {
             eof = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(ok: u64, seconds: f64) -> Collected {
+        Collected {
+            latencies_us: vec![100; ok as usize],
+            statuses: [(200, ok)].into_iter().collect(),
+            seconds,
+            ..Collected::default()
+        }
+    }
+
+    #[test]
+    fn slices_count_by_their_median_rate() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        // 1000/s, 1000/s and a 100/s dip: the median ignores the dip, the total would not.
+        let r = summarize(
+            addr,
+            1,
+            vec![slice(1000, 1.0), slice(100, 1.0), slice(2000, 2.0)],
+        )
+        .expect("summary");
+        assert_eq!(r.slices_rps, [1000.0, 100.0, 1000.0]);
+        assert_eq!(r.rps, 1000.0);
+        assert_eq!(r.requests, 3100);
+        assert_eq!(r.seconds, 4.0);
+        // An even count takes the mean of the middle two; one load is its own window.
+        let r = summarize(addr, 1, vec![slice(100, 1.0), slice(300, 1.0)]).expect("summary");
+        assert_eq!(r.rps, 200.0);
+        let r = summarize(addr, 1, vec![slice(500, 2.0)]).expect("summary");
+        assert_eq!(r.rps, 250.0);
+        assert_eq!(r.slices_rps, [250.0]);
     }
 }

@@ -756,6 +756,7 @@ mod tests {
             connect_errors: 0,
             seconds: 1.0,
             rps,
+            slices_rps: Vec::new(),
             p50_us: Some(p50),
             p90_us: Some(p50),
             p99_us: Some(p50 * 2),
