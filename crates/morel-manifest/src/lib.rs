@@ -9,6 +9,7 @@ mod build;
 mod discover;
 mod error;
 mod model;
+mod pyenv;
 mod toml_config;
 
 pub use build::{BuildOptions, build_manifest, wasm_language};
