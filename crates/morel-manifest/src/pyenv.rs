@@ -50,7 +50,9 @@ pub(crate) fn resolve(
                 .unwrap_or_default()
         }
     };
-    let name = version.split([':', ' ', '\n', '\t']).find(|v| !v.is_empty())?;
+    let name = version
+        .split([':', ' ', '\n', '\t'])
+        .find(|v| !v.is_empty())?;
     if name == "system" || name.contains('/') || name == "." || name == ".." {
         return None;
     }
@@ -133,21 +135,32 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        resolve("python3", Some(&f.path), &f.project, |k| vars.get(k).cloned())
+        resolve("python3", Some(&f.path), &f.project, |k| {
+            vars.get(k).cloned()
+        })
     }
 
     #[test]
     fn the_global_version_file_names_the_interpreter() {
         let f = fixture();
-        assert_eq!(run(&f, &[]), Some(f.root.join("versions/3.11.7/bin/python3")));
+        assert_eq!(
+            run(&f, &[]),
+            Some(f.root.join("versions/3.11.7/bin/python3"))
+        );
     }
 
     #[test]
     fn pyenv_version_then_the_nearest_local_file_win_over_the_global_one() {
         let f = fixture();
-        std::fs::write(f.project.parent().unwrap().join(".python-version"), "# pinned\n3.12.1\n")
-            .unwrap();
-        assert_eq!(run(&f, &[]), Some(f.root.join("versions/3.12.1/bin/python3")));
+        std::fs::write(
+            f.project.parent().unwrap().join(".python-version"),
+            "# pinned\n3.12.1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            run(&f, &[]),
+            Some(f.root.join("versions/3.12.1/bin/python3"))
+        );
         assert_eq!(
             run(&f, &[("PYENV_VERSION", "3.11.7:3.12.1")]),
             Some(f.root.join("versions/3.11.7/bin/python3"))
@@ -164,7 +177,10 @@ mod tests {
     fn anything_pyenv_would_resolve_further_is_left_to_the_shim() {
         let f = fixture();
         for version in ["system", "3.11", "3.9.1", "../3.11.7", ""] {
-            assert_eq!(run(&f, &[("PYENV_VERSION", version)]).is_some(), version.is_empty());
+            assert_eq!(
+                run(&f, &[("PYENV_VERSION", version)]).is_some(),
+                version.is_empty()
+            );
         }
         std::fs::write(f.root.join("version"), "system\n").unwrap();
         assert_eq!(run(&f, &[]), None);
@@ -178,6 +194,9 @@ mod tests {
             None
         );
         let no_shims = std::env::join_paths([f.root.parent().unwrap().join("usr/bin")]).unwrap();
-        assert_eq!(resolve("python3", Some(&no_shims), &f.project, |_| None), None);
+        assert_eq!(
+            resolve("python3", Some(&no_shims), &f.project, |_| None),
+            None
+        );
     }
 }

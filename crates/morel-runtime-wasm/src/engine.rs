@@ -18,7 +18,7 @@ use wasmtime::{
 
 use crate::cache::DiskCache;
 use crate::config::{EPOCH_TICK, EngineConfig, MEMORY_GUARD_BYTES, WASM_PAGE_BYTES};
-use crate::module::{self, Abi, ModuleInner, Prepared, WASI_MODULE, WasmModule};
+use crate::module::{self, Abi, CorePre, ModuleInner, Prepared, WASI_MODULE, WasmModule};
 use crate::run::{self, Budget, CoreState, WasiState};
 use crate::{Invocation, WasmError};
 
@@ -140,12 +140,12 @@ impl WasmEngine {
         module::check_imports(&module, abi, &inner.wasi_functions)?;
         let invalid = |err: wasmtime::Error| WasmError::Invalid(format!("{err:#}"));
         let prepared = match abi {
-            Abi::Core => Prepared::Core(
+            Abi::Core => Prepared::Core(CorePre::new(
                 inner
                     .core_linker
                     .instantiate_pre(&module)
                     .map_err(invalid)?,
-            ),
+            )?),
             Abi::WasiCommand => Prepared::Wasi(
                 inner
                     .wasi_linker
@@ -273,7 +273,7 @@ impl fmt::Debug for WasmEngine {
 impl WasmModule {
     fn uses_engine(&self, engine: &Engine) -> bool {
         match &self.inner.prepared {
-            Prepared::Core(pre) => Engine::same(pre.module().engine(), engine),
+            Prepared::Core(core) => Engine::same(core.pre.module().engine(), engine),
             Prepared::Wasi(pre) => Engine::same(pre.module().engine(), engine),
         }
     }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
-use wasmtime::{ExternType, FuncType, InstancePre, Module};
+use wasmtime::{ExternType, FuncType, InstancePre, Module, ModuleExport};
 
 use crate::WasmError;
 use crate::run::{CoreState, WasiState};
@@ -53,8 +53,35 @@ pub(crate) struct ModuleInner {
 
 /// The `InstancePre` for the module's ABI (each ABI has its own store data and linker).
 pub(crate) enum Prepared {
-    Core(InstancePre<CoreState>),
+    Core(CorePre),
     Wasi(InstancePre<WasiState>),
+}
+
+/// A core ABI module ready to instantiate, with its three exports looked up once: a call
+/// fetches them by index instead of hashing their names on every instance.
+pub(crate) struct CorePre {
+    pub(crate) pre: InstancePre<CoreState>,
+    pub(crate) memory: ModuleExport,
+    pub(crate) alloc: ModuleExport,
+    pub(crate) handle: ModuleExport,
+}
+
+impl CorePre {
+    /// `detect_abi` has checked that the exports exist with the core ABI's types.
+    pub(crate) fn new(pre: InstancePre<CoreState>) -> Result<Self, WasmError> {
+        let module = pre.module();
+        let export = |name: &str| {
+            module.get_export_index(name).ok_or_else(|| {
+                WasmError::Invalid(format!("core ABI module has no `{name}` export"))
+            })
+        };
+        Ok(CorePre {
+            memory: export("memory")?,
+            alloc: export("alloc")?,
+            handle: export("handle")?,
+            pre,
+        })
+    }
 }
 
 impl WasmModule {

@@ -12,7 +12,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 use crate::config::{MAX_OUTPUT_BYTES, MAX_STDERR_BYTES};
 use crate::limits::GuestLimits;
-use crate::module::{ModuleInner, Prepared};
+use crate::module::{CorePre, ModuleInner, Prepared};
 use crate::stdio::Capture;
 use crate::{Invocation, WasmError};
 
@@ -62,14 +62,14 @@ pub(crate) async fn run(
         return Err(memory_limit(budget));
     }
     match &module.prepared {
-        Prepared::Core(pre) => run_core(engine, pre, &input, budget).await,
+        Prepared::Core(core) => run_core(engine, core, &input, budget).await,
         Prepared::Wasi(pre) => run_wasi(engine, pre, input, budget).await,
     }
 }
 
 async fn run_core(
     engine: &Engine,
-    pre: &InstancePre<CoreState>,
+    core: &CorePre,
     input: &[u8],
     budget: &Budget,
 ) -> Result<Invocation, WasmError> {
@@ -82,20 +82,30 @@ async fn run_core(
     store.limiter(|state| &mut state.limits);
     arm_deadline(&mut store, budget.time);
 
-    let instance = pre
+    let instance = core
+        .pre
         .instantiate_async(&mut store)
         .await
         .map_err(|err| instantiate_error(err, store.data().limits.exceeded(), budget))?;
     // `load` checked these exports and their types, so failures here are engine faults.
+    let lost = |name: &str| WasmError::Engine(format!("core module lost its `{name}` export"));
+    let engine_fault = |err: wasmtime::Error| WasmError::Engine(format!("{err:#}"));
     let memory = instance
-        .get_memory(&mut store, "memory")
-        .ok_or_else(|| WasmError::Engine("core module lost its `memory` export".into()))?;
+        .get_module_export(&mut store, &core.memory)
+        .and_then(|e| e.into_memory())
+        .ok_or_else(|| lost("memory"))?;
     let alloc = instance
-        .get_typed_func::<i32, i32>(&mut store, "alloc")
-        .map_err(|err| WasmError::Engine(format!("{err:#}")))?;
+        .get_module_export(&mut store, &core.alloc)
+        .and_then(|e| e.into_func())
+        .ok_or_else(|| lost("alloc"))?
+        .typed::<i32, i32>(&store)
+        .map_err(engine_fault)?;
     let handle = instance
-        .get_typed_func::<(i32, i32), i64>(&mut store, "handle")
-        .map_err(|err| WasmError::Engine(format!("{err:#}")))?;
+        .get_module_export(&mut store, &core.handle)
+        .and_then(|e| e.into_func())
+        .ok_or_else(|| lost("handle"))?
+        .typed::<(i32, i32), i64>(&store)
+        .map_err(engine_fault)?;
 
     let len = i32::try_from(input.len()).map_err(|_| memory_limit(budget))?;
     let guest_failed = |store: &Store<CoreState>, err| {
