@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::BenchError;
 use crate::http1;
-use crate::stats::percentile;
+use crate::stats::{median_f64, percentile};
 
 /// How long one request may take before it counts as failed and its connection is dropped.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -215,11 +215,8 @@ pub fn summarize(
             ),
         });
     }
-    let rps = if slices_rps.len() > 1 {
-        median_f64(&slices_rps)
-    } else {
-        ok_count(&all.statuses) as f64 / seconds
-    };
+    // One run is its own median: its successful requests over its measured window.
+    let rps = median_f64(&slices_rps);
     Ok(LoadResult {
         target: host,
         conns,
@@ -247,17 +244,6 @@ fn ok_count(statuses: &BTreeMap<u16, u64>) -> u64 {
         .filter(|(s, _)| (200..300).contains(*s))
         .map(|(_, n)| n)
         .sum()
-}
-
-/// The median of `values` (the mean of the middle two for an even count); 0 when empty.
-fn median_f64(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Loads two targets in alternating slices (A, B, A, B, …), so that whatever else the machine

@@ -1,4 +1,4 @@
-//! Percentiles over recorded samples.
+//! Percentiles and medians over recorded samples.
 
 /// The nearest-rank percentile `p` (0–100) of `sorted` (ascending); `None` when empty.
 pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
@@ -14,6 +14,17 @@ pub fn median(samples: &[u64]) -> Option<u64> {
     let mut s = samples.to_vec();
     s.sort_unstable();
     percentile(&s, 50.0)
+}
+
+/// The median of rates (the mean of the middle two for an even count); 0 when empty.
+pub fn median_f64(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 #[cfg(test)]

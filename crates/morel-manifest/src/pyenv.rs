@@ -38,21 +38,17 @@ pub(crate) fn resolve(
     {
         return None;
     }
-    let version = match env("PYENV_VERSION").filter(|v| !v.trim().is_empty()) {
-        Some(v) => v,
-        None => {
+    let name = match env("PYENV_VERSION") {
+        Some(v) if !v.trim().is_empty() => first_name(&v)?.to_owned(),
+        _ => {
             let start = env("PYENV_DIR")
                 .filter(|d| !d.is_empty())
                 .map(PathBuf::from)
                 .unwrap_or_else(|| cwd.to_path_buf());
-            version_file(&start)
-                .or_else(|| read_version(&root.join("version")))
-                .unwrap_or_default()
+            version_file(&start).or_else(|| read_version(&root.join("version")))?
         }
     };
-    let name = version
-        .split([':', ' ', '\n', '\t'])
-        .find(|v| !v.is_empty())?;
+    let name = name.as_str();
     if name == "system" || name.contains('/') || name == "." || name == ".." {
         return None;
     }
@@ -60,7 +56,7 @@ pub(crate) fn resolve(
     is_executable(&interpreter).then_some(interpreter)
 }
 
-/// The version named by the nearest `.python-version` from `dir` upwards.
+/// The first version named by the nearest `.python-version` from `dir` upwards.
 fn version_file(dir: &Path) -> Option<String> {
     dir.ancestors()
         .map(|d| d.join(".python-version"))
@@ -68,15 +64,19 @@ fn version_file(dir: &Path) -> Option<String> {
         .and_then(|f| read_version(&f))
 }
 
-/// A version file's names, one per line, comments (`#`) and blank lines skipped.
+/// The first version a version file names (one per line; comments and blank lines skipped).
 fn read_version(file: &Path) -> Option<String> {
     let text = std::fs::read_to_string(file).ok()?;
-    let names: Vec<&str> = text
+    let line = text
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    (!names.is_empty()).then(|| names.join(":"))
+        .find(|l| !l.is_empty() && !l.starts_with('#'))?;
+    first_name(line).map(str::to_owned)
+}
+
+/// The first name of a version list (`3.12.1:3.11.7`, or names separated by spaces).
+fn first_name(list: &str) -> Option<&str> {
+    list.split([':', ' ', '\t']).find(|v| !v.is_empty())
 }
 
 fn is_executable(p: &Path) -> bool {
