@@ -828,9 +828,42 @@ async fn wait_drained(in_flight: &AtomicUsize, limit: Duration) -> bool {
     true
 }
 
+/// A loopback port for a new instance: free now, and outside the kernel's ephemeral range.
+///
+/// The port is only reserved until this function returns; the instance binds it a moment
+/// later. A port from `bind(0)` comes out of the ephemeral range, which every outgoing
+/// connection and every other `bind(0)` on the machine draws from too, so under load another
+/// socket could take it in between, and the instance would fail with "address in use" (or
+/// worse, its health probe would reach a stranger). Below that range only listeners that
+/// name their port live; the port is chosen at random among them and checked free.
 fn free_port() -> std::io::Result<u16> {
+    let (low, high) = instance_port_range();
+    if high > low {
+        use std::hash::{BuildHasher, Hasher};
+        for _ in 0..64 {
+            let random = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            let port = low + (random % u64::from(high - low)) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(l.local_addr()?.port())
+}
+
+/// Where instance ports are drawn from: from 10000 up to the start of the ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 by default). Empty when the ephemeral
+/// range starts lower, and then ports come from `bind(0)`.
+fn instance_port_range() -> (u16, u16) {
+    const LOW: u16 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    (LOW, ephemeral_start.max(LOW))
 }
 
 /// Polls `GET {path}` until it answers 2xx, or `limit` passes.
@@ -873,4 +906,30 @@ async fn probe(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
                 format!("not an HTTP status line: {:?}", line.trim()),
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ports_come_from_below_the_ephemeral_range() {
+        let (low, high) = instance_port_range();
+        assert_eq!(low, 10_000);
+        assert!(high >= low);
+        let ephemeral = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        for _ in 0..50 {
+            let port = free_port().unwrap();
+            if high > low {
+                assert!((low..high).contains(&port), "{port} not in {low}..{high}");
+                assert!(
+                    port < ephemeral,
+                    "{port} is in the ephemeral range ({ephemeral})"
+                );
+            }
+        }
+    }
 }
