@@ -839,12 +839,9 @@ async fn wait_drained(in_flight: &AtomicUsize, limit: Duration) -> bool {
 fn free_port() -> std::io::Result<u16> {
     let (low, high) = instance_port_range();
     if high > low {
-        use std::hash::{BuildHasher, Hasher};
         for _ in 0..64 {
-            let random = std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish();
-            let port = low + (random % u64::from(high - low)) as u16;
+            let Ok(random) = getrandom::u32() else { break };
+            let port = low + (random % u32::from(high - low)) as u16;
             if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
                 return Ok(port);
             }
