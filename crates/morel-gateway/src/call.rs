@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use morel_agent::{CallError, Running, WasmResource};
 use morel_runtime_process::InvokeError;
-use morel_runtime_wasm::WasmError;
+use morel_runtime_wasm::{WasmError, WasmModule};
 
 use crate::{FnRoute, RouteTable, bind_args};
 
@@ -426,7 +426,7 @@ pub async fn call_function(
         // A wasm function gets the body as it is: it only has to be JSON.
         Running::Wasm(w) => {
             crate::args::check_json(bytes).map_err(bad_request)?;
-            return call_wasm(w, func, bytes).await;
+            return call_wasm(w, route.module.as_ref(), func, bytes).await;
         }
         Running::Http(h) => {
             crate::args::check_json(bytes).map_err(bad_request)?;
@@ -494,14 +494,24 @@ fn json_ok(body: impl Into<Body>) -> Response {
     resp
 }
 
-/// A wasm function gets the request body (JSON text; `null` when empty) as its input, in this process.
-async fn call_wasm(w: &WasmResource, func: &str, body: &[u8]) -> Result<Vec<u8>, CallFailure> {
+/// A wasm function gets the request body (JSON text; `null` when empty) as its input, in this
+/// process. `module` is the function's, when its route resolved it.
+async fn call_wasm(
+    w: &WasmResource,
+    module: Option<&WasmModule>,
+    func: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, CallFailure> {
     let input: &[u8] = if body.iter().all(|b| b.is_ascii_whitespace()) {
         b"null"
     } else {
         body
     };
-    match w.call(func, input).await {
+    let called = match module {
+        Some(module) => w.call_module(module, input).await,
+        None => w.call(func, input).await,
+    };
+    match called {
         Ok(out) => Ok(out),
         Err(WasmError::Timeout(d)) => Err(CallFailure::new(
             StatusCode::GATEWAY_TIMEOUT,

@@ -32,7 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::{AppRoutes, CallLimits, RouteTable, upstream};
+use crate::{CallLimits, FnRoute, RouteTable, upstream};
 
 /// Longest request head the lane reads; a longer one is left to hyper (which answers 431).
 const MAX_HEAD: usize = 16 << 10;
@@ -74,10 +74,8 @@ struct Plan {
 }
 
 enum Target {
-    Call {
-        routes: Arc<AppRoutes>,
-        func: String,
-    },
+    /// A function call; the route was looked up in the routes whose version the plan checked.
+    Call(Arc<FnRoute>),
     Edge {
         svc: Arc<HttpService>,
         /// The request head as the instance gets it.
@@ -151,8 +149,8 @@ impl Lane {
                 }
             };
             let keep_alive = match &plan.target {
-                Target::Call { routes, func } => {
-                    let call = self.call(stream, &mut buf, &plan, routes, func);
+                Target::Call(route) => {
+                    let call = self.call(stream, &mut buf, &plan, route);
                     let (kept, replied_on) = morel_runtime_process::noting_reply_thread(call).await;
                     follow.note(here, replied_on);
                     kept
@@ -271,13 +269,7 @@ impl Lane {
                 return None;
             }
             crate::check_version(version, app, routes.release, &routes.env).ok()?;
-            if !routes.functions.contains_key(func) {
-                return None;
-            }
-            Target::Call {
-                routes,
-                func: func.to_owned(),
-            }
+            Target::Call(routes.functions.get(func)?.clone())
         } else {
             // (3, 4) `/{app}/rest` of an app with an http service, unless a manifest route has it.
             let rel = &path[1..];
@@ -310,18 +302,13 @@ impl Lane {
         stream: &mut TcpStream,
         buf: &mut Vec<u8>,
         plan: &Plan,
-        routes: &AppRoutes,
-        func: &str,
+        route: &FnRoute,
     ) -> bool {
         let end = plan.head_len + plan.body_len;
         if read_to(stream, buf, end).await.is_err() {
             return false;
         }
-        // `routes` is the snapshot the plan checked: the function is in it.
-        let Some(route) = routes.functions.get(func) else {
-            return false;
-        };
-        let outcome = crate::call::run_call(route, func, &buf[plan.head_len..end]).await;
+        let outcome = crate::call::run_call(route, &route.name, &buf[plan.head_len..end]).await;
         buf.drain(..end);
         let written = match outcome {
             Ok(body) => answer(stream, StatusCode::OK, &body, plan.close).await,

@@ -5,31 +5,43 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use morel_agent::Running;
+use morel_runtime_wasm::WasmModule;
 
 /// How to reach one function: its running resource (worker pool or wasm modules) and its
-/// parameter names (for binding a JSON object body to named arguments), and its metrics
-/// handle, resolved once here so a call does no lookup to count itself.
-#[derive(Clone)]
+/// parameter names (for binding a JSON object body to named arguments), its metrics handle and,
+/// for a wasm function, its module. All are resolved once, when the route is installed, so a call
+/// does no lookup past the one that finds its route.
 pub struct FnRoute {
+    /// The function's name.
+    pub name: String,
     pub target: Running,
     pub params: Vec<String>,
     pub stats: Arc<morel_metrics::FnStats>,
+    /// The module of a wasm function (`None` for other targets).
+    pub module: Option<WasmModule>,
 }
 
 impl FnRoute {
-    /// A function's route, with its metrics resolved once here rather than on every call.
+    /// A function's route, with its metrics and its wasm module resolved here rather than on
+    /// every call.
     pub fn new(
         namespace: &str,
         app: &str,
         name: &str,
         target: Running,
         params: Vec<String>,
-    ) -> Self {
-        FnRoute {
+    ) -> Arc<Self> {
+        let module = match &target {
+            Running::Wasm(w) => w.module(name).cloned(),
+            Running::Process(_) | Running::Http(_) => None,
+        };
+        Arc::new(FnRoute {
+            name: name.to_owned(),
             target,
             params,
             stats: morel_metrics::global().function(namespace, app, name),
-        }
+            module,
+        })
     }
 }
 
@@ -55,14 +67,15 @@ pub fn check_version(version: &str, app: &str, release: i64, env: &str) -> Resul
 pub struct AppRoutes {
     pub release: i64,
     pub env: String,
-    pub functions: HashMap<String, FnRoute>,
+    pub functions: HashMap<String, Arc<FnRoute>>,
     /// HTTP routes of the manifest: `"METHOD /path"` → function name, served at `/{app}{path}`.
     pub http: HashMap<String, String>,
 }
 
 #[derive(Default)]
 pub struct RouteTable {
-    apps: RwLock<HashMap<(String, String), Arc<AppRoutes>>>,
+    /// namespace → app → routes: nested so that a lookup by `&str` builds no key.
+    apps: RwLock<HashMap<String, HashMap<String, Arc<AppRoutes>>>>,
     /// Apps' http services, reached through the edge.
     edge: crate::EdgeTable,
     /// Host names (`{env}--{app}.{domain}`) → (namespace, host app) of the environment they
@@ -96,17 +109,24 @@ impl RouteTable {
     /// Makes `routes` the app's live routes; returns the routes it replaced.
     pub fn install(&self, namespace: &str, app: &str, routes: AppRoutes) -> Option<Arc<AppRoutes>> {
         let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
-        apps.insert((namespace.to_owned(), app.to_owned()), Arc::new(routes))
+        apps.entry(namespace.to_owned())
+            .or_default()
+            .insert(app.to_owned(), Arc::new(routes))
     }
 
     pub fn remove(&self, namespace: &str, app: &str) -> Option<Arc<AppRoutes>> {
         let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
-        apps.remove(&(namespace.to_owned(), app.to_owned()))
+        let in_namespace = apps.get_mut(namespace)?;
+        let removed = in_namespace.remove(app);
+        if in_namespace.is_empty() {
+            apps.remove(namespace);
+        }
+        removed
     }
 
     pub fn get(&self, namespace: &str, app: &str) -> Option<Arc<AppRoutes>> {
         let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
-        apps.get(&(namespace.to_owned(), app.to_owned())).cloned()
+        apps.get(namespace)?.get(app).cloned()
     }
 
     /// The routes of `app`'s environment `env` (a preview lives under its host app).
