@@ -42,26 +42,14 @@ impl WasmResource {
             .collect()
     }
 
-    /// The module of function `name`, for a caller that resolves it once ([`Self::call_module`]).
+    /// The module of function `name`; a route resolves it once, when it is installed.
     pub fn module(&self, name: &str) -> Option<&WasmModule> {
         self.modules.get(name)
     }
 
-    /// Calls `name` with `input` (JSON text) on a fresh instance.
-    pub async fn call(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, WasmError> {
-        let module = self
-            .module(name)
-            .ok_or_else(|| WasmError::BadExport(format!("no wasm function {name:?}")))?;
-        self.call_module(module, input).await
-    }
-
-    /// Calls `module` (one of this resource's, from [`Self::module`]) with `input` on a fresh
-    /// instance.
-    pub async fn call_module(
-        &self,
-        module: &WasmModule,
-        input: &[u8],
-    ) -> Result<Vec<u8>, WasmError> {
+    /// Calls `module` (one of this resource's, from [`Self::module`]) with `input` (JSON text)
+    /// on a fresh instance.
+    pub async fn call(&self, module: &WasmModule, input: &[u8]) -> Result<Vec<u8>, WasmError> {
         self.engine.call(module, input, self.timeout).await
     }
 }

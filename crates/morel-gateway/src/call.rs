@@ -426,7 +426,15 @@ pub async fn call_function(
         // A wasm function gets the body as it is: it only has to be JSON.
         Running::Wasm(w) => {
             crate::args::check_json(bytes).map_err(bad_request)?;
-            return call_wasm(w, route.module.as_ref(), func, bytes).await;
+            // Set for every wasm function when its route is installed.
+            let Some(module) = &route.module else {
+                return Err(CallFailure::new(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("no wasm function {func:?}"),
+                ));
+            };
+            return call_wasm(w, module, func, bytes).await;
         }
         Running::Http(h) => {
             crate::args::check_json(bytes).map_err(bad_request)?;
@@ -495,10 +503,10 @@ fn json_ok(body: impl Into<Body>) -> Response {
 }
 
 /// A wasm function gets the request body (JSON text; `null` when empty) as its input, in this
-/// process. `module` is the function's, when its route resolved it.
+/// process.
 async fn call_wasm(
     w: &WasmResource,
-    module: Option<&WasmModule>,
+    module: &WasmModule,
     func: &str,
     body: &[u8],
 ) -> Result<Vec<u8>, CallFailure> {
@@ -507,11 +515,7 @@ async fn call_wasm(
     } else {
         body
     };
-    let called = match module {
-        Some(module) => w.call_module(module, input).await,
-        None => w.call(func, input).await,
-    };
-    match called {
+    match w.call(module, input).await {
         Ok(out) => Ok(out),
         Err(WasmError::Timeout(d)) => Err(CallFailure::new(
             StatusCode::GATEWAY_TIMEOUT,
