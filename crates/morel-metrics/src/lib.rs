@@ -6,10 +6,10 @@
 //!
 //! The call path pays almost nothing. A function's counters, latency histogram and recent-call
 //! ring ([`FnStats`]) are resolved once, when its route is installed, and held next to the
-//! route entry; a call then does three atomic adds (status, latency bucket, latency sum) and
-//! takes one uncontended lock, the ring's: no map lookup, no label formatting, no allocation on
-//! success and no database write (DESIGN §8). The call series are encoded from those atomics
-//! at scrape time.
+//! route entry; a call then takes one uncontended lock and, under it, adds to two counters and
+//! the latency sum and writes one ring slot: no map lookup, no label formatting, no allocation
+//! on success and no database write (DESIGN §8). The call series are encoded from those
+//! counters at scrape time.
 //!
 //! Gauges that describe state kept elsewhere (instances by state, queue depths) are not
 //! tracked here as they change: the scrape handler reads them from the store and sets them
@@ -20,7 +20,6 @@
 mod recent;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -114,8 +113,9 @@ impl Outcome {
 /// Every metric Morel exports.
 pub struct Metrics {
     registry: Registry,
-    /// Every function's call counts and latencies, encoded by [`CallSeries`]'s collector.
-    series: Arc<Mutex<HashMap<FnLabels, Arc<FnSeries>>>>,
+    /// Every function ever routed, encoded by [`CallSeries`]'s collector; kept after its app is
+    /// deleted, because Prometheus counters only go up.
+    series: Arc<Mutex<HashMap<FnLabels, Arc<FnStats>>>>,
     unrouted_calls: Counter,
     connections_moved: Counter,
     instance_starts: Family<ResourceLabels, Counter>,
@@ -126,8 +126,9 @@ pub struct Metrics {
     compile_jobs: Family<OutcomeLabels, Counter>,
     deploy_seconds: HistFamily<OutcomeLabels>,
     log_lines_dropped: Gauge,
-    /// Per-function handles, so a redeploy keeps counting into the same series and the same
-    /// recent-call ring. Written when routes are installed, read by the executions API.
+    /// The functions of apps that exist: the same handles as in `series`, so a redeploy keeps
+    /// counting into the same series and the same recent-call ring. Written when routes are
+    /// installed, read by the executions API.
     functions: Mutex<HashMap<FnLabels, Arc<FnStats>>>,
     /// Held by a scrape while it replaces the store-backed gauges and encodes, so two
     /// concurrent scrapes never see each other's half-cleared gauges.
@@ -246,17 +247,13 @@ impl Metrics {
         if let Some(stats) = fns.get(&key) {
             return stats.clone();
         }
-        let series = self
+        let stats = self
             .series
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(key.clone())
-            .or_default()
+            .or_insert_with(|| Arc::new(FnStats::new(RECENT_CALLS)))
             .clone();
-        let stats = Arc::new(FnStats {
-            series,
-            recent: recent::Ring::new(RECENT_CALLS),
-        });
         fns.insert(key, stats.clone());
         stats
     }
@@ -281,7 +278,13 @@ impl Metrics {
     /// starts with an empty history. Its counters stay: Prometheus counters only go up.
     pub fn forget_app(&self, namespace: &str, app: &str) {
         let mut fns = self.functions.lock().unwrap_or_else(|e| e.into_inner());
-        fns.retain(|k, _| !(k.namespace == namespace && k.app == app));
+        fns.retain(|k, stats| {
+            let keep = !(k.namespace == namespace && k.app == app);
+            if !keep {
+                stats.lock().recent.clear();
+            }
+            keep
+        });
     }
 
     /// A call that found no function to run (unknown app, version or function).
@@ -383,62 +386,69 @@ pub struct InstanceCount<'a> {
     pub state: &'a str,
 }
 
-/// One function's metrics and recent calls, resolved once and held by its route.
+/// One function's call counts by status, latency histogram and recent calls, resolved once
+/// and held by its route.
+///
+/// Everything sits behind one lock, laid out so that a successful call touches three cache
+/// lines: the first (the lock, the latency sum, the ring's cursor and the count of 200s), one
+/// latency bucket and one ring slot. With a thousand functions called in turn each of those is
+/// a cache miss; separate atomics and a ring with its own lock cost twice as many
+/// (bench/NOTES.md, tenth session). The lock is uncontended but for a scrape.
+#[repr(align(64))]
 pub struct FnStats {
-    /// Its counts and latencies; kept by [`Metrics`] after the app is deleted, because
-    /// Prometheus counters only go up.
-    series: Arc<FnSeries>,
+    record: Mutex<Record>,
+}
+
+/// In this order (`repr(C)`), after the lock's word: see [`FnStats`].
+#[repr(C)]
+struct Record {
+    /// Sum of all latencies, in ns.
+    sum_ns: u64,
     recent: recent::Ring,
+    /// Calls that ended with each status of [`CALL_STATUSES`], in that order.
+    by_status: [u64; CALL_STATUSES.len()],
+    /// Calls per latency bucket (not cumulative): [`LATENCY_BOUNDS`] bounded ones, then +Inf.
+    buckets: [u64; LATENCY_BOUNDS + 1],
+    /// Calls that ended with any other status (the gateway produces none today).
+    other_statuses: BTreeMap<u16, u64>,
 }
 
 impl FnStats {
+    fn new(recent_calls: usize) -> Self {
+        FnStats {
+            record: Mutex::new(Record {
+                sum_ns: 0,
+                recent: recent::Ring::new(recent_calls),
+                by_status: [0; CALL_STATUSES.len()],
+                buckets: [0; LATENCY_BOUNDS + 1],
+                other_statuses: BTreeMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Record> {
+        self.record.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Records one finished call: its HTTP status, how long it took, and for a failure what
     /// went wrong (kept in the recent-call ring, truncated).
     pub fn record(&self, status: u16, took: Duration, error: Option<&str>) {
-        self.series.record(status, took);
-        self.recent.push(status, took, error);
+        let entry = recent::Ring::entry(status, took, error);
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = latency_bucket(ns);
+        let mut r = self.lock();
+        match CALL_STATUSES.iter().position(|s| *s == status) {
+            Some(i) => r.by_status[i] += 1,
+            None => *r.other_statuses.entry(status).or_default() += 1,
+        }
+        r.buckets[bucket] += 1;
+        r.sum_ns = r.sum_ns.saturating_add(ns);
+        r.recent.push(entry);
     }
 
     /// The most recent calls, newest first.
     pub fn recent(&self) -> Vec<RecentCall> {
-        self.recent.snapshot()
-    }
-}
-
-/// A function's call counts by status and its latency histogram, as plain atomics in one
-/// allocation. A call touches a few cache lines of it and takes no lock; with a thousand
-/// functions called in turn, the counters and histogram of prometheus-client (a separate
-/// allocation per counter, a locked histogram with its buckets behind another pointer) cost
-/// a call twice as many cache misses (bench/NOTES.md, ninth session).
-#[derive(Debug, Default)]
-struct FnSeries {
-    /// Calls that ended with each status of [`CALL_STATUSES`], in that order.
-    by_status: [AtomicU64; CALL_STATUSES.len()],
-    /// Calls that ended with any other status (the gateway produces none today).
-    other_statuses: Mutex<BTreeMap<u16, u64>>,
-    /// Calls per latency bucket (not cumulative): [`LATENCY_BOUNDS`] bounded ones, then +Inf.
-    buckets: [AtomicU64; LATENCY_BOUNDS + 1],
-    /// Sum of all latencies, in ns.
-    sum_ns: AtomicU64,
-}
-
-impl FnSeries {
-    fn record(&self, status: u16, took: Duration) {
-        match CALL_STATUSES.iter().position(|s| *s == status) {
-            Some(i) => {
-                self.by_status[i].fetch_add(1, Ordering::Relaxed);
-            }
-            None => {
-                let mut other = self
-                    .other_statuses
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                *other.entry(status).or_default() += 1;
-            }
-        }
-        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.buckets[latency_bucket(ns)].fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.lock().recent.snapshot()
     }
 }
 
@@ -454,15 +464,42 @@ fn latency_bucket(ns: u64) -> usize {
 }
 
 /// Encodes `morel_calls_total` and `morel_call_duration_seconds` from every function's
-/// [`FnSeries`] at scrape time.
-#[derive(Debug)]
-struct CallSeries(Arc<Mutex<HashMap<FnLabels, Arc<FnSeries>>>>);
+/// [`FnStats`] at scrape time.
+struct CallSeries(Arc<Mutex<HashMap<FnLabels, Arc<FnStats>>>>);
+
+impl std::fmt::Debug for CallSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallSeries")
+    }
+}
+
+/// What a scrape copies out of one function's record, so it holds each lock only briefly.
+struct Counts {
+    statuses: Vec<(u16, u64)>,
+    buckets: [u64; LATENCY_BOUNDS + 1],
+    sum_ns: u64,
+}
 
 impl Collector for CallSeries {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let series: Vec<(FnLabels, Arc<FnSeries>)> = {
-            let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            all.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        let series: Vec<(FnLabels, Counts)> = {
+            let all: Vec<(FnLabels, Arc<FnStats>)> = {
+                let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+                all.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            };
+            all.into_iter()
+                .map(|(k, stats)| {
+                    let r = stats.lock();
+                    let known = CALL_STATUSES.iter().copied().zip(r.by_status);
+                    let other = r.other_statuses.iter().map(|(s, n)| (*s, *n));
+                    let counts = Counts {
+                        statuses: known.chain(other).collect(),
+                        buckets: r.buckets,
+                        sum_ns: r.sum_ns,
+                    };
+                    (k, counts)
+                })
+                .collect()
         };
         let mut calls = encoder.encode_descriptor(
             "calls",
@@ -471,16 +508,7 @@ impl Collector for CallSeries {
             MetricType::Counter,
         )?;
         for (labels, s) in &series {
-            let other = s
-                .other_statuses
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let known = CALL_STATUSES
-                .iter()
-                .zip(&s.by_status)
-                .map(|(status, n)| (*status, n.load(Ordering::Relaxed)));
-            for (status, n) in known.chain(other) {
+            for &(status, n) in &s.statuses {
                 let labels = CallLabels {
                     status,
                     ..labels.for_call()
@@ -504,11 +532,11 @@ impl Collector for CallSeries {
                         LATENCY_BOUNDS => f64::INFINITY,
                         i => (FIRST_BOUND_NS << i) as f64 / 1e9,
                     };
-                    (bound, n.load(Ordering::Relaxed))
+                    (bound, *n)
                 })
                 .collect();
             let count = buckets.iter().map(|(_, n)| n).sum();
-            let sum = s.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+            let sum = s.sum_ns as f64 / 1e9;
             latency
                 .encode_family(labels)?
                 .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;

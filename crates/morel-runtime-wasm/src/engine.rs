@@ -42,6 +42,8 @@ pub struct WasmEngine {
 }
 
 struct EngineInner {
+    /// Unique among the engines of this process; a module records the one that loaded it.
+    id: u64,
     engine: Engine,
     config: EngineConfig,
     /// `max_memory_bytes` as the `usize` wasmtime's limiter takes.
@@ -56,7 +58,7 @@ struct EngineInner {
     compiled: AtomicU64,
     /// One permit per pooling slot: a call holds one from before instantiation until its
     /// instance is dropped, so calls wait for a slot instead of failing on a full pool.
-    slots: Arc<Semaphore>,
+    slots: Semaphore,
     _ticker: EpochTicker,
 }
 
@@ -89,8 +91,10 @@ impl WasmEngine {
         drop(store);
 
         let ticker = EpochTicker::start(engine.clone())?;
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Ok(Self {
             inner: Arc::new(EngineInner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 engine,
                 memory_cap,
                 cache,
@@ -98,7 +102,7 @@ impl WasmEngine {
                 wasi_linker,
                 wasi_functions,
                 compiled: AtomicU64::new(0),
-                slots: Arc::new(Semaphore::new(cfg.max_instances as usize)),
+                slots: Semaphore::new(cfg.max_instances as usize),
                 config: cfg,
                 _ticker: ticker,
             }),
@@ -156,6 +160,7 @@ impl WasmEngine {
         tracing::debug!(%digest, %abi, "loaded wasm module");
         Ok(WasmModule {
             inner: Arc::new(ModuleInner {
+                engine_id: inner.id,
                 digest,
                 abi,
                 prepared,
@@ -219,21 +224,20 @@ impl WasmEngine {
         input: &[u8],
         deadline: Duration,
     ) -> Result<Invocation, WasmError> {
-        if !module.uses_engine(&self.inner.engine) {
+        // An id compare, not `Engine::same` on the module: that reaches the engine through
+        // three pointers, cold when many modules are called in turn (bench/NOTES.md).
+        if module.inner.engine_id != self.inner.id {
             return Err(WasmError::Engine(
                 "module was loaded by a different engine".into(),
             ));
         }
         // Clamped so that instant arithmetic cannot overflow; the error still reports `deadline`.
         let give_up_at = tokio::time::Instant::now() + deadline.min(LONGEST_DEADLINE);
-        let permit =
-            match tokio::time::timeout_at(give_up_at, self.inner.slots.clone().acquire_owned())
-                .await
-            {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(_)) => return Err(WasmError::Engine("the instance pool is closed".into())),
-                Err(_) => return Err(WasmError::Timeout(deadline)),
-            };
+        let permit = match tokio::time::timeout_at(give_up_at, self.inner.slots.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(WasmError::Engine("the instance pool is closed".into())),
+            Err(_) => return Err(WasmError::Timeout(deadline)),
+        };
         let budget = Budget {
             memory: self.inner.memory_cap,
             time: give_up_at.saturating_duration_since(tokio::time::Instant::now()),
@@ -267,15 +271,6 @@ impl fmt::Debug for WasmEngine {
             .field("config", &self.inner.config)
             .field("compiled", &self.compiled_count())
             .finish_non_exhaustive()
-    }
-}
-
-impl WasmModule {
-    fn uses_engine(&self, engine: &Engine) -> bool {
-        match &self.inner.prepared {
-            Prepared::Core(core) => Engine::same(core.pre.module().engine(), engine),
-            Prepared::Wasi(pre) => Engine::same(pre.module().engine(), engine),
-        }
     }
 }
 

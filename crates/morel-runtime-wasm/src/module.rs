@@ -46,6 +46,8 @@ pub struct WasmModule {
 }
 
 pub(crate) struct ModuleInner {
+    /// The id of the [`WasmEngine`](crate::WasmEngine) that loaded it.
+    pub(crate) engine_id: u64,
     pub(crate) digest: String,
     pub(crate) abi: Abi,
     pub(crate) prepared: Prepared,
