@@ -393,7 +393,7 @@ pub struct InstanceCount<'a> {
 /// lines: the first (the lock, the latency sum, the ring's cursor and the count of 200s), one
 /// latency bucket and one ring slot. With a thousand functions called in turn each of those is
 /// a cache miss; separate atomics and a ring with its own lock cost twice as many
-/// (bench/NOTES.md, tenth session). The lock is uncontended but for a scrape.
+/// (bench/NOTES.md, tenth session). The lock is held for a few adds and one slot write.
 #[repr(align(64))]
 pub struct FnStats {
     record: Mutex<Record>,
