@@ -325,9 +325,7 @@ async fn run_one(d: &Deployer, msg_id: i64, job: Job) {
         .get(&job.namespace, &job.app)
         .and_then(|r| r.functions.get(&job.function).cloned())
     {
-        Some(route) => {
-            morel_gateway::call_function(&route, &job.function, job.body.as_bytes()).await
-        }
+        Some(route) => morel_gateway::call_function(&route, job.body.as_bytes()).await,
         None => Err(morel_gateway::CallFailure {
             status: StatusCode::NOT_FOUND,
             kind: "NotFound".into(),

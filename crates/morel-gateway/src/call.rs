@@ -127,7 +127,7 @@ async fn call(
             return resp;
         }
     };
-    invoke(route, &func, &bytes).await
+    invoke(route, &bytes).await
 }
 
 /// Seed 000's synchronous `await` path: the same as `call`.
@@ -335,13 +335,13 @@ async fn serve_route(
             return resp;
         }
     };
-    invoke(route, func, &bytes).await
+    invoke(route, &bytes).await
 }
 
 /// Runs one call on the function's resource, records it in the function's metrics and
 /// recent calls, and maps the outcome to an HTTP response.
-async fn invoke(route: &FnRoute, func: &str, bytes: &[u8]) -> Response {
-    match run_call(route, func, bytes).await {
+async fn invoke(route: &FnRoute, bytes: &[u8]) -> Response {
+    match run_call(route, bytes).await {
         Ok(body) => json_ok(body),
         Err(f) => error(f.status, &f.kind, f.message),
     }
@@ -349,13 +349,9 @@ async fn invoke(route: &FnRoute, func: &str, bytes: &[u8]) -> Response {
 
 /// Runs one call and records it in the function's metrics and recent calls: the call path's
 /// work between reading the body and writing the answer (also the lane's, `lane.rs`).
-pub(crate) async fn run_call(
-    route: &FnRoute,
-    func: &str,
-    bytes: &[u8],
-) -> Result<Vec<u8>, CallFailure> {
+pub(crate) async fn run_call(route: &FnRoute, bytes: &[u8]) -> Result<Vec<u8>, CallFailure> {
     let started = Instant::now();
-    let outcome = call_function(route, func, bytes).await;
+    let outcome = call_function(route, bytes).await;
     let took = started.elapsed();
     match &outcome {
         Ok(_) => route.stats.record(StatusCode::OK.as_u16(), took, None),
@@ -411,13 +407,11 @@ async fn read_body(body: Body, limits: &CallLimits) -> Result<axum::body::Bytes,
         })
 }
 
-/// Runs one call of `func` with `body` (JSON text) on its resource and returns the JSON result.
+/// Runs one call of the route's function with `body` (JSON text) on its resource and returns the
+/// JSON result.
 /// Shared by the call path, app routes and async jobs.
-pub async fn call_function(
-    route: &FnRoute,
-    func: &str,
-    bytes: &[u8],
-) -> Result<Vec<u8>, CallFailure> {
+pub async fn call_function(route: &FnRoute, bytes: &[u8]) -> Result<Vec<u8>, CallFailure> {
+    let func = route.name.as_str();
     let bad_request = |e: crate::args::BadJson| {
         CallFailure::new(StatusCode::BAD_REQUEST, "BadRequest", e.to_string())
     };

@@ -308,7 +308,7 @@ impl Lane {
         if read_to(stream, buf, end).await.is_err() {
             return false;
         }
-        let outcome = crate::call::run_call(route, &route.name, &buf[plan.head_len..end]).await;
+        let outcome = crate::call::run_call(route, &buf[plan.head_len..end]).await;
         buf.drain(..end);
         let written = match outcome {
             Ok(body) => answer(stream, StatusCode::OK, &body, plan.close).await,
