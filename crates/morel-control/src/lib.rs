@@ -7,6 +7,7 @@
 
 pub mod api;
 mod auth;
+mod body_close;
 pub mod cluster;
 pub mod config;
 pub mod deploy;

@@ -11,6 +11,7 @@ use morel_gateway::{CallLimits, RouteTable};
 
 use crate::api::{AppState, apps, compat, environments, functions, observe, services};
 use crate::auth::{Token, require_token};
+use crate::body_close::close_unless_body_read;
 use crate::deploy::{Deployer, MAX_BUNDLE_BYTES};
 
 pub struct Server {
@@ -170,6 +171,9 @@ impl Server {
             ));
         // `{app}.{domain}` host names reach http services before any other route.
         morel_gateway::host_routing(all, self.routes.clone())
+            // Outermost, so it sees every answer: one given before its request's body was
+            // read (a refusal, a 404, a 413) closes the connection.
+            .layer(axum::middleware::from_fn(close_unless_body_read))
     }
 }
 

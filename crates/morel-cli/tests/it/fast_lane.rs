@@ -1,7 +1,7 @@
 //! The fast lane of `morel up`'s public listener (morel-gateway's `lane.rs` and `upstream.rs`),
 //! end to end: the tests write raw HTTP/1.1 bytes on loopback TCP and parse the answers
 //! themselves, so they see exactly what goes on the wire: framing, headers, keep-alive,
-//! pipelining and closes.
+//! pipelining and closes, also of the router's answers after a hand-off.
 //!
 //! The backend is `tests/fixtures/lane-service`, a Python HTTP/1.1 server whose routes each
 //! answer with one framing (length, chunked, close-delimited) and which closes a kept
@@ -711,4 +711,64 @@ async fn a_connection_moves_to_the_thread_that_reads_its_workers_replies() {
         1,
         "one of the two connections moves, once"
     );
+}
+
+/// An answer the router gives before reading its request's body (a refusal without a token, a
+/// 404, a 413) says `Connection: close` and closes: the unread rest of the body stands where
+/// the next request would, so a client that kept the connection would fail its next request
+/// on it. An answer given after the body was read keeps the connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_given_before_the_body_was_read_closes_the_connection() {
+    let s = MorelServer::start(&bin());
+    let out = s.deploy(&example("hello-python"));
+    assert!(out.contains("hello-python v1 is ready"), "{out}");
+    // Each head promises 7 MiB and less is sent: 64 KiB, or for the 413 64 KiB more than the
+    // 6 MiB a call may take (the router reads that far before it refuses).
+    let promised = 7usize << 20;
+    for (path, sent, status, kind) in [
+        ("/api/package/create", 64 << 10, 401, "Unauthorized"),
+        (
+            "/default/no-such-app/latest/call/greet",
+            64 << 10,
+            404,
+            "NotFound",
+        ),
+        (
+            "/default/hello-python/latest/call/greet",
+            (6 << 20) + (64 << 10),
+            413,
+            "PayloadTooLarge",
+        ),
+    ] {
+        let mut w = Wire::connect(&s).await;
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n\
+             Content-Length: {promised}\r\n\r\n"
+        )
+        .into_bytes();
+        req.extend(std::iter::repeat_n(b' ', sent));
+        w.send(&req).await;
+        let a = w.answer().await;
+        assert_eq!(a.status, status, "{path}: {}{}", a.head, a.text());
+        assert_eq!(a.json()["type"], kind, "{path}: {}", a.text());
+        assert_eq!(a.header("connection"), Some("close"), "{path}: {}", a.head);
+        w.assert_closed().await;
+    }
+
+    // Read to its end, then answered: the connection carries the next request.
+    let auth = format!("Authorization: Bearer {}\r\n", s.token);
+    let mut w = Wire::connect(&s).await;
+    w.send(&post(
+        "/api/deploy/create",
+        br#"{"suffix": "no-such-app"}"#,
+        &format!("{auth}Content-Type: application/json\r\n"),
+    ))
+    .await;
+    let a = w.answer().await;
+    assert_eq!(a.status, 404, "{}{}", a.head, a.text());
+    assert_eq!(a.header("connection"), None, "{}", a.head);
+    w.send(&get("/api/inspect", &auth)).await;
+    let a = w.answer().await;
+    assert_eq!(a.status, 200, "{}{}", a.head, a.text());
+    assert_eq!(a.header("connection"), None, "{}", a.head);
 }
