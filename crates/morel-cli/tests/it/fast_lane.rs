@@ -713,12 +713,13 @@ async fn a_connection_moves_to_the_thread_that_reads_its_workers_replies() {
     );
 }
 
-/// An answer the router gives before reading its request's body (a refusal without a token, a
-/// 404, a 413) says `Connection: close` and closes: the unread rest of the body stands where
-/// the next request would, so a client that kept the connection would fail its next request
-/// on it. An answer given after the body was read keeps the connection.
+/// An answer the router gives before reading a large request body to its end (a refusal
+/// without a token, a 404, a 413) says `Connection: close` and closes: the unread rest stands
+/// where the next request would, so a client that kept the connection would fail its next
+/// request on it. A small unread body is read after the answer and the connection kept, as is
+/// one read before it.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_answer_given_before_the_body_was_read_closes_the_connection() {
+async fn an_answer_given_before_a_large_body_was_read_closes_the_connection() {
     let s = MorelServer::start(&bin());
     let out = s.deploy(&example("hello-python"));
     assert!(out.contains("hello-python v1 is ready"), "{out}");
@@ -755,9 +756,19 @@ async fn an_answer_given_before_the_body_was_read_closes_the_connection() {
         w.assert_closed().await;
     }
 
-    // Read to its end, then answered: the connection carries the next request.
+    // Refused unread but small, or read to its end and then answered: the connection carries
+    // the next request.
     let auth = format!("Authorization: Bearer {}\r\n", s.token);
     let mut w = Wire::connect(&s).await;
+    w.send(&post(
+        "/api/deploy/create",
+        br#"{"suffix": "sneaky"}"#,
+        "Content-Type: application/json\r\n",
+    ))
+    .await;
+    let a = w.answer().await;
+    assert_eq!(a.status, 401, "{}{}", a.head, a.text());
+    assert_eq!(a.header("connection"), None, "{}", a.head);
     w.send(&post(
         "/api/deploy/create",
         br#"{"suffix": "no-such-app"}"#,
