@@ -320,7 +320,11 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
     })
     .await;
     assert_ne!(login["pid"].as_i64().unwrap(), before);
-    assert!(!process_alive(before), "the old instance must be stopped");
+    // The new instance takes the traffic first; the old one is stopped after that switch.
+    wait_for(LIMIT, "the old instance to be stopped", || async {
+        (!process_alive(before)).then_some(())
+    })
+    .await;
 
     // Values never come back from the API, the CLI or the log, nor sit in the database.
     let out = s.cli_ok(&["secrets", "ls", APP, "--env", "feature-login", "--json"]);
