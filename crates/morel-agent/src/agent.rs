@@ -8,7 +8,8 @@ use std::time::Duration;
 use morel_bundle::{ExtractLimits, Signature, TrustedKeys};
 use morel_core::{Digest, Runtime, env_vars};
 use morel_manifest::{DependencyKind, Manifest};
-use morel_runtime_process::{Installer, RunnerFiles, WorkerSpec};
+use morel_runtime_process::sandbox::{DEFAULT_MEMORY_MB, DEFAULT_OPEN_FILES, DEFAULT_PROCESSES};
+use morel_runtime_process::{Installer, Jail, RunnerFiles, Sandbox, WorkerSpec};
 use morel_store::{AppKey, Store};
 
 use crate::pool::PoolParams;
@@ -92,6 +93,8 @@ pub struct PreparedRelease {
     pub manifest: Manifest,
     /// Per resource: the virtualenv to run Python workers with, when it has requirements.
     venvs: BTreeMap<String, PathBuf>,
+    /// Per resource: the directory holding its installed `node_modules`, when it has any.
+    node_deps: BTreeMap<String, PathBuf>,
     /// Per wasm function: its compiled module on disk.
     wasm: BTreeMap<String, PathBuf>,
 }
@@ -158,6 +161,48 @@ impl Agent {
             .join(app.namespace.as_str())
             .join(app.name.as_str())
             .join(format!("v{release}"))
+    }
+
+    /// What a workload of `resource` is confined to: the app's uid (when Morel runs as root),
+    /// read access to its release, dependencies, the runners and `program`'s trees, the state
+    /// directory hidden, and its limits. The scratch directory is added per process.
+    async fn jail(
+        &self,
+        prepared: &PreparedRelease,
+        resource: &str,
+        program: &std::path::Path,
+        memory_mb: Option<u64>,
+    ) -> Result<Jail, AgentError> {
+        let sandbox = Sandbox::current();
+        let uid = if sandbox.uid_per_app() {
+            let (first, count) = sandbox.uid_range();
+            Some(self.store.app_uid(&prepared.app, first, count).await?)
+        } else {
+            None
+        };
+        let mut read = vec![prepared.root.clone(), self.runners.dir().to_path_buf()];
+        read.extend(prepared.venvs.get(resource).cloned());
+        read.extend(prepared.node_deps.get(resource).cloned());
+        read.extend(Sandbox::program_trees(
+            program,
+            std::env::var_os("PATH").as_deref(),
+        ));
+        Ok(Jail {
+            uid,
+            memory_bytes: Some(memory_mb.unwrap_or(DEFAULT_MEMORY_MB) << 20),
+            processes: Some(DEFAULT_PROCESSES),
+            open_files: Some(DEFAULT_OPEN_FILES),
+            read,
+            write: Vec::new(),
+            hide: vec![self.cfg.state_dir.clone()],
+            landlock: sandbox.enabled(),
+            seccomp: sandbox.enabled(),
+        })
+    }
+
+    /// Where workloads get their scratch directories.
+    fn scratch_dir(&self) -> PathBuf {
+        self.cfg.state_dir.join("scratch")
     }
 
     /// Verifies the bundle (digest and signature, before anything is extracted), extracts
@@ -228,6 +273,7 @@ impl Agent {
         })?;
 
         let mut venvs = BTreeMap::new();
+        let mut node_deps = BTreeMap::new();
         let mut wasm = BTreeMap::new();
         for (name, res) in manifest
             .resources
@@ -268,6 +314,9 @@ impl Agent {
                             resource: name.clone(),
                             source,
                         })?;
+                    if let Some(dir) = inst.path.parent() {
+                        node_deps.insert(name.clone(), dir.to_path_buf());
+                    }
                     let link = root.join("node_modules");
                     if tokio::fs::symlink_metadata(&link).await.is_err() {
                         tokio::fs::symlink(&inst.path, &link)
@@ -291,6 +340,7 @@ impl Agent {
             root,
             manifest,
             venvs,
+            node_deps,
             wasm,
         })
     }
@@ -379,7 +429,11 @@ impl Agent {
                     .get(name)
                     .cloned()
                     .unwrap_or_else(|| crate::HttpPlacement::from_spec(res));
-                match self.start_http(prepared, config, name, res, &placement) {
+                let started = match self.http_jail(prepared, name, res, &placement).await {
+                    Ok(jail) => self.start_http(prepared, config, name, res, &placement, jail),
+                    Err(e) => Err(e),
+                };
+                match started {
                     Ok(svc) => services.push(svc),
                     Err(e) => {
                         stop_all(&pools).await;
@@ -437,6 +491,16 @@ impl Agent {
                     return Err(AgentError::UnsupportedRuntime(other));
                 }
             };
+            let jail = match self.jail(prepared, name, &program, res.memory_mb).await {
+                Ok(j) => j,
+                Err(e) => {
+                    stop_all(&pools).await;
+                    for s in &services {
+                        s.stop().await;
+                    }
+                    return Err(e);
+                }
+            };
             let mut env: Vec<(String, String)> =
                 config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             env.extend(res.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -472,6 +536,8 @@ impl Agent {
                     .map(|f| (f.name.clone(), f.file.clone(), f.attr.clone()))
                     .collect(),
                 load_timeout: LOAD_TIMEOUT,
+                jail,
+                scratch: Some(self.scratch_dir()),
             };
             let pool = ResourcePool::start(PoolParams {
                 app: prepared.app.clone(),
@@ -541,24 +607,14 @@ impl Agent {
         name: &str,
         res: &morel_manifest::ResourceSpec,
         placement: &crate::HttpPlacement,
+        jail: Jail,
     ) -> Result<Arc<crate::HttpService>, AgentError> {
+        let program = Self::http_program(prepared, name, res)?;
         let http = res.http.as_ref().ok_or_else(|| AgentError::Start {
             resource: name.to_owned(),
             message: "an http resource needs a command".into(),
         })?;
-        let (first, rest) = http
-            .command
-            .split_first()
-            .ok_or_else(|| AgentError::Start {
-                resource: name.to_owned(),
-                message: "an http resource needs a non-empty command".into(),
-            })?;
-        // `./server` is relative to the bundle; a bare name (`python3`) is looked up in PATH.
-        let program = if first.contains('/') && !first.starts_with('/') {
-            prepared.root.join(first.trim_start_matches("./"))
-        } else {
-            PathBuf::from(first)
-        };
+        let rest = http.command.get(1..).unwrap_or_default();
         let mut env: Vec<(String, String)> =
             config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         env.extend(res.env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -593,9 +649,46 @@ impl Agent {
             request_timeout: Duration::from_millis(res.timeout_ms),
             limits: placement.limits,
             backend: self.limit_backend.clone(),
+            jail,
+            scratch: self.scratch_dir(),
             store: self.store.clone(),
             logs: self.logs.clone(),
         }))
+    }
+
+    /// The program of an http resource: `./server` is relative to the bundle; a bare name
+    /// (`python3`) is looked up in PATH.
+    fn http_program(
+        prepared: &PreparedRelease,
+        name: &str,
+        res: &morel_manifest::ResourceSpec,
+    ) -> Result<PathBuf, AgentError> {
+        let first = res
+            .http
+            .as_ref()
+            .and_then(|h| h.command.first())
+            .ok_or_else(|| AgentError::Start {
+                resource: name.to_owned(),
+                message: "an http resource needs a non-empty command".into(),
+            })?;
+        Ok(if first.contains('/') && !first.starts_with('/') {
+            prepared.root.join(first.trim_start_matches("./"))
+        } else {
+            PathBuf::from(first)
+        })
+    }
+
+    /// The jail of an http resource's instances (memory from its placement).
+    async fn http_jail(
+        &self,
+        prepared: &PreparedRelease,
+        name: &str,
+        res: &morel_manifest::ResourceSpec,
+        placement: &crate::HttpPlacement,
+    ) -> Result<Jail, AgentError> {
+        let program = Self::http_program(prepared, name, res)?;
+        self.jail(prepared, name, &program, placement.limits.memory_mb)
+            .await
     }
 
     /// Deletes the extracted files of every release of an app (seed 000's delete flow).

@@ -76,6 +76,10 @@ pub struct HttpServiceParams {
     pub request_timeout: Duration,
     pub limits: Limits,
     pub backend: LimitBackend,
+    /// What each instance is confined to; its scratch directory is added per process.
+    pub jail: morel_runtime_process::Jail,
+    /// Where each instance process gets its scratch directory (`HOME`, `TMPDIR`).
+    pub scratch: PathBuf,
     pub store: Arc<dyn Store>,
     pub logs: LogHub,
 }
@@ -483,21 +487,29 @@ impl Supervisor {
             }
             LimitBackend::Rlimit { .. } => None,
         };
-        let mut cmd = tokio::process::Command::new(&p.program);
-        cmd.args(&p.args)
-            .current_dir(&p.cwd)
+        let sandbox = morel_runtime_process::Sandbox::current();
+        let scratch = match morel_runtime_process::Scratch::create(
+            &p.scratch,
+            &format!("{}.{}", self.inst.id, port),
+            p.jail.uid,
+        ) {
+            Ok(s) => s,
+            Err(e) => return Outcome::Failed(format!("cannot create its scratch directory: {e}")),
+        };
+        let mut jail = p.jail.clone();
+        jail.write.push(scratch.path().to_path_buf());
+        let mut cmd = sandbox.command(&p.program, &p.args, &jail);
+        cmd.current_dir(&p.cwd)
             .env_clear()
+            .envs(morel_runtime_process::sandbox::base_env(scratch.path()))
             .envs(p.env.iter().map(|(k, v)| (k, v)))
             .env(morel_core::env_vars::INSTANCE_PORT, port.to_string())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        if let Ok(path) = std::env::var("PATH") {
-            cmd.env("PATH", path);
-        }
         crate::limits::apply(&mut cmd, &p.limits, cgroup.as_ref());
-        let mut child = match cmd.spawn() {
+        let mut child = match sandbox.spawn(cmd).await {
             Ok(c) => c,
             Err(e) => {
                 return Outcome::Failed(format!("cannot start {}: {e}", p.program.display()));

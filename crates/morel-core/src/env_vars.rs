@@ -52,3 +52,12 @@ pub const MOREL_DATABASE_URL: &str = "MOREL_DATABASE_URL";
 /// Default `postgres://postgres@127.0.0.1:5432/test`; `scripts/test` sets it when it starts a
 /// server of its own.
 pub const MOREL_TEST_DATABASE_URL: &str = "MOREL_TEST_DATABASE_URL";
+
+/// `0` turns off the containment of workloads (own uid per app, namespaces, Landlock,
+/// seccomp, limits): workers then run as the server's user with its reach. For benchmarks and
+/// debugging only. Default: on.
+pub const MOREL_CONTAINMENT: &str = "MOREL_CONTAINMENT";
+/// The uids (and gids of the same number) Morel gives apps when it runs as root:
+/// `FIRST-LAST`, inclusive. Default `200000-265535`. Each app keeps its id, recorded in the
+/// store.
+pub const MOREL_UID_RANGE: &str = "MOREL_UID_RANGE";

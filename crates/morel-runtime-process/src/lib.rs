@@ -11,11 +11,13 @@ mod frame;
 mod outbox;
 pub mod protocol;
 mod runners;
+pub mod sandbox;
 mod spawn;
 mod worker;
 
 pub use deps::{DepsError, Installer};
 pub use runners::RunnerFiles;
+pub use sandbox::{Jail, Sandbox, Scratch};
 pub use worker::{
     InvokeError, LogSink, Worker, WorkerError, WorkerSpec, noting_reply_thread, read_replies_on,
     serve_replies_here, serving_thread,

@@ -40,4 +40,9 @@ impl RunnerFiles {
         }
         Ok(files)
     }
+
+    /// The directory holding the runners and the SDK.
+    pub fn dir(&self) -> &Path {
+        self.runner_py.parent().unwrap_or(Path::new("/"))
+    }
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::pipe;
-use tokio::process::Command;
 use tokio::sync::{Semaphore, oneshot, watch};
 
 use crate::frame;
@@ -92,7 +91,15 @@ pub struct WorkerSpec {
     /// `(name, file, attr)` of each function to load.
     pub functions: Vec<(String, String, String)>,
     pub load_timeout: Duration,
+    /// What the worker is confined to (see [`crate::sandbox`]); its scratch directory is added
+    /// per process.
+    pub jail: crate::Jail,
+    /// Where each worker process gets its scratch directory (`HOME`, `TMPDIR`), removed when
+    /// the worker is gone; `None`: the system's temporary directory.
+    pub scratch: Option<PathBuf>,
 }
+
+static NEXT_SCRATCH: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -157,6 +164,8 @@ struct Inner {
     functions: Vec<FunctionMeta>,
     /// The serving thread that reads the replies, when they are read on one.
     reply_thread: Option<usize>,
+    /// Removed when the worker is gone.
+    _scratch: Option<crate::Scratch>,
 }
 
 /// A running worker. Cheap to clone; the process is killed when the last clone is stopped or dropped.
@@ -174,11 +183,34 @@ impl Worker {
             program: spec.program.display().to_string(),
             source,
         };
+        let sandbox = crate::Sandbox::current();
+        let scratch = match &spec.scratch {
+            Some(base) => {
+                let name = format!(
+                    "{}.{}.{}.{}",
+                    spec.app,
+                    spec.resource,
+                    std::process::id(),
+                    NEXT_SCRATCH.fetch_add(1, Ordering::Relaxed)
+                );
+                Some(crate::Scratch::create(base, &name, spec.jail.uid).map_err(spawn_err)?)
+            }
+            None => None,
+        };
+        let mut jail = spec.jail.clone();
+        let home = match &scratch {
+            Some(s) => {
+                jail.write.push(s.path().to_path_buf());
+                s.path().to_path_buf()
+            }
+            None => std::env::temp_dir(),
+        };
         let (child_in, host_out) = spawn::pipe().map_err(spawn_err)?;
         let (host_in, child_out) = spawn::pipe().map_err(spawn_err)?;
-        let mut cmd = Command::new(&spec.program);
-        cmd.args(&spec.args)
-            .current_dir(&spec.cwd)
+        let mut cmd = sandbox.command(&spec.program, &spec.args, &jail);
+        cmd.current_dir(&spec.cwd)
+            .env_clear()
+            .envs(crate::sandbox::base_env(&home))
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -186,7 +218,7 @@ impl Worker {
             .process_group(0)
             .kill_on_drop(true);
         spawn::map_protocol_fds(&mut cmd, &child_in, &child_out);
-        let mut child = cmd.spawn().map_err(spawn_err)?;
+        let mut child = sandbox.spawn(cmd).await.map_err(spawn_err)?;
         drop(child_in);
         drop(child_out);
         let pid = child.id().unwrap_or(0);
@@ -302,6 +334,7 @@ impl Worker {
             stderr_tail: tail,
             functions,
             reply_thread,
+            _scratch: scratch,
         });
         // Reader: routes replies to their callers.
         let weak = Arc::downgrade(&inner);

@@ -27,6 +27,12 @@ pub enum StoreError {
     QueueName(String),
     #[error("cannot import: {0}")]
     Import(String),
+    /// Every uid of the range `first..first + count` belongs to an app (`Store::app_uid`).
+    #[error(
+        "the uid range {first}..{end} is exhausted ({count} apps); widen --uid-range",
+        end = u64::from(*.first) + u64::from(*.count)
+    )]
+    UidRangeExhausted { first: u32, count: u32 },
 }
 
 pub(crate) trait Ctx<T> {

@@ -76,7 +76,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_app(&self, app: &AppKey) -> Result<Option<AppRow>>;
     async fn list_apps(&self) -> Result<Vec<AppRow>>;
     /// Deletes the app and everything that belongs to it (releases, resources, functions,
-    /// instances, logs). Returns false when there was no such app.
+    /// instances, logs). Returns false when there was no such app. Its identity
+    /// ([`Store::app_uid`]) is kept: an app created again under the same key runs as before.
     async fn delete_app(&self, app: &AppKey) -> Result<bool>;
     async fn set_active_release(&self, app: &AppKey, number: Option<i64>) -> Result<()>;
 
@@ -255,6 +256,20 @@ pub trait Store: Send + Sync + 'static {
         error: Option<&str>,
     ) -> Result<bool>;
     async fn delete_placement(&self, id: &str) -> Result<()>;
+
+    // App identities (`app_identities`, migration 7): the unprivileged Unix uid (and gid, the
+    // same number) each app's workers run as. Identities are never freed, not even by
+    // `delete_app`: an app created again gets its old uid back, and a uid once given to an
+    // app is never handed to a different one (files it left behind stay out of others' reach).
+    /// The uid recorded for `app`. If there is none, records and returns the lowest uid of
+    /// `first..first + count` that no other app has (uids from `u32::MAX` on are never
+    /// given). A recorded uid is returned as it is, even when the range has since changed.
+    /// Safe under concurrency, across processes too: different apps never get the same uid
+    /// and concurrent calls for one app all return the same one. A full range is
+    /// [`StoreError::UidRangeExhausted`].
+    async fn app_uid(&self, app: &AppKey, first: u32, count: u32) -> Result<u32>;
+    /// Every recorded identity (deleted apps' included), lowest uid first.
+    async fn list_app_uids(&self) -> Result<Vec<(AppKey, u32)>>;
 }
 
 /// An app's identity: namespace (the call path's prefix) and name (its suffix).

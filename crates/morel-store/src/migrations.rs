@@ -268,4 +268,19 @@ CREATE TABLE placements (
 CREATE INDEX placements_by_node ON placements (node);
 "#,
     ),
+    (
+        7,
+        // App identities: the unprivileged Unix uid (== gid) each app's workers run as,
+        // allocated once from the configured range and never freed, so restarts and every
+        // machine agree and a uid never passes to another app.
+        r#"
+CREATE TABLE app_identities (
+    namespace TEXT NOT NULL,
+    app TEXT NOT NULL,
+    uid BIGINT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (namespace, app)
+);
+"#,
+    ),
 ];

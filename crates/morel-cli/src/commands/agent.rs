@@ -36,6 +36,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("creating state directory {}", state_dir.display()))?;
     let state_dir = std::fs::canonicalize(state_dir)?;
+    crate::containment::start()?;
+    crate::containment::lock_state_dir(&state_dir)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

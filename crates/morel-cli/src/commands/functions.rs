@@ -146,6 +146,7 @@ pub async fn compiler(args: CompilerArgs) -> Result<()> {
 
 pub async fn doctor(json: bool) -> Result<()> {
     let statuses = morel_compiler::Toolchains::detect().doctor().await;
+    let sandbox = crate::containment::start()?;
     if json {
         let rows: Vec<Value> = statuses
             .iter()
@@ -153,19 +154,25 @@ pub async fn doctor(json: bool) -> Result<()> {
                 |s| json!({ "language": s.language, "available": s.available, "detail": s.detail }),
             )
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let doc = json!({ "languages": rows, "containment": sandbox.protections() });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
+    println!("function languages:");
     for s in &statuses {
         println!(
-            "{:<15} {:<4} {}",
+            "  {:<15} {:<4} {}",
             format!("{:?}", s.language).to_lowercase(),
             if s.available { "ok" } else { "no" },
             s.detail
         );
     }
     if statuses.iter().any(|s| !s.available) {
-        println!("\ninstall the missing toolchains with scripts/setup-toolchains");
+        println!("  install the missing toolchains with scripts/setup-toolchains");
+    }
+    println!("\nworkload containment (morel up, server and agent on this machine, as this user):");
+    for line in sandbox.describe() {
+        println!("  {line}");
     }
     Ok(())
 }

@@ -39,6 +39,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let mut cfg = ServerConfig::new(addr, state_dir.clone());
     cfg.remote_agents = true;
 
+    crate::containment::start()?;
     let token = super::up::admin_token(&cfg.admin_token_path())?;
     let store = super::transfer::open_store(Some(&args.database_url), &state_dir).await?;
     let server_key = SigningKey::load_or_generate(&cfg.server_key_path())?;
@@ -125,6 +126,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         url: cfg.public_url.clone(),
         token: token.clone(),
     })?;
+    crate::containment::lock_state_dir(&state_dir)?;
     eprintln!("Morel is listening on {}", cfg.public_url);
     eprintln!("  role:        server (instances run on joined agents)");
     eprintln!("  state:       {}", state_dir.display());

@@ -38,6 +38,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         None => None,
     };
 
+    crate::containment::start()?;
     let token = admin_token(&cfg.admin_token_path())?;
     let store = super::transfer::open_store(args.database_url.as_deref(), &state_dir).await?;
     // `morel up` runs its own agent as node "local": two of them on one database would take
@@ -153,6 +154,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         url: cfg.public_url.clone(),
         token: token.clone(),
     })?;
+    crate::containment::lock_state_dir(&state_dir)?;
     eprintln!("Morel is listening on {}", cfg.public_url);
     if let Some(u) = &tls_url {
         eprintln!("  https:       {u} (certificates chosen by SNI)");

@@ -235,7 +235,7 @@ async fn every_language_compiles_and_runs() {
     );
     let doctor: Value = serde_json::from_str(&s.cli_ok(&["doctor", "--json"])).unwrap();
     assert!(
-        doctor
+        doctor["languages"]
             .as_array()
             .unwrap()
             .iter()

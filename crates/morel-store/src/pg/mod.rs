@@ -9,6 +9,7 @@ mod apps;
 mod blobs;
 mod budgets;
 mod environments;
+mod identities;
 mod instances;
 mod logs;
 mod nodes;
@@ -367,6 +368,12 @@ impl Store for PgStore {
     }
     async fn delete_placement(&self, id: &str) -> Result<()> {
         placements::delete(&self.pool, id).await
+    }
+    async fn app_uid(&self, app: &AppKey, first: u32, count: u32) -> Result<u32> {
+        identities::app_uid(&self.pool, app, first, count).await
+    }
+    async fn list_app_uids(&self) -> Result<Vec<(AppKey, u32)>> {
+        identities::list(&self.pool).await
     }
     async fn try_lead(&self, role: &str) -> Result<Option<crate::Lease>> {
         // A connection of its own, outside the pool: the lock lives exactly as long as it.

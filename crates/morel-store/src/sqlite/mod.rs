@@ -5,6 +5,7 @@ mod apps;
 mod blobs;
 mod budgets;
 mod environments;
+pub(crate) mod identities;
 mod instances;
 mod logs;
 mod nodes;
@@ -423,6 +424,12 @@ impl Store for SqliteStore {
     }
     async fn delete_placement(&self, id: &str) -> Result<()> {
         placements::delete(&self.writer, id).await
+    }
+    async fn app_uid(&self, app: &AppKey, first: u32, count: u32) -> Result<u32> {
+        identities::app_uid(&self.writer, app, first, count).await
+    }
+    async fn list_app_uids(&self) -> Result<Vec<(AppKey, u32)>> {
+        identities::list(&self.pool).await
     }
     async fn try_lead(&self, role: &str) -> Result<Option<crate::Lease>> {
         Ok(Some(crate::Lease::local(role)))

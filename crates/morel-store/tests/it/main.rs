@@ -5,6 +5,7 @@
 mod backend;
 mod budgets;
 mod environments;
+mod identities;
 mod placements;
 mod queues;
 mod transfer;

@@ -104,6 +104,12 @@ async fn fill(store: &SqliteStore) {
         .await
         .unwrap();
     store.queue_delete("jobs", done).await.unwrap();
+    // App identities move too, a deleted app's included (its uid stays its own).
+    assert_eq!(store.app_uid(&app, 200_000, 10).await.unwrap(), 200_000);
+    let deleted = key("deleted");
+    store.ensure_app(&deleted).await.unwrap();
+    assert_eq!(store.app_uid(&deleted, 200_000, 10).await.unwrap(), 200_001);
+    assert!(store.delete_app(&deleted).await.unwrap());
 }
 
 #[tokio::test]
@@ -187,6 +193,13 @@ async fn sqlite_installation_moves_to_postgres() {
     let logs = pg.read_logs(&app, 0, 0, 100).await.unwrap();
     assert_eq!(logs.len(), 4);
     assert!(logs[3].id > logs[2].id);
+    // Every app keeps its uid, and a new app gets a uid no moved app has.
+    assert_eq!(
+        pg.list_app_uids().await.unwrap(),
+        sqlite.list_app_uids().await.unwrap()
+    );
+    assert_eq!(pg.app_uid(&app, 200_000, 10).await.unwrap(), 200_000);
+    assert_eq!(pg.app_uid(&key("new"), 200_000, 10).await.unwrap(), 200_002);
     // A second import into the now non-empty database is refused and changes nothing.
     let err = pg.import(&dump).await.unwrap_err();
     assert!(err.to_string().contains("already has 1 app"), "{err}");
