@@ -15,6 +15,10 @@ use morel_store::{AppKey, Store};
 use crate::pool::PoolParams;
 use crate::{AgentError, BlobDir, LogHub, ResourcePool};
 
+/// Left out of an extracted tree's digest: the marker holding it, and the link to the
+/// installed `node_modules` the agent adds.
+const TREE_DIGEST_SKIP: [&str; 2] = [".morel-extracted", "node_modules"];
+
 /// How long a worker may take from spawn to `MetaData`.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -221,7 +225,33 @@ impl Agent {
             digest: digest.clone(),
             source,
         };
-        let manifest_bytes = if marker.exists() {
+        // What runs is what was signed: an extracted tree whose files no longer match the
+        // digest recorded at extraction is logged and extracted again from the bundle.
+        let intact = if marker.exists() {
+            let recorded = tokio::fs::read_to_string(&marker).await.unwrap_or_default();
+            let dir = root.clone();
+            let now = tokio::task::spawn_blocking(move || {
+                morel_bundle::tree_digest(&dir, &TREE_DIGEST_SKIP)
+            })
+            .await
+            .ok()
+            .and_then(Result::ok);
+            let intact = now.as_deref() == Some(recorded.trim());
+            // An empty marker is a tree extracted before digests were recorded.
+            if !intact && !recorded.trim().is_empty() {
+                let msg = format!(
+                    "release v{release}: the extracted files differ from bundle {} \
+                     (changed after extraction); extracting it again",
+                    digest.short()
+                );
+                tracing::warn!(app = %app, "{msg}");
+                self.logs.event(app, msg);
+            }
+            intact
+        } else {
+            false
+        };
+        let manifest_bytes = if intact {
             tokio::fs::read(root.join(morel_manifest::MANIFEST_FILE))
                 .await
                 .map_err(AgentError::io(&root))?
@@ -260,7 +290,17 @@ impl Agent {
                 message: e.to_string(),
             })?
             .map_err(bundle_err)?;
-            tokio::fs::write(&marker, b"")
+            let dir = root.clone();
+            let tree = tokio::task::spawn_blocking(move || {
+                morel_bundle::tree_digest(&dir, &TREE_DIGEST_SKIP)
+            })
+            .await
+            .map_err(|e| AgentError::Start {
+                resource: "-".into(),
+                message: e.to_string(),
+            })?
+            .map_err(AgentError::io(&root))?;
+            tokio::fs::write(&marker, tree.as_bytes())
                 .await
                 .map_err(AgentError::io(&marker))?;
             tokio::fs::read(root.join(morel_manifest::MANIFEST_FILE))

@@ -997,3 +997,63 @@ mod tests {
         assert!(matches!(err, BundleError::TooLarge { limit: 150 }));
     }
 }
+
+/// A digest of an extracted tree: every entry's relative path, kind, and contents (a link's
+/// target), in sorted order, with the top-level names in `skip` left out. Two trees with the
+/// same digest hold the same files; the agent records it at extraction and compares it before
+/// running a release again, so a file changed after extraction is found.
+pub fn tree_digest(dir: &Path, skip: &[&str]) -> io::Result<String> {
+    use sha2::Digest as _;
+    fn walk(dir: &Path, rel: &str, h: &mut sha2::Sha256, skip: &[&str]) -> io::Result<()> {
+        let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if rel.is_empty() && skip.contains(&name.as_str()) {
+                continue;
+            }
+            let path = format!("{rel}/{name}");
+            let meta = fs::symlink_metadata(e.path())?;
+            h.update(path.as_bytes());
+            if meta.file_type().is_symlink() {
+                h.update(b"\0l\0");
+                h.update(fs::read_link(e.path())?.as_os_str().as_encoded_bytes());
+            } else if meta.is_dir() {
+                h.update(b"\0d\0");
+                walk(&e.path(), &path, h, skip)?;
+            } else {
+                h.update(b"\0f\0");
+                h.update(meta.len().to_le_bytes());
+                let mut f = fs::File::open(e.path())?;
+                io::copy(&mut f, h)?;
+            }
+            h.update(b"\0");
+        }
+        Ok(())
+    }
+    let mut h = sha2::Sha256::new();
+    walk(dir, "", &mut h, skip)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tree_digest_tests {
+    use super::tree_digest;
+
+    #[test]
+    fn any_change_to_a_file_changes_the_digest_and_skipped_names_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("pkg")).unwrap();
+        std::fs::write(dir.path().join("pkg/app.py"), b"def f(): return 1\n").unwrap();
+        std::fs::write(dir.path().join("main.py"), b"x = 1\n").unwrap();
+        let first = tree_digest(dir.path(), &["marker"]).unwrap();
+        std::fs::write(dir.path().join("marker"), b"anything").unwrap();
+        assert_eq!(tree_digest(dir.path(), &["marker"]).unwrap(), first);
+        std::fs::write(dir.path().join("pkg/app.py"), b"def f(): return 2\n").unwrap();
+        assert_ne!(tree_digest(dir.path(), &["marker"]).unwrap(), first);
+        std::fs::write(dir.path().join("pkg/app.py"), b"def f(): return 1\n").unwrap();
+        assert_eq!(tree_digest(dir.path(), &["marker"]).unwrap(), first);
+        std::fs::write(dir.path().join("pkg/extra.py"), b"").unwrap();
+        assert_ne!(tree_digest(dir.path(), &["marker"]).unwrap(), first);
+    }
+}

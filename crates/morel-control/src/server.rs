@@ -93,6 +93,7 @@ impl Server {
                 get(observe::function_executions),
             )
             .route("/metrics", get(observe::metrics))
+            .route("/api/system", get(observe::system))
             .route("/api/executions/{id}", get(crate::jobs::get_execution))
             .route("/api/executions/{id}/cancel", post(crate::jobs::cancel))
             .route("/api/keys", get(apps::list_keys).post(apps::trust_key))

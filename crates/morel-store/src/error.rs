@@ -29,7 +29,7 @@ pub enum StoreError {
     Import(String),
     /// Every uid of the range `first..first + count` belongs to an app (`Store::app_uid`).
     #[error(
-        "the uid range {first}..{end} is exhausted ({count} apps); widen --uid-range",
+        "the uid range {first}..{end} is exhausted ({count} apps); widen MOREL_UID_RANGE",
         end = u64::from(*.first) + u64::from(*.count)
     )]
     UidRangeExhausted { first: u32, count: u32 },

@@ -288,6 +288,48 @@ pub fn signal(pid: u32, sig: i32) {
     unsafe_signal(pid, sig);
 }
 
+/// Sends a signal to the process group led by `pid`: an instance's init and its workload.
+#[allow(unsafe_code)]
+pub fn signal_group(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a negative pid targets a process group; no memory is involved.
+    unsafe {
+        libc::kill(-(pid as i32), sig);
+    }
+}
+
+/// A condition a contained workload can observe, which cannot see the test's files: a
+/// loopback port that refuses connections until [`Gate::open`], then accepts them.
+pub struct Gate {
+    port: u16,
+    listener: Option<std::net::TcpListener>,
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let port = l.local_addr().expect("its address").port();
+        Gate {
+            port,
+            listener: None,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn open(&mut self) {
+        self.listener =
+            Some(std::net::TcpListener::bind(("127.0.0.1", self.port)).expect("the gate's port"));
+    }
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate::new()
+    }
+}
+
 /// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
 pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
 where

@@ -80,7 +80,7 @@ def info():
         "env": os.environ.get("MOREL_ENV"),
         "secret": os.environ.get("API_KEY"),
         "greeting": os.environ.get("GREETING"),
-        "pid": os.getpid(),
+        "pid": int(os.environ.get("MOREL_PID") or os.getpid()),
     }}
 "#
             ),

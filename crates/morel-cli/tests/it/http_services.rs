@@ -551,13 +551,14 @@ async fn http_service_unhealthy_green_is_rolled_back() {
 async fn http_service_crash_respawns_and_crash_loop_fails_with_stderr() {
     let s = MorelServer::start(&bin());
     let tmp = tempfile::tempdir().unwrap();
-    let flag = tmp.path().join("crash.flag");
+    // The instance cannot see the test's files: the flag is a loopback port that opens.
+    let mut flag = morel_test_support::Gate::new();
     let dir = service_dir(tmp.path(), "crashy", &toml("crashy", 1, "", ""));
     s.cli_ok(&[
         "deploy",
         dir.to_str().unwrap(),
         "--set",
-        &format!("CRASH_FLAG_FILE={}", flag.display()),
+        &format!("CRASH_FLAG_PORT={}", flag.port()),
     ]);
     let http = s.http();
     let hello = format!("{}/crashy/hello", s.url);
@@ -589,7 +590,7 @@ async fn http_service_crash_respawns_and_crash_loop_fails_with_stderr() {
     assert!(!alive(first_pid));
 
     // From now on every start fails: crash loop → failed, with the stderr tail in the status.
-    std::fs::write(&flag, "").unwrap();
+    flag.open();
     let _ = http.post(format!("{}/crashy/crash", s.url)).send().await;
     let row = wait_for(
         Duration::from_secs(60),
@@ -767,7 +768,7 @@ struct Resume(u32);
 
 impl Drop for Resume {
     fn drop(&mut self) {
-        signal(self.0, libc::SIGCONT);
+        morel_test_support::signal_group(self.0, libc::SIGCONT);
     }
 }
 
@@ -801,7 +802,8 @@ async fn http_service_hung_instance_loses_its_lease_and_gets_it_back() {
     );
 
     // The process hangs: it still accepts connections (the kernel does) but never answers.
-    signal(hung, libc::SIGSTOP);
+    // The whole instance: its init and the server under it (a process group).
+    morel_test_support::signal_group(hung, libc::SIGSTOP);
     let _resume = Resume(hung);
     let t = Instant::now();
     // Out of routing within the TTL (3 s); the supervisor notes it in the row at its next
@@ -848,7 +850,7 @@ async fn http_service_hung_instance_loses_its_lease_and_gets_it_back() {
     }
 
     // It resumes: the next heartbeat renews the lease and traffic reaches both again.
-    signal(hung, libc::SIGCONT);
+    morel_test_support::signal_group(hung, libc::SIGCONT);
     let seen = wait_for(
         Duration::from_secs(15),
         "traffic to reach both instances",

@@ -54,7 +54,7 @@ lazy = morel.Endpoint("lazy", workers=(0, 1), idle_timeout_s=1)
 
 @lazy.function
 def hello(name):
-    return {"hi": name, "pid": os.getpid()}
+    return {"hi": name, "pid": int(os.environ.get("MOREL_PID") or os.getpid())}
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -160,13 +160,22 @@ import morel
 
 busy = morel.Endpoint("busy", workers=(1, 3), concurrency=1, idle_timeout_s=2, timeout_s=60)
 
+def gate_open():
+    # The worker cannot see the test's files: the gate is a loopback port that opens.
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", int(os.environ["GATE_PORT"])), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
 @busy.function
 def slow(i):
     # Hold the call until the test opens the gate (bounded), so calls pile up.
     deadline = time.monotonic() + 30
-    while not os.path.exists(os.environ["GATE"]) and time.monotonic() < deadline:
+    while not gate_open() and time.monotonic() < deadline:
         time.sleep(0.02)
-    return {"i": i, "pid": os.getpid()}
+    return {"i": i, "pid": int(os.environ.get("MOREL_PID") or os.getpid())}
 "#;
 
 /// Ready instances of a resource.
@@ -183,9 +192,9 @@ async fn scales_up_under_load_and_idles_back_down() {
     let s = MorelServer::start(&bin());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("busy");
-    let gate = tmp.path().join("gate");
+    let mut gate = morel_test_support::Gate::new();
     write(&dir, &[("app.py", BUSY_APP)]);
-    let set_gate = format!("GATE={}", gate.display());
+    let set_gate = format!("GATE_PORT={}", gate.port());
     s.cli_ok(&["deploy", dir.to_str().unwrap(), "--set", &set_gate]);
     assert_eq!(running(&s, "busy", "busy").await, 1);
 
@@ -211,7 +220,7 @@ async fn scales_up_under_load_and_idles_back_down() {
         },
     )
     .await;
-    std::fs::write(&gate, "").unwrap();
+    gate.open();
     let mut pids = BTreeSet::new();
     for (i, c) in calls.into_iter().enumerate() {
         let (status, body) = c.await.unwrap();
@@ -399,8 +408,8 @@ import time
 import morel
 
 if os.environ.get("MOREL_RESOURCE") == "api":
-    with open(os.environ["PIDFILE"], "a") as f:
-        f.write("%d\n" % os.getpid())
+    # A contained worker cannot write outside its scratch directory: it says its pid in its log.
+    print("api loading pid=%d" % int(os.environ.get("MOREL_PID") or os.getpid()), flush=True)
     if os.environ.get("SLOW") == "1":
         time.sleep(120)
 
@@ -423,12 +432,17 @@ fn alive(pid: i64) -> bool {
     })
 }
 
-fn pids_in(file: &Path) -> Vec<i64> {
-    std::fs::read_to_string(file)
+/// The pids the crashy app's api workers logged while loading.
+async fn loading_pids(s: &MorelServer) -> Vec<i64> {
+    let (_, logs) = s.get("/api/apps/crashy/logs").await;
+    logs.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["line"].as_str()?.strip_prefix("api loading pid="))
+                .filter_map(|p| p.trim().parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
 }
 
 /// The server is SIGKILLed while v2 is starting (its api worker is still importing). After a
@@ -452,22 +466,12 @@ async fn a_crash_mid_deploy_comes_back_consistent() {
     assert_eq!(v1_pids.len(), 2, "{app_v1}");
 
     write(&dir, &[("app.py", CRASHY_V2_SLOW)]);
-    let pidfile = tmp.path().join("api-v2.pids");
     let d = dir.to_str().unwrap();
-    let set_pidfile = format!("PIDFILE={}", pidfile.display());
-    s.cli_ok(&[
-        "deploy",
-        d,
-        "--detach",
-        "--set",
-        &set_pidfile,
-        "--set",
-        "SLOW=1",
-    ]);
+    s.cli_ok(&["deploy", d, "--detach", "--set", "SLOW=1"]);
     // The exact window: v2 is `starting` and its api worker is inside its import.
     let loading_pid = wait_for(Duration::from_secs(60), "v2 to be starting", || async {
         let (_, r) = s.get("/api/apps/crashy/releases/v2").await;
-        let pids = pids_in(&pidfile);
+        let pids = loading_pids(&s).await;
         (r["status"] == "starting" && pids.len() == 1).then(|| pids[0])
     })
     .await;
@@ -567,12 +571,12 @@ async fn a_crash_mid_deploy_comes_back_consistent() {
     // Only v1 instances, and v2's worker was not started again.
     let all = app["instances"].as_array().unwrap();
     assert!(all.iter().all(|i| i["release"] == "v1"), "{app}");
-    assert_eq!(pids_in(&pidfile), vec![loading_pid]);
+    assert_eq!(loading_pids(&s).await, vec![loading_pid]);
     let (status, w) = s.call("crashy", "work", "").await;
     assert_eq!((status, w), (200, Value::from("v1")));
 
     // The plan is computed against v1, and v2 deploys once its import is quick.
-    let plan = s.cli_ok(&["deploy", d, "--dry-run", "--set", &set_pidfile]);
+    let plan = s.cli_ok(&["deploy", d, "--dry-run", "--set", "SLOW=0"]);
     assert_eq!(
         plan.lines().collect::<Vec<_>>(),
         vec![
@@ -582,7 +586,7 @@ async fn a_crash_mid_deploy_comes_back_consistent() {
         ],
         "{plan}"
     );
-    s.cli_ok(&["deploy", d, "--set", &set_pidfile]);
+    s.cli_ok(&["deploy", d, "--set", "SLOW=0"]);
     assert_eq!(s.call("crashy", "version", "").await, (200, Value::from(2)));
     assert_eq!(
         s.call("crashy", "more", "").await,

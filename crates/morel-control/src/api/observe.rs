@@ -148,3 +148,47 @@ pub async fn function_executions(
         calls,
     }))
 }
+
+/// `GET /api/system`: what this server can enforce on the workloads it runs.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SystemView {
+    /// Morel's version.
+    pub version: String,
+    /// Each containment layer, whether it is in force here, and how (or what its absence
+    /// means). The same list as `morel doctor` and the startup log.
+    pub containment: Vec<ProtectionView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ProtectionView {
+    pub layer: String,
+    pub enabled: bool,
+    pub detail: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/system",
+    tag = "observability",
+    summary = "Which containment layers are in force on this server's machine",
+    responses(
+        (status = 200, description = "the containment layers", body = SystemView),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
+pub async fn system() -> Json<SystemView> {
+    let containment = morel_runtime_process::Sandbox::current()
+        .protections()
+        .into_iter()
+        .map(|p| ProtectionView {
+            layer: p.layer.to_owned(),
+            enabled: p.enabled,
+            detail: p.detail,
+        })
+        .collect();
+    Json(SystemView {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        containment,
+    })
+}

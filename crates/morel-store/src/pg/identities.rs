@@ -54,7 +54,6 @@ pub async fn app_uid(pool: &PgPool, app: &AppKey, first: u32, count: u32) -> Res
         if res.rows_affected() > 0 {
             return to_uid(candidate);
         }
-        eprintln!("RETRY {app} after {candidate}");
     }
 }
 

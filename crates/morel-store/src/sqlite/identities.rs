@@ -69,7 +69,6 @@ pub async fn app_uid(pool: &SqlitePool, app: &AppKey, first: u32, count: u32) ->
         if res.rows_affected() > 0 {
             return to_uid(candidate);
         }
-        eprintln!("RETRY {app} after {candidate}");
     }
 }
 

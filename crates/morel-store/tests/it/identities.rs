@@ -82,7 +82,7 @@ async fn a_full_range_is_a_clear_error(store: Arc<dyn Store>) {
     );
     assert_eq!(
         err.to_string(),
-        "the uid range 200000..200003 is exhausted (3 apps); widen --uid-range"
+        "the uid range 200000..200003 is exhausted (3 apps); widen MOREL_UID_RANGE"
     );
     // Nothing was recorded for the refused app; the others still get theirs; a wider range
     // has room.
