@@ -9,6 +9,7 @@ mod environments;
 mod fast_lane;
 mod flows;
 mod http_services;
+mod isolation;
 mod lifecycle;
 mod manifest_apps;
 mod metacall_client;
