@@ -38,7 +38,11 @@ fn log_filter(spec: Option<&str>) -> tracing_subscriber::EnvFilter {
 pub fn main() -> std::process::ExitCode {
     // A workload's init: the sandbox confines this process and runs the workload in it.
     let mut argv = std::env::args_os();
-    if argv.nth(1).as_deref() == Some(std::ffi::OsStr::new(morel_runtime_process::sandbox::INIT_ARG)) {
+    if argv.nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(
+            morel_runtime_process::sandbox::INIT_ARG,
+        ))
+    {
         morel_runtime_process::sandbox::run_init(argv.collect());
     }
     let cli = Cli::parse();

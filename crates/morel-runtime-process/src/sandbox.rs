@@ -153,7 +153,11 @@ impl Sandbox {
     /// Decides what can be enforced here. `init` is the `morel` binary (None in processes that
     /// are not it, e.g. unit tests: workloads then run without containment); `enabled` false
     /// turns every layer off. Later calls keep the first configuration.
-    pub fn configure(init: Option<PathBuf>, enabled: bool, uid_range: (u32, u32)) -> &'static Sandbox {
+    pub fn configure(
+        init: Option<PathBuf>,
+        enabled: bool,
+        uid_range: (u32, u32),
+    ) -> &'static Sandbox {
         SANDBOX.get_or_init(|| {
             let init = init.filter(|_| enabled);
             let root = nix::unistd::geteuid().is_root();
@@ -217,15 +221,16 @@ impl Sandbox {
                     self.uid_range.0 as u64 + self.uid_range.1 as u64
                 )
             } else {
-                off("Morel is not root: workloads run as the server's uid, so they can signal \
-                     it and each other; Landlock and seccomp still confine their files")
+                off(
+                    "Morel is not root: workloads run as the server's uid, so they can signal \
+                     it and each other; Landlock and seccomp still confine their files",
+                )
             },
         });
         out.push(Protection {
             layer: "environment",
             enabled: true,
-            detail: "workers start from an empty environment plus the documented allow-list"
-                .into(),
+            detail: "workers start from an empty environment plus the documented allow-list".into(),
         });
         let ns = self.spawner.is_some();
         out.push(Protection {
@@ -265,7 +270,10 @@ impl Sandbox {
             detail: if !on {
                 off("containment is off")
             } else if self.seccomp {
-                format!("denies {} system calls (ptrace, bpf, mount, unshare, …)", DENIED_SYSCALLS.len())
+                format!(
+                    "denies {} system calls (ptrace, bpf, mount, unshare, …)",
+                    DENIED_SYSCALLS.len()
+                )
             } else {
                 off("the kernel has no seccomp")
             },
@@ -302,12 +310,7 @@ impl Sandbox {
 
     /// A command that runs `program args` confined to `jail` (bare when containment is off).
     /// The caller sets the environment, stdio and cwd, then starts it with [`Sandbox::spawn`].
-    pub fn command(
-        &self,
-        program: &Path,
-        args: &[String],
-        jail: &Jail,
-    ) -> tokio::process::Command {
+    pub fn command(&self, program: &Path, args: &[String], jail: &Jail) -> tokio::process::Command {
         match &self.init {
             Some(init) => {
                 let mut cmd = tokio::process::Command::new(init);
@@ -327,7 +330,10 @@ impl Sandbox {
     }
 
     /// Starts `cmd`: as the first process of a new PID namespace when this machine allows it.
-    pub async fn spawn(&self, mut cmd: tokio::process::Command) -> io::Result<tokio::process::Child> {
+    pub async fn spawn(
+        &self,
+        mut cmd: tokio::process::Command,
+    ) -> io::Result<tokio::process::Child> {
         let Some(spawner) = &self.spawner else {
             return cmd.spawn();
         };
@@ -358,7 +364,11 @@ impl Sandbox {
             })
         };
         let mut out = Vec::new();
-        for p in found.iter().cloned().chain(found.iter().filter_map(|f| f.canonicalize().ok())) {
+        for p in found
+            .iter()
+            .cloned()
+            .chain(found.iter().filter_map(|f| f.canonicalize().ok()))
+        {
             if let Some(prefix) = p.parent().and_then(Path::parent)
                 && prefix != Path::new("/")
                 && !out.iter().any(|o: &PathBuf| o == prefix)
@@ -452,7 +462,8 @@ fn start_spawner() -> Result<mpsc::Sender<SpawnJob>, String> {
             let own = match std::fs::File::open("/proc/thread-self/ns/pid") {
                 Ok(f) => f,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(format!("cannot open this thread's PID namespace: {e}")));
+                    let _ =
+                        ready_tx.send(Err(format!("cannot open this thread's PID namespace: {e}")));
                     return;
                 }
             };
@@ -582,8 +593,14 @@ fn namespaces(jail: &Jail) -> Result<(), String> {
     use nix::mount::{MsFlags, mount};
     use nix::sched::{CloneFlags, unshare};
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(CLONE_NEWNS): {e}"))?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| format!("making / private: {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making / private: {e}"))?;
 
     // Open every tree to bind back before anything is hidden.
     let exposed: Vec<&PathBuf> = jail.read.iter().chain(&jail.write).collect();
@@ -591,7 +608,9 @@ fn namespaces(jail: &Jail) -> Result<(), String> {
     let mut binds = Vec::new();
     for e in &exposed {
         if masks.iter().any(|m| e.starts_with(m) && *e != m)
-            && !exposed.iter().any(|o| e.starts_with(o) && o != e && masks.iter().any(|m| o.starts_with(m)))
+            && !exposed
+                .iter()
+                .any(|o| e.starts_with(o) && o != e && masks.iter().any(|m| o.starts_with(m)))
         {
             let fd = nix::fcntl::open(
                 e.as_path(),
@@ -745,14 +764,22 @@ fn landlock(jail: &Jail, pid1: bool) -> Result<(), String> {
         rules.push((Path::new("/proc"), read));
         rules.push((Path::new("/dev/shm"), all));
     }
-    rules.extend(SYSTEM_WRITE.iter().map(|p| (Path::new(*p), read | AccessFs::WriteFile)));
+    rules.extend(
+        SYSTEM_WRITE
+            .iter()
+            .map(|p| (Path::new(*p), read | AccessFs::WriteFile)),
+    );
     rules.extend(jail.read.iter().map(|p| (p.as_path(), read)));
     rules.extend(jail.write.iter().map(|p| (p.as_path(), all)));
     let beneath = rules.into_iter().filter_map(|(path, access)| {
         // A tree this machine does not have is skipped.
         let fd = PathFd::new(path).ok()?;
         let is_dir = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false);
-        let access = if is_dir { access } else { access & AccessFs::from_file(abi) };
+        let access = if is_dir {
+            access
+        } else {
+            access & AccessFs::from_file(abi)
+        };
         Some(PathBeneath::new(fd, access))
     });
     let err = |e: landlock::RulesetError| format!("landlock: {e}");
@@ -773,8 +800,8 @@ fn landlock(jail: &Jail, pid1: bool) -> Result<(), String> {
 
 fn seccomp() -> Result<(), String> {
     use seccompiler::{
-        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-        SeccompFilter, SeccompRule, TargetArch,
+        BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule, TargetArch,
     };
     let fail = |e: &dyn std::fmt::Debug| format!("seccomp: {e:?}");
     let arch: TargetArch = std::env::consts::ARCH.try_into().map_err(|e| fail(&e))?;
@@ -896,7 +923,8 @@ fn supervise(argv: &[CString], env: &[CString]) -> Result<i32, String> {
                 .map_err(|e| format!("signal {s}: {e}"))?;
         }
     }
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(|e| format!("sigprocmask: {e}"))?;
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(|e| format!("sigprocmask: {e}"))?;
     // SAFETY: this process is single-threaded (it is the init after exec), so the child may
     // run any code before it execs.
     let child = match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
@@ -973,7 +1001,11 @@ mod tests {
         // Under /tmp (the test's temp dir), everything is covered by the /tmp mask.
         if dir.starts_with("/tmp") {
             assert!(m.contains(&PathBuf::from("/tmp")), "{m:?}");
-            assert!(!m.iter().any(|p| p.starts_with("/tmp") && p != Path::new("/tmp")), "{m:?}");
+            assert!(
+                !m.iter()
+                    .any(|p| p.starts_with("/tmp") && p != Path::new("/tmp")),
+                "{m:?}"
+            );
         } else {
             assert!(m.contains(&closed) && m.contains(&state), "{m:?}");
         }
