@@ -49,6 +49,9 @@ pub struct Agent {
     toolchains: morel_compiler::Toolchains,
     /// How http instances are limited on this machine (cgroup v2 or rlimit), detected once.
     limit_backend: crate::LimitBackend,
+    /// Apps' uids as the servers recorded them (an agent of a many-machine installation);
+    /// other apps get theirs from this agent's store.
+    uids: RwLock<BTreeMap<String, u32>>,
 }
 
 /// A started resource: worker processes, or wasm modules run in this process.
@@ -130,12 +133,20 @@ impl Agent {
             engine,
             toolchains,
             limit_backend: crate::LimitBackend::detect(),
+            uids: RwLock::new(BTreeMap::new()),
         }))
     }
 
     pub fn set_trusted(&self, keys: TrustedKeys) {
         if let Ok(mut t) = self.trusted.write() {
             *t = keys;
+        }
+    }
+
+    /// Runs `app`'s workloads as `uid`: the id the servers recorded, the same on every machine.
+    pub fn use_uid(&self, app: &AppKey, uid: u32) {
+        if let Ok(mut u) = self.uids.write() {
+            u.insert(app.to_string(), uid);
         }
     }
 
@@ -178,11 +189,18 @@ impl Agent {
         memory_mb: Option<u64>,
     ) -> Result<Jail, AgentError> {
         let sandbox = Sandbox::current();
-        let uid = if sandbox.uid_per_app() {
-            let (first, count) = sandbox.uid_range();
-            Some(self.store.app_uid(&prepared.app, first, count).await?)
-        } else {
-            None
+        let given = self
+            .uids
+            .read()
+            .ok()
+            .and_then(|u| u.get(&prepared.app.to_string()).copied());
+        let uid = match given {
+            _ if !sandbox.uid_per_app() => None,
+            Some(uid) => Some(uid),
+            None => {
+                let (first, count) = sandbox.uid_range();
+                Some(self.store.app_uid(&prepared.app, first, count).await?)
+            }
         };
         let mut read = vec![prepared.root.clone(), self.runners.dir().to_path_buf()];
         read.extend(prepared.venvs.get(resource).cloned());

@@ -34,6 +34,9 @@ pub struct Assignment {
     pub digest: Digest,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// The app's uid, as the servers recorded it.
+    #[serde(default)]
+    pub uid: Option<u32>,
 }
 
 struct Instance {
@@ -264,6 +267,9 @@ impl NodeAgent {
     /// placed resource.
     async fn start(&self, a: &Assignment) -> Result<()> {
         let app = AppKey::new(a.namespace.parse::<Namespace>()?, a.app.parse::<AppName>()?);
+        if let Some(uid) = a.uid {
+            self.agent.use_uid(&app, uid);
+        }
         let prepared = {
             let _one = self.prepare.lock().await;
             let trusted = self.trusted_keys().await?;

@@ -63,6 +63,9 @@ pub struct Assignment {
     #[schema(value_type = String)]
     pub digest: Digest,
     pub config: BTreeMap<String, String>,
+    /// The uid (and gid) the app's workloads run as on every machine, recorded in the store;
+    /// an agent that is not root runs them as itself.
+    pub uid: u32,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -113,6 +116,8 @@ pub async fn for_node(
     let store = &st.deployer.store;
     let rows = store.list_placements(Some(&node)).await?;
     let mut releases = HashMap::new();
+    let mut uids = HashMap::new();
+    let (first, count) = morel_runtime_process::Sandbox::current().uid_range();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let k = (row.app.clone(), row.release);
@@ -124,7 +129,16 @@ pub async fn for_node(
         let Some(Some(release)) = releases.get(&k) else {
             continue;
         };
+        let uid = match uids.get(&row.app) {
+            Some(uid) => *uid,
+            None => {
+                let uid = store.app_uid(&row.app, first, count).await?;
+                uids.insert(row.app.clone(), uid);
+                uid
+            }
+        };
         out.push(Assignment {
+            uid,
             env: release.env.clone(),
             digest: release.digest.clone(),
             config: serde_json::from_str(&release.config_json).unwrap_or_default(),
