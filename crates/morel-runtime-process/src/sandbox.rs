@@ -8,8 +8,9 @@
 //! workload's code, as plain single-threaded Rust after `exec`, and applies, in order:
 //!
 //! 1. as the first process of a PID namespace: a mount namespace with a fresh `/proc` (only the
-//!    workload's own processes), `/tmp`, `/var/tmp` and the state directory hidden behind empty
-//!    tmpfs mounts into which only the workload's own trees are bound back, a private `/dev/shm`;
+//!    workload's own processes), the state directory hidden behind an empty tmpfs into which
+//!    only the workload's own trees are bound back, private writable `/tmp`, `/var/tmp` and
+//!    `/dev/shm` (tmpfs, bounded);
 //! 2. rlimits: memory (`RLIMIT_DATA`), processes (`RLIMIT_NPROC`, per app uid), open files, no
 //!    core dumps;
 //! 3. the app's own uid and gid, no supplementary groups;
@@ -240,8 +241,8 @@ impl Sandbox {
                 off("containment is off")
             } else if ns {
                 "each instance has its own PID namespace (stopping it ends its whole tree, \
-                 setsid children included) and mount namespace (its own /proc; the state \
-                 directory, /tmp and /var/tmp show only its own files)"
+                 setsid children included) and mount namespace (its own /proc, /tmp, /var/tmp \
+                 and /dev/shm; the state directory shows only its own files)"
                     .into()
             } else if let Some(e) = &self.spawner_error {
                 format!("unavailable ({e}): a workload's children can outlive it, and it sees every process in /proc")
@@ -632,12 +633,19 @@ fn namespaces(jail: &Jail) -> Result<(), String> {
     .map_err(|e| format!("mounting /proc: {e}"))?;
 
     for m in &masks {
+        // /tmp and /var/tmp are the workload's own, writable and bounded; the other masks only
+        // hold the trees bound back.
+        let options = if PRIVATE_TMP.iter().any(|t| m == Path::new(t)) {
+            "mode=1777,size=64m,nr_inodes=16384"
+        } else {
+            "mode=0755,size=1m,nr_inodes=4096"
+        };
         mount(
             Some("tmpfs"),
             m.as_path(),
             Some("tmpfs"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("mode=0755,size=1m,nr_inodes=4096"),
+            Some(options),
         )
         .map_err(|e| format!("hiding {}: {e}", m.display()))?;
     }
@@ -682,7 +690,7 @@ fn namespaces(jail: &Jail) -> Result<(), String> {
 /// covered by their ancestor.
 fn masks(jail: &Jail, exposed: &[&PathBuf]) -> Vec<PathBuf> {
     let mut all: BTreeSet<PathBuf> = jail.hide.iter().cloned().collect();
-    for t in ["/tmp", "/var/tmp"] {
+    for t in PRIVATE_TMP {
         if Path::new(t).is_dir() {
             all.insert(PathBuf::from(t));
         }
@@ -731,6 +739,9 @@ fn limits(jail: &Jail) -> Result<(), String> {
     Ok(())
 }
 
+/// Replaced by a private, writable tmpfs (64 MiB) in each workload's mount namespace.
+const PRIVATE_TMP: [&str; 2] = ["/tmp", "/var/tmp"];
+
 /// System trees every runtime may read and execute.
 const SYSTEM_READ: &[&str] = &[
     "/usr",
@@ -763,6 +774,9 @@ fn landlock(jail: &Jail, pid1: bool) -> Result<(), String> {
         // Only this namespace's /proc: other processes are not in it.
         rules.push((Path::new("/proc"), read));
         rules.push((Path::new("/dev/shm"), all));
+        // Its private /tmp and /var/tmp (trees of the state dir bound back under them stay
+        // read-only: they belong to the server's uid).
+        rules.extend(PRIVATE_TMP.iter().map(|t| (Path::new(*t), all)));
     }
     rules.extend(
         SYSTEM_WRITE

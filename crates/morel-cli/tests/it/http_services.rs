@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use morel_test_support::{MorelServer, copy_dir, example, signal, wait_for};
+use morel_test_support::{MorelServer, copy_dir, example, wait_for};
 use serde_json::{Value, json};
 
 use crate::bin;

@@ -328,6 +328,13 @@ async fn attack_writes(
         }
     }
     let a = attack(s, r, app, write, json!([in_tmp, "owned\n"])).await;
+    // The worker's /tmp is its own: writable, and not the host's.
+    assert_eq!(
+        a.1["ok"],
+        true,
+        "{app}: its private /tmp must be writable: {}",
+        short(&a.1)
+    );
     if in_tmp.exists() {
         r.breach(
             &format!("{app} wrote to the host's /tmp"),
