@@ -325,10 +325,14 @@ impl ResourcePool {
             if let Some(found) = self.pick_free() {
                 return Ok(found);
             }
-            if let Some(f) = self.status.borrow().failed.clone() {
+            if self.status.borrow().failed.is_some() {
+                // The failure itself (a traceback, server paths, stderr) is for the app's
+                // owner: it is in the app's log and `morel ps`, never in a public answer.
                 return Err(CallError::NoInstance {
                     resource: self.resource.clone(),
-                    reason: format!(": {f}"),
+                    reason: ": it failed to start or crashed repeatedly (`morel logs` and \
+                             `morel ps` say why)"
+                        .into(),
                 });
             }
             if self.stopping.load(Ordering::SeqCst) {

@@ -61,6 +61,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import select
 import signal
 import struct
@@ -582,6 +583,25 @@ def _shutdown(code):
     os._exit(code)
 
 
+_FRAME_ID = re.compile(rb'"id":(\d+)')
+
+
+def _refuse_frame(raw, exc):
+    """Answers the call in an undecodable frame with an error; False when the
+    frame names no call (the protocol itself is broken)."""
+    m = _FRAME_ID.search(raw, 0, 200)
+    if m is None or not raw.startswith(b'{"type":"Invoke"'):
+        return False
+    err = ValueError(
+        "the call's arguments could not be decoded (%s)" % type(exc).__name__
+    )
+    try:
+        _write_frame(_exception_payload(int(m.group(1)), err))
+    except Exception:
+        return False
+    return True
+
+
 def _fatal(message):
     try:
         sys.stderr.write("morel runner: %s\n" % message)
@@ -599,26 +619,32 @@ class _Input:
         self.frames = 0  # frames consumed so far (progress, for the EOF watcher)
 
     def parse(self):
-        """The next complete frame already buffered, or None."""
-        buf = self.buf
-        avail = len(buf) - self.pos
-        if avail < 4:
-            return None
-        (length,) = _unpack_len(buf, self.pos)
-        if length > MAX_FRAME:
-            _fatal("frame of %d bytes exceeds the %d byte limit" % (length, MAX_FRAME))
-        if avail < 4 + length:
-            return None
-        start = self.pos + 4
-        self.pos = start + length
-        self.frames += 1
-        try:
-            msg = _decode_frame(buf[start : self.pos])
-        except ValueError as e:
-            _fatal("malformed frame (not UTF-8 JSON): %s" % e)
-        if type(msg) is not dict:
-            _fatal("malformed frame: expected a JSON object, got %s" % type(msg).__name__)
-        return msg
+        """The next complete frame already buffered, or None.  A call whose
+        frame cannot be decoded (too deep, too big, not UTF-8 JSON) is answered
+        with an error and skipped: the worker keeps serving."""
+        while True:
+            buf = self.buf
+            avail = len(buf) - self.pos
+            if avail < 4:
+                return None
+            (length,) = _unpack_len(buf, self.pos)
+            if length > MAX_FRAME:
+                _fatal("frame of %d bytes exceeds the %d byte limit" % (length, MAX_FRAME))
+            if avail < 4 + length:
+                return None
+            start = self.pos + 4
+            self.pos = start + length
+            self.frames += 1
+            raw = buf[start : self.pos]
+            try:
+                msg = _decode_frame(raw)
+            except (ValueError, RecursionError, MemoryError) as e:
+                if _refuse_frame(raw, e):
+                    continue
+                _fatal("malformed frame (not UTF-8 JSON): %s" % type(e).__name__)
+            if type(msg) is not dict:
+                _fatal("malformed frame: expected a JSON object, got %s" % type(msg).__name__)
+            return msg
 
     def fill(self):
         """One (blocking) read from fd 3; False at EOF."""

@@ -8,6 +8,7 @@ mod dashboard;
 mod environments;
 mod fast_lane;
 mod flows;
+mod hostile;
 mod http_services;
 mod isolation;
 mod lifecycle;

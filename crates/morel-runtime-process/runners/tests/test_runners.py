@@ -347,6 +347,22 @@ class RunnerContract:
 
 
 
+    def test_undecodable_call_frames_are_answered_and_the_worker_keeps_serving(self):
+        deep = b"[" * 5000 + b"]" * 5000
+        frames = [
+            (7, b'{"type":"Invoke","id":7,"name":"add","args":[' + deep + b'],"kwargs":{},"timeout_ms":30000}'),
+            (8, b'{"type":"Invoke","id":8,"name":"add","args":["\xff\xfe"],"kwargs":{},"timeout_ms":30000}'),
+        ]
+        for call_id, raw in frames:
+            self.w.send_raw(struct.pack(">I", len(raw)) + raw)
+            msg = self.w.recv()
+            self.assertEqual((msg["type"], msg["id"]), ("InvokeResult", call_id), msg)
+            if self.LANG == "python":
+                self.assertFalse(msg["ok"], msg)
+                self.assertIn("could not be decoded", json.dumps(msg["error"]))
+        self.assertEqual(self.ok(self.w.call("add", 2, 3)), 5)
+
+
 class PythonRunnerTest(RunnerContract, unittest.TestCase):
     LANG = "python"
     ROOT = PY_APP

@@ -1,0 +1,147 @@
+//! Hostile input and faults (issue "Hostile input and faults never take Morel down"): what a
+//! client or an app sends never crashes, wedges or exhausts Morel or another app, every
+//! refusal is a clear 4xx, and internals never reach a public body.
+
+use std::path::Path;
+use std::time::Duration;
+
+use morel_test_support::{Gate, MorelServer, example, wait_for};
+use serde_json::{Value, json};
+
+use crate::bin;
+
+fn write(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+/// The ready instance of an app: (pid, restarts).
+async fn instance(s: &MorelServer, app: &str) -> (i64, i64) {
+    let (_, detail) = s.get(&format!("/api/apps/{app}")).await;
+    let i = detail["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["state"] == "ready")
+        .unwrap_or_else(|| panic!("no ready instance: {detail}"))
+        .clone();
+    (i["pid"].as_i64().unwrap(), i["restarts"].as_i64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deeply_nested_bodies_are_refused_and_the_worker_keeps_serving() {
+    let s = MorelServer::start(&bin());
+    s.deploy(&example("hello-python"));
+    let before = instance(&s, "hello-python").await;
+    let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    let bodies = [
+        deep(2000),
+        format!("[{}]", deep(200)),
+        format!("{{\"name\": {}}}", deep(100)),
+    ];
+    for round in 0..2 {
+        for body in &bodies {
+            let (status, answer) = s.call("hello-python", "greet", body).await;
+            assert_eq!(status, 400, "round {round}: {answer}");
+            assert_eq!(answer["type"], "BadRequest", "{answer}");
+            assert!(
+                answer["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("deeper than 64 levels"),
+                "{answer}"
+            );
+        }
+    }
+    // Brackets inside strings are data, however many.
+    let text = format!("{}{}", "[".repeat(3000), "{".repeat(3000));
+    assert_eq!(
+        s.call("hello-python", "greet", &json!([text]).to_string())
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        s.call("hello-python", "greet", r#"{"name": "Ada"}"#).await,
+        (200, json!({"message": "Hello, Ada!"}))
+    );
+    assert_eq!(
+        instance(&s, "hello-python").await,
+        before,
+        "the worker was restarted"
+    );
+}
+
+const FALLS_OVER: &str = r#"
+import os
+import socket
+import sys
+
+def _gate_open():
+    try:
+        socket.create_connection(("127.0.0.1", int(os.environ["GATE_PORT"])), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+if _gate_open():
+    # What a crashing runtime leaves on stderr: a traceback with server paths.
+    sys.stderr.write('Traceback (most recent call last):\n  File "/srv/secret/internal/app.py", line 7\nRuntimeError: db password is hunter2\n')
+    sys.stderr.flush()
+    os._exit(3)
+
+def ping():
+    return "pong"
+
+def die():
+    os._exit(3)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_loop_answers_503_without_the_apps_stderr_which_goes_to_its_logs() {
+    let s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("falls-over");
+    write(&dir, &[("app.py", FALLS_OVER)]);
+    let mut gate = Gate::new();
+    s.cli_ok(&[
+        "deploy",
+        dir.to_str().unwrap(),
+        "--set",
+        &format!("GATE_PORT={}", gate.port()),
+    ]);
+    assert_eq!(
+        s.call("falls-over", "ping", "").await,
+        (200, Value::from("pong"))
+    );
+    // From now on every start crashes: the pool gives up after a few.
+    gate.open();
+    assert_eq!(s.call("falls-over", "die", "").await.0, 502);
+    let (status, body) = wait_for(Duration::from_secs(60), "the crash loop", || async {
+        let (status, body) = s.call("falls-over", "ping", "").await;
+        (status == 503).then_some((status, body))
+    })
+    .await;
+    assert_eq!(status, 503);
+    let text = body.to_string();
+    for leak in ["Traceback", "hunter2", "/srv/secret", "app.py", "exit code"] {
+        assert!(
+            !text.contains(leak),
+            "the public body carries {leak:?}: {text}"
+        );
+    }
+    assert!(text.contains("morel logs"), "{text}");
+    // The owner sees why (log writes are batched: wait for them).
+    wait_for(
+        Duration::from_secs(10),
+        "the crash in the app's logs",
+        || async {
+            let (_, logs) = s.get("/api/apps/falls-over/logs?since=1h").await;
+            let logs = logs.to_string();
+            (logs.contains("hunter2") && logs.contains("crash loop")).then_some(())
+        },
+    )
+    .await;
+}
