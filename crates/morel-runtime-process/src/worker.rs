@@ -166,7 +166,16 @@ struct Inner {
     reply_thread: Option<usize>,
     /// Removed when the worker is gone.
     _scratch: Option<crate::Scratch>,
+    /// Calls answered 504 whose reply has not come yet, by id: the function's name. One still
+    /// here [`OVERDUE_GRACE`] after its deadline gets the worker recycled.
+    overdue: Mutex<HashMap<u64, String>>,
+    /// The app's log, for what the host says about the worker.
+    sink: LogSink,
 }
+
+/// How long a call past its deadline may keep running in the worker (it was cancelled; an
+/// `async` call stops at once) before the worker is killed and respawned to free its slot.
+pub const OVERDUE_GRACE: Duration = Duration::from_secs(2);
 
 /// A running worker. Cheap to clone; the process is killed when the last clone is stopped or dropped.
 #[derive(Clone)]
@@ -335,6 +344,8 @@ impl Worker {
             functions,
             reply_thread,
             _scratch: scratch,
+            overdue: Mutex::new(HashMap::new()),
+            sink: sink.clone(),
         });
         // Reader: routes replies to their callers.
         let weak = Arc::downgrade(&inner);
@@ -508,7 +519,31 @@ impl Worker {
                 if let Ok(mut p) = self.inner.pending.lock() {
                     p.remove(&id);
                 }
+                if let Ok(mut o) = self.inner.overdue.lock() {
+                    o.insert(id, name.to_owned());
+                }
                 send(&self.inner.outbox, &HostMessage::Cancel { id });
+                // A call that does not stop holds one of the worker's threads for good: past
+                // the grace the worker is recycled (its supervisor respawns it).
+                let weak = Arc::downgrade(&self.inner);
+                tokio::spawn(async move {
+                    tokio::time::sleep(OVERDUE_GRACE).await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let still = inner.overdue.lock().ok().and_then(|mut o| o.remove(&id));
+                    if let Some(function) = still
+                        && inner.alive.load(Ordering::SeqCst)
+                    {
+                        let msg = format!(
+                            "morel: call {id} of {function} passed its deadline of {deadline:?} \
+                             and was still running {OVERDUE_GRACE:?} later; recycling the worker \
+                             (pid {}) to free its slot",
+                            inner.pid
+                        );
+                        tracing::warn!("{msg}");
+                        (inner.sink)(true, msg);
+                        spawn::kill_group(inner.pid, libc::SIGKILL);
+                    }
+                });
                 Err(InvokeError::Timeout(deadline))
             }
         }
@@ -553,6 +588,12 @@ async fn read_replies(mut reader: BufReader<pipe::Receiver>, weak: std::sync::We
                 ..
             }) if kind == "InvokeResult" => {
                 let waiter = inner.pending.lock().ok().and_then(|mut p| p.remove(&id));
+                if waiter.is_none()
+                    && let Ok(mut o) = inner.overdue.lock()
+                {
+                    // A late reply: the call did stop.
+                    o.remove(&id);
+                }
                 if let Some(Waiter { reply: tx, slot }) = waiter {
                     drop(slot);
                     let reply = if ok {

@@ -145,3 +145,53 @@ async fn a_crash_loop_answers_503_without_the_apps_stderr_which_goes_to_its_logs
     )
     .await;
 }
+
+const HANGS: &str = r#"
+import time
+import morel
+
+api = morel.Endpoint("api", workers=(1, 1), concurrency=1, timeout_s=1)
+
+@api.function
+def hang():
+    time.sleep(600)
+
+@api.function
+def ping():
+    return "pong"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_that_never_returns_gets_504_and_its_worker_is_recycled() {
+    let s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hangs");
+    write(&dir, &[("app.py", HANGS)]);
+    s.deploy(&dir);
+    let (first_pid, _) = instance(&s, "hangs").await;
+    for _ in 0..2 {
+        let (status, body) = s.call("hangs", "hang", "").await;
+        assert_eq!(status, 504, "{body}");
+        // The one thread is stuck in sleep(600): within the grace plus a respawn, the worker
+        // is replaced and calls are answered again.
+        let answered = wait_for(Duration::from_secs(20), "a call answered again", || async {
+            let (status, body) = s.call("hangs", "ping", "").await;
+            (status == 200).then_some(body)
+        })
+        .await;
+        assert_eq!(answered, Value::from("pong"));
+    }
+    let (pid, restarts) = instance(&s, "hangs").await;
+    assert_ne!(pid, first_pid);
+    assert!(restarts >= 2, "restarts {restarts}");
+    wait_for(
+        Duration::from_secs(10),
+        "the recycle in the app's logs",
+        || async {
+            let (_, logs) = s.get("/api/apps/hangs/logs?since=1h").await;
+            let logs = logs.to_string();
+            (logs.contains("call") && logs.contains("of hang passed its deadline")).then_some(())
+        },
+    )
+    .await;
+}
