@@ -737,8 +737,8 @@ async fn pump<R: tokio::io::AsyncRead + Unpin>(
     stream: LogStream,
     tail: Option<Arc<Mutex<VecDeque<String>>>>,
 ) {
-    let mut lines = reader.lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let mut lines = morel_runtime_process::loglines::LogLines::new(reader);
+    while let Some(line) = lines.next_line().await {
         if let Some(t) = &tail
             && let Ok(mut t) = t.lock()
         {

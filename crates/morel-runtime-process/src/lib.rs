@@ -8,6 +8,7 @@
 
 pub mod deps;
 mod frame;
+pub mod loglines;
 mod outbox;
 pub mod protocol;
 mod runners;

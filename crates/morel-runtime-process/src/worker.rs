@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::unix::pipe;
 use tokio::sync::{Semaphore, oneshot, watch};
 
@@ -660,8 +660,8 @@ async fn pump_lines<R: tokio::io::AsyncRead + Unpin>(
     sink: LogSink,
     tail: Option<Arc<Mutex<VecDeque<String>>>>,
 ) {
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let mut lines = crate::loglines::LogLines::new(BufReader::new(r));
+    while let Some(line) = lines.next_line().await {
         if let Some(tail) = &tail
             && let Ok(mut t) = tail.lock()
         {

@@ -195,3 +195,53 @@ async fn a_call_that_never_returns_gets_504_and_its_worker_is_recycled() {
     )
     .await;
 }
+
+const NOISY: &str = r#"
+import sys
+
+def shout(n):
+    sys.stdout.write("x" * int(n) + "\n")
+    sys.stdout.buffer.write(b"not utf-8: \xff\xfe end\n")
+    sys.stdout.flush()
+    print("after the noise", flush=True)
+    return "done"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_and_binary_log_lines_are_cut_and_escaped_and_logging_goes_on() {
+    let s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("noisy");
+    write(&dir, &[("app.py", NOISY)]);
+    s.deploy(&dir);
+    for _ in 0..2 {
+        assert_eq!(
+            s.call("noisy", "shout", "[5000000]").await,
+            (200, Value::from("done"))
+        );
+    }
+    let lines = wait_for(Duration::from_secs(10), "the lines in the logs", || async {
+        let (_, logs) = s.get("/api/apps/noisy/logs?since=1h").await;
+        let lines: Vec<String> = logs
+            .as_array()?
+            .iter()
+            .filter_map(|l| l["line"].as_str().map(str::to_owned))
+            .collect();
+        (lines.iter().filter(|l| *l == "after the noise").count() == 2).then_some(lines)
+    })
+    .await;
+    let long: Vec<&String> = lines.iter().filter(|l| l.starts_with("xxxx")).collect();
+    assert_eq!(long.len(), 2);
+    for l in long {
+        assert!(l.len() < 17 * 1024, "{} bytes kept", l.len());
+        assert!(l.ends_with("more dropped]"), "{}", &l[l.len() - 80..]);
+    }
+    assert!(
+        lines.iter().any(|l| l == "not utf-8: \\xff\\xfe end"),
+        "{:?}",
+        lines
+            .iter()
+            .filter(|l| !l.starts_with("xxx"))
+            .collect::<Vec<_>>()
+    );
+}
