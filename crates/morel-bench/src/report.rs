@@ -3,7 +3,9 @@
 //!
 //! Raw measurements are files in one directory, written by `bench/run` and the `load`/`spawn`
 //! subcommands: `KEY.load.json` (a [`LoadResult`]), `KEY.samples` (one µs figure per line),
-//! `KEY.value` (one number) and `KEY.skip` (why a step did not run). `meta.json` describes the run.
+//! `KEY.value` (one number) and `KEY.skip` (why a step did not run); `ROW_ID.note` is text added
+//! to that row's note (what was measured, when `bench/run` knows more than the figures say).
+//! `meta.json` describes the run.
 //! A row whose measurement is missing is still written, with null values and a note saying why.
 
 use std::path::{Path, PathBuf};
@@ -319,6 +321,38 @@ pub const ROWS: &[RowDef] = &[
         pending: None,
         reference_pending: None,
     },
+    // The cost of workload containment: the same Morel with it off (`MOREL_CONTAINMENT=0`) is
+    // the reference.
+    RowDef {
+        id: "containment_python_call",
+        path: "containment cost: Python function call through the gateway, containment on",
+        reference: "the same Morel with containment off (MOREL_CONTAINMENT=0)",
+        unit: "req/s",
+        goal_op: GoalOp::AtLeast,
+        goal: 0.95,
+        goal_on: GoalOn::Ratio,
+        measure: Measure::Throughput {
+            morel: "python_contained",
+            reference: "python_bare",
+        },
+        pending: None,
+        reference_pending: None,
+    },
+    RowDef {
+        id: "containment_python_cold_start",
+        path: "containment cost: Python instance cold start (scale from zero to first answer), containment on",
+        reference: "the same Morel with containment off (MOREL_CONTAINMENT=0)",
+        unit: "ms",
+        goal_op: GoalOp::AtMost,
+        goal: 1.2,
+        goal_on: GoalOn::Ratio,
+        measure: Measure::Durations {
+            morel: "python_cold_contained",
+            reference: "python_cold_bare",
+        },
+        pending: None,
+        reference_pending: None,
+    },
 ];
 
 /// One row of `latest.json`. The first eleven fields are the issue's; the rest explain them.
@@ -412,11 +446,14 @@ impl Raw {
     fn value(&self, key: &str) -> Result<Option<f64>, BenchError> {
         Ok(self.numbers(key, "value")?.and_then(|v| v.last().copied()))
     }
-    fn skip(&self, key: &str) -> Option<String> {
-        std::fs::read_to_string(self.path(key, "skip"))
+    fn text(&self, key: &str, ext: &str) -> Option<String> {
+        std::fs::read_to_string(self.path(key, ext))
             .ok()
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
+    }
+    fn skip(&self, key: &str) -> Option<String> {
+        self.text(key, "skip")
     }
     /// Why `key` has no measurement.
     fn why_missing(&self, key: &str, pending: Option<&str>) -> String {
@@ -619,6 +656,7 @@ fn build_row(raw: &Raw, def: &RowDef, run: &str) -> Result<Row, BenchError> {
         }
     }
     lead.extend(notes);
+    lead.extend(raw.text(def.id, "note"));
     row.note = (!lead.is_empty()).then(|| lead.join("; "));
     Ok(row)
 }
@@ -785,6 +823,11 @@ mod tests {
         std::fs::write(dir.join("rss_many_kib.value"), "11000").unwrap();
         std::fs::write(dir.join("many_count.value"), "11").unwrap();
         std::fs::write(dir.join("ref_node.skip"), "node is not installed").unwrap();
+        write_load(&dir, "python_contained", 960.0, 100);
+        write_load(&dir, "python_bare", 1000.0, 90);
+        std::fs::write(dir.join("containment_python_call.note"), "on: uid 200000\n").unwrap();
+        std::fs::write(dir.join("python_cold_contained.samples"), "110000\n").unwrap();
+        std::fs::write(dir.join("python_cold_bare.samples"), "100000\n").unwrap();
         for key in ["jobs_postgres", "queue_postgres"] {
             std::fs::write(
                 dir.join(format!("{key}.skip")),
@@ -800,6 +843,20 @@ mod tests {
         assert_eq!(
             (cold.morel_value, cold.ratio, cold.met),
             (Some(2000.0), Some(20.0), Some(true))
+        );
+        let contained = by("containment_python_call");
+        assert_eq!(
+            (contained.ratio, contained.met, contained.note.as_deref()),
+            (Some(0.96), Some(true), Some("on: uid 200000"))
+        );
+        let cold_contained = by("containment_python_cold_start");
+        assert_eq!(
+            (
+                cold_contained.morel_value,
+                cold_contained.ratio,
+                cold_contained.met
+            ),
+            (Some(110.0), Some(1.1), Some(true))
         );
         let mem = by("wasm_many_memory");
         assert_eq!((mem.morel_value, mem.met), (Some(1000.0), Some(false)));

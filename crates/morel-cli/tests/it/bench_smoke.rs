@@ -11,7 +11,14 @@ use serde_json::Value;
 use crate::bin;
 
 /// Rows `--smoke` measures on both sides (Morel and reference), with positive figures.
-const BOTH_SIDES: &[&str] = &["wasm_core", "node", "wasm_cold", "wasm_many_throughput"];
+const BOTH_SIDES: &[&str] = &[
+    "wasm_core",
+    "node",
+    "wasm_cold",
+    "wasm_many_throughput",
+    // Both sides are Morel: containment on, and off (MOREL_CONTAINMENT=0).
+    "containment_python_call",
+];
 /// Rows where only Morel's side runs in `--smoke` (the reference needs a pip or apt install).
 const MOREL_ONLY: &[&str] = &["python", "http_service"];
 /// Rows measured on both sides whose figures are not loads (durations, batches): both values
@@ -23,6 +30,7 @@ const BOTH_VALUES: &[&str] = &[
     "jobs_sqlite",
     // The test suite's PostgreSQL (MOREL_TEST_DATABASE_URL, started by scripts/test).
     "jobs_postgres",
+    "containment_python_cold_start",
 ];
 /// Every row the issue asks for, in order.
 const ALL: &[&str] = &[
@@ -41,6 +49,8 @@ const ALL: &[&str] = &[
     "wasm_many_throughput",
     "wasm_many_memory",
     "bluegreen",
+    "containment_python_call",
+    "containment_python_cold_start",
 ];
 
 fn repo_root() -> PathBuf {
