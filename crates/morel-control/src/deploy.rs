@@ -654,7 +654,21 @@ impl Deployer {
                 continue;
             };
             tracing::info!(app = %app.key, release = n, "restoring active release");
-            self.spawn_rollout(release);
+            if self.cfg.remote_agents {
+                self.spawn_rollout(release);
+                continue;
+            }
+            // Until its rollout ends, the app is "being restored": readiness says so and its
+            // calls get 503 with Retry-After instead of 404.
+            let key = app.key.clone();
+            self.routes
+                .set_restoring(key.namespace.as_str(), key.name.as_str(), true);
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.clone().rollout(release).await;
+                this.routes
+                    .set_restoring(key.namespace.as_str(), key.name.as_str(), false);
+            });
         }
         Ok(())
     }

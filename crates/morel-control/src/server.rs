@@ -159,9 +159,9 @@ impl Server {
                 "/{prefix}/{app}/{version}/run/{func}",
                 post(crate::jobs::run),
             )
+            .route("/api/readiness", get(compat::readiness))
             .with_state(state);
         let all = Router::new()
-            .route("/api/readiness", get(compat::readiness))
             .route("/api/openapi.json", get(crate::openapi::openapi_json))
             .merge(control)
             .merge(public)

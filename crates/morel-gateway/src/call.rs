@@ -92,6 +92,16 @@ async fn call(
         if let Some(svc) = gw.routes.edge().get("default", &prefix) {
             return to_edge(&gw, &svc, req).await;
         }
+        if gw.routes.is_restoring(&prefix, &app) {
+            let mut resp = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                format!("app {prefix}/{app} is being restored after a restart; retry shortly"),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
+        }
         morel_metrics::global().unrouted_call();
         return error(
             StatusCode::NOT_FOUND,

@@ -81,6 +81,9 @@ pub struct RouteTable {
     /// Host names (`{env}--{app}.{domain}`) → (namespace, host app) of the environment they
     /// serve. Written by the control plane when an environment gets or loses its address.
     hosts: RwLock<HashMap<String, (String, String)>>,
+    /// Apps whose active release is being brought back after a restart, as `namespace/app`:
+    /// a call to one is answered 503 with Retry-After, not 404.
+    restoring: RwLock<std::collections::HashSet<String>>,
 }
 
 /// The app key under which a preview environment's releases, instances and routes live:
@@ -101,17 +104,49 @@ impl RouteTable {
         Self::default()
     }
 
+    /// Marks an app as being restored (`true`) or done (`false`).
+    pub fn set_restoring(&self, namespace: &str, app: &str, restoring: bool) {
+        let mut r = self.restoring.write().unwrap_or_else(|e| e.into_inner());
+        let key = format!("{namespace}/{app}");
+        if restoring {
+            r.insert(key);
+        } else {
+            r.remove(&key);
+        }
+    }
+
+    /// Whether the app's active release is still being restored after a restart.
+    pub fn is_restoring(&self, namespace: &str, app: &str) -> bool {
+        let r = self.restoring.read().unwrap_or_else(|e| e.into_inner());
+        !r.is_empty() && r.contains(&format!("{namespace}/{app}"))
+    }
+
+    /// How many apps are still being restored.
+    pub fn restoring(&self) -> usize {
+        self.restoring
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     /// The edge's table of http services (same lifetime as the route table).
     pub fn edge(&self) -> &crate::EdgeTable {
         &self.edge
     }
 
-    /// Makes `routes` the app's live routes; returns the routes it replaced.
+    /// Makes `routes` the app's live routes; returns the routes it replaced. An app being
+    /// restored is restored from this moment.
     pub fn install(&self, namespace: &str, app: &str, routes: AppRoutes) -> Option<Arc<AppRoutes>> {
-        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
-        apps.entry(namespace.to_owned())
-            .or_default()
-            .insert(app.to_owned(), Arc::new(routes))
+        let old = {
+            let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+            apps.entry(namespace.to_owned())
+                .or_default()
+                .insert(app.to_owned(), Arc::new(routes))
+        };
+        if self.restoring() > 0 {
+            self.set_restoring(namespace, app, false);
+        }
+        old
     }
 
     pub fn remove(&self, namespace: &str, app: &str) -> Option<Arc<AppRoutes>> {

@@ -245,3 +245,74 @@ async fn huge_and_binary_log_lines_are_cut_and_escaped_and_logging_goes_on() {
             .collect::<Vec<_>>()
     );
 }
+
+const SLOW_BOOT: &str = r#"
+import time
+
+time.sleep(2)
+
+def hi():
+    return "hi"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_restart_calls_wait_for_the_restore_with_503_never_404() {
+    let mut s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("slow-boot");
+    write(&dir, &[("app.py", SLOW_BOOT)]);
+    s.deploy(&dir);
+    s.stop();
+    let s = MorelServer::start_with(&bin(), s.dirs.clone());
+    let http = s.http();
+    let (mut unavailable, mut not_ready) = (0, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "never restored");
+        let ready = http
+            .get(format!("{}/api/readiness", s.url))
+            .send()
+            .await
+            .unwrap();
+        let ready_status = ready.status().as_u16();
+        let r = http
+            .post(format!("{}/default/slow-boot/latest/call/hi", s.url))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let retry = r.headers().get("retry-after").cloned();
+        let body: Value = r.json().await.unwrap();
+        match status {
+            200 => {
+                assert_eq!(body, Value::from("hi"));
+                break;
+            }
+            503 => {
+                assert_eq!(
+                    retry.as_ref().map(|v| v.to_str().unwrap()),
+                    Some("1"),
+                    "{body}"
+                );
+                assert_ne!(ready_status, 200, "readiness said ready while {body}");
+                unavailable += 1;
+            }
+            other => panic!("a call while restoring got {other}: {body}"),
+        }
+        if ready_status == 503 {
+            not_ready += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The 2 s import makes the window wide enough to be seen.
+    assert!(
+        unavailable > 0 && not_ready > 0,
+        "{unavailable} {not_ready}"
+    );
+    let ready = http
+        .get(format!("{}/api/readiness", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+}

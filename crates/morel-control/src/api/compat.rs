@@ -28,11 +28,25 @@ const DEPLOY_WAIT: Duration = Duration::from_secs(600);
     tag = "compat",
     summary = "Readiness probe (no token needed)",
     responses(
-        (status = 200, description = "ok", body = serde_json::Value),
+        (status = 200, description = "ok: every active release is restored", body = serde_json::Value),
+        (status = 503, description = "still restoring apps after a restart (Retry-After)", body = serde_json::Value),
     ),
 )]
-pub async fn readiness() -> Json<Value> {
-    Json(json!({ "status": "ready" }))
+pub async fn readiness(State(st): State<AppState>) -> Response {
+    let restoring = st.deployer.routes.restoring();
+    if restoring > 0 {
+        let mut resp = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "restoring", "apps": restoring })),
+        )
+            .into_response();
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        return resp;
+    }
+    Json(json!({ "status": "ready" })).into_response()
 }
 
 /// Reached only with a valid token (the auth layer answers 401 otherwise).
