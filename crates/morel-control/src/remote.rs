@@ -32,6 +32,8 @@ pub struct RemoteApp {
     pub env: String,
     /// Function name → its resource.
     pub functions: HashMap<String, String>,
+    /// Resource → its calls' deadline (the manifest's `timeout_ms`).
+    pub deadlines: HashMap<String, Duration>,
     /// Resource → base URLs of agents serving a ready instance of it.
     pub endpoints: HashMap<String, Vec<String>>,
 }
@@ -54,8 +56,18 @@ impl RemoteTable {
     }
 }
 
-/// Manifests of active releases, parsed once: `(namespace, app, release)` → function → resource.
-type ManifestCache = HashMap<(String, String, i64), Arc<(String, HashMap<String, String>)>>;
+/// What a forward needs of an active release's manifest: its environment, function →
+/// resource, and resource → deadline.
+type ReleaseRoutes = (String, HashMap<String, String>, HashMap<String, Duration>);
+
+/// Manifests of active releases, parsed once: `(namespace, app, release)` → their routes.
+type ManifestCache = HashMap<(String, String, i64), Arc<ReleaseRoutes>>;
+
+/// A forwarded call may take its deadline plus this (the agent answers 504 itself at the
+/// deadline; past this the agent is taken to be hung).
+const FORWARD_GRACE: Duration = Duration::from_secs(1);
+/// The deadline of a call whose resource is not known here.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Rebuilds the table from the store.
 pub async fn refresh(
@@ -100,7 +112,12 @@ pub async fn refresh(
                             .map(move |f| (f.name.clone(), r.clone()))
                     })
                     .collect();
-                let e = Arc::new((release.env, functions));
+                let deadlines = manifest
+                    .resources
+                    .iter()
+                    .map(|(r, spec)| (r.clone(), Duration::from_millis(spec.timeout_ms)))
+                    .collect();
+                let e = Arc::new((release.env, functions, deadlines));
                 cache.insert(ck.clone(), e.clone());
                 e
             }
@@ -126,6 +143,7 @@ pub async fn refresh(
                 release: n,
                 env: entry.0.clone(),
                 functions: entry.1.clone(),
+                deadlines: entry.2.clone(),
                 endpoints,
             }),
         );
@@ -233,6 +251,11 @@ async fn forward(
             format!("request body exceeds the limit of {MAX_BODY} bytes"),
         );
     };
+    let deadline = routes
+        .deadlines
+        .get(resource)
+        .copied()
+        .unwrap_or(DEFAULT_DEADLINE);
     let start = fwd.table.next.fetch_add(1, Ordering::Relaxed);
     let mut last = String::new();
     for i in 0..endpoints.len() {
@@ -243,10 +266,23 @@ async fn forward(
             .post(&url)
             .header(header::CONTENT_TYPE, "application/json")
             .body(bytes.clone())
+            .timeout(deadline + FORWARD_GRACE)
             .send()
             .await;
         match sent {
             Ok(resp) => return relay(resp).await,
+            // Sent, but no answer within the call's deadline: the agent is hung (it would
+            // have answered 504 itself). The call may have run: it is not sent elsewhere.
+            Err(e) if e.is_timeout() => {
+                tracing::warn!(endpoint = %ep, "agent did not answer within the call's deadline");
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Timeout",
+                    format!(
+                        "the agent running {func} did not answer within the call's deadline of {deadline:?}"
+                    ),
+                );
+            }
             // Not reached (the agent is gone): try the next endpoint.
             Err(e) if e.is_connect() => {
                 tracing::warn!(endpoint = %ep, error = %e, "agent unreachable; trying the next");

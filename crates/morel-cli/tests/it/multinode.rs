@@ -396,3 +396,81 @@ async fn an_agent_that_comes_back_stops_its_stale_instance() {
     );
     assert!(answers(&s).await, "v1 still serves");
 }
+
+/// Resumes a stopped process (even when the test fails).
+struct Resume(u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        morel_test_support::signal(self.0, libc::SIGCONT);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_agent_costs_a_call_its_deadline_then_leaves_routing() {
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let server_args = ["--database-url", db.url.as_str(), "--no-compiler"];
+    let s = MorelServer::start_role(&bin(), dirs.clone(), "server", &server_args);
+    let agents: Vec<AgentProc> = ["hung-a", "hung-b"]
+        .iter()
+        .map(|n| AgentProc::start(&s, &s.url, n, &dirs.path().join(n)))
+        .collect();
+    let project = dirs.path().join("project");
+    copy_dir(&example("hello-python"), &project);
+    std::fs::write(
+        project.join("morel.toml"),
+        format!("[app]\nname = \"{APP}\"\n[resources.default]\nworkers = [2, 2]\ntimeout_s = 2\n"),
+    )
+    .unwrap();
+    s.deploy(&project);
+    wait_for(Duration::from_secs(120), "two ready instances", || async {
+        let p = ready_placements(&s).await;
+        let nodes: HashSet<String> = p.iter().map(|(n, _)| n.clone()).collect();
+        (p.len() == 2 && nodes.len() == 2).then_some(())
+    })
+    .await;
+    wait_for(Duration::from_secs(10), "a call", || async {
+        answers(&s).await.then_some(())
+    })
+    .await;
+
+    // One agent hangs (it still accepts connections: the kernel does).
+    let hung = agents[0].child.id();
+    morel_test_support::signal(hung, libc::SIGSTOP);
+    let _resume = Resume(hung);
+    let started = std::time::Instant::now();
+    let (mut timed_out, mut ok) = (0, 0);
+    // Each call ends within its deadline (2 s) plus the forward's grace; once the hung
+    // node's heartbeat is stale, calls only go to the live agent.
+    while started.elapsed() < Duration::from_secs(40) {
+        let t = std::time::Instant::now();
+        let (status, body) =
+            tokio::time::timeout(Duration::from_secs(8), s.call(APP, "add", "[20, 22]"))
+                .await
+                .expect("a forwarded call waited for the hung agent");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        match status {
+            200 => {
+                assert_eq!(body, json!(42));
+                ok += 1;
+            }
+            504 => {
+                assert!(
+                    body["error"].as_str().unwrap().contains("deadline"),
+                    "{body}"
+                );
+                timed_out += 1;
+                ok = 0;
+            }
+            other => panic!("{other}: {body}"),
+        }
+        if ok >= 10 {
+            break;
+        }
+    }
+    assert!(
+        ok >= 10,
+        "calls kept reaching the hung agent ({timed_out} timeouts)"
+    );
+}
