@@ -118,6 +118,13 @@ async fn serve_on(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Past the cap: a clear refusal, then the socket closes.
+                    if OPEN_CONNECTIONS.load(Ordering::Relaxed)
+                        >= morel_gateway::conn_limits().max_connections
+                    {
+                        let _ = stream.try_write(TOO_MANY);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     // Handed over as a plain socket: it registers with its thread's runtime.
                     match stream.into_std() {
@@ -237,6 +244,7 @@ async fn serve_connection(
     open: Arc<Open>,
 ) {
     open.count.fetch_add(1, Ordering::SeqCst);
+    OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
     let handed_off = match &served.lane {
         Some(lane) => loop {
             match lane.serve(&mut stream, peer, &mut stop).await {
@@ -254,10 +262,17 @@ async fn serve_connection(
     if let Some((read, stream)) = handed_off {
         serve_with_hyper(Replay::new(read, stream), peer, served, stop).await;
     }
+    OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
     if open.count.fetch_sub(1, Ordering::SeqCst) == 1 {
         open.closed.notify_waiters();
     }
 }
+
+/// Connections being served, on every serving thread (moves between threads keep counting).
+static OPEN_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// What a connection past the cap gets before it is closed.
+const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 73\r\n\r\n{\"error\":\"the server has too many open connections\",\"type\":\"Unavailable\"}";
 
 /// Moves a connection to serving thread `to`; gives it back when that thread takes no more.
 fn move_to(
@@ -317,6 +332,8 @@ async fn serve_with_hyper(
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(morel_gateway::conn_limits().header)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

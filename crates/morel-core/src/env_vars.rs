@@ -61,3 +61,15 @@ pub const MOREL_CONTAINMENT: &str = "MOREL_CONTAINMENT";
 /// `FIRST-LAST`, inclusive. Default `200000-265535`. Each app keeps its id, recorded in the
 /// store.
 pub const MOREL_UID_RANGE: &str = "MOREL_UID_RANGE";
+
+/// Connection limits of the public listener (`morel up`, `morel server`, agents), in
+/// milliseconds: a request head must arrive within `MOREL_HEADER_TIMEOUT_MS` (default 10000)
+/// of its first byte; a request body may pause at most `MOREL_BODY_TIMEOUT_MS` (default
+/// 10000) between reads (408 and the connection closes); a keep-alive connection may sit idle
+/// between requests for `MOREL_IDLE_TIMEOUT_MS` (default 60000).
+pub const MOREL_HEADER_TIMEOUT_MS: &str = "MOREL_HEADER_TIMEOUT_MS";
+pub const MOREL_BODY_TIMEOUT_MS: &str = "MOREL_BODY_TIMEOUT_MS";
+pub const MOREL_IDLE_TIMEOUT_MS: &str = "MOREL_IDLE_TIMEOUT_MS";
+/// Open connections the public listener serves at once (default 10000); past it a new
+/// connection is answered 503 and closed.
+pub const MOREL_MAX_CONNECTIONS: &str = "MOREL_MAX_CONNECTIONS";

@@ -403,18 +403,45 @@ impl CallFailure {
 
 /// Reads a request body within the limit (413 beyond).
 async fn read_body(body: Body, limits: &CallLimits) -> Result<axum::body::Bytes, Response> {
-    axum::body::to_bytes(body, limits.max_body)
-        .await
-        .map_err(|_| {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                format!(
-                    "request body exceeds the limit of {} bytes",
-                    limits.max_body
-                ),
-            )
-        })
+    use http_body_util::BodyExt;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!(
+                "request body exceeds the limit of {} bytes",
+                limits.max_body
+            ),
+        )
+    };
+    let pause = crate::conn_limits().body;
+    let mut body = body;
+    let mut out = bytes::BytesMut::new();
+    loop {
+        match tokio::time::timeout(pause, body.frame()).await {
+            // The body stopped arriving: 408, and the connection closes.
+            Err(_) => {
+                let mut resp = error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "RequestTimeout",
+                    crate::conn::BODY_TIMEOUT_ANSWER,
+                );
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return Err(resp);
+            }
+            Ok(None) => return Ok(out.freeze()),
+            Ok(Some(Err(_))) => return Err(too_large()),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if out.len() + data.len() > limits.max_body {
+                        return Err(too_large());
+                    }
+                    out.extend_from_slice(&data);
+                }
+            }
+        }
+    }
 }
 
 /// Runs one call of the route's function with `body` (JSON text) on its resource and returns the

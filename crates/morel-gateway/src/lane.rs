@@ -117,6 +117,7 @@ impl Lane {
         let mut buf = Vec::with_capacity(READ_CHUNK);
         let here = morel_runtime_process::serving_thread();
         let mut follow = Follow::default();
+        let limits = crate::conn_limits();
         loop {
             if buf.is_empty()
                 && let Some(to) = follow.due()
@@ -124,6 +125,9 @@ impl Lane {
             {
                 return LaneEnd::Move(to);
             }
+            // A request's head must be whole within the header timeout of its first byte.
+            let mut head_deadline =
+                (!buf.is_empty()).then(|| tokio::time::Instant::now() + limits.header);
             let plan = loop {
                 if !buf.is_empty() {
                     match self.plan(&buf, peer) {
@@ -132,20 +136,31 @@ impl Lane {
                         Parsed::Partial | Parsed::Other => return LaneEnd::HandOff(buf),
                     }
                 }
-                let read = if buf.is_empty() {
-                    if *stop.borrow() {
-                        return LaneEnd::Closed;
+                let read = match head_deadline {
+                    None => {
+                        if *stop.borrow() {
+                            return LaneEnd::Closed;
+                        }
+                        // Idle between requests: closed after the idle timeout.
+                        tokio::select! {
+                            read = read_some(stream, &mut buf) => read,
+                            _ = stop.changed() => return LaneEnd::Closed,
+                            _ = tokio::time::sleep(limits.idle) => return LaneEnd::Closed,
+                        }
                     }
-                    tokio::select! {
-                        read = read_some(stream, &mut buf) => read,
-                        _ = stop.changed() => return LaneEnd::Closed,
+                    Some(deadline) => {
+                        match tokio::time::timeout_at(deadline, read_some(stream, &mut buf)).await {
+                            Ok(read) => read,
+                            Err(_) => return LaneEnd::Closed,
+                        }
                     }
-                } else {
-                    read_some(stream, &mut buf).await
                 };
                 match read {
                     Ok(0) | Err(_) => return LaneEnd::Closed,
                     Ok(_) => {}
+                }
+                if head_deadline.is_none() {
+                    head_deadline = Some(tokio::time::Instant::now() + limits.header);
                 }
             };
             let keep_alive = match &plan.target {
@@ -305,7 +320,12 @@ impl Lane {
         route: &FnRoute,
     ) -> bool {
         let end = plan.head_len + plan.body_len;
-        if read_to(stream, buf, end).await.is_err() {
+        if let Err(e) = read_to(stream, buf, end).await {
+            if e.kind() == io::ErrorKind::TimedOut {
+                let body =
+                    crate::call::error_body("RequestTimeout", crate::conn::BODY_TIMEOUT_ANSWER);
+                let _ = answer(stream, StatusCode::REQUEST_TIMEOUT, &body, true).await;
+            }
             return false;
         }
         let outcome = crate::call::run_call(route, &buf[plan.head_len..end]).await;
@@ -396,7 +416,8 @@ pub(crate) async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::
     stream.read_buf(buf).await
 }
 
-/// Reads until `buf` holds at least `len` bytes.
+/// Reads until `buf` holds at least `len` bytes; `TimedOut` when a read waits longer than the
+/// body timeout.
 pub(crate) async fn read_to(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
@@ -405,9 +426,14 @@ pub(crate) async fn read_to(
     if buf.len() < len {
         buf.reserve(len - buf.len());
     }
+    let pause = crate::conn_limits().body;
     while buf.len() < len {
-        if stream.read_buf(buf).await? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        match tokio::time::timeout(pause, stream.read_buf(buf)).await {
+            Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            // The body stopped arriving (a promised length never sent).
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
         }
     }
     Ok(())

@@ -15,6 +15,7 @@
 
 mod args;
 mod call;
+mod conn;
 mod edge;
 mod lane;
 mod routes;
@@ -24,6 +25,7 @@ pub use args::{CallArgs, bind_args};
 pub use call::{
     CallFailure, CallLimits, ErrorBody, GatewayApi, call_function, host_routing, router,
 };
+pub use conn::{ConnLimits, conn_limits};
 pub use edge::{EdgeTable, NO_INSTANCE_WAIT};
 pub use lane::{Lane, LaneEnd, is_control_path};
 pub use routes::{AppRoutes, FnRoute, PRODUCTION, RouteTable, check_version, environment_host};

@@ -252,7 +252,13 @@ pub(crate) async fn forward(
     let held = body_len <= RETRY_BODY;
     // A larger body streams through, so it cannot be sent twice: it goes on a new connection.
     let mut fresh = !held;
-    if held && read_to(client, buf, head_len + body_len).await.is_err() {
+    if held && let Err(e) = read_to(client, buf, head_len + body_len).await {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            let body = crate::call::error_body("RequestTimeout", crate::conn::BODY_TIMEOUT_ANSWER);
+            let _ =
+                crate::lane::answer(client, axum::http::StatusCode::REQUEST_TIMEOUT, &body, true)
+                    .await;
+        }
         return false;
     }
     let mut attempts = 0;

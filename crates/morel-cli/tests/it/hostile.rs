@@ -316,3 +316,123 @@ async fn after_a_restart_calls_wait_for_the_restore_with_503_never_404() {
         .unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+/// Reads what the server sends until it closes the connection (or `limit` passes: panics).
+async fn until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    tokio::time::timeout(limit, stream.read_to_end(&mut got))
+        .await
+        .expect("the server kept the connection open")
+        .ok();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_heads_bodies_and_idle_connections_are_closed_and_connections_are_capped() {
+    // The same on the fast lane and on hyper and the router alone.
+    for fast_lane in ["1", "0"] {
+        connection_limits_hold(fast_lane).await;
+    }
+}
+
+async fn connection_limits_hold(fast_lane: &str) {
+    use tokio::io::AsyncWriteExt;
+    let dirs = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let s = MorelServer::start_with_env(
+        &bin(),
+        dirs,
+        &[],
+        &[
+            ("MOREL_FAST_LANE", fast_lane),
+            ("MOREL_HEADER_TIMEOUT_MS", "500"),
+            ("MOREL_BODY_TIMEOUT_MS", "500"),
+            ("MOREL_IDLE_TIMEOUT_MS", "800"),
+            ("MOREL_MAX_CONNECTIONS", "40"),
+        ],
+    );
+    s.deploy(&example("hello-python"));
+    let addr = s.url.trim_start_matches("http://").to_owned();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+    let call = "/default/hello-python/latest/call/greet";
+
+    // A head that never ends, on the fast lane's path and on the router's: closed.
+    for path in [call, "/api/apps"] {
+        let mut c = connect().await.unwrap();
+        c.write_all(format!("POST {path} HTTP/1.1\r\nhost: x\r\n").as_bytes())
+            .await
+            .unwrap();
+        let t = std::time::Instant::now();
+        until_closed(&mut c, Duration::from_secs(5)).await;
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "fast lane {fast_lane}, {path}: {:?}",
+            t.elapsed()
+        );
+    }
+
+    // A body promised and not sent: 408, then the connection closes.
+    for path in [call, "/default/hello-python/latest/await/greet"] {
+        let mut c = connect().await.unwrap();
+        c.write_all(
+            format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 104857600\r\n\r\n{{\"na")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let answer = until_closed(&mut c, Duration::from_secs(5)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "fast lane {fast_lane}: {answer}"
+        );
+        assert!(answer.contains("RequestTimeout"), "{answer}");
+    }
+
+    // An idle keep-alive connection is closed after the idle timeout; one in use is not.
+    let mut c = connect().await.unwrap();
+    let body = r#"{"name": "Ada"}"#;
+    c.write_all(
+        format!(
+            "POST {call} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let t = std::time::Instant::now();
+    let answer = until_closed(&mut c, Duration::from_secs(5)).await;
+    assert!(answer.contains("Hello, Ada!"), "{answer}");
+    // hyper has no idle timeout of its own: its header timeout also bounds the wait for the
+    // next request, so without the fast lane an idle connection closes after that.
+    if fast_lane == "1" {
+        assert!(
+            t.elapsed() >= Duration::from_millis(700),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    // Past the cap, a new connection gets a clear 503 and is closed; the held ones still work.
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let mut c = connect().await.unwrap();
+        // Keep each one busy enough not to be idle-closed: a head in progress is held until
+        // the header timeout, so send heads slowly within it.
+        c.write_all(b"GET /api/readiness HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        held.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = connect().await.unwrap();
+    let answer = until_closed(&mut extra, Duration::from_secs(3)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("too many open connections"), "{answer}");
+    drop(held);
+    // Once they are gone, connections are served again.
+    wait_for(Duration::from_secs(10), "a call after the cap", || async {
+        (s.call("hello-python", "greet", body).await.0 == 200).then_some(())
+    })
+    .await;
+}
