@@ -333,7 +333,14 @@ async fn serve_with_hyper(
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(morel_gateway::conn_limits().header)
+        // hyper's header timeout also bounds the wait for the next request on a kept-alive
+        // connection, so it is the idle timeout here (clients pool connections for a minute
+        // or more); a head arriving slowly is cut at the header timeout by the fast lane,
+        // which reads every connection's first request.
+        .header_read_timeout({
+            let l = morel_gateway::conn_limits();
+            l.idle.max(l.header)
+        })
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);

@@ -66,7 +66,8 @@ pub const MOREL_UID_RANGE: &str = "MOREL_UID_RANGE";
 /// milliseconds: a request head must arrive within `MOREL_HEADER_TIMEOUT_MS` (default 10000)
 /// of its first byte; a request body may pause at most `MOREL_BODY_TIMEOUT_MS` (default
 /// 10000) between reads (408 and the connection closes); a keep-alive connection may sit idle
-/// between requests for `MOREL_IDLE_TIMEOUT_MS` (default 60000).
+/// between requests for `MOREL_IDLE_TIMEOUT_MS` (default 120000: longer than common clients'
+/// pool idle time, so a client never reuses a connection the server is closing).
 pub const MOREL_HEADER_TIMEOUT_MS: &str = "MOREL_HEADER_TIMEOUT_MS";
 pub const MOREL_BODY_TIMEOUT_MS: &str = "MOREL_BODY_TIMEOUT_MS";
 pub const MOREL_IDLE_TIMEOUT_MS: &str = "MOREL_IDLE_TIMEOUT_MS";

@@ -26,7 +26,7 @@ impl Default for ConnLimits {
         ConnLimits {
             header: Duration::from_secs(10),
             body: Duration::from_secs(10),
-            idle: Duration::from_secs(60),
+            idle: Duration::from_secs(120),
             max_connections: 10_000,
         }
     }
