@@ -212,13 +212,15 @@ impl Agent {
         Ok(Jail {
             uid,
             memory_bytes: Some(memory_mb.unwrap_or(DEFAULT_MEMORY_MB) << 20),
-            processes: Some(DEFAULT_PROCESSES),
+            // RLIMIT_NPROC counts a uid's processes: only an app's own uid makes it per app.
+            processes: uid.map(|_| DEFAULT_PROCESSES),
             open_files: Some(DEFAULT_OPEN_FILES),
             read,
             write: Vec::new(),
             hide: vec![self.cfg.state_dir.clone()],
             landlock: sandbox.enabled(),
             seccomp: sandbox.enabled(),
+            user_namespace: sandbox.user_namespaces(),
         })
     }
 

@@ -120,6 +120,10 @@ pub struct Jail {
     pub landlock: bool,
     /// Apply the seccomp filter.
     pub seccomp: bool,
+    /// Run in a user namespace of its own (Morel is not root; see
+    /// [`Sandbox::user_namespaces`]), with PID and mount namespaces owned by it.
+    #[serde(default)]
+    pub user_namespace: bool,
 }
 
 /// What containment is in force on this machine: one line per layer.
@@ -144,6 +148,8 @@ pub struct Sandbox {
     spawner: Option<mpsc::Sender<SpawnJob>>,
     spawner_error: Option<String>,
     uid_range: (u32, u32),
+    /// Not root: whether workloads get a user namespace (probed once), or why not.
+    user_namespaces: Result<bool, String>,
 }
 
 static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
@@ -170,7 +176,12 @@ impl Sandbox {
             } else {
                 (None, None)
             };
+            let user_namespaces = match &init {
+                Some(exe) if !root => probe_user_namespaces(exe),
+                _ => Ok(false),
+            };
             Sandbox {
+                user_namespaces,
                 init,
                 root,
                 landlock_abi: landlock_abi(),
@@ -198,6 +209,12 @@ impl Sandbox {
     /// Whether each app gets its own uid (Morel runs as root with containment on).
     pub fn uid_per_app(&self) -> bool {
         self.enabled() && self.root
+    }
+
+    /// Whether workloads run in a user namespace of their own (Morel is not root, and the
+    /// kernel allows it): with PID and mount namespaces owned by it, as with root.
+    pub fn user_namespaces(&self) -> bool {
+        self.enabled() && matches!(self.user_namespaces, Ok(true))
     }
 
     /// The uid range apps are given ids from: `(first, count)`.
@@ -233,7 +250,23 @@ impl Sandbox {
             enabled: true,
             detail: "workers start from an empty environment plus the documented allow-list".into(),
         });
-        let ns = self.spawner.is_some();
+        out.push(Protection {
+            layer: "user namespace",
+            enabled: self.user_namespaces(),
+            detail: match (&self.user_namespaces, on, self.root) {
+                (_, false, _) => off("containment is off"),
+                (_, true, true) => "not needed: Morel is root and gives each app its own uid".into(),
+                (Ok(true), true, false) => "each instance runs as root of a user namespace of its own \
+                     (the server's uid outside, no capabilities once its mounts are made), with \
+                     PID and mount namespaces"
+                    .into(),
+                (Ok(false), true, false) => off("unavailable"),
+                (Err(e), true, false) => format!(
+                    "unavailable ({e}): without root, workloads share the server's PID and mount namespaces"
+                ),
+            },
+        });
+        let ns = self.spawner.is_some() || self.user_namespaces();
         out.push(Protection {
             layer: "pid and mount namespaces",
             enabled: on && ns,
@@ -247,7 +280,7 @@ impl Sandbox {
             } else if let Some(e) = &self.spawner_error {
                 format!("unavailable ({e}): a workload's children can outlive it, and it sees every process in /proc")
             } else {
-                off("needs root: a workload's children can outlive it, and it sees every process in /proc")
+                off("needs root or a user namespace: a workload's children can outlive it, and it sees every process in /proc")
             },
         });
         out.push(Protection {
@@ -450,6 +483,20 @@ fn landlock_abi() -> i32 {
     if v < 0 { 0 } else { v as i32 }
 }
 
+/// Runs `init probe` once: whether an unprivileged process may make a user namespace here.
+fn probe_user_namespaces(init: &Path) -> Result<bool, String> {
+    let out = std::process::Command::new(init)
+        .args([INIT_ARG, "probe"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", init.display()))?;
+    if out.status.success() {
+        Ok(true)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
 /// The thread that starts contained workloads. Before each spawn it makes a fresh PID
 /// namespace for its children (`unshare(CLONE_NEWPID)`, after returning to its own with
 /// `setns`), so the child is PID 1 of a namespace of its own. It lives as long as the process:
@@ -509,6 +556,9 @@ fn start_spawner() -> Result<mpsc::Sender<SpawnJob>, String> {
 /// as PID 1 and exits with its status. A failure is written to stderr (the app's log) and
 /// exits 126.
 pub fn run_init(args: Vec<OsString>) -> ! {
+    if args.first().is_some_and(|a| a == "probe") {
+        std::process::exit(probe_user_namespace());
+    }
     match init(args) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -551,10 +601,34 @@ fn init(args: Vec<OsString>) -> Result<i32, String> {
         })
         .collect();
     env.extend(CString::new(format!("{PID_VAR}={host_pid}")).ok());
+    if !pid1 && jail.user_namespace {
+        // Without root: this process stays outside as the instance's pid; its child is PID 1
+        // of the workload's namespaces and goes on confining from here.
+        enter_user_namespace()?;
+        return run_supervised(|| match contain(&jail, &argv, &env, true) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("morel sandbox: {e}");
+                126
+            }
+        });
+    }
+    contain(&jail, &argv, &env, pid1)
+}
+
+/// Confines this process to `jail` and runs the workload: as PID 1 of its namespaces
+/// (`pid1`), a child it supervises; otherwise the workload replaces it.
+fn contain(jail: &Jail, argv: &[CString], env: &[CString], pid1: bool) -> Result<i32, String> {
+    let jail = jail.clone();
+    let (argv, env) = (argv.to_vec(), env.to_vec());
     if pid1 {
+        die_with_parent()?;
         namespaces(&jail)?;
     }
     limits(&jail)?;
+    if jail.user_namespace && pid1 {
+        drop_capabilities()?;
+    }
     if let Some(uid) = jail.uid {
         use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
         setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
@@ -917,6 +991,17 @@ extern "C" fn forward_noop(_: libc::c_int) {}
 /// PID 1 of the workload's namespace: fork the workload, forward termination signals to it,
 /// reap every orphan, exit with the workload's status (which ends the namespace).
 fn supervise(argv: &[CString], env: &[CString]) -> Result<i32, String> {
+    run_supervised(|| {
+        let e = exec(argv, env);
+        eprintln!("morel sandbox: {e}");
+        127
+    })
+}
+
+/// Forks; the child runs `body` (with default signal handling) and exits with what it
+/// returns; this process forwards termination signals to it, reaps every orphan, and returns
+/// the child's status once it has exited.
+fn run_supervised(body: impl FnOnce() -> i32) -> Result<i32, String> {
     use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     const FORWARD: [Signal; 6] = [
@@ -940,7 +1025,7 @@ fn supervise(argv: &[CString], env: &[CString]) -> Result<i32, String> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
         .map_err(|e| format!("sigprocmask: {e}"))?;
     // SAFETY: this process is single-threaded (it is the init after exec), so the child may
-    // run any code before it execs.
+    // run any code.
     let child = match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
         nix::unistd::ForkResult::Child => {
             for s in FORWARD.iter().chain([Signal::SIGCHLD].iter()) {
@@ -950,9 +1035,7 @@ fn supervise(argv: &[CString], env: &[CString]) -> Result<i32, String> {
                 }
             }
             let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
-            let e = exec(argv, env);
-            eprintln!("morel sandbox: {e}");
-            std::process::exit(127);
+            std::process::exit(body());
         }
         nix::unistd::ForkResult::Parent { child } => child,
     };
@@ -969,6 +1052,75 @@ fn supervise(argv: &[CString], env: &[CString]) -> Result<i32, String> {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
             }
+        }
+    }
+}
+
+/// Without root: a user namespace in which this process is root, with new PID and mount
+/// namespaces owned by it. Its uid and gid map to the server's; supplementary groups are
+/// denied. The next child is PID 1 of the new PID namespace.
+fn enter_user_namespace() -> Result<(), String> {
+    use nix::sched::{CloneFlags, unshare};
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
+        .map_err(|e| format!("unshare(CLONE_NEWUSER): {e}"))?;
+    std::fs::write("/proc/self/setgroups", "deny")
+        .map_err(|e| format!("writing setgroups: {e}"))?;
+    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1"))
+        .map_err(|e| format!("writing uid_map: {e}"))?;
+    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1"))
+        .map_err(|e| format!("writing gid_map: {e}"))?;
+    Ok(())
+}
+
+/// Gives up every capability (the bounding set too, so an exec regains none): after the
+/// mounts, root in a user namespace is no more than the server's own uid.
+fn drop_capabilities() -> Result<(), String> {
+    for cap in 0..=63 {
+        // SAFETY: prctl with integer arguments only; EINVAL past the last capability.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if rc != 0 {
+            break;
+        }
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads a valid version-3 header and two data structs.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if rc != 0 {
+        return Err(format!("capset: {}", io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Whether workloads can get a user namespace here (run once by an unprivileged server):
+/// `morel __sandbox probe` tries it and exits 0.
+pub fn probe_user_namespace() -> i32 {
+    match enter_user_namespace() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
         }
     }
 }

@@ -894,3 +894,116 @@ async fn an_app_on_an_agent_cannot_reach_the_agent_or_other_apps() {
     drop(litter);
     r.assert_none(&s);
 }
+
+const UNPRIVILEGED_PROBE: &str = r#"
+import os
+
+def probe(state, server_pid):
+    out = {}
+    try:
+        out["token"] = open(os.path.join(state, "admin.token")).read()
+    except OSError as e:
+        out["token_error"] = type(e).__name__
+    try:
+        out["state_listing"] = sorted(os.listdir(state))
+    except OSError as e:
+        out["state_listing"] = type(e).__name__
+    status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l)
+    out["cap_eff"] = status["CapEff"].strip()
+    out["cap_bnd"] = status["CapBnd"].strip()
+    out["pids"] = len([p for p in os.listdir("/proc") if p.isdigit()])
+    try:
+        os.kill(int(server_pid), 0)
+        out["signal_server"] = "sent"
+    except OSError as e:
+        out["signal_server"] = type(e).__name__
+    out["canary"] = os.environ.get("MOREL_TEST_CANARY")
+    return out
+"#;
+
+/// Morel run by an unprivileged user: workloads get a user namespace each (root inside, no
+/// capabilities), with their own PID and mount namespaces, so they still reach nothing of the
+/// server's.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_root_workloads_run_in_user_namespaces() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(
+        nix_is_root(),
+        "the isolation suite runs as root (CI does); it starts Morel as `nobody` itself"
+    );
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let root = dirs.path();
+    let bin_dir = root.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::fs::copy(bin(), bin_dir.join("morel")).unwrap();
+    // The server and the CLI run as `nobody`, with Debian's python (pyenv's is under /root).
+    let wrapper = bin_dir.join("morel-as-nobody");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec runuser -p -u nobody -- env HOME={root} PATH=/usr/local/bin:/usr/bin:/bin \
+             MOREL_PYTHON=/usr/bin/python3 {bin} \"$@\"\n",
+            root = root.display(),
+            bin = bin_dir.join("morel").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = root.join("probe");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("probe.py"), UNPRIVILEGED_PROBE).unwrap();
+    let status = std::process::Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let canary = unique("canary");
+    let s = MorelServer::start_role_with_env(
+        &wrapper,
+        dirs.clone(),
+        "up",
+        &[],
+        &[("MOREL_TEST_CANARY", canary.as_str())],
+    );
+    let (_, system) = s.get("/api/system").await;
+    let layers: Vec<(&str, bool)> = system["containment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["layer"].as_str().unwrap(), l["enabled"] == true))
+        .collect();
+    assert!(layers.contains(&("user namespace", true)), "{system}");
+    assert!(layers.contains(&("uid per app", false)), "{system}");
+    s.deploy(&app);
+    let answer = s
+        .call("probe", "probe", &json!([s.state_dir, s.pid()]).to_string())
+        .await;
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    let p = &answer.1;
+    assert!(p.get("token").is_none(), "read the admin token: {p}");
+    assert_eq!(p["cap_eff"], "0000000000000000", "{p}");
+    assert_eq!(p["cap_bnd"], "0000000000000000", "{p}");
+    assert!(
+        p["pids"].as_u64().unwrap() < 8,
+        "sees the host's processes: {p}"
+    );
+    assert_ne!(p["signal_server"], "sent", "{p}");
+    assert!(p["canary"].is_null(), "{p}");
+    let listing = p["state_listing"].to_string();
+    for secret in ["admin.token", "keys", "morel.db"] {
+        assert!(!listing.contains(secret), "{p}");
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|u| u.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
