@@ -42,7 +42,8 @@ pub enum Command {
     Fn(FnCommand),
     /// Run only the compiler service against a state directory's store.
     Compiler(CompilerArgs),
-    /// Report which function languages this machine can compile, and why not.
+    /// Report which function languages this machine can compile, and which containment layers
+    /// (uid per app, namespaces, Landlock, seccomp, limits) hold for workloads here, and why not.
     Doctor(JsonFlag),
     /// Build, sign and upload a project's bundle without deploying it; prints its digest.
     Push(PushArgs),
