@@ -193,6 +193,23 @@ pub async fn placements(
     keep: &std::collections::BTreeSet<String>,
 ) -> Result<BTreeMap<String, HttpPlacement>, String> {
     let b = budget(d, app).await.map_err(|e| e.message)?;
+    // No resource, of any runtime, may ask for more than the whole budget.
+    for (name, res) in &manifest.resources {
+        if let (Some(want), Some(mem)) = (res.memory_mb, b.memory_mb)
+            && want > mem
+        {
+            return Err(format!(
+                "resources.{name}.memory_mb is {want} MiB, more than the memory budget of {app} ({mem} MiB)"
+            ));
+        }
+        if let (Some(want), Some(cpu)) = (res.cpu, b.cpu)
+            && want > cpu + 1e-9
+        {
+            return Err(format!(
+                "resources.{name}.cpu is {want}, more than the cpu budget of {app} ({cpu})"
+            ));
+        }
+    }
     let mut out = BTreeMap::new();
     let mut needs = Vec::new();
     for (name, res) in &manifest.resources {

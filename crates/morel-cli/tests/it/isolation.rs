@@ -1007,3 +1007,36 @@ fn nix_is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A resource may not ask for more memory than the app's whole budget: the deploy fails,
+/// naming the field, and nothing of it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resource_asking_for_more_than_the_budget_fails_the_deploy() {
+    let s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("greedy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("app.py"), "def hi():\n    return 'hi'\n").unwrap();
+    std::fs::write(
+        dir.join("morel.toml"),
+        "[app]\nname = \"greedy\"\n[resources.default]\nmemory_mb = 512\n",
+    )
+    .unwrap();
+    s.cli_ok(&["budget", "set", "greedy", "--memory", "256M"]);
+    let out = s.cli(&["deploy", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("resources.default.memory_mb is 512 MiB, more than the memory budget"),
+        "{text}"
+    );
+    assert_eq!(s.call("greedy", "hi", "").await.0, 404);
+    // Within the budget it deploys.
+    s.cli_ok(&["budget", "set", "greedy", "--memory", "1G"]);
+    s.deploy(&dir);
+    assert_eq!(s.call("greedy", "hi", "").await, (200, json!("hi")));
+}
