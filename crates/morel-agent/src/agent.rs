@@ -102,8 +102,20 @@ pub struct PreparedRelease {
     venvs: BTreeMap<String, PathBuf>,
     /// Per resource: the directory holding its installed `node_modules`, when it has any.
     node_deps: BTreeMap<String, PathBuf>,
+    /// Checks before each start of a workload that the extracted files are the signed ones.
+    tree: Option<Arc<morel_bundle::TreeCheck>>,
     /// Per wasm function: its compiled module on disk.
     wasm: BTreeMap<String, PathBuf>,
+}
+
+impl PreparedRelease {
+    /// The integrity check each workload start of this release runs first.
+    fn pre_start(&self) -> Option<morel_runtime_process::PreStart> {
+        let tree = self.tree.clone()?;
+        Some(morel_runtime_process::PreStart(Arc::new(move || {
+            tree.verify()
+        })))
+    }
 }
 
 impl Agent {
@@ -247,6 +259,7 @@ impl Agent {
         };
         // What runs is what was signed: an extracted tree whose files no longer match the
         // digest recorded at extraction is logged and extracted again from the bundle.
+        let mut tree_digest = None;
         let intact = if marker.exists() {
             let recorded = tokio::fs::read_to_string(&marker).await.unwrap_or_default();
             let dir = root.clone();
@@ -266,6 +279,9 @@ impl Agent {
                 );
                 tracing::warn!(app = %app, "{msg}");
                 self.logs.event(app, msg);
+            }
+            if intact {
+                tree_digest = Some(recorded.trim().to_owned());
             }
             intact
         } else {
@@ -323,6 +339,7 @@ impl Agent {
             tokio::fs::write(&marker, tree.as_bytes())
                 .await
                 .map_err(AgentError::io(&marker))?;
+            tree_digest = Some(tree);
             tokio::fs::read(root.join(morel_manifest::MANIFEST_FILE))
                 .await
                 .map_err(AgentError::io(&root))?
@@ -392,7 +409,10 @@ impl Agent {
                 format!("dependencies of {name} unchanged (cached)")
             });
         }
+        let tree = tree_digest
+            .map(|d| Arc::new(morel_bundle::TreeCheck::new(&root, &TREE_DIGEST_SKIP, d)));
         Ok(PreparedRelease {
+            tree,
             app: app.clone(),
             env: env.to_owned(),
             release,
@@ -598,6 +618,7 @@ impl Agent {
                 load_timeout: LOAD_TIMEOUT,
                 jail,
                 scratch: Some(self.scratch_dir()),
+                pre_start: prepared.pre_start(),
             };
             let pool = ResourcePool::start(PoolParams {
                 app: prepared.app.clone(),
@@ -711,6 +732,7 @@ impl Agent {
             backend: self.limit_backend.clone(),
             jail,
             scratch: self.scratch_dir(),
+            pre_start: prepared.pre_start(),
             store: self.store.clone(),
             logs: self.logs.clone(),
         }))

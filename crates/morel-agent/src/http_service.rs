@@ -80,6 +80,8 @@ pub struct HttpServiceParams {
     pub jail: morel_runtime_process::Jail,
     /// Where each instance process gets its scratch directory (`HOME`, `TMPDIR`).
     pub scratch: PathBuf,
+    /// Run before each start (the release's integrity); an error fails the start.
+    pub pre_start: Option<morel_runtime_process::PreStart>,
     pub store: Arc<dyn Store>,
     pub logs: LogHub,
 }
@@ -487,6 +489,11 @@ impl Supervisor {
             }
             LimitBackend::Rlimit { .. } => None,
         };
+        if let Some(check) = &p.pre_start
+            && let Err(e) = (check.0)()
+        {
+            return Outcome::Failed(e);
+        }
         let sandbox = morel_runtime_process::Sandbox::current();
         let scratch = match morel_runtime_process::Scratch::create(
             &p.scratch,

@@ -1057,3 +1057,107 @@ mod tree_digest_tests {
         assert_ne!(tree_digest(dir.path(), &["marker"]).unwrap(), first);
     }
 }
+
+/// Checks, before each start of a workload, that an extracted tree still holds what was
+/// signed: the digest recorded at extraction ([`tree_digest`]). Comparing every file's
+/// contents each time would cost a cold start as much as reading the app, so the tree's
+/// metadata (paths, sizes, modification and change times, inodes) is compared first, and the
+/// contents are hashed again only when that changed since the last check that passed.
+#[derive(Debug)]
+pub struct TreeCheck {
+    root: std::path::PathBuf,
+    skip: Vec<String>,
+    digest: String,
+    /// The metadata fingerprint of the last check that passed.
+    verified: std::sync::Mutex<Option<[u8; 32]>>,
+}
+
+impl TreeCheck {
+    pub fn new(root: &Path, skip: &[&str], digest: String) -> TreeCheck {
+        TreeCheck {
+            root: root.to_path_buf(),
+            skip: skip.iter().map(|s| (*s).to_owned()).collect(),
+            digest,
+            verified: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `Ok` when the tree matches its recorded digest; otherwise what is wrong.
+    pub fn verify(&self) -> Result<(), String> {
+        let skip: Vec<&str> = self.skip.iter().map(String::as_str).collect();
+        let fail = |e: io::Error| format!("cannot check {}: {e}", self.root.display());
+        let stats = stat_fingerprint(&self.root, &skip).map_err(fail)?;
+        if self.verified.lock().ok().and_then(|v| *v) == Some(stats) {
+            return Ok(());
+        }
+        let now = tree_digest(&self.root, &skip).map_err(fail)?;
+        if now != self.digest {
+            return Err(format!(
+                "the release's files in {} changed after extraction; it is not started \
+                 (a restart or a redeploy extracts it again from its signed bundle)",
+                self.root.display()
+            ));
+        }
+        if let Ok(mut v) = self.verified.lock() {
+            *v = Some(stats);
+        }
+        Ok(())
+    }
+}
+
+/// A hash of a tree's metadata: every entry's path, size, times and inode.
+fn stat_fingerprint(dir: &Path, skip: &[&str]) -> io::Result<[u8; 32]> {
+    use sha2::Digest as _;
+    use std::os::unix::fs::MetadataExt;
+    fn walk(dir: &Path, top: bool, h: &mut sha2::Sha256, skip: &[&str]) -> io::Result<()> {
+        let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            if top && skip.contains(&e.file_name().to_string_lossy().as_ref()) {
+                continue;
+            }
+            let m = fs::symlink_metadata(e.path())?;
+            h.update(e.file_name().as_encoded_bytes());
+            for v in [
+                m.size() as i64,
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec(),
+                m.ino() as i64,
+            ] {
+                h.update(v.to_le_bytes());
+            }
+            if m.is_dir() {
+                walk(&e.path(), false, h, skip)?;
+            }
+            h.update(b"\0");
+        }
+        Ok(())
+    }
+    let mut h = sha2::Sha256::new();
+    walk(dir, true, &mut h, skip)?;
+    Ok(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tree_check_tests {
+    use super::{TreeCheck, tree_digest};
+
+    #[test]
+    fn a_changed_file_fails_the_check_and_restoring_it_passes_again() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.py"), b"def f(): return 1\n").unwrap();
+        let digest = tree_digest(dir.path(), &["marker"]).unwrap();
+        let check = TreeCheck::new(dir.path(), &["marker"], digest);
+        check.verify().unwrap();
+        check.verify().unwrap();
+        std::fs::write(dir.path().join("marker"), b"x").unwrap();
+        check.verify().unwrap();
+        std::fs::write(dir.path().join("app.py"), b"def f(): return 2\n").unwrap();
+        let e = check.verify().unwrap_err();
+        assert!(e.contains("changed after extraction"), "{e}");
+        std::fs::write(dir.path().join("app.py"), b"def f(): return 1\n").unwrap();
+        check.verify().unwrap();
+    }
+}

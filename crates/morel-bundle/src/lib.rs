@@ -34,7 +34,9 @@ mod pack;
 mod sign;
 
 pub use error::{BundleError, NameProblem};
-pub use extract::{ExtractLimits, Extracted, extract, read_entry, read_untrusted_zip, tree_digest};
+pub use extract::{
+    ExtractLimits, Extracted, TreeCheck, extract, read_entry, read_untrusted_zip, tree_digest,
+};
 pub use keys::{PublicKey, SigningKey, TrustedKeys};
 pub use pack::{MANIFEST_NAME, PackLimits, Packed, pack_dir, pack_files};
 pub use sign::{Signature, digest_of, sign, verify};

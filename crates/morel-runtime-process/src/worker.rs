@@ -97,6 +97,19 @@ pub struct WorkerSpec {
     /// Where each worker process gets its scratch directory (`HOME`, `TMPDIR`), removed when
     /// the worker is gone; `None`: the system's temporary directory.
     pub scratch: Option<PathBuf>,
+    /// Run before each start; an error fails the start (the release's files were changed).
+    pub pre_start: Option<PreStart>,
+}
+
+/// A check run before each start of a workload process: the agent's check that the release's
+/// files are still the signed ones. It runs inline (a walk of the tree's metadata).
+#[derive(Clone)]
+pub struct PreStart(pub Arc<dyn Fn() -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for PreStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreStart")
+    }
 }
 
 static NEXT_SCRATCH: AtomicU64 = AtomicU64::new(1);
@@ -192,6 +205,9 @@ impl Worker {
             program: spec.program.display().to_string(),
             source,
         };
+        if let Some(check) = &spec.pre_start {
+            (check.0)().map_err(WorkerError::Load)?;
+        }
         let sandbox = crate::Sandbox::current();
         let scratch = match &spec.scratch {
             Some(base) => {

@@ -1040,3 +1040,58 @@ async fn a_resource_asking_for_more_than_the_budget_fails_the_deploy() {
     s.deploy(&dir);
     assert_eq!(s.call("greedy", "hi", "").await, (200, json!("hi")));
 }
+
+/// What runs is what was signed: a release file changed on the host after extraction is found
+/// before the next start of a worker (which is then refused, and says why), and a restart
+/// extracts the release again from its signed bundle.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_release_changed_after_extraction_never_runs_and_a_restart_restores_it() {
+    let mut s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("signed");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("app.py"), "def who():\n    return 'original'\n").unwrap();
+    s.deploy(&dir);
+    assert_eq!(s.call("signed", "who", "").await, (200, json!("original")));
+
+    let file = release_dir(&s.state_dir, "signed", "v1").join("app.py");
+    std::fs::write(&file, "def who():\n    return 'tampered'\n").unwrap();
+    let pid = ready_pid(&s, "signed", "default", -1).await;
+    signal(pid as u32, libc::SIGKILL);
+    // Every start from now on is refused: the call path never answers with the changed code.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = s.call("signed", "who", "").await;
+        assert_ne!(body, json!("tampered"), "the changed release ran");
+        if status == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {status}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for(
+        Duration::from_secs(10),
+        "the refusal in the app's log",
+        || async {
+            let (_, logs) = s.get("/api/apps/signed/logs?since=1h").await;
+            logs.to_string()
+                .contains("changed after extraction")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // A restart finds the difference, logs it and extracts the signed bundle again.
+    s.stop();
+    let s = MorelServer::start_with(&bin(), s.dirs.clone());
+    let answer = wait_for(Duration::from_secs(30), "the signed code again", || async {
+        let (status, body) = s.call("signed", "who", "").await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(answer, json!("original"));
+    assert!(
+        std::fs::read_to_string(&file).unwrap().contains("original"),
+        "the file on disk was not restored"
+    );
+}
