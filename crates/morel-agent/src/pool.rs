@@ -551,6 +551,17 @@ impl Supervisor {
                         }
                         Some(exit) => {
                             let tail = worker.stderr_tail();
+                            // A runtime that ran out of memory says so on stderr: name the
+                            // limit that stopped it.
+                            let exit = match (out_of_memory(&tail), p.spec.jail.memory_bytes) {
+                                (true, Some(bytes)) => {
+                                    format!(
+                                        "{exit}: stopped by its memory limit of {} MiB",
+                                        bytes >> 20
+                                    )
+                                }
+                                _ => exit,
+                            };
                             let tail = tail[tail.len().saturating_sub(5)..].join("\n");
                             let msg = if tail.is_empty() {
                                 format!("worker exited ({exit})")
@@ -675,4 +686,15 @@ impl Supervisor {
             tracing::warn!(error = %format!("{e:#}"), "could not persist instance state");
         }
     }
+}
+
+/// Whether a worker's last stderr lines say it ran out of memory (Python's `MemoryError`,
+/// V8's "heap out of memory", a failed allocation in C).
+fn out_of_memory(tail: &[String]) -> bool {
+    tail.iter().any(|l| {
+        l.contains("MemoryError")
+            || l.contains("heap out of memory")
+            || l.contains("Cannot allocate memory")
+            || l.contains("std::bad_alloc")
+    })
 }

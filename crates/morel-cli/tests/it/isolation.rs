@@ -1095,3 +1095,53 @@ async fn a_release_changed_after_extraction_never_runs_and_a_restart_restores_it
         "the file on disk was not restored"
     );
 }
+
+/// A worker stopped by its memory limit is reported with the limit, in the instance's status
+/// and in the app's log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_by_its_memory_limit_is_reported_with_the_limit() {
+    let s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node-hog");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("index.js"),
+        "function hog() { const a = []; for (;;) a.push(new Array(1e6).fill(7)); }\n\
+         function ping() { return 'pong'; }\n\
+         module.exports = { hog, ping };\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("morel.toml"),
+        "[app]\nname = \"node-hog\"\n[resources.default]\nmemory_mb = 128\n",
+    )
+    .unwrap();
+    s.deploy(&dir);
+    assert_eq!(s.call("node-hog", "ping", "").await, (200, json!("pong")));
+    let (status, body) = s.call("node-hog", "hog", "").await;
+    assert_eq!(status, 502, "{body}");
+    let reported = wait_for(
+        Duration::from_secs(20),
+        "the limit in the status",
+        || async {
+            let (_, detail) = s.get("/api/apps/node-hog").await;
+            let text = detail["instances"].to_string();
+            text.contains("stopped by its memory limit of 128 MiB")
+                .then_some(text)
+        },
+    )
+    .await;
+    assert!(reported.contains("memory limit"), "{reported}");
+    wait_for(Duration::from_secs(10), "the limit in the log", || async {
+        let (_, logs) = s.get("/api/apps/node-hog/logs?since=1h").await;
+        logs.to_string()
+            .contains("stopped by its memory limit of 128 MiB")
+            .then_some(())
+    })
+    .await;
+    // It is respawned and serves again.
+    wait_for(Duration::from_secs(30), "the worker back", || async {
+        (s.call("node-hog", "ping", "").await == (200, json!("pong"))).then_some(())
+    })
+    .await;
+}
