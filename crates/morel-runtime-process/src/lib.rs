@@ -20,6 +20,6 @@ pub use deps::{DepsError, Installer};
 pub use runners::RunnerFiles;
 pub use sandbox::{Jail, Sandbox, Scratch};
 pub use worker::{
-    InvokeError, LogSink, PreStart, Worker, WorkerError, WorkerSpec, noting_reply_thread, read_replies_on,
-    serve_replies_here, serving_thread,
+    InvokeError, LogSink, PreStart, Worker, WorkerError, WorkerSpec, noting_reply_thread,
+    read_replies_on, serve_replies_here, serving_thread,
 };
