@@ -327,6 +327,7 @@ async fn run_one(d: &Deployer, msg_id: i64, job: Job) {
     {
         Some(route) => morel_gateway::call_function(&route, job.body.as_bytes()).await,
         None => Err(morel_gateway::CallFailure {
+            id: None,
             status: StatusCode::NOT_FOUND,
             kind: "NotFound".into(),
             message: format!("{}/{} is no longer deployed", job.app, job.function),

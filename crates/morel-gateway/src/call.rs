@@ -185,6 +185,9 @@ pub struct ErrorBody {
     /// A short kind, e.g. `NotFound`, or the exception's type when a function raised.
     #[serde(rename = "type")]
     pub kind: String,
+    /// When a function raised: the id under which its traceback is in the app's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// Splits `/{app}/rest?q` into the app segment and what the service sees (`/rest?q`).
@@ -353,7 +356,16 @@ async fn serve_route(
 async fn invoke(route: &FnRoute, bytes: &[u8]) -> Response {
     match run_call(route, bytes).await {
         Ok(body) => json_ok(body),
-        Err(f) => error(f.status, &f.kind, f.message),
+        Err(f) => {
+            let mut resp = (f.status, f.body()).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            h.insert("x-morel-edge", HeaderValue::from_static("1"));
+            resp
+        }
     }
 }
 
@@ -379,6 +391,7 @@ pub(crate) fn error_body(kind: &str, message: &str) -> Vec<u8> {
     serde_json::to_vec(&ErrorBody {
         error: message.to_owned(),
         kind: kind.to_owned(),
+        id: None,
     })
     .unwrap_or_default()
 }
@@ -389,11 +402,24 @@ pub struct CallFailure {
     pub status: StatusCode,
     pub kind: String,
     pub message: String,
+    /// When the function raised: the id of its traceback in the app's log.
+    pub id: Option<String>,
 }
 
 impl CallFailure {
+    /// The JSON body of the answer.
+    pub fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(&ErrorBody {
+            error: self.message.clone(),
+            kind: self.kind.clone(),
+            id: self.id.clone(),
+        })
+        .unwrap_or_default()
+    }
+
     fn new(status: StatusCode, kind: &str, message: String) -> Self {
         CallFailure {
+            id: None,
             status,
             kind: kind.to_owned(),
             message,
@@ -484,11 +510,12 @@ pub async fn call_function(route: &FnRoute, bytes: &[u8]) -> Result<Vec<u8>, Cal
         .await
     {
         Ok(result) => Ok(String::from(Box::<str>::from(result)).into_bytes()),
-        Err(CallError::Invoke(InvokeError::Raised { message, kind, .. })) => Err(CallFailure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &kind,
-            message,
-        )),
+        Err(CallError::Invoke(InvokeError::Raised {
+            message, kind, id, ..
+        })) => Err(CallFailure {
+            id: Some(id),
+            ..CallFailure::new(StatusCode::INTERNAL_SERVER_ERROR, &kind, message)
+        }),
         Err(CallError::Invoke(InvokeError::NotFound(_))) => Err(CallFailure::new(
             StatusCode::NOT_FOUND,
             "NotFound",

@@ -333,12 +333,71 @@ impl Lane {
         let written = match outcome {
             Ok(body) => answer(stream, StatusCode::OK, &body, plan.close).await,
             Err(f) => {
-                let body = crate::call::error_body(&f.kind, &f.message);
+                let body = f.body();
                 answer(stream, f.status, &body, plan.close).await
             }
         };
         written.is_ok()
     }
+}
+
+/// What the lane makes of the bytes at the start of a connection: see
+/// [`Lane::parse_request_head_for_fuzzing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadForFuzzing {
+    /// The head is not whole yet: the lane reads on, up to its head limit.
+    Partial,
+    /// Not the lane's: the connection is handed to hyper and the router.
+    Other,
+    /// The lane serves it (`call`: a function call, else an edge request): a head of
+    /// `head_len` bytes, then a body of `body_len`; `close` when the client asked for it.
+    Serve {
+        call: bool,
+        head_len: usize,
+        body_len: usize,
+        close: bool,
+    },
+}
+
+impl Lane {
+    /// Reads a request head at the start of `buf` with exactly the code [`Lane::serve`] runs on
+    /// the bytes it read from a connection (`httparse`, the lane's own checks such as
+    /// `Content-Length`, and the route plan against this lane's route table), without a
+    /// socket. Public for the fuzz targets in `morel-fuzz`.
+    pub fn parse_request_head_for_fuzzing(&self, buf: &[u8]) -> HeadForFuzzing {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40_000));
+        match self.plan(buf, peer) {
+            Parsed::Partial => HeadForFuzzing::Partial,
+            Parsed::Other => HeadForFuzzing::Other,
+            Parsed::Serve(plan) => HeadForFuzzing::Serve {
+                call: matches!(plan.target, Target::Call(_)),
+                head_len: plan.head_len,
+                body_len: plan.body_len,
+                close: plan.close,
+            },
+        }
+    }
+}
+
+/// The head the edge sends an instance for the client's request head at the start of `buf`
+/// (`request_head`, as for a request from 127.0.0.1 routed by path with `prefix`, or by host
+/// name with `None`), or `None` when `buf` does not start with a whole head the lane can
+/// read. Public for the fuzz targets in `morel-fuzz`.
+pub fn forwarded_head_for_fuzzing(buf: &[u8], prefix: Option<&str>) -> Option<Vec<u8>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(_) = req.parse(buf).ok()? else {
+        return None;
+    };
+    let (method, target) = (req.method?, req.path?);
+    let client = std::net::IpAddr::from([127, 0, 0, 1]);
+    Some(upstream::request_head(
+        method,
+        target,
+        req.headers,
+        client,
+        prefix,
+    ))
 }
 
 /// Which serving thread a connection's calls were answered through, call after call.

@@ -29,3 +29,9 @@ pub use conn::{ConnLimits, conn_limits};
 pub use edge::{EdgeTable, NO_INSTANCE_WAIT};
 pub use lane::{Lane, LaneEnd, is_control_path};
 pub use routes::{AppRoutes, FnRoute, PRODUCTION, RouteTable, check_version, environment_host};
+
+// For the fuzz targets in `morel-fuzz`: the parsers of hostile input, callable without a
+// socket or a running instance.
+pub use args::{MAX_DEPTH, check_depth, check_json};
+pub use lane::{HeadForFuzzing, forwarded_head_for_fuzzing};
+pub use upstream::{chunked_body_len_for_fuzzing, parse_answer_head_for_fuzzing};

@@ -529,6 +529,35 @@ fn rewrite_answer_head(ubuf: &[u8], client_close: bool) -> io::Result<Option<Ans
     }))
 }
 
+/// Reads an instance's answer head at the start of `buf` with the lane's own code
+/// (`rewrite_answer_head`): `Ok(None)` while it is incomplete, else the head the client gets
+/// (without the `x-morel-instance` line and the blank line that end it), how its body is
+/// framed (`Empty`, `Length(n)`, `Chunked` or `UntilClose`), whether the connection to the
+/// instance can be kept, and the head's length in `buf`. Public for the fuzz targets in
+/// `morel-fuzz`.
+pub fn parse_answer_head_for_fuzzing(
+    buf: &[u8],
+    client_close: bool,
+) -> io::Result<Option<(Vec<u8>, String, bool, usize)>> {
+    Ok(rewrite_answer_head(buf, client_close)?
+        .map(|h| (h.head, format!("{:?}", h.framing), h.reusable, h.len)))
+}
+
+/// Follows a chunked answer body arriving in `pieces` with the lane's own code (`Chunks`, as
+/// `copy_body` feeds it): `Ok(Some(n))` when the body ended after its first `n` bytes,
+/// `Ok(None)` when it needs more. Public for the fuzz targets in `morel-fuzz`.
+pub fn chunked_body_len_for_fuzzing(pieces: &[&[u8]]) -> io::Result<Option<usize>> {
+    let mut chunks = Chunks::default();
+    let mut total = 0;
+    for piece in pieces {
+        total += chunks.feed(piece)?;
+        if chunks.done() {
+            return Ok(Some(total));
+        }
+    }
+    Ok(None)
+}
+
 /// Sends `head` and the answer's body to the client: what is in `ubuf` first, then the rest
 /// from the instance. `Ok(true)` when the body ended exactly where its framing said, so the
 /// connection to the instance can serve another request.

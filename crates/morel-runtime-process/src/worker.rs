@@ -140,6 +140,8 @@ pub enum InvokeError {
         message: String,
         kind: String,
         traceback: Option<String>,
+        /// Names this error in the app's log, where its traceback is; the answer carries it.
+        id: String,
     },
     #[error("function {0:?} is not loaded in this worker")]
     NotFound(String),
@@ -625,10 +627,26 @@ async fn read_replies(mut reader: BufReader<pipe::Receiver>, weak: std::sync::We
                         if e.kind == "NotFound" {
                             Err(InvokeError::NotFound(e.message))
                         } else {
+                            // The traceback is for the app's owner: it goes to the app's log
+                            // under an id the answer carries, never into the answer.
+                            let error_id = format!("{:x}-{id}", inner.pid);
+                            (inner.sink)(
+                                true,
+                                format!(
+                                    "morel: error {error_id}: a call raised {}: {}",
+                                    e.kind, e.message
+                                ),
+                            );
+                            if let Some(tb) = &e.traceback {
+                                for line in tb.lines() {
+                                    (inner.sink)(true, format!("morel: error {error_id}: {line}"));
+                                }
+                            }
                             Err(InvokeError::Raised {
                                 message: e.message,
                                 kind: e.kind,
                                 traceback: e.traceback,
+                                id: error_id,
                             })
                         }
                     };

@@ -1064,7 +1064,7 @@ async fn call_path_errors() {
 
     // A raised exception: 500 with the message and the exception's type; the worker survives.
     assert_eq!(
-        post(&s, &format!("{py}/fail"), r#"["it broke"]"#).await,
+        crate::raised(post(&s, &format!("{py}/fail"), r#"["it broke"]"#).await),
         (500, json!({"error": "it broke", "type": "ValueError"}))
     );
     assert_eq!(
@@ -1072,7 +1072,7 @@ async fn call_path_errors() {
         (200, json!("hi next"))
     );
     assert_eq!(
-        post(&s, "/default/nodeapp/v1/call/fail", r#"["node broke"]"#).await,
+        crate::raised(post(&s, "/default/nodeapp/v1/call/fail", r#"["node broke"]"#).await),
         (500, json!({"error": "node broke", "type": "TypeError"}))
     );
     assert_eq!(

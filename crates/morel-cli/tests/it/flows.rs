@@ -162,7 +162,7 @@ async fn call_path_bad_input() {
     .unwrap();
     s.deploy(dir.path());
 
-    let (status, body) = s.call("deadline", "fail", r#"{"message":"kaput"}"#).await;
+    let (status, body) = crate::raised(s.call("deadline", "fail", r#"{"message":"kaput"}"#).await);
     assert_eq!(
         (status, body),
         (500, json!({"error": "kaput", "type": "ValueError"}))
@@ -220,7 +220,7 @@ async fn node_and_metacall_projects() {
         (200, json!("later"))
     );
     assert_eq!(
-        s.call("hello-node", "fail", r#"["bad"]"#).await,
+        crate::raised(s.call("hello-node", "fail", r#"["bad"]"#).await),
         (500, json!({"error": "bad", "type": "TypeError"}))
     );
 

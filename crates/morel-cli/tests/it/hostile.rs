@@ -329,7 +329,7 @@ async fn until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> St
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn stalled_heads_bodies_and_idle_connections_are_closed_and_connections_are_capped() {
+async fn stalled_heads_bodies_and_idle_connections_are_closed() {
     // The same on the fast lane and on hyper and the router alone.
     for fast_lane in ["1", "0"] {
         connection_limits_hold(fast_lane).await;
@@ -348,7 +348,6 @@ async fn connection_limits_hold(fast_lane: &str) {
             ("MOREL_HEADER_TIMEOUT_MS", "500"),
             ("MOREL_BODY_TIMEOUT_MS", "500"),
             ("MOREL_IDLE_TIMEOUT_MS", "800"),
-            ("MOREL_MAX_CONNECTIONS", "40"),
         ],
     );
     s.deploy(&example("hello-python"));
@@ -412,13 +411,59 @@ async fn connection_limits_hold(fast_lane: &str) {
             t.elapsed()
         );
     }
+}
 
-    // Past the cap, a new connection gets a clear 503 and is closed; the held ones still work.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_raised_exception_answers_its_type_and_message_and_logs_its_traceback_under_an_id() {
+    let s = MorelServer::start(&bin());
+    s.deploy(&example("hello-python"));
+    let (status, body) = s.call("hello-python", "fail", r#"["no such thing"]"#).await;
+    assert_eq!(status, 500, "{body}");
+    let id = body["id"].as_str().expect("an error id").to_owned();
+    let text = body.to_string();
+    for leak in ["Traceback", "File \"", ".py"] {
+        assert!(!text.contains(leak), "the body carries {leak:?}: {text}");
+    }
+    let lines = wait_for(
+        Duration::from_secs(10),
+        "the traceback in the log",
+        || async {
+            let (_, logs) = s.get("/api/apps/hello-python/logs?since=1h").await;
+            let lines: Vec<String> = logs
+                .as_array()?
+                .iter()
+                .filter_map(|l| l["line"].as_str())
+                .filter(|l| l.contains(&format!("error {id}:")))
+                .map(str::to_owned)
+                .collect();
+            lines
+                .iter()
+                .any(|l| l.contains("Traceback"))
+                .then_some(lines)
+        },
+    )
+    .await;
+    assert!(
+        lines.iter().any(|l| l.contains("hello.py")),
+        "the traceback names the function's file: {lines:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_cap_get_503_and_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let dirs = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    // Default timeouts, so the held connections stay open while the cap is tried.
+    let s = MorelServer::start_with_env(&bin(), dirs, &[], &[("MOREL_MAX_CONNECTIONS", "40")]);
+    s.deploy(&example("hello-python"));
+    let addr = s.url.trim_start_matches("http://").to_owned();
+    let connect = || tokio::net::TcpStream::connect(addr.clone());
+    let body = r#"{"name": "Ada"}"#;
+    // Past the cap, a new connection gets a clear 503 and is closed.
     let mut held = Vec::new();
     for _ in 0..40 {
         let mut c = connect().await.unwrap();
-        // Keep each one busy enough not to be idle-closed: a head in progress is held until
-        // the header timeout, so send heads slowly within it.
+        // A head in progress: held open until the header timeout (10 s).
         c.write_all(b"GET /api/readiness HTTP/1.1\r\n")
             .await
             .unwrap();

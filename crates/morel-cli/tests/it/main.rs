@@ -25,3 +25,15 @@ use std::path::PathBuf;
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_morel"))
 }
+
+/// A call's answer when its function raised, with the error id checked and taken out: the id
+/// differs every time, the rest of the body is compared.
+pub fn raised(answer: (u16, serde_json::Value)) -> (u16, serde_json::Value) {
+    let (status, mut body) = answer;
+    let id = body.as_object_mut().and_then(|o| o.remove("id"));
+    assert!(
+        id.as_ref().is_some_and(|v| v.is_string()),
+        "no error id in {body}"
+    );
+    (status, body)
+}
