@@ -40,8 +40,10 @@ pub fn bind_args(body: &[u8], params: &[String]) -> Result<CallArgs, BadJson> {
     // An array is passed on as the client wrote it: checked, not rebuilt.
     if body.iter().find(|b| !is_json_space(**b)) == Some(&b'[') {
         let text = std::str::from_utf8(body).map_err(BadJson::invalid)?;
-        let args = RawValue::from_string(text.trim_matches(|c| is_json_space(c as u8)).to_owned())
-            .map_err(BadJson::invalid)?;
+        // `c as u8` alone would take a character such as U+D020 for a space and drop it.
+        let space = |c: char| c.is_ascii() && is_json_space(c as u8);
+        let args =
+            RawValue::from_string(text.trim_matches(space).to_owned()).map_err(BadJson::invalid)?;
         return Ok(CallArgs {
             args,
             kwargs: empty_kwargs()?,

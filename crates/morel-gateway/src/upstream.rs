@@ -179,7 +179,9 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Header names a `Connection` header lists: hop-by-hop for this message.
+/// Header names a `Connection` header lists: hop-by-hop for this message. Never
+/// `Content-Length`: the lane sends the body on framed by it, so it must reach the other side
+/// (dropped, the body would be read there as the start of the next message).
 fn connection_named<'a>(headers: &[httparse::Header<'a>]) -> Vec<&'a str> {
     headers
         .iter()
@@ -187,7 +189,7 @@ fn connection_named<'a>(headers: &[httparse::Header<'a>]) -> Vec<&'a str> {
         .filter_map(|h| std::str::from_utf8(h.value).ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|n| !n.is_empty())
+        .filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case("content-length"))
         .collect()
 }
 
@@ -444,6 +446,13 @@ fn rewrite_answer_head(ubuf: &[u8], client_close: bool) -> io::Result<Option<Ans
         Err(e) => return Err(io::Error::other(format!("a malformed answer head: {e}"))),
     };
     let code = resp.code.unwrap_or(0);
+    // httparse takes any three digits; below 100 is no status (hyper refuses it too, so the
+    // router's edge answers 502), and written back as is it would be a malformed status line.
+    if code < 100 {
+        return Err(io::Error::other(format!(
+            "a malformed status code ({code:03})"
+        )));
+    }
     if (100..200).contains(&code) {
         return Err(io::Error::other(format!(
             "an informational answer ({code}) to a request that did not ask for one"
@@ -535,6 +544,7 @@ fn rewrite_answer_head(ubuf: &[u8], client_close: bool) -> io::Result<Option<Ans
 /// framed (`Empty`, `Length(n)`, `Chunked` or `UntilClose`), whether the connection to the
 /// instance can be kept, and the head's length in `buf`. Public for the fuzz targets in
 /// `morel-fuzz`.
+#[allow(clippy::type_complexity)]
 pub fn parse_answer_head_for_fuzzing(
     buf: &[u8],
     client_close: bool,

@@ -99,59 +99,19 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
     if !metacall.is_empty() {
         let mut entries = Vec::new();
         for (file, text) in &metacall {
-            // One description, or a list of them.
-            let value: serde_json::Value = serde_json::from_str(text)
-                .map_err(|e| ManifestError::field(file, "-", e.to_string()))?;
-            let items = match value {
-                serde_json::Value::Array(items) => items,
-                other => vec![other],
-            };
-            for item in items {
-                let mc: MetacallJson = serde_json::from_value(item)
-                    .map_err(|e| ManifestError::field(file, "-", e.to_string()))?;
-                entries.push((file.clone(), mc));
+            for (lang, scripts) in metacall_entries(file, text)? {
+                entries.push((file.clone(), lang, scripts));
             }
         }
-        for (file, mc) in entries {
-            let file = &file;
-            let lang = match mc.language_id.as_str() {
-                "py" | "python" => Language::Python,
-                "node" | "js" => Language::Node,
-                other => {
+        for (file, lang, scripts) in entries {
+            for rel in &scripts {
+                if !dir.join(rel).is_file() {
                     return Err(ManifestError::field(
-                        file,
-                        "language_id",
-                        format!("unsupported language {other:?} (supported: \"py\", \"node\")"),
-                    ));
-                }
-            };
-            if mc.scripts.is_empty() {
-                return Err(ManifestError::field(file, "scripts", "lists no scripts"));
-            }
-            let base = mc.path.unwrap_or_default();
-            let base = base.trim_start_matches("./").trim_matches('/');
-            let mut scripts = Vec::new();
-            for s in &mc.scripts {
-                let rel = if base.is_empty() || base == "." {
-                    s.clone()
-                } else {
-                    format!("{base}/{s}")
-                };
-                if rel.split('/').any(|p| p == "..") || rel.starts_with('/') {
-                    return Err(ManifestError::field(
-                        file,
-                        "scripts",
-                        format!("{rel:?} leaves the project directory"),
-                    ));
-                }
-                if !dir.join(&rel).is_file() {
-                    return Err(ManifestError::field(
-                        file,
+                        &file,
                         "scripts",
                         format!("{rel:?} does not exist"),
                     ));
                 }
-                scripts.push(rel);
             }
             push(lang, &scripts, &mut endpoints)?;
         }
@@ -423,6 +383,72 @@ fn resolve_name(
     morel_core::AppName::slugify(&base)
         .map(|n| n.to_string())
         .ok_or_else(|| ManifestError::field(CONFIG_FILE, "app.name", format!("cannot derive an app name from directory {base:?}; set [app] name or pass --name")))
+}
+
+/// One `metacall*.json` file's descriptions (one, or a list of them): each one's language
+/// and its scripts relative to the project directory, none of them leaving it.
+fn metacall_entries(file: &str, text: &str) -> Result<Vec<(Language, Vec<String>)>, ManifestError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| ManifestError::field(file, "-", e.to_string()))?;
+    let items = match value {
+        serde_json::Value::Array(items) => items,
+        other => vec![other],
+    };
+    let mut entries = Vec::new();
+    for item in items {
+        let mc: MetacallJson = serde_json::from_value(item)
+            .map_err(|e| ManifestError::field(file, "-", e.to_string()))?;
+        let lang = match mc.language_id.as_str() {
+            "py" | "python" => Language::Python,
+            "node" | "js" => Language::Node,
+            other => {
+                return Err(ManifestError::field(
+                    file,
+                    "language_id",
+                    format!("unsupported language {other:?} (supported: \"py\", \"node\")"),
+                ));
+            }
+        };
+        if mc.scripts.is_empty() {
+            return Err(ManifestError::field(file, "scripts", "lists no scripts"));
+        }
+        let base = mc.path.unwrap_or_default();
+        let base = base.trim_start_matches("./").trim_matches('/');
+        let mut scripts = Vec::new();
+        for s in &mc.scripts {
+            let rel = if base.is_empty() || base == "." {
+                s.clone()
+            } else {
+                format!("{base}/{s}")
+            };
+            if rel.split('/').any(|p| p == "..") || rel.starts_with('/') {
+                return Err(ManifestError::field(
+                    file,
+                    "scripts",
+                    format!("{rel:?} leaves the project directory"),
+                ));
+            }
+            scripts.push(rel);
+        }
+        entries.push((lang, scripts));
+    }
+    Ok(entries)
+}
+
+/// Parses one `metacall*.json` file's text with `build_manifest`'s own code: each
+/// description's runtime and its scripts relative to the project directory (whether they
+/// exist is left to the build). Public for the fuzz targets in `morel-fuzz`.
+pub fn parse_metacall_json_for_fuzzing(
+    file: &str,
+    text: &str,
+) -> Result<Vec<(Runtime, Vec<String>)>, ManifestError> {
+    Ok(metacall_entries(file, text)?
+        .into_iter()
+        .map(|(lang, scripts)| match lang {
+            Language::Python => (Runtime::Python, scripts),
+            Language::Node => (Runtime::Node, scripts),
+        })
+        .collect())
 }
 
 fn metacall_files(dir: &Path) -> Result<Vec<(String, String)>, ManifestError> {

@@ -12,9 +12,17 @@ mod model;
 mod pyenv;
 mod toml_config;
 
-pub use build::{BuildOptions, build_manifest, wasm_language};
+pub use build::{BuildOptions, build_manifest, parse_metacall_json_for_fuzzing, wasm_language};
 pub use error::ManifestError;
 pub use model::{
     DEFAULT_HEARTBEAT_TTL_S, DependencyKind, DependencySpec, FunctionSpec, HttpSpec, MANIFEST_FILE,
     MANIFEST_VERSION, MIN_HEARTBEAT_TTL_S, Manifest, ResourceSpec, ResourceType,
 };
+
+/// Parses the text of a `morel.toml` (the project file) with the parser `build_manifest`
+/// reads it with. Public for the fuzz targets in `morel-fuzz`.
+pub fn parse_morel_toml_for_fuzzing(
+    text: &str,
+) -> Result<toml_config::ProjectConfig, ManifestError> {
+    toml_config::parse(text)
+}

@@ -23,3 +23,13 @@ pub use worker::{
     InvokeError, LogSink, PreStart, Worker, WorkerError, WorkerSpec, noting_reply_thread,
     read_replies_on, serve_replies_here, serving_thread,
 };
+
+/// Reads one frame (a 4-byte big-endian length, then that many bytes) from `r` into `buf`
+/// with the code the host reads its workers' replies with, and its 64 MiB limit; `Ok(None)`
+/// at a clean end of stream. Public for the fuzz targets in `morel-fuzz`.
+pub async fn read_frame_for_fuzzing<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<()>> {
+    frame::read(r, buf).await
+}
