@@ -357,13 +357,8 @@ async fn invoke(route: &FnRoute, bytes: &[u8]) -> Response {
     match run_call(route, bytes).await {
         Ok(body) => json_ok(body),
         Err(f) => {
-            let mut resp = (f.status, f.body()).into_response();
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            h.insert("x-morel-edge", HeaderValue::from_static("1"));
+            let mut resp = json_ok(f.body());
+            *resp.status_mut() = f.status;
             resp
         }
     }

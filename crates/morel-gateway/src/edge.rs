@@ -260,7 +260,8 @@ impl<G: Unpin> HttpBody for Guarded<G> {
 }
 
 /// Whether a header describes one connection rather than the message.
-pub(crate) fn is_hop_by_hop(name: &str) -> bool {
+/// Whether `name` is a hop-by-hop header (never forwarded), in any case.
+pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 

@@ -141,8 +141,10 @@ impl Lane {
                         if *stop.borrow() {
                             return LaneEnd::Closed;
                         }
-                        // Idle between requests: closed after the idle timeout.
+                        // Idle between requests: closed after the idle timeout. The read is
+                        // polled first, so a request already waiting never arms the timer.
                         tokio::select! {
+                            biased;
                             read = read_some(stream, &mut buf) => read,
                             _ = stop.changed() => return LaneEnd::Closed,
                             _ = tokio::time::sleep(limits.idle) => return LaneEnd::Closed,

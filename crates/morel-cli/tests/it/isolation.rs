@@ -664,21 +664,7 @@ async fn an_app_cannot_reach_the_server_other_apps_or_the_host() {
     }
 
     // --- Deleting the app ends its whole process tree, setsid children included.
-    let marker = unique("isolation-marker");
-    markers.0.push(marker.clone());
-    let a = attack(&s, &mut r, ATTACKER, "spawn_marker", json!([marker])).await;
-    assert_eq!(
-        a.1["ok"],
-        true,
-        "the marker child did not start: {}",
-        short(&a.1)
-    );
-    wait_for(
-        Duration::from_secs(10),
-        "the marker child on the host",
-        || async { (!marker_pids(&marker).is_empty()).then_some(()) },
-    )
-    .await;
+    let marker = start_marker(&s, &mut r, &mut markers, ATTACKER, "spawn_marker").await;
     s.cli_ok(&["delete", ATTACKER]);
     if !gone_within(&marker, Duration::from_secs(10)).await {
         r.breach(
@@ -689,21 +675,7 @@ async fn an_app_cannot_reach_the_server_other_apps_or_the_host() {
     victim_answers(&s, Some(&secret)).await;
 
     // --- A kill -9 of the server ends every worker's process tree too.
-    let marker = unique("isolation-marker");
-    markers.0.push(marker.clone());
-    let a = attack(&s, &mut r, ATTACKER_NODE, "spawnMarker", json!([marker])).await;
-    assert_eq!(
-        a.1["ok"],
-        true,
-        "the marker child did not start: {}",
-        short(&a.1)
-    );
-    wait_for(
-        Duration::from_secs(10),
-        "the marker child on the host",
-        || async { (!marker_pids(&marker).is_empty()).then_some(()) },
-    )
-    .await;
+    let marker = start_marker(&s, &mut r, &mut markers, ATTACKER_NODE, "spawnMarker").await;
     s.kill9();
     if !gone_within(&marker, Duration::from_secs(10)).await {
         r.breach(
@@ -716,6 +688,33 @@ async fn an_app_cannot_reach_the_server_other_apps_or_the_host() {
     drop(markers);
     drop(litter);
     r.assert_none(&s);
+}
+
+/// Has `app` start a detached child carrying a fresh marker (`func`), and waits until the host
+/// sees it; returns the marker.
+async fn start_marker(
+    s: &MorelServer,
+    r: &mut Report,
+    markers: &mut MarkerLitter,
+    app: &str,
+    func: &str,
+) -> String {
+    let marker = unique("isolation-marker");
+    markers.0.push(marker.clone());
+    let a = attack(s, r, app, func, json!([marker])).await;
+    assert_eq!(
+        a.1["ok"],
+        true,
+        "the marker child did not start: {}",
+        short(&a.1)
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "the marker child on the host",
+        || async { (!marker_pids(&marker).is_empty()).then_some(()) },
+    )
+    .await;
+    marker
 }
 
 /// Waits up to `limit` for no host process to carry `marker`.

@@ -79,19 +79,6 @@ pub(crate) const ANSWER_TOKENS: &[&[u8]] = &[
     b"x-trailer: 1\r\n",
 ];
 
-/// Header names that never go from one hop to the next (`edge.rs`'s list).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// The lane's header limit (`MAX_HEADERS` in lane.rs).
 const LANE_HEADERS: usize = 64;
 /// The lane's limit for an instance's answer head (`MAX_HEADERS` in upstream.rs).
@@ -259,7 +246,7 @@ fn check_forwarded(req: &httparse::Request, out: &[u8], prefix: Option<&str>) {
     for h in fwd.headers.iter() {
         let name = h.name.to_ascii_lowercase();
         assert!(
-            !HOP_BY_HOP.contains(&name.as_str()),
+            !morel_gateway::is_hop_by_hop(&name),
             "hop-by-hop header {name} forwarded: {text:?}"
         );
         assert!(
@@ -399,7 +386,7 @@ fn check_answer(
             continue;
         }
         assert!(
-            !HOP_BY_HOP.contains(&name.as_str()),
+            !morel_gateway::is_hop_by_hop(&name),
             "hop-by-hop header {name} kept: {text:?}"
         );
         assert!(
