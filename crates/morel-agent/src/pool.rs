@@ -534,14 +534,45 @@ impl Supervisor {
                     self.set_state(&mut row, InstanceState::Ready, None).await;
                     self.bump_ready(1);
                     self.notify_pool();
-                    let exit = tokio::select! {
-                        exit = worker.exited() => Some(exit),
-                        _ = self.stop.changed() => None,
+                    let mut stuck = worker.stuck();
+                    let mut ready = true;
+                    let exit = loop {
+                        tokio::select! {
+                            exit = worker.exited() => break Some(exit),
+                            _ = self.stop.changed() => break None,
+                            Ok(()) = stuck.changed() => {
+                                // Every slot held by a call past its deadline: not ready (no
+                                // call can run) until one stops or the worker is recycled.
+                                let now_stuck = *stuck.borrow_and_update();
+                                if now_stuck == ready {
+                                    ready = !now_stuck;
+                                    self.bump_ready(if ready { 1 } else { -1 });
+                                    let state = if ready {
+                                        InstanceState::Ready
+                                    } else {
+                                        p.logs.event(
+                                            &p.app,
+                                            format!(
+                                                "instance {} of {}: every slot is held by a call \
+                                                 past its deadline; it takes no call until one \
+                                                 stops (recycled otherwise)",
+                                                self.slot.id, p.resource
+                                            ),
+                                        );
+                                        InstanceState::Draining
+                                    };
+                                    self.set_state(&mut row, state, None).await;
+                                    self.notify_pool();
+                                }
+                            }
+                        }
                     };
                     if let Ok(mut w) = self.slot.worker.lock() {
                         *w = None;
                     }
-                    self.bump_ready(-1);
+                    if ready {
+                        self.bump_ready(-1);
+                    }
                     match exit {
                         None => {
                             self.set_state(&mut row, InstanceState::Draining, None)

@@ -18,7 +18,7 @@ pub mod functions;
 mod git;
 pub mod git_deploy;
 pub mod jobs;
-mod listen;
+pub mod listen;
 pub mod openapi;
 mod recover;
 pub mod remote;

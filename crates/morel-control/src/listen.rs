@@ -17,7 +17,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -52,6 +52,11 @@ pub fn serving_threads() -> usize {
 /// With a `lane`, each connection starts in it (function calls and edge requests answered
 /// straight off the socket, see morel-gateway's `lane`) and moves to hyper and `router` at the
 /// first request the lane hands back.
+///
+/// Every listener of Morel is served here (`morel up`, `server`, `gateway` and `agent`), so
+/// each has the same connection limits (morel-gateway's `conn`): the cap on open connections,
+/// the header timeout (the lane's, or [`Replay`]'s), the body timeout (the lane's, or
+/// `limit_body_pauses` around `router`) and the idle timeout (the lane's, or hyper's).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -60,6 +65,7 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let lane = lane.filter(|_| lane_enabled()).map(Arc::new);
+    let router = router.layer(axum::middleware::from_fn(morel_gateway::limit_body_pauses));
     serve_on(serving_threads(), listener, router, lane, shutdown, grace).await
 }
 
@@ -260,7 +266,7 @@ async fn serve_connection(
         None => Some((Vec::new(), stream)),
     };
     if let Some((read, stream)) = handed_off {
-        serve_with_hyper(Replay::new(read, stream), peer, served, stop).await;
+        serve_with_hyper(read, stream, peer, served, stop).await;
     }
     OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
     if open.count.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -305,11 +311,14 @@ fn move_to(
 
 /// Serves a connection with hyper and the router until it closes or the server stops.
 async fn serve_with_hyper(
-    stream: Replay,
+    read: Vec<u8>,
+    stream: tokio::net::TcpStream,
     peer: SocketAddr,
     served: Served,
     mut stop: watch::Receiver<bool>,
 ) {
+    let clock = Arc::new(HeadClock::default());
+    let stream = Replay::new(read, stream, clock.clone());
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         // The peer address is what the edge forwards as X-Forwarded-For.
         req.extensions_mut().insert(ConnectInfo(peer));
@@ -318,25 +327,27 @@ async fn serve_with_hyper(
         // `/api/`, `/metrics`, the dashboard) run on the main runtime; only where a request
         // runs depends on this, not how it is routed.
         let main = morel_gateway::is_control_path(req.uri().path()).then(|| served.main.clone());
+        let clock = clock.clone();
         async move {
             let req = req.map(Body::new);
-            let resp = match main {
-                None => router.call(req).await.unwrap_or_else(|e| match e {}),
-                Some(main) => match main.spawn(async move { router.call(req).await }).await {
-                    Ok(resp) => resp.unwrap_or_else(|e| match e {}),
-                    Err(e) => crate::ApiError::internal("running the request's handler", &e)
-                        .into_response(),
-                },
+            let answer = async move {
+                match main {
+                    None => router.call(req).await.unwrap_or_else(|e| match e {}),
+                    Some(main) => match main.spawn(async move { router.call(req).await }).await {
+                        Ok(resp) => resp.unwrap_or_else(|e| match e {}),
+                        Err(e) => crate::ApiError::internal("running the request's handler", &e)
+                            .into_response(),
+                    },
+                }
             };
-            Ok::<_, Infallible>(resp)
+            Ok::<_, Infallible>(clock.answering(answer).await)
         }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         // hyper's header timeout also bounds the wait for the next request on a kept-alive
         // connection, so it is the idle timeout here (clients pool connections for a minute
-        // or more); a head arriving slowly is cut at the header timeout by the fast lane,
-        // which reads every connection's first request.
+        // or more); a head arriving slowly is cut at the header timeout by `Replay`.
         .header_read_timeout({
             let l = morel_gateway::conn_limits();
             l.idle.max(l.header)
@@ -359,20 +370,87 @@ async fn serve_with_hyper(
     }
 }
 
+/// Where a hyper-served connection stands, shared by its service and its [`Replay`]: hyper's
+/// own timer bounds the wait for a request's first byte (the idle timeout), this bounds a head
+/// from its first byte to the service's call (the header timeout).
+#[derive(Default)]
+struct HeadClock {
+    /// Requests handed to the service so far.
+    started: AtomicU64,
+    /// A request is being answered (bytes read now are its body, not a head), or the
+    /// connection was upgraded (to a WebSocket, say) and carries no more HTTP.
+    answering: AtomicBool,
+}
+
+impl HeadClock {
+    /// Runs the answer to one request.
+    async fn answering(
+        &self,
+        answer: impl Future<Output = axum::response::Response>,
+    ) -> axum::response::Response {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.answering.store(true, Ordering::Relaxed);
+        let resp = answer.await;
+        if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+            self.answering.store(false, Ordering::Relaxed);
+        }
+        resp
+    }
+}
+
 /// A connection whose first bytes were already read (by the lane): reads give those back
-/// first, then read from the socket.
+/// first, then read from the socket. A request head must be whole within the header timeout
+/// of its first byte ([`HeadClock`]); past it, reads fail and hyper closes the connection.
 struct Replay {
     read: Vec<u8>,
     at: usize,
     stream: tokio::net::TcpStream,
+    clock: Arc<HeadClock>,
+    /// The head being read must be whole by then; with the request count when it started.
+    head_due: Option<(Pin<Box<tokio::time::Sleep>>, u64)>,
 }
 
 impl Replay {
-    fn new(read: Vec<u8>, stream: tokio::net::TcpStream) -> Self {
-        Replay {
+    fn new(read: Vec<u8>, stream: tokio::net::TcpStream, clock: Arc<HeadClock>) -> Self {
+        let mut replay = Replay {
             read,
             at: 0,
             stream,
+            clock,
+            head_due: None,
+        };
+        // Bytes the lane read are the start of a head.
+        if !replay.read.is_empty() {
+            replay.head_started();
+        }
+        replay
+    }
+
+    fn head_started(&mut self) {
+        let due = tokio::time::sleep(morel_gateway::conn_limits().header);
+        self.head_due = Some((Box::pin(due), self.clock.started.load(Ordering::Relaxed)));
+    }
+
+    /// Keeps the head deadline true to the connection's state after a read that was `ready`
+    /// with `got` bytes (or pending); says whether the head is overdue.
+    fn head_overdue(&mut self, cx: &mut Context<'_>, ready: bool, got: bool) -> bool {
+        let started = self.clock.started.load(Ordering::Relaxed);
+        if self.head_due.as_ref().is_some_and(|(_, at)| *at != started)
+            || self.clock.answering.load(Ordering::Relaxed)
+        {
+            // The head was whole (its request reached the service), or this is a body.
+            self.head_due = None;
+            return false;
+        }
+        if ready {
+            if got && self.head_due.is_none() {
+                self.head_started();
+            }
+            return false;
+        }
+        match &mut self.head_due {
+            Some((due, _)) => due.as_mut().poll(cx).is_ready(),
+            None => false,
         }
     }
 }
@@ -394,7 +472,16 @@ impl tokio::io::AsyncRead for Replay {
             }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let got = buf.filled().len() > before;
+        if this.head_overdue(cx, read.is_ready(), got) {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request head did not arrive within the header timeout",
+            )));
+        }
+        read
     }
 }
 

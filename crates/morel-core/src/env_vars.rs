@@ -74,3 +74,7 @@ pub const MOREL_IDLE_TIMEOUT_MS: &str = "MOREL_IDLE_TIMEOUT_MS";
 /// Open connections the public listener serves at once (default 10000); past it a new
 /// connection is answered 503 and closed.
 pub const MOREL_MAX_CONNECTIONS: &str = "MOREL_MAX_CONNECTIONS";
+
+/// Lines of output per second each app may write to its log (default 1000, with bursts of five
+/// seconds' worth); lines past it are dropped and counted, and the log says how many.
+pub const MOREL_LOG_RATE: &str = "MOREL_LOG_RATE";

@@ -43,7 +43,7 @@ pub fn router(routes: Arc<RouteTable>, limits: CallLimits) -> Router {
         .with_state(gw)
 }
 
-fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
     let body = serde_json::json!({ "error": message.into(), "type": kind });
     let mut resp = (status, axum::Json(body)).into_response();
     resp.headers_mut()
@@ -441,16 +441,7 @@ async fn read_body(body: Body, limits: &CallLimits) -> Result<axum::body::Bytes,
     loop {
         match tokio::time::timeout(pause, body.frame()).await {
             // The body stopped arriving: 408, and the connection closes.
-            Err(_) => {
-                let mut resp = error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "RequestTimeout",
-                    crate::conn::BODY_TIMEOUT_ANSWER,
-                );
-                resp.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                return Err(resp);
-            }
+            Err(_) => return Err(crate::conn::body_timeout_response()),
             Ok(None) => return Ok(out.freeze()),
             Ok(Some(Err(_))) => return Err(too_large()),
             Ok(Some(Ok(frame))) => {

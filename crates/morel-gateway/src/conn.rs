@@ -66,3 +66,88 @@ pub fn conn_limits() -> &'static ConnLimits {
 /// The answer to a request whose body stalled: 408, and the connection closes.
 pub const BODY_TIMEOUT_ANSWER: &str =
     "the request body stopped arriving (a pause longer than the body timeout)";
+
+/// The 408 answer to a request whose body stalled; the connection closes after it.
+pub fn body_timeout_response() -> axum::response::Response {
+    let mut resp = crate::call::error(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        "RequestTimeout",
+        BODY_TIMEOUT_ANSWER,
+    );
+    resp.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
+}
+
+/// Middleware for every listener's router: a request body that pauses longer than the body
+/// timeout ends in an error for whatever reads it, and the request is answered 408 (the
+/// connection then closes), whatever the handler made of the error.
+pub async fn limit_body_pauses(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let req = req.map(|body| {
+        axum::body::Body::new(PausingBody {
+            inner: body,
+            pause: conn_limits().body,
+            due: None,
+            stalled: stalled.clone(),
+        })
+    });
+    let resp = next.run(req).await;
+    if stalled.load(std::sync::atomic::Ordering::Relaxed) {
+        return body_timeout_response();
+    }
+    resp
+}
+
+/// A request body whose reads fail once it pauses longer than `pause`.
+struct PausingBody {
+    inner: axum::body::Body,
+    pause: Duration,
+    due: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl hyper::body::Body for PausingBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.due = None;
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                let pause = this.pause;
+                let due = this
+                    .due
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(pause)));
+                if due.as_mut().poll(cx).is_ready() {
+                    this.stalled
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(axum::Error::new(BODY_TIMEOUT_ANSWER))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}

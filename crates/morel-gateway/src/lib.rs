@@ -25,7 +25,7 @@ pub use args::{CallArgs, bind_args};
 pub use call::{
     CallFailure, CallLimits, ErrorBody, GatewayApi, call_function, host_routing, router,
 };
-pub use conn::{ConnLimits, conn_limits};
+pub use conn::{ConnLimits, conn_limits, limit_body_pauses};
 pub use edge::{EdgeTable, NO_INSTANCE_WAIT, is_hop_by_hop};
 pub use lane::{Lane, LaneEnd, is_control_path};
 pub use routes::{AppRoutes, FnRoute, PRODUCTION, RouteTable, check_version, environment_host};

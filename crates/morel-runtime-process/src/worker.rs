@@ -181,11 +181,23 @@ struct Inner {
     reply_thread: Option<usize>,
     /// Removed when the worker is gone.
     _scratch: Option<crate::Scratch>,
-    /// Calls answered 504 whose reply has not come yet, by id: the function's name. One still
-    /// here [`OVERDUE_GRACE`] after its deadline gets the worker recycled.
-    overdue: Mutex<HashMap<u64, String>>,
+    /// Calls answered 504 whose reply has not come yet, by id: the function's name and the
+    /// slot it still holds (the worker is still running it). One still here [`OVERDUE_GRACE`]
+    /// after its deadline gets the worker recycled.
+    overdue: Mutex<HashMap<u64, (String, tokio::sync::OwnedSemaphorePermit)>>,
+    /// True while every slot is held by an overdue call: the worker can take no call.
+    stuck: watch::Sender<bool>,
     /// The app's log, for what the host says about the worker.
     sink: LogSink,
+}
+
+impl Inner {
+    /// Says whether `overdue` calls hold every slot.
+    fn note_stuck(&self, overdue: usize) {
+        let stuck = overdue >= self.concurrency as usize;
+        self.stuck
+            .send_if_modified(|s| std::mem::replace(s, stuck) != stuck);
+    }
 }
 
 /// How long a call past its deadline may keep running in the worker (it was cancelled; an
@@ -363,6 +375,7 @@ impl Worker {
             reply_thread,
             _scratch: scratch,
             overdue: Mutex::new(HashMap::new()),
+            stuck: watch::channel(false).0,
             sink: sink.clone(),
         });
         // Reader: routes replies to their callers.
@@ -534,11 +547,18 @@ impl Worker {
                     .unwrap_or_else(|| "worker exited".into()),
             )),
             Err(_) => {
-                if let Ok(mut p) = self.inner.pending.lock() {
-                    p.remove(&id);
-                }
-                if let Ok(mut o) = self.inner.overdue.lock() {
-                    o.insert(id, name.to_owned());
+                let waiter = self
+                    .inner
+                    .pending
+                    .lock()
+                    .ok()
+                    .and_then(|mut p| p.remove(&id));
+                // The worker is still running the call: it keeps its slot until it stops.
+                if let Some(Waiter { slot, .. }) = waiter
+                    && let Ok(mut o) = self.inner.overdue.lock()
+                {
+                    o.insert(id, (name.to_owned(), slot));
+                    self.inner.note_stuck(o.len());
                 }
                 send(&self.inner.outbox, &HostMessage::Cancel { id });
                 // A call that does not stop holds one of the worker's threads for good: past
@@ -548,7 +568,7 @@ impl Worker {
                     tokio::time::sleep(OVERDUE_GRACE).await;
                     let Some(inner) = weak.upgrade() else { return };
                     let still = inner.overdue.lock().ok().and_then(|mut o| o.remove(&id));
-                    if let Some(function) = still
+                    if let Some((function, _slot)) = still
                         && inner.alive.load(Ordering::SeqCst)
                     {
                         let msg = format!(
@@ -565,6 +585,12 @@ impl Worker {
                 Err(InvokeError::Timeout(deadline))
             }
         }
+    }
+
+    /// Turns true while every slot is held by a call past its deadline (the worker can take
+    /// no call until one stops, or it is recycled after [`OVERDUE_GRACE`]), false again after.
+    pub fn stuck(&self) -> watch::Receiver<bool> {
+        self.inner.stuck.subscribe()
     }
 
     /// Stops the worker: closes its input (the runner exits on EOF), then signals the group.
@@ -609,8 +635,9 @@ async fn read_replies(mut reader: BufReader<pipe::Receiver>, weak: std::sync::We
                 if waiter.is_none()
                     && let Ok(mut o) = inner.overdue.lock()
                 {
-                    // A late reply: the call did stop.
+                    // A late reply: the call did stop, and frees its slot.
                     o.remove(&id);
+                    inner.note_stuck(o.len());
                 }
                 if let Some(Waiter { reply: tx, slot }) = waiter {
                     drop(slot);

@@ -80,7 +80,18 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             }),
         )
         .merge(morel_gateway::router(routes.clone(), CallLimits::default()));
-    let serve = tokio::spawn(async move { axum::serve(listener, app).await });
+    // Served like every listener of Morel: the fast lane for calls, the same connection limits.
+    let lane = morel_gateway::Lane::new(routes.clone(), CallLimits::default());
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let serve = tokio::spawn(morel_control::listen::serve(
+        listener,
+        app,
+        Some(lane),
+        async move {
+            let _ = serving_stopped.await;
+        },
+        Duration::from_secs(5),
+    ));
 
     let servers = Arc::new(Servers::new(joins, args.token.clone())?);
     let register = serde_json::json!({"id": node, "address": address, "capacity": args.capacity});
@@ -124,7 +135,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         _ = super::up::shutdown_signal() => {}
     }
     sync.abort();
-    serve.abort();
+    let _ = stop_serving.send(());
+    let _ = serve.await;
     Ok(())
 }
 

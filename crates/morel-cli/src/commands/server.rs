@@ -149,12 +149,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     };
     // Calls are forwarded to agents; everything else is the usual API.
     let app = morel_control::remote::router(table).fallback_service(server.router());
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(super::up::shutdown_signal())
-        .await?;
+    morel_control::listen::serve(listener, app, None, super::up::shutdown_signal(), GRACE).await?;
     let _ = stop_tx.send(true);
     Ok(())
 }
+
+/// How long open requests get to be answered once a stop is asked for.
+const GRACE: Duration = Duration::from_secs(10);
 
 /// `morel gateway`: forwards `/{prefix}/{app}/{version}/call/{func}` to agents; no API.
 pub async fn gateway(args: GatewayArgs) -> Result<()> {
@@ -189,9 +190,7 @@ pub async fn gateway(args: GatewayArgs) -> Result<()> {
             })),
         )
     });
-    axum::serve(listener, app.into_make_service())
-        .with_graceful_shutdown(super::up::shutdown_signal())
-        .await?;
+    morel_control::listen::serve(listener, app, None, super::up::shutdown_signal(), GRACE).await?;
     let _ = stop_tx.send(true);
     Ok(())
 }

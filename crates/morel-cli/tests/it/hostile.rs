@@ -172,6 +172,21 @@ async fn a_call_that_never_returns_gets_504_and_its_worker_is_recycled() {
     for _ in 0..2 {
         let (status, body) = s.call("hangs", "hang", "").await;
         assert_eq!(status, 504, "{body}");
+        // Its one slot is stuck: the instance is not reported ready meanwhile.
+        wait_for(
+            Duration::from_secs(1),
+            "the stuck instance not ready",
+            || async {
+                let (_, detail) = s.get("/api/apps/hangs").await;
+                let states: Vec<&str> = detail["instances"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|i| i["state"].as_str())
+                    .collect();
+                (!states.contains(&"ready")).then_some(())
+            },
+        )
+        .await;
         // The one thread is stuck in sleep(600): within the grace plus a respawn, the worker
         // is replaced and calls are answered again.
         let answered = wait_for(Duration::from_secs(20), "a call answered again", || async {
@@ -244,6 +259,78 @@ async fn huge_and_binary_log_lines_are_cut_and_escaped_and_logging_goes_on() {
             .filter(|l| !l.starts_with("xxx"))
             .collect::<Vec<_>>()
     );
+}
+
+const CHATTY: &str = r#"
+def chatter(n):
+    for i in range(int(n)):
+        print(f"line {i}")
+    return "done"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apps_log_volume_is_rate_limited_and_the_log_says_how_much_was_dropped() {
+    let dirs = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    // 100 lines/s, bursts of 500.
+    let s = MorelServer::start_with_env(&bin(), dirs, &[], &[("MOREL_LOG_RATE", "100")]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("chatty");
+    write(&dir, &[("app.py", CHATTY)]);
+    s.deploy(&dir);
+    let logs = || async {
+        let (_, logs) = s.get("/api/apps/chatty/logs?since=1h&limit=100000").await;
+        logs.as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["line"].as_str().map(str::to_owned))
+            .collect::<Vec<String>>()
+    };
+    let t = std::time::Instant::now();
+    assert_eq!(
+        s.call("chatty", "chatter", "[20000]").await,
+        (200, Value::from("done"))
+    );
+    let lines = wait_for(Duration::from_secs(10), "the limit in the logs", || async {
+        let lines = logs().await;
+        lines
+            .iter()
+            .any(|l| l.contains("over the log rate limit of 100 lines/s"))
+            .then_some(lines)
+    })
+    .await;
+    let kept = lines.iter().filter(|l| l.starts_with("line ")).count();
+    let allowed = 500 + (t.elapsed().as_secs_f64() * 100.0) as usize;
+    assert!(
+        (500..=allowed).contains(&kept),
+        "{kept} lines kept, at most {allowed} allowed"
+    );
+    // Once the allowance is back, the next line passes after a count of what was dropped.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        s.call("chatty", "chatter", "[1]").await,
+        (200, Value::from("done"))
+    );
+    // Every line is either in the log or counted there as dropped.
+    wait_for(
+        Duration::from_secs(10),
+        "the count of dropped lines",
+        || async {
+            let lines = logs().await;
+            let said: usize = lines
+                .iter()
+                .filter_map(|l| {
+                    l.strip_suffix(" lines of output were dropped (over the log rate limit)")?
+                        .parse::<usize>()
+                        .ok()
+                })
+                .sum();
+            let kept = lines.iter().filter(|l| l.starts_with("line ")).count();
+            (said > 0 && said + kept == 20001).then_some(())
+        },
+    )
+    .await;
+    // The server itself is fine.
+    assert_eq!(s.get("/api/readiness").await.0, 200);
 }
 
 const SLOW_BOOT: &str = r#"
@@ -332,47 +419,128 @@ async fn until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> St
 async fn stalled_heads_bodies_and_idle_connections_are_closed() {
     // The same on the fast lane and on hyper and the router alone.
     for fast_lane in ["1", "0"] {
-        connection_limits_hold(fast_lane).await;
+        let dirs = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        let mut envs = LIMITS_FOR_TESTS.to_vec();
+        envs.push(("MOREL_FAST_LANE", fast_lane));
+        let s = MorelServer::start_with_env(&bin(), dirs, &[], &envs);
+        s.deploy(&example("hello-python"));
+        let call = "/default/hello-python/latest/call/greet";
+        let listener = Listener {
+            addr: s.url.trim_start_matches("http://").to_owned(),
+            label: format!("morel up, fast lane {fast_lane}"),
+            call,
+            other: "/api/readiness",
+        };
+        listener.limits_hold().await;
+        // An async call's body is read by the API, on the router.
+        listener
+            .stalled_body_gets_408("/default/hello-python/latest/await/greet")
+            .await;
     }
 }
 
-async fn connection_limits_hold(fast_lane: &str) {
-    use tokio::io::AsyncWriteExt;
-    let dirs = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let s = MorelServer::start_with_env(
-        &bin(),
-        dirs,
-        &[],
-        &[
-            ("MOREL_FAST_LANE", fast_lane),
-            ("MOREL_HEADER_TIMEOUT_MS", "500"),
-            ("MOREL_BODY_TIMEOUT_MS", "500"),
-            ("MOREL_IDLE_TIMEOUT_MS", "800"),
-        ],
-    );
-    s.deploy(&example("hello-python"));
-    let addr = s.url.trim_start_matches("http://").to_owned();
-    let connect = || tokio::net::TcpStream::connect(addr.clone());
-    let call = "/default/hello-python/latest/call/greet";
+/// Connection limits short enough for tests: what [`Listener::limits_hold`] expects.
+pub const LIMITS_FOR_TESTS: [(&str, &str); 3] = [
+    ("MOREL_HEADER_TIMEOUT_MS", "500"),
+    ("MOREL_BODY_TIMEOUT_MS", "500"),
+    ("MOREL_IDLE_TIMEOUT_MS", "2500"),
+];
 
-    // A head that never ends, on the fast lane's path and on the router's: closed.
-    for path in [call, "/api/apps"] {
-        let mut c = connect().await.unwrap();
-        c.write_all(format!("POST {path} HTTP/1.1\r\nhost: x\r\n").as_bytes())
-            .await
-            .unwrap();
-        let t = std::time::Instant::now();
-        until_closed(&mut c, Duration::from_secs(5)).await;
-        assert!(
-            t.elapsed() < Duration::from_secs(4),
-            "fast lane {fast_lane}, {path}: {:?}",
-            t.elapsed()
-        );
+/// A listener of Morel started with [`LIMITS_FOR_TESTS`].
+pub struct Listener {
+    pub addr: String,
+    pub label: String,
+    /// A POST path answering `{"name": "Ada"}` with "Hello, Ada!".
+    pub call: &'static str,
+    /// A GET path answered by the router (hyper), not the fast lane.
+    pub other: &'static str,
+}
+
+impl Listener {
+    async fn connect(&self) -> tokio::net::TcpStream {
+        tokio::net::TcpStream::connect(&self.addr).await.unwrap()
     }
 
-    // A body promised and not sent: 408, then the connection closes.
-    for path in [call, "/default/hello-python/latest/await/greet"] {
-        let mut c = connect().await.unwrap();
+    /// Sends `text` and reads until `want` is in the answer (the connection stays open).
+    async fn ask(&self, c: &mut tokio::net::TcpStream, text: &str, want: &str) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        c.write_all(text.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains(want) {
+            let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("{}: no answer to {text:?}", self.label))
+                .unwrap();
+            assert!(
+                n > 0,
+                "{}: closed before answering {text:?}: {got:?}",
+                self.label
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    fn greeting(&self) -> String {
+        let body = r#"{"name": "Ada"}"#;
+        format!(
+            "POST {} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            self.call,
+            body.len()
+        )
+    }
+
+    /// A stalled head is closed within the header timeout, on a new connection and on one
+    /// kept alive after a request (served by the fast lane or by the router); a stalled body
+    /// gets 408; an idle connection is closed after the idle timeout, not before.
+    pub async fn limits_hold(&self) {
+        use tokio::io::AsyncWriteExt;
+        let other = format!("GET {} HTTP/1.1\r\nhost: x\r\n\r\n", self.other);
+        for path in [self.call, self.other] {
+            for after in [
+                None,
+                Some((self.greeting(), "Hello, Ada!")),
+                Some((other.clone(), "200")),
+            ] {
+                let mut c = self.connect().await;
+                if let Some((first, want)) = &after {
+                    self.ask(&mut c, first, want).await;
+                }
+                c.write_all(format!("POST {path} HTTP/1.1\r\nhost: x\r\n").as_bytes())
+                    .await
+                    .unwrap();
+                let t = std::time::Instant::now();
+                until_closed(&mut c, Duration::from_secs(5)).await;
+                assert!(
+                    t.elapsed() < Duration::from_millis(1800),
+                    "{}: a stalled head on {path} after {:?} stayed open {:?}",
+                    self.label,
+                    after.map(|a| a.0),
+                    t.elapsed()
+                );
+            }
+        }
+        self.stalled_body_gets_408(self.call).await;
+        // Idle after a request on the lane and after one on the router: closed after the
+        // idle timeout, not at the header timeout.
+        for first in [self.greeting(), other] {
+            let mut c = self.connect().await;
+            self.ask(&mut c, &first, "200").await;
+            let t = std::time::Instant::now();
+            until_closed(&mut c, Duration::from_secs(8)).await;
+            assert!(
+                t.elapsed() >= Duration::from_millis(2300),
+                "{}: an idle connection closed after {:?}",
+                self.label,
+                t.elapsed()
+            );
+        }
+    }
+
+    /// A body promised and not sent: 408, then the connection closes.
+    pub async fn stalled_body_gets_408(&self, path: &str) {
+        use tokio::io::AsyncWriteExt;
+        let mut c = self.connect().await;
         c.write_all(
             format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-length: 104857600\r\n\r\n{{\"na")
                 .as_bytes(),
@@ -382,34 +550,10 @@ async fn connection_limits_hold(fast_lane: &str) {
         let answer = until_closed(&mut c, Duration::from_secs(5)).await;
         assert!(
             answer.starts_with("HTTP/1.1 408"),
-            "fast lane {fast_lane}: {answer}"
+            "{}: {path}: {answer}",
+            self.label
         );
         assert!(answer.contains("RequestTimeout"), "{answer}");
-    }
-
-    // An idle keep-alive connection is closed after the idle timeout; one in use is not.
-    let mut c = connect().await.unwrap();
-    let body = r#"{"name": "Ada"}"#;
-    c.write_all(
-        format!(
-            "POST {call} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let t = std::time::Instant::now();
-    let answer = until_closed(&mut c, Duration::from_secs(5)).await;
-    assert!(answer.contains("Hello, Ada!"), "{answer}");
-    // Without the fast lane, hyper's header timeout is the idle timeout (it bounds both): the
-    // idle connection closes after it too, and a stalled head above did within it.
-    if fast_lane == "1" {
-        assert!(
-            t.elapsed() >= Duration::from_millis(700),
-            "{:?}",
-            t.elapsed()
-        );
     }
 }
 

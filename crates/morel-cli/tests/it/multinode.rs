@@ -25,6 +25,16 @@ struct AgentProc {
 
 impl AgentProc {
     fn start(s: &MorelServer, joins: &str, node: &str, state: &Path) -> AgentProc {
+        Self::start_with_env(s, joins, node, state, &[])
+    }
+
+    fn start_with_env(
+        s: &MorelServer,
+        joins: &str,
+        node: &str,
+        state: &Path,
+        envs: &[(&str, &str)],
+    ) -> AgentProc {
         let log = std::fs::File::create(state.with_extension("log")).unwrap();
         let child = s
             .command(&[
@@ -43,6 +53,7 @@ impl AgentProc {
                 state.to_str().unwrap(),
             ])
             .env("MOREL_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .spawn()
@@ -473,4 +484,67 @@ async fn a_hung_agent_costs_a_call_its_deadline_then_leaves_routing() {
         ok >= 10,
         "calls kept reaching the hung agent ({timed_out} timeouts)"
     );
+}
+
+/// Servers and agents hold the same connection limits as `morel up`: stalled heads and bodies
+/// and idle connections are closed on each listener.
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_and_agents_close_stalled_and_idle_connections() {
+    use crate::hostile::{LIMITS_FOR_TESTS, Listener};
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let server_args = ["--database-url", db.url.as_str(), "--no-compiler"];
+    let s = MorelServer::start_role_with_env(
+        &bin(),
+        dirs.clone(),
+        "server",
+        &server_args,
+        &LIMITS_FOR_TESTS,
+    );
+    let _agent = AgentProc::start_with_env(
+        &s,
+        &s.url,
+        "limits-a",
+        &dirs.path().join("limits-a"),
+        &LIMITS_FOR_TESTS,
+    );
+    s.deploy(&example("hello-python"));
+    let call = "/default/hello-python/latest/call/greet";
+    wait_for(
+        Duration::from_secs(120),
+        "a call through the server",
+        || async {
+            let (status, body) = s.call("hello-python", "greet", r#"{"name": "Ada"}"#).await;
+            (status == 200 && body.to_string().contains("Hello, Ada!")).then_some(())
+        },
+    )
+    .await;
+    let (_, nodes) = s.get("/api/nodes").await;
+    let agent = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "limits-a")
+        .unwrap_or_else(|| panic!("no agent in {nodes}"))["address"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("http://")
+        .to_owned();
+    let listeners = [
+        Listener {
+            addr: s.url.trim_start_matches("http://").to_owned(),
+            label: "morel server".into(),
+            call,
+            other: "/api/readiness",
+        },
+        Listener {
+            addr: agent,
+            label: "morel agent".into(),
+            call,
+            other: "/healthz",
+        },
+    ];
+    for l in &listeners {
+        l.limits_hold().await;
+    }
 }
