@@ -166,13 +166,30 @@ pub enum EnvCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Set config values (environment variables); rolls out a new release.
+    /// Set config values (environment variables), kept across deploys; rolls out a new
+    /// release and waits until it is ready.
     Set {
         app: String,
         #[arg(value_name = "KEY=VALUE", required = true)]
         pairs: Vec<String>,
+        /// The environment (production, or a preview's name).
         #[arg(long, default_value = "production")]
         env: String,
+        /// Return once the release is created, without waiting for it to be ready.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Remove config values; rolls out a new release and waits until it is ready.
+    Unset {
+        app: String,
+        #[arg(value_name = "KEY", required = true)]
+        keys: Vec<String>,
+        /// The environment (production, or a preview's name).
+        #[arg(long, default_value = "production")]
+        env: String,
+        /// Return once the release is created, without waiting for it to be ready.
+        #[arg(long)]
+        detach: bool,
     },
     /// Remove a preview environment: stop its instances and delete its data.
     Rm { app: String, env: String },
@@ -180,14 +197,20 @@ pub enum EnvCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
-    /// Set a secret (value from --value or stdin); restarts the environment's instances.
+    /// Set a secret (value from --value or stdin); a new release restarts the environment's
+    /// instances with it, and this waits until it is ready.
     Set {
         app: String,
         key: String,
+        /// The value (read from stdin when absent, so it stays out of shell history).
         #[arg(long)]
         value: Option<String>,
+        /// The environment (production, or a preview's name).
         #[arg(long, default_value = "production")]
         env: String,
+        /// Return once the secret is stored, without waiting for the restart.
+        #[arg(long)]
+        detach: bool,
     },
     /// List secret names and update times (never values).
     Ls {
@@ -197,12 +220,17 @@ pub enum SecretsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a secret; restarts the environment's instances.
+    /// Remove a secret; a new release restarts the environment's instances without it, and
+    /// this waits until it is ready.
     Rm {
         app: String,
         key: String,
+        /// The environment (production, or a preview's name).
         #[arg(long, default_value = "production")]
         env: String,
+        /// Return once the secret is removed, without waiting for the restart.
+        #[arg(long)]
+        detach: bool,
     },
 }
 

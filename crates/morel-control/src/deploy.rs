@@ -23,6 +23,17 @@ use crate::{ApiError, ServerConfig};
 /// Largest bundle accepted on upload.
 pub const MAX_BUNDLE_BYTES: usize = 256 << 20;
 
+/// What a new release's config is, from its environment's current config.
+#[derive(Clone, Debug)]
+pub enum ConfigChange {
+    /// These values added or changed, the others kept (`deploy --set`, `env set`).
+    Merge(BTreeMap<String, String>),
+    /// These values removed (`env unset`); one that is not set is an error.
+    Unset(Vec<String>),
+    /// Exactly these values (seed 000's deploys carry their whole environment).
+    Replace(BTreeMap<String, String>),
+}
+
 pub struct Deployer {
     pub cfg: ServerConfig,
     pub store: Arc<dyn Store>,
@@ -36,6 +47,8 @@ pub struct Deployer {
     active: Mutex<HashMap<AppKey, Vec<Running>>>,
     /// One lock per app: deploys and deletes of the same app run one at a time.
     app_locks: Mutex<HashMap<AppKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per app: its releases are made one at a time (`create_release`).
+    release_locks: Mutex<HashMap<AppKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Seals environments' secrets (see `secrets.rs`).
     pub(crate) sealer: crate::secrets::SecretBox,
     /// A fingerprint of the secrets each (host) app's running pools were started with;
@@ -65,6 +78,7 @@ impl Deployer {
             server_key,
             active: Default::default(),
             app_locks: Default::default(),
+            release_locks: Default::default(),
             sealer: crate::secrets::SecretBox::new(cfg.state_dir.join("keys/secrets.key")),
             secret_fps: Default::default(),
             cfg,
@@ -167,8 +181,82 @@ impl Deployer {
         Ok((packed.digest, manifest))
     }
 
-    /// Records release `v{N+1}` of `app` for `digest` and starts rolling it out in the background.
+    /// Records release `v{N+1}` of `app` and starts rolling it out in the background: of
+    /// `digest`, or (none given) of the bundle the environment runs now; with the config
+    /// `change` makes of the environment's current config ([`Deployer::current_release`]).
+    /// Releases of one app are made one at a time, so concurrent changes all land.
     pub async fn create_release(
+        self: &Arc<Self>,
+        app: &AppKey,
+        digest: Option<&Digest>,
+        env: &str,
+        change: ConfigChange,
+    ) -> Result<ReleaseRow, ApiError> {
+        let lock = {
+            let mut locks = self.release_locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(app.clone()).or_default().clone()
+        };
+        let _making = lock.lock().await;
+        let current = self.current_release(app).await?;
+        let digest = match (digest, &current) {
+            (Some(d), _) => d.clone(),
+            (None, Some(r)) => r.digest.clone(),
+            (None, None) => {
+                return Err(ApiError::bad_request(format!(
+                    "environment {env} of {} has no release to configure; deploy it first",
+                    crate::environments::app_of_host(app, env).name
+                )));
+            }
+        };
+        let mut config: BTreeMap<String, String> = current
+            .as_ref()
+            .and_then(|r| serde_json::from_str(&r.config_json).ok())
+            .unwrap_or_default();
+        match change {
+            ConfigChange::Merge(set) => config.extend(set),
+            ConfigChange::Unset(names) => {
+                let missing: Vec<&String> =
+                    names.iter().filter(|n| !config.contains_key(*n)).collect();
+                if !missing.is_empty() {
+                    return Err(ApiError::not_found(format!(
+                        "environment {env} of {} has no config value named {}",
+                        crate::environments::app_of_host(app, env).name,
+                        missing
+                            .iter()
+                            .map(|n| format!("{n:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                for n in &names {
+                    config.remove(n);
+                }
+            }
+            ConfigChange::Replace(all) => config = all,
+        }
+        self.record_release(app, &digest, env, &config).await
+    }
+
+    /// The release whose config and bundle an environment's next release starts from: the
+    /// newest one still rolling out past the active one, else the active one; for an app
+    /// with none active yet, its newest release that did not fail.
+    pub async fn current_release(&self, app: &AppKey) -> Result<Option<ReleaseRow>, ApiError> {
+        let active = self
+            .store
+            .get_app(app)
+            .await?
+            .and_then(|a| a.active_release);
+        let releases = self.store.list_releases(app).await?;
+        Ok(releases
+            .into_iter()
+            .filter(|r| match active {
+                Some(a) => r.number == a || (r.number > a && !r.status.is_terminal()),
+                None => r.status != ReleaseStatus::Failed,
+            })
+            .max_by_key(|r| r.number))
+    }
+
+    async fn record_release(
         self: &Arc<Self>,
         app: &AppKey,
         digest: &Digest,

@@ -19,7 +19,7 @@ use morel_store::{
 use serde::Serialize;
 
 use crate::ApiError;
-use crate::deploy::Deployer;
+use crate::deploy::{ConfigChange, Deployer};
 use crate::secrets::{SecretValue, cert_key_aad, secret_aad};
 use crate::tls::CertResolver;
 
@@ -73,6 +73,10 @@ pub struct SecretView {
     pub name: String,
     /// Milliseconds since the epoch.
     pub updated_at: i64,
+    /// After a change: the release (`v5`) that restarts the environment's instances with
+    /// it, when the environment has one to restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 /// Whether `name` may name an environment (it shares the call path's version segment).
@@ -368,26 +372,24 @@ impl Environments {
         Ok(out)
     }
 
-    /// Re-rolls an environment's active release so its instances restart with new secrets.
-    async fn roll(&self, app: &AppKey, env: &str) -> Result<Option<i64>, ApiError> {
+    /// A new release of the environment's bundle and config, so its instances restart with
+    /// its new secrets; none when the environment has no release yet. Made like every
+    /// release (`Deployer::create_release`), so it follows a config change still rolling
+    /// out instead of undoing it.
+    async fn roll(&self, app: &AppKey, env: &str) -> Result<Option<String>, ApiError> {
         let host = host_key(app, env)?;
-        let Some(n) = self
-            .store()
-            .get_app(&host)
-            .await?
-            .and_then(|a| a.active_release)
-        else {
+        if self.deployer.current_release(&host).await?.is_none() {
             return Ok(None);
-        };
-        let Some(release) = self.store().get_release(&host, n).await? else {
-            return Ok(None);
-        };
+        }
         self.deployer.logs.event(
             &host,
-            format!("secrets of {env} changed: restarting v{n}'s instances"),
+            format!("secrets of {env} changed: a new release restarts the instances"),
         );
-        self.deployer.spawn_rollout(release);
-        Ok(Some(n))
+        let r = self
+            .deployer
+            .create_release(&host, None, env, ConfigChange::Merge(BTreeMap::new()))
+            .await?;
+        Ok(Some(format!("v{}", r.number)))
     }
 
     pub async fn set_secret(
@@ -415,10 +417,11 @@ impl Environments {
             })
             .await?;
         tracing::info!(app = %app, env, secret = name, "secret set");
-        self.roll(app, env).await?;
+        let release = self.roll(app, env).await?;
         Ok(SecretView {
             name: name.to_owned(),
             updated_at: now,
+            release,
         })
     }
 
@@ -432,11 +435,18 @@ impl Environments {
             .map(|s| SecretView {
                 name: s.name,
                 updated_at: s.updated_at,
+                release: None,
             })
             .collect())
     }
 
-    pub async fn remove_secret(&self, app: &AppKey, env: &str, name: &str) -> Result<(), ApiError> {
+    /// Removes a secret; says which release restarts the instances without it.
+    pub async fn remove_secret(
+        &self,
+        app: &AppKey,
+        env: &str,
+        name: &str,
+    ) -> Result<Option<String>, ApiError> {
         self.get(app, env).await?;
         if !self.store().delete_secret(app, env, name).await? {
             return Err(ApiError::not_found(format!(
@@ -444,44 +454,27 @@ impl Environments {
                 app.name
             )));
         }
-        self.roll(app, env).await?;
-        Ok(())
+        self.roll(app, env).await
     }
 
-    /// `morel env set`: a new release of the environment's active bundle with merged config.
-    pub async fn set_config(
+    /// `morel env set` and `env unset`: a new release of the environment's bundle with its
+    /// config changed (see `Deployer::create_release`).
+    pub async fn change_config(
         &self,
         app: &AppKey,
         env: &str,
-        set: &BTreeMap<String, String>,
+        change: ConfigChange,
     ) -> Result<ReleaseRow, ApiError> {
-        for k in set.keys() {
+        let names: Vec<&String> = match &change {
+            ConfigChange::Merge(set) | ConfigChange::Replace(set) => set.keys().collect(),
+            ConfigChange::Unset(names) => names.iter().collect(),
+        };
+        for k in names {
             check_secret_name(k)?;
         }
         self.get(app, env).await?;
         let host = host_key(app, env)?;
-        let active = self
-            .store()
-            .get_app(&host)
-            .await?
-            .and_then(|a| a.active_release)
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "environment {env} of {} has no active release to configure; deploy it first",
-                    app.name
-                ))
-            })?;
-        let current = self
-            .store()
-            .get_release(&host, active)
-            .await?
-            .ok_or_else(|| ApiError::not_found("active release vanished"))?;
-        let mut config: BTreeMap<String, String> =
-            serde_json::from_str(&current.config_json).unwrap_or_default();
-        config.extend(set.clone());
-        self.deployer
-            .create_release(&host, &current.digest, env, &config)
-            .await
+        self.deployer.create_release(&host, None, env, change).await
     }
 
     pub async fn add_certificate(

@@ -359,24 +359,15 @@ impl Environments {
                 r
             }
             None => {
-                // Keep the environment's config (`morel env set`) across deploys.
-                let config = match self
-                    .store_()
-                    .get_app(&host)
-                    .await?
-                    .and_then(|a| a.active_release)
-                {
-                    Some(n) => self
-                        .store_()
-                        .get_release(&host, n)
-                        .await?
-                        .and_then(|r| serde_json::from_str(&r.config_json).ok())
-                        .unwrap_or_default(),
-                    None => Default::default(),
-                };
+                // The environment's config (`morel env set`) is kept across deploys.
                 let r = self
                     .deployer
-                    .create_release(&host, &digest, &env, &config)
+                    .create_release(
+                        &host,
+                        Some(&digest),
+                        &env,
+                        crate::deploy::ConfigChange::Merge(Default::default()),
+                    )
                     .await?;
                 d.release = Some(r.number);
                 self.store_().update_deploy(d).await?;

@@ -1,4 +1,4 @@
-//! `morel deploy --git`, `morel env ls|set|rm`, `morel secrets set|ls|rm`, `morel certs add`.
+//! `morel deploy --git`, `morel env ls|set|unset|rm`, `morel secrets set|ls|rm`, `morel certs add`.
 
 use std::io::Read;
 use std::time::Duration;
@@ -119,7 +119,12 @@ pub async fn env(cmd: EnvCommand) -> Result<()> {
             }
             Ok(())
         }
-        EnvCommand::Set { app, pairs, env } => {
+        EnvCommand::Set {
+            app,
+            pairs,
+            env,
+            detach,
+        } => {
             let mut set = serde_json::Map::new();
             for p in &pairs {
                 let (k, v) = p
@@ -137,12 +142,27 @@ pub async fn env(cmd: EnvCommand) -> Result<()> {
                         .json(&json!({ "set": set })),
                 )
                 .await?;
-            println!(
-                "set {} value(s) on {app}/{env}: rolling out {}",
-                pairs.len(),
-                r["release"].as_str().unwrap_or("-")
-            );
-            Ok(())
+            let what = format!("set {} value(s) on {app}/{env}", pairs.len());
+            follow_release(&client, &app, &env, r["release"].as_str(), &what, detach).await
+        }
+        EnvCommand::Unset {
+            app,
+            keys,
+            env,
+            detach,
+        } => {
+            let r: Value = client
+                .json(
+                    client
+                        .request(
+                            Method::POST,
+                            &format!("/api/apps/{app}/environments/{env}/config"),
+                        )
+                        .json(&json!({ "unset": keys })),
+                )
+                .await?;
+            let what = format!("unset {} on {app}/{env}", keys.join(", "));
+            follow_release(&client, &app, &env, r["release"].as_str(), &what, detach).await
         }
         EnvCommand::Rm { app, env } => {
             client
@@ -165,6 +185,7 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<()> {
             key,
             value,
             env,
+            detach,
         } => {
             let value = match value {
                 Some(v) => v,
@@ -176,8 +197,8 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<()> {
                     v.trim_end_matches(['\n', '\r']).to_owned()
                 }
             };
-            client
-                .send(
+            let r: Value = client
+                .json(
                     client
                         .request(
                             Method::PUT,
@@ -186,8 +207,8 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<()> {
                         .json(&json!({ "value": value })),
                 )
                 .await?;
-            println!("set secret {key} on {app}/{env}");
-            Ok(())
+            let what = format!("set secret {key} on {app}/{env}");
+            follow_release(&client, &app, &env, r["release"].as_str(), &what, detach).await
         }
         SecretsCommand::Ls { app, env, json } => {
             let list: Vec<Value> = client
@@ -207,16 +228,76 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<()> {
             }
             Ok(())
         }
-        SecretsCommand::Rm { app, key, env } => {
-            client
-                .send(client.request(
+        SecretsCommand::Rm {
+            app,
+            key,
+            env,
+            detach,
+        } => {
+            let r: Value = client
+                .json(client.request(
                     Method::DELETE,
                     &format!("/api/apps/{app}/environments/{env}/secrets/{key}"),
                 ))
                 .await?;
-            println!("removed secret {key} from {app}/{env}");
-            Ok(())
+            let what = format!("removed secret {key} from {app}/{env}");
+            follow_release(&client, &app, &env, r["release"].as_str(), &what, detach).await
         }
+    }
+}
+
+/// Longest a config or secret change waits for its release before giving up (it keeps going).
+const RELEASE_LIMIT: Duration = Duration::from_secs(900);
+
+/// Says what a config or secret change did and, unless `detach`, waits until the release it
+/// made is ready (an error when it fails).
+async fn follow_release(
+    client: &Client,
+    app: &str,
+    env: &str,
+    release: Option<&str>,
+    what: &str,
+    detach: bool,
+) -> Result<()> {
+    let Some(release) = release else {
+        println!("{what} (no release to restart yet: the next deploy has it)");
+        return Ok(());
+    };
+    if detach {
+        println!("{what}: rolling out {release}");
+        return Ok(());
+    }
+    eprintln!("{what}: rolling out {release}");
+    let host = morel_gateway::environment_host(app, env);
+    let deadline = tokio::time::Instant::now() + RELEASE_LIMIT;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let r: Value = client
+            .get(&format!("/api/apps/{host}/releases/{release}"))
+            .await?;
+        match r["status"].as_str() {
+            Some("ready") => {
+                println!("{what}: {release} is ready");
+                return Ok(());
+            }
+            Some("failed") => bail!(
+                "{release} of {app}/{env} failed:\n{}",
+                r["error"].as_str().unwrap_or("unknown error")
+            ),
+            Some("superseded") => {
+                println!("{what}: {release} was superseded by a newer release");
+                return Ok(());
+            }
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "{release} of {app}/{env} is still {} after {RELEASE_LIMIT:?}; follow it with `morel logs {app} -f`",
+                r["status"].as_str().unwrap_or("pending")
+            );
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 3 / 2).min(Duration::from_millis(250));
     }
 }
 

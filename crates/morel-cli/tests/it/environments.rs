@@ -354,7 +354,8 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
     let login_env = env_named(&envs, "feature-login");
     assert_eq!(login_env["branch"], "feature/Login");
     assert_eq!(login_env["kind"], "preview");
-    assert_eq!(login_env["release"], "v1");
+    // Its deploy made v1; setting and rotating its secret made v2 and v3.
+    assert_eq!(login_env["release"], "v3");
     assert_eq!(login_env["status"], "ready");
     assert_eq!(login_env["secrets"], 1);
     let urls: Vec<&str> = login_env["urls"]
@@ -381,7 +382,7 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
     repo.push("feature/Login", "login-2");
     let pid = login["pid"].as_i64().unwrap();
     let (stdout, _) = deploy_git(&s, &repo.url(), Some("feature/Login"));
-    assert!(stdout.contains("to feature-login (v2)"), "{stdout}");
+    assert!(stdout.contains("to feature-login (v4)"), "{stdout}");
     let login = info_ok(&s, "feature-login").await;
     assert_eq!(login["marker"], "login-2");
     assert_eq!(
@@ -876,7 +877,8 @@ async fn directory_deploys_with_env_go_to_a_preview_and_production_keeps_serving
     let envs = environments(&s).await;
     assert_eq!(envs.len(), 2, "{envs:?}");
     assert_eq!(env_named(&envs, "staging")["kind"], "preview");
-    assert_eq!(env_named(&envs, "production")["release"], "v1");
+    // The secret's restart is a release of its own.
+    assert_eq!(env_named(&envs, "production")["release"], "v2");
     // A name the call path needs for versions is refused.
     let out = s.cli(&["deploy", dir, "--name", APP, "--env", "v2"]);
     assert!(!out.status.success());

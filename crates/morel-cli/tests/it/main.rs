@@ -4,6 +4,7 @@
 
 mod bench_smoke;
 mod compat;
+mod config;
 mod dashboard;
 mod environments;
 mod fast_lane;

@@ -134,7 +134,12 @@ pub async fn create_release(
     let key = st.envs.ensure_preview(&key, &env).await?;
     let release = st
         .deployer
-        .create_release(&key, &digest, &env, &req.config)
+        .create_release(
+            &key,
+            Some(&digest),
+            &env,
+            crate::deploy::ConfigChange::Merge(req.config),
+        )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(ReleaseView::from(&release))).into_response())
 }

@@ -399,7 +399,12 @@ pub async fn deploy_create(
     }
     let release = st
         .deployer
-        .create_release(&key, &digest, "production", &config)
+        .create_release(
+            &key,
+            Some(&digest),
+            "production",
+            crate::deploy::ConfigChange::Replace(config),
+        )
         .await?;
     let done = st
         .deployer

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AppState, app_key};
 use crate::ApiError;
+use crate::deploy::ConfigChange;
 use crate::environments::{EnvironmentView, SecretView};
 use crate::git_deploy::DeployRequest;
 use crate::secrets::SecretValue;
@@ -69,6 +70,10 @@ pub struct DeployStepView {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Removed {
     pub removed: String,
+    /// After removing a secret: the release (`v5`) that restarts the environment's instances
+    /// without it, when the environment has one to restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
 }
 
 /// The answer to `POST .../config`: the release rolling out with the new config.
@@ -224,7 +229,10 @@ pub async fn remove_environment(
 ) -> Result<Json<Removed>, ApiError> {
     let key = app_key(&app)?;
     st.envs.remove(&key, &env).await?;
-    Ok(Json(Removed { removed: env }))
+    Ok(Json(Removed {
+        removed: env,
+        release: None,
+    }))
 }
 
 /// The body of `POST .../config`.
@@ -233,14 +241,18 @@ pub async fn remove_environment(
 pub struct SetConfig {
     /// Config values to add or change (names: letters, digits and `_`, not starting with a
     /// digit or `MOREL_`); the others are kept.
+    #[serde(default)]
     set: BTreeMap<String, String>,
+    /// Config values to remove (each must be set).
+    #[serde(default)]
+    unset: Vec<String>,
 }
 
 #[utoipa::path(
     post,
     path = "/api/apps/{app}/environments/{env}/config",
     tag = "environments",
-    summary = "Change config values: a new release of the environment's active bundle with the merged config",
+    summary = "Set or unset config values: a new release of the environment's bundle with the changed config (the others kept)",
     params(
         ("app" = String, Path, description = "App name"),
         ("env" = String, Path, description = "Environment name"),
@@ -260,8 +272,17 @@ pub async fn set_config(
     bytes: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let key = app_key(&app)?;
-    let req: SetConfig = body(&bytes, r#"{"set": {"KEY": "VALUE"}}"#)?;
-    let r = st.envs.set_config(&key, &env, &req.set).await?;
+    let req: SetConfig = body(&bytes, r#"{"set": {"KEY": "VALUE"}} or {"unset": ["KEY"]}"#)?;
+    let change = match (req.set.is_empty(), req.unset.is_empty()) {
+        (false, true) => ConfigChange::Merge(req.set),
+        (true, false) => ConfigChange::Unset(req.unset),
+        _ => {
+            return Err(ApiError::bad_request(
+                r#"expected one of {"set": {"KEY": "VALUE"}} or {"unset": ["KEY"]}, not empty"#,
+            ));
+        }
+    };
+    let r = st.envs.change_config(&key, &env, change).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(ConfigAccepted {
@@ -361,8 +382,11 @@ pub async fn remove_secret(
     Path((app, env, name)): Path<(String, String, String)>,
 ) -> Result<Json<Removed>, ApiError> {
     let key = app_key(&app)?;
-    st.envs.remove_secret(&key, &env, &name).await?;
-    Ok(Json(Removed { removed: name }))
+    let release = st.envs.remove_secret(&key, &env, &name).await?;
+    Ok(Json(Removed {
+        removed: name,
+        release,
+    }))
 }
 
 /// The body of `PUT .../certificate`.
