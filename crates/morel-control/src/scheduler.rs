@@ -342,7 +342,7 @@ pub(crate) async fn activate_release(deployer: Arc<Deployer>, release: ReleaseRo
     match deployer.wait_release(&app, n, limit).await {
         Ok(r) if r.status == ReleaseStatus::Ready => deployer
             .logs
-            .event(&app, format!("v{n} ready on its nodes; routing to it")),
+            .event(&app, format!("v{n}: ready on its nodes; routing to it")),
         Ok(r) if r.status == ReleaseStatus::Failed => deployer.logs.event(
             &app,
             format!(

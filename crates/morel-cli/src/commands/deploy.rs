@@ -74,7 +74,7 @@ pub async fn build(args: BuildArgs) -> Result<()> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct ReleaseView {
     number: i64,
     status: String,
@@ -225,37 +225,54 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
         print_result(&args, &app, n, "pending", None, &[]);
         return Ok(());
     }
-    // Follow the release's platform events until it is ready or failed.
+    // Follow this release's steps (its events say `vN: step`) until it is ready or failed;
+    // the app's other events (earlier releases, instances) are not this deploy's.
     let mut after = 0i64;
-    let start_logs: Vec<LogLine> = client
-        .get(&format!("/api/apps/{host}/logs?stream=event&limit=10000"))
-        .await
-        .unwrap_or_default();
-    if let Some(last) = start_logs
-        .iter()
-        .rev()
-        .find(|l| l.line.contains(&format!("release v{n} created")))
-    {
-        after = last.id;
-    }
+    let mine = format!("v{n}: ");
+    let mut shown = std::collections::HashSet::new();
+    let mut ended: Option<(ReleaseView, std::time::Instant)> = None;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
     // Most releases are ready within a few hundred ms: look often at first, then back off.
     let mut pause = Duration::from_millis(10);
     let final_release = loop {
-        let lines: Vec<LogLine> = client
-            .get(&format!("/api/apps/{host}/logs?stream=event&after={after}"))
-            .await
-            .unwrap_or_default();
-        for l in lines {
-            after = l.id;
-            let text = l.line.strip_prefix(&format!("v{n}: ")).unwrap_or(&l.line);
-            progress.step(text);
+        loop {
+            let lines: Vec<LogLine> = client
+                .get(&format!(
+                    "/api/apps/{host}/logs?stream=event&after={after}&limit=10000"
+                ))
+                .await
+                .unwrap_or_default();
+            let more = lines.len() == 10_000;
+            for l in lines {
+                after = l.id;
+                if let Some(step) = l.line.strip_prefix(&mine)
+                    && shown.insert(step.to_owned())
+                {
+                    progress.step(step);
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        // Once the release has ended, its last steps may still be on their way to the log
+        // (written in batches): wait for its `ready` step, a little.
+        if let Some((r, ended)) = &ended {
+            if r.status != "ready"
+                || shown.iter().any(|s| s.starts_with("ready"))
+                || ended.elapsed() > Duration::from_millis(300)
+            {
+                break r.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
         }
         let r: ReleaseView = client
             .get(&format!("/api/apps/{host}/releases/v{n}"))
             .await?;
         if matches!(r.status.as_str(), "ready" | "failed" | "superseded") {
-            break r;
+            ended = Some((r, std::time::Instant::now()));
+            continue;
         }
         if tokio::time::Instant::now() > deadline {
             bail!(

@@ -1,6 +1,7 @@
-//! Config and secrets through a user's flow (issue "The user's flow is right", part 1): values
+//! The user's flow (issue "The user's flow is right"), parts 1 and 4: config values
 //! set with `morel env set` stay across deploys, `env unset` removes one, config and secret
-//! changes made at once all land, and each command waits for its release.
+//! changes made at once all land, and each command waits for its release; `morel deploy`
+//! shows its own release's steps once, then the URLs.
 
 use std::path::Path;
 use std::time::Duration;
@@ -128,5 +129,54 @@ async fn config_stays_across_deploys_unsets_and_concurrent_secret_changes() {
     assert_eq!(
         seen(&s, &["S", "D"]).await,
         values(&[("S", None), ("D", Some("4"))])
+    );
+}
+
+/// `morel deploy` shows this release's steps, each once, then its URLs: not the app's
+/// history of earlier releases.
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_shows_only_this_releases_steps_then_its_urls() {
+    let s = MorelServer::start(&bin());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("configured");
+    project(&dir);
+    for _ in 0..2 {
+        s.deploy(&dir);
+    }
+    let out = s.cli(&["deploy", dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    let steps = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = steps.lines().map(str::trim).collect();
+    assert_eq!(
+        lines.iter().filter(|l| **l == "release v3 created").count(),
+        1,
+        "{steps}"
+    );
+    for l in &lines {
+        assert!(
+            !l.contains("v1") && !l.contains("v2"),
+            "an earlier release's event: {l:?} in\n{steps}"
+        );
+        assert_eq!(
+            lines.iter().filter(|m| *m == l).count(),
+            1,
+            "{l:?} twice in\n{steps}"
+        );
+    }
+    for step in [
+        "verifying bundle",
+        "starting instances",
+        "ready; routing to v3",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(step)),
+            "no {step:?} in\n{steps}"
+        );
+    }
+    assert!(stdout.contains("configured v3 is ready"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{}/default/configured/latest/call/env", s.url)),
+        "{stdout}"
     );
 }
