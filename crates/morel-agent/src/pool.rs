@@ -577,7 +577,8 @@ impl Supervisor {
                         None => {
                             self.set_state(&mut row, InstanceState::Draining, None)
                                 .await;
-                            worker.stop(STOP_GRACE).await;
+                            // Calls in flight run to their end: within their deadline.
+                            worker.stop(p.timeout.max(STOP_GRACE)).await;
                             break;
                         }
                         Some(exit) => {

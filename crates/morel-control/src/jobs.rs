@@ -319,12 +319,29 @@ async fn claim(d: &Deployer, msgs: Vec<morel_store::QueueMessage>) -> Vec<(i64, 
     run
 }
 
+/// Longest a job of an app still being restored after a restart waits for it; past it the job
+/// is left queued and comes back after its visibility timeout.
+const RESTORE_WAIT: Duration = Duration::from_secs(120);
+
 async fn run_one(d: &Deployer, msg_id: i64, job: Job) {
-    let outcome = match d
-        .routes
-        .get(&job.namespace, &job.app)
-        .and_then(|r| r.functions.get(&job.function).cloned())
-    {
+    let lookup = || {
+        d.routes
+            .get(&job.namespace, &job.app)
+            .and_then(|r| r.functions.get(&job.function).cloned())
+    };
+    let waiting = tokio::time::Instant::now();
+    let route = loop {
+        match lookup() {
+            None if d.routes.is_restoring(&job.namespace, &job.app) => {
+                if waiting.elapsed() > RESTORE_WAIT {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            found => break found,
+        }
+    };
+    let outcome = match route {
         Some(route) => morel_gateway::call_function(&route, job.body.as_bytes()).await,
         None => Err(morel_gateway::CallFailure {
             id: None,

@@ -594,10 +594,23 @@ impl Worker {
     }
 
     /// Stops the worker: closes its input (the runner exits on EOF), then signals the group.
+    /// Calls in flight are answered first (for up to `grace`); SIGKILL follows a SIGTERM left
+    /// unanswered for a second.
     pub async fn stop(&self, grace: Duration) {
         self.inner.slots.close();
+        let deadline = tokio::time::Instant::now() + grace;
+        // A closed semaphore still takes back the permits of the calls that end.
+        while self.is_alive()
+            && self.inner.slots.available_permits() < self.inner.concurrency as usize
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         spawn::kill_group(self.inner.pid, libc::SIGTERM);
-        if tokio::time::timeout(grace, self.exited()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(1), self.exited())
+            .await
+            .is_err()
+        {
             spawn::kill_group(self.inner.pid, libc::SIGKILL);
             let _ = tokio::time::timeout(Duration::from_secs(2), self.exited()).await;
         }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bench_smoke;
+mod chaos;
 mod compat;
 mod config;
 mod dashboard;
