@@ -443,7 +443,18 @@ async fn read_body(body: Body, limits: &CallLimits) -> Result<axum::body::Bytes,
             // The body stopped arriving: 408, and the connection closes.
             Err(_) => return Err(crate::conn::body_timeout_response()),
             Ok(None) => return Ok(out.freeze()),
-            Ok(Some(Err(_))) => return Err(too_large()),
+            // Short of its length, or a malformed chunk (a stalled body is answered 408 by
+            // `limit_body_pauses`): 400, and the connection closes.
+            Ok(Some(Err(_))) => {
+                let mut resp = error(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    crate::conn::BODY_INCOMPLETE_ANSWER,
+                );
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return Err(resp);
+            }
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     if out.len() + data.len() > limits.max_body {

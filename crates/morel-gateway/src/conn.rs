@@ -63,6 +63,11 @@ pub fn conn_limits() -> &'static ConnLimits {
     LIMITS.get_or_init(ConnLimits::from_env)
 }
 
+/// The answer to a request whose body ended before it was whole: 400, and the connection
+/// closes.
+pub const BODY_INCOMPLETE_ANSWER: &str =
+    "the request body ended before it was whole (short of its Content-Length, or a malformed chunk)";
+
 /// The answer to a request whose body stalled: 408, and the connection closes.
 pub const BODY_TIMEOUT_ANSWER: &str =
     "the request body stopped arriving (a pause longer than the body timeout)";

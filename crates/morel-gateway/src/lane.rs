@@ -323,11 +323,21 @@ impl Lane {
     ) -> bool {
         let end = plan.head_len + plan.body_len;
         if let Err(e) = read_to(stream, buf, end).await {
-            if e.kind() == io::ErrorKind::TimedOut {
-                let body =
-                    crate::call::error_body("RequestTimeout", crate::conn::BODY_TIMEOUT_ANSWER);
-                let _ = answer(stream, StatusCode::REQUEST_TIMEOUT, &body, true).await;
-            }
+            let (status, kind, message) = match e.kind() {
+                io::ErrorKind::TimedOut => (
+                    StatusCode::REQUEST_TIMEOUT,
+                    "RequestTimeout",
+                    crate::conn::BODY_TIMEOUT_ANSWER,
+                ),
+                // The client closed its side mid-body: it may still read the answer.
+                io::ErrorKind::UnexpectedEof => (
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    crate::conn::BODY_INCOMPLETE_ANSWER,
+                ),
+                _ => return false,
+            };
+            let _ = answer(stream, status, &crate::call::error_body(kind, message), true).await;
             return false;
         }
         let outcome = crate::call::run_call(route, &buf[plan.head_len..end]).await;

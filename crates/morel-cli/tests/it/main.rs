@@ -7,6 +7,7 @@ mod chaos;
 mod compat;
 mod config;
 mod dashboard;
+mod differential;
 mod environments;
 mod fast_lane;
 mod flows;
