@@ -193,11 +193,13 @@ impl EdgeTable {
                     continue;
                 }
                 Ok(Err(e)) => {
+                    // The client's words stay in the server log, not in a public body.
+                    tracing::warn!(instance = %endpoint.instance, error = %e, "edge: instance failed to answer");
                     return edge_error(
                         StatusCode::BAD_GATEWAY,
                         "BadGateway",
                         format!(
-                            "instance {} of {} failed to answer: {e}",
+                            "instance {} of {} failed to answer",
                             endpoint.instance, svc.resource
                         ),
                     );

@@ -286,8 +286,9 @@ pub(crate) async fn forward(
                 continue;
             }
             Err(e) => {
+                tracing::warn!(instance = %endpoint.instance, error = %e, "edge: cannot connect to the instance");
                 let message = format!(
-                    "instance {} of {} failed to answer: cannot connect: {e}",
+                    "instance {} of {} failed to answer",
                     endpoint.instance, svc.resource
                 );
                 return fail(client, StatusCode::BAD_GATEWAY, "BadGateway", message).await;
@@ -311,8 +312,9 @@ pub(crate) async fn forward(
                 attempts -= 1;
             }
             Ok(Err(Failed::Stale(e) | Failed::Io(e))) => {
+                tracing::warn!(instance = %endpoint.instance, error = %e, "edge: instance failed to answer");
                 let message = format!(
-                    "instance {} of {} failed to answer: {e}",
+                    "instance {} of {} failed to answer",
                     endpoint.instance, svc.resource
                 );
                 return fail(client, StatusCode::BAD_GATEWAY, "BadGateway", message).await;
