@@ -37,7 +37,7 @@ pub enum Command {
     Keys(KeysCommand),
     /// Save a server URL and token for later commands.
     Login(LoginArgs),
-    /// Compiled (WebAssembly) functions: create from source, list, execute.
+    /// Compiled (WebAssembly) functions: create from source, list, execute, delete.
     #[command(subcommand, name = "fn")]
     Fn(FnCommand),
     /// Run only the compiler service against a state directory's store.
@@ -297,6 +297,9 @@ pub struct ImportArgs {
 #[derive(Debug, Subcommand)]
 pub enum FnCommand {
     /// Register a function from a source file; waits until it is READY or FAILED.
+    ///
+    /// Names are unique: creating a name that is taken fails, unless that function is FAILED,
+    /// which is then replaced (this is how a failed function is recompiled).
     Create {
         name: String,
         /// wat, c, rust or assemblyscript.
@@ -313,7 +316,8 @@ pub enum FnCommand {
     Ls(JsonFlag),
     /// Execute a READY function with a JSON input.
     Exec {
-        id: String,
+        /// The function's name or id.
+        function: String,
         #[arg(long, default_value = "null")]
         input: String,
         #[arg(long)]
@@ -323,9 +327,15 @@ pub enum FnCommand {
     },
     /// A function's recent executions.
     Executions {
-        id: String,
+        /// The function's name or id.
+        function: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Delete a function and its executions.
+    Rm {
+        /// The function's name or id.
+        function: String,
     },
 }
 

@@ -8,6 +8,13 @@
 //!   `TIMED_OUT`); only a function that is not `READY` (400) or unknown (404) is an HTTP error.
 //! - `input` is any JSON value and reaches the guest as its JSON text (a JSON string stays a
 //!   quoted string; it is not unwrapped).
+//!
+//! A function's name is unique (the store refuses a second one), so everywhere a function is
+//! named, its name or its id will do ([`Functions::resolve`]; ids are UUIDs, and a name may not
+//! be one). Registering a name again replaces the function of that name only when it is
+//! `FAILED`: that is how a failed function is recompiled, with the fixed source (or the same
+//! one, once the missing toolchain is installed). Any other function of that name is a conflict:
+//! it has to be deleted first.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,11 +24,10 @@ use base64::Engine as _;
 use morel_compiler::Language;
 use morel_runtime_wasm::{WasmEngine, WasmError, WasmModule};
 use morel_store::{
-    CompileOutcome, ExecutionRow, ExecutionStatus, Store, WasmFunctionRow, WasmFunctionStatus,
+    CompileOutcome, ExecutionRow, ExecutionStatus, Store, StoreError, WasmFunctionRow,
+    WasmFunctionStatus,
 };
 use serde::{Deserialize, Serialize};
-
-use crate::ApiError;
 
 pub const JOBS_QUEUE: &str = "compilation_jobs";
 pub const RESULTS_QUEUE: &str = "compilation_results";
@@ -29,6 +35,58 @@ pub const RESULTS_QUEUE: &str = "compilation_results";
 pub const MAX_SOURCE_BYTES: usize = 1 << 20;
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest function name, in bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// What the functions service refuses, and why; the API maps each to its HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    #[error("invalid function name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("{0}")]
+    UnknownLanguage(String),
+    #[error("source is {size} bytes, over the limit of {MAX_SOURCE_BYTES}")]
+    SourceTooLarge { size: usize },
+    #[error("no function is named {0:?} or has that id (`morel fn ls` lists them)")]
+    NotFound(String),
+    #[error("execution {0} not found")]
+    ExecutionNotFound(String),
+    #[error(
+        "function {name} ({id}) is {} and cannot be executed until it is READY",
+        status.as_str()
+    )]
+    NotReady {
+        name: String,
+        id: String,
+        status: WasmFunctionStatus,
+    },
+    /// The name belongs to a function that is not `FAILED` (one that is, is replaced);
+    /// `holder` is that function's id and status, when it could be read.
+    #[error(
+        "a function named {name:?} already exists{}: delete it first (`morel fn rm {name}`) or choose another name",
+        holder_text(holder.as_ref())
+    )]
+    NameTaken {
+        name: String,
+        holder: Option<(String, WasmFunctionStatus)>,
+    },
+    #[error("encoding a compile job")]
+    Encode(#[source] serde_json::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn holder_text(holder: Option<&(String, WasmFunctionStatus)>) -> String {
+    holder
+        .map(|(id, status)| format!(" ({id}, {})", status.as_str()))
+        .unwrap_or_default()
+}
+
+/// A function just registered, and the id of the `FAILED` one of the same name it replaced.
+pub struct Created {
+    pub function: WasmFunctionRow,
+    pub replaced: Option<String>,
+}
 
 /// `compilation_jobs` message.
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,8 +110,30 @@ pub struct CompilationResult {
 pub struct Functions {
     store: Arc<dyn Store>,
     engine: WasmEngine,
-    /// Loaded modules by function id. Filled on first execute; a READY function never changes.
+    /// Loaded modules by function id. Filled on first execute; a READY function never changes
+    /// (a deleted one is removed, and a new one gets a new id).
     modules: Mutex<HashMap<String, WasmModule>>,
+}
+
+/// Names are what users type after `morel fn exec`: printable, not padded, and never an id.
+fn check_name(name: &str) -> Result<(), FunctionError> {
+    let reason = if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        "it must be 1 to 128 bytes"
+    } else if name.chars().any(char::is_control) {
+        "it must not contain control characters"
+    } else if name.trim() != name {
+        "it must not start or end with whitespace"
+    } else if name == "." || name == ".." {
+        "it cannot be a URL path's `.` or `..`"
+    } else if uuid::Uuid::try_parse(name).is_ok() {
+        "a name cannot be a UUID, which is what function ids are"
+    } else {
+        return Ok(());
+    };
+    Err(FunctionError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
 }
 
 impl Functions {
@@ -69,28 +149,23 @@ impl Functions {
         &self.engine
     }
 
+    /// Registers a function and queues its compile. A `FAILED` function of the same name is
+    /// replaced (with a new id); one in any other state makes this a [`FunctionError::NameTaken`].
     pub async fn create(
         &self,
         name: &str,
         language: &str,
         source: &str,
-    ) -> Result<WasmFunctionRow, ApiError> {
-        if name.trim().is_empty() || name.len() > 128 {
-            return Err(ApiError::bad_request(
-                "field `name` must be 1 to 128 characters",
-            ));
-        }
+    ) -> Result<Created, FunctionError> {
+        check_name(name)?;
         let language: Language =
             language
                 .parse()
                 .map_err(|e: <Language as std::str::FromStr>::Err| {
-                    ApiError::bad_request(e.to_string())
+                    FunctionError::UnknownLanguage(e.to_string())
                 })?;
         if source.len() > MAX_SOURCE_BYTES {
-            return Err(ApiError::too_large(format!(
-                "source is {} bytes, over the limit of {MAX_SOURCE_BYTES}",
-                source.len()
-            )));
+            return Err(FunctionError::SourceTooLarge { size: source.len() });
         }
         let now = morel_core::time::now_ms();
         let row = WasmFunctionRow {
@@ -108,30 +183,73 @@ impl Functions {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_wasm_function(&row).await?;
+        let replaced = match self.store.replace_failed_wasm_function(&row).await {
+            Ok(replaced) => replaced,
+            Err(StoreError::Duplicate { .. }) => return Err(self.name_taken(name).await),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(old) = &replaced {
+            tracing::info!(name, replaced = %old, id = %row.id, "recompiling a FAILED function");
+        }
         let job = CompilationJob {
             function_id: row.id.clone(),
             language,
             source: source.to_owned(),
         };
-        let msg = serde_json::to_value(&job)
-            .map_err(|e| ApiError::internal("encoding a compile job", &e))?;
+        let msg = serde_json::to_value(&job).map_err(FunctionError::Encode)?;
         self.store.queue_send(JOBS_QUEUE, &msg).await?;
         self.store
             .set_wasm_function_status(&row.id, WasmFunctionStatus::Compiling)
             .await?;
-        Ok(row)
+        Ok(Created {
+            function: row,
+            replaced,
+        })
     }
 
-    pub async fn get(&self, id: &str) -> Result<WasmFunctionRow, ApiError> {
+    /// The conflict for a name the store refused, naming the function that holds it.
+    async fn name_taken(&self, name: &str) -> FunctionError {
+        // Deleted meanwhile, or unreadable: the name was taken when it was tried all the same.
+        let holder = match self.store.get_wasm_function_by_name(name).await {
+            Ok(f) => f.map(|f| (f.id, f.status)),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "reading the function that holds a name");
+                None
+            }
+        };
+        FunctionError::NameTaken {
+            name: name.to_owned(),
+            holder,
+        }
+    }
+
+    /// The function with this id or, failing that, this name.
+    pub async fn resolve(&self, reference: &str) -> Result<WasmFunctionRow, FunctionError> {
+        if let Some(f) = self.store.get_wasm_function(reference, false).await? {
+            return Ok(f);
+        }
         self.store
-            .get_wasm_function(id, false)
+            .get_wasm_function_by_name(reference)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("function {id} not found")))
+            .ok_or_else(|| FunctionError::NotFound(reference.to_owned()))
     }
 
-    pub async fn list(&self) -> Result<Vec<WasmFunctionRow>, ApiError> {
+    pub async fn list(&self) -> Result<Vec<WasmFunctionRow>, FunctionError> {
         Ok(self.store.list_wasm_functions().await?)
+    }
+
+    /// Deletes a function (by id or name) with its executions; returns what it was.
+    pub async fn delete(&self, reference: &str) -> Result<WasmFunctionRow, FunctionError> {
+        let f = self.resolve(reference).await?;
+        if !self.store.delete_wasm_function(&f.id).await? {
+            return Err(FunctionError::NotFound(reference.to_owned()));
+        }
+        self.modules
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&f.id);
+        tracing::info!(name = %f.name, id = %f.id, "deleted a compiled function");
+        Ok(f)
     }
 
     async fn module(&self, f: &WasmFunctionRow) -> Result<WasmModule, WasmError> {
@@ -162,19 +280,21 @@ impl Functions {
         Ok(module)
     }
 
-    /// Runs a READY function once, recording the execution `RUNNING` then its outcome.
+    /// Runs a READY function (by id or name) once, recording the execution `RUNNING` then its
+    /// outcome.
     pub async fn execute(
         &self,
-        id: &str,
+        reference: &str,
         input: &serde_json::Value,
         timeout: Option<Duration>,
-    ) -> Result<ExecutionRow, ApiError> {
-        let f = self.get(id).await?;
+    ) -> Result<ExecutionRow, FunctionError> {
+        let f = self.resolve(reference).await?;
         if f.status != WasmFunctionStatus::Ready {
-            return Err(ApiError::bad_request(format!(
-                "function {id} is {} and cannot be executed until it is READY",
-                f.status.as_str()
-            )));
+            return Err(FunctionError::NotReady {
+                name: f.name,
+                id: f.id,
+                status: f.status,
+            });
         }
         let deadline = timeout
             .unwrap_or(DEFAULT_EXEC_TIMEOUT)
@@ -224,16 +344,17 @@ impl Functions {
         Ok(self.store.get_execution(&row.id).await?.unwrap_or(row))
     }
 
-    pub async fn execution(&self, id: &str) -> Result<ExecutionRow, ApiError> {
+    pub async fn execution(&self, id: &str) -> Result<ExecutionRow, FunctionError> {
         self.store
             .get_execution(id)
             .await?
-            .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))
+            .ok_or_else(|| FunctionError::ExecutionNotFound(id.to_owned()))
     }
 
-    pub async fn executions(&self, function_id: &str) -> Result<Vec<ExecutionRow>, ApiError> {
-        self.get(function_id).await?;
-        Ok(self.store.list_executions(function_id, 100).await?)
+    /// A function's (by id or name) latest 100 executions, newest first.
+    pub async fn executions(&self, reference: &str) -> Result<Vec<ExecutionRow>, FunctionError> {
+        let f = self.resolve(reference).await?;
+        Ok(self.store.list_executions(&f.id, 100).await?)
     }
 
     /// Consumes `compilation_results` until `stop` is set. A result is validated by loading it
@@ -389,6 +510,31 @@ pub async fn run_compiler(
                 continue;
             }
             let _ = store.queue_delete(JOBS_QUEUE, m.msg_id).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn names_are_printable_unpadded_and_never_an_id() {
+        for ok in ["echo", "Sum 2", "a/b", "ünï", "x.y", &"n".repeat(128)] {
+            assert!(check_name(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            " echo",
+            "echo ",
+            "a\nb",
+            "tab\t",
+            ".",
+            "..",
+            "0190a000-0000-7000-8000-000000000001",
+            &"n".repeat(129),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
         }
     }
 }

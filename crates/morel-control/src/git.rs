@@ -107,6 +107,44 @@ pub async fn clone(program: &str, url: &str, branch: &str, dest: &Path) -> Resul
     run(cmd, "git clone").await.map(|_| ())
 }
 
+/// The paths of every file in `branch` of the repository, as `git ls-tree -r` lists them
+/// (sorted, relative to its root). Clones only the branch's tip, without checking anything
+/// out, into a scratch directory removed afterwards; blobs are not fetched where the server
+/// can filter them out.
+pub async fn files(program: &str, url: &str, branch: &str) -> Result<Vec<String>, ApiError> {
+    check_url(url)?;
+    check_branch(branch)?;
+    let scratch =
+        tempfile::tempdir().map_err(|e| ApiError::internal("creating a scratch directory", &e))?;
+    let dest = scratch.path().join("repo");
+    let mut cmd = git(program);
+    cmd.args([
+        "clone",
+        "--quiet",
+        "--no-checkout",
+        "--filter=blob:none",
+        "--depth",
+        "1",
+        "--single-branch",
+        "--branch",
+        branch,
+        "--",
+        url,
+    ])
+    .arg(&dest);
+    run(cmd, "git clone").await?;
+    let mut cmd = git(program);
+    cmd.arg("-C")
+        .arg(&dest)
+        .args(["ls-tree", "-r", "-z", "--name-only", "HEAD"]);
+    let out = run(cmd, "listing files").await?;
+    Ok(out
+        .split('\0')
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

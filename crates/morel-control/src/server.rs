@@ -124,7 +124,10 @@ impl Server {
             )
             // Seed 001's routes: compiled functions.
             .route("/functions", get(functions::list).post(functions::create))
-            .route("/functions/{id}", get(functions::get))
+            .route(
+                "/functions/{id}",
+                get(functions::get).delete(functions::delete),
+            )
             .route("/functions/{id}/execute", post(functions::execute))
             .route("/functions/{id}/executions", get(functions::executions))
             .route("/executions/{id}", get(functions::execution))
@@ -142,6 +145,7 @@ impl Server {
             )
             .route("/api/package/create", post(compat::package_create))
             .route("/api/repository/branchlist", post(compat::branch_list))
+            .route("/api/repository/filelist", post(compat::file_list))
             .route("/api/repository/add", post(compat::repository_add))
             .route("/api/deploy/create", post(compat::deploy_create))
             .route("/api/deploy/delete", post(compat::deploy_delete))

@@ -881,6 +881,9 @@
     const ctx = enter('Functions', 'functions');
     const list = h('div', { id: 'wasm-functions' }, notice('info', 'Loading…'));
 
+    // Reloads the list at once after an action; set once the list is first loaded.
+    let refresh = async () => {};
+
     // Create.
     const name = h('input', { id: 'fn-name', required: true, autocomplete: 'off', spellcheck: 'false', placeholder: 'echo' });
     const language = h('select', { id: 'fn-language' }, LANGUAGES.map(([v, label]) => h('option', { value: v, text: label })));
@@ -895,8 +898,10 @@
       try {
         const f = await api('POST', '/functions', { name: name.value.trim(), language: language.value, source: source.value }, ctx.signal);
         if (!ctx.alive()) return;
-        created.replaceChildren(notice('ok', `Queued ${f.name} (${f.id}): ${f.status}. The list shows when it is READY or FAILED.`));
+        const replaced = f.replaced ? ` It replaces the FAILED ${f.name} (${f.replaced}).` : '';
+        created.replaceChildren(notice('ok', `Queued ${f.name} (${f.id}): ${f.status}.${replaced} The list shows when it is READY or FAILED.`));
         wanted = f.id;
+        await refresh();
       } catch (err) {
         if (!(err instanceof SignedOut) && ctx.alive()) created.replaceChildren(notice('error', describe(err)));
       } finally {
@@ -980,9 +985,25 @@
       execButton.disabled = !ready.length;
     }
 
+    // Delete, after the user confirms.
+    const removed = h('div', { id: 'fn-removed', 'aria-live': 'polite' });
+    async function remove(f) {
+      if (!window.confirm(`Delete the function ${f.name} (${f.id}) and all its executions? This cannot be undone.`)) return;
+      removed.replaceChildren(notice('info', `Deleting ${f.name}…`));
+      try {
+        await api('DELETE', `/functions/${enc(f.id)}`, undefined, ctx.signal);
+        if (!ctx.alive()) return;
+        removed.replaceChildren(notice('ok', `Deleted ${f.name} and its executions.`));
+        await refresh();
+      } catch (err) {
+        if (!(err instanceof SignedOut) && ctx.alive()) removed.replaceChildren(notice('error', `Deleting ${f.name} failed: ${describe(err)}`));
+      }
+    }
+
     put(main,
       h('div', { class: 'page-head' }, h('h1', { text: 'Compiled functions' })),
-      h('p', { class: 'hint', text: 'Single-file WebAssembly functions, compiled on the durable queue and run in a fresh sandbox for every execution.' }),
+      h('p', { class: 'hint', text: 'Single-file WebAssembly functions, compiled on the durable queue and run in a fresh sandbox for every execution. Names are unique: compiling a name again replaces the function only when it FAILED.' }),
+      removed,
       card('Functions', list),
       h('div', { class: 'columns' },
         card('Compile a function',
@@ -1000,7 +1021,7 @@
             h('div', null, execButton)),
           execution, executions)));
 
-    await poll(ctx, list, 2000, () => api('GET', '/functions', undefined, ctx.signal), (fns) => {
+    refresh = await poll(ctx, list, 2000, () => api('GET', '/functions', undefined, ctx.signal), (fns) => {
       syncPick(fns);
       return table([
         { label: 'Name', cell: (f) => h('strong', { text: f.name }) },
@@ -1012,7 +1033,8 @@
         { label: 'Compile error', class: 'wrap', cell: (f) => (f.compile_error
           ? h('details', null, h('summary', { text: short(f.compile_error.split('\n')[0], 80) }), h('pre', { class: 'output', text: f.compile_error }))
           : '—') },
-      ], fns.slice().reverse(), 'No compiled functions yet.');
+        { label: 'Action', cell: (f) => h('button', { type: 'button', class: 'secondary small danger', text: 'Delete', 'aria-label': `Delete ${f.name}`, onclick: () => remove(f) }) },
+      ], fns.slice().reverse(), 'No compiled functions yet.', (f) => ({ dataset: { function: f.name } }));
     });
   }
 

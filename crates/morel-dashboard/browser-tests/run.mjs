@@ -245,6 +245,35 @@ try {
     await shoot('07-functions');
   });
 
+  await step('a taken name is refused, and a function is deleted only once the user confirms', async () => {
+    // The browser logs the 409 answer as a console error; the page shows it instead.
+    expectedConsole = [/status of 409/];
+    await page.getByLabel('Name').fill('echo');
+    await page.getByLabel('Source').fill(ECHO_WAT);
+    await page.getByRole('button', { name: 'Compile' }).click();
+    await waitText(page.locator('#fn-created'), /409: a function named "echo" already exists/, 'the conflict');
+    expectedConsole = [];
+    const row = page.locator('#wasm-functions tr[data-function="echo"]');
+    const dialogs = [];
+    page.once('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      dialog.dismiss();
+    });
+    await row.getByRole('button', { name: 'Delete echo' }).click();
+    if (dialogs.length !== 1 || !dialogs[0].includes('Delete the function echo')) {
+      throw new Error(`expected one confirmation naming echo, saw ${JSON.stringify(dialogs)}`);
+    }
+    if ((await page.locator('#fn-removed').innerText()).trim()) {
+      throw new Error('a dismissed confirmation still deleted the function');
+    }
+    await waitText(row, 'ready', 'echo after the dismissed confirmation');
+    page.once('dialog', (dialog) => dialog.accept());
+    await row.getByRole('button', { name: 'Delete echo' }).click();
+    await waitText(page.locator('#fn-removed'), 'Deleted echo and its executions', 'the deletion');
+    await waitText(page.locator('#wasm-functions'), 'No compiled functions yet.', 'the list without echo');
+    await waitText(page.locator('#exec-function'), 'No READY function yet', 'the execute form without echo');
+  });
+
   await step('rolling back to v1 makes v1 active again', async () => {
     await page.getByRole('link', { name: 'Apps', exact: true }).click();
     await page.getByRole('link', { name: APP, exact: true }).click();

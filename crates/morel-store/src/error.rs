@@ -19,6 +19,9 @@ pub enum StoreError {
     },
     #[error("{0} not found")]
     NotFound(String),
+    /// A row would break a uniqueness rule, e.g. a second compiled function of one name.
+    #[error("{what} {value:?} already exists")]
+    Duplicate { what: &'static str, value: String },
     #[error(
         "unsupported database URL ({0}): use postgres://user@host:port/db or a SQLite file path"
     )]

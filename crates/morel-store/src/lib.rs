@@ -159,9 +159,19 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_archived(&self, queue: &str) -> Result<Vec<(QueueMessage, bool)>>;
 
     // Compiled (wasm) functions and their executions (seed 001).
+    /// A name is unique: a second function of one name is [`StoreError::Duplicate`].
     async fn insert_wasm_function(&self, row: &WasmFunctionRow) -> Result<()>;
+    /// Inserts `row` in place of the `FAILED` function of the same name, if there is one (it
+    /// and its executions are deleted in the same transaction); returns the id it replaced. A
+    /// function of that name in any other state is [`StoreError::Duplicate`], and nothing
+    /// changes.
+    async fn replace_failed_wasm_function(&self, row: &WasmFunctionRow) -> Result<Option<String>>;
     async fn get_wasm_function(&self, id: &str, with_wasm: bool)
     -> Result<Option<WasmFunctionRow>>;
+    /// The function of that name, without its wasm binary.
+    async fn get_wasm_function_by_name(&self, name: &str) -> Result<Option<WasmFunctionRow>>;
+    /// Deletes a function and its executions; false when there was no such function.
+    async fn delete_wasm_function(&self, id: &str) -> Result<bool>;
     async fn list_wasm_functions(&self) -> Result<Vec<WasmFunctionRow>>;
     async fn set_wasm_function_status(&self, id: &str, status: WasmFunctionStatus) -> Result<()>;
     /// Applies a compile result and deletes its queue message in one transaction. A function

@@ -283,4 +283,18 @@ CREATE TABLE app_identities (
 );
 "#,
     ),
+    (
+        8,
+        // A compiled function's name is unique, so it can stand for its id. Names given twice
+        // before this: the oldest keeps it (ids are UUIDv7, ordered by creation), each later
+        // one becomes `NAME-ID`.
+        r#"
+UPDATE wasm_functions SET name = name || '-' || id
+WHERE EXISTS (
+    SELECT 1 FROM wasm_functions AS older
+    WHERE older.name = wasm_functions.name AND older.id < wasm_functions.id
+);
+CREATE UNIQUE INDEX wasm_functions_by_name ON wasm_functions (name);
+"#,
+    ),
 ];

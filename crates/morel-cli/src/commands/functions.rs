@@ -30,7 +30,12 @@ pub async fn run(cmd: FnCommand) -> Result<()> {
                 .await?;
             let id = f["id"].as_str().unwrap_or_default().to_owned();
             if !json {
-                eprintln!("registered {name} ({id}); compiling {lang}…");
+                match f["replaced"].as_str() {
+                    Some(old) => eprintln!(
+                        "registered {name} ({id}) in place of the FAILED {old}; compiling {lang}…"
+                    ),
+                    None => eprintln!("registered {name} ({id}); compiling {lang}…"),
+                }
             }
             let mut f = f;
             if !detach {
@@ -76,17 +81,18 @@ pub async fn run(cmd: FnCommand) -> Result<()> {
             }
         }
         FnCommand::Exec {
-            id,
+            function,
             input,
             timeout_ms,
             json,
         } => {
             let input: Value = serde_json::from_str(&input)
                 .with_context(|| format!("--input is not valid JSON: {input}"))?;
+            let path = format!("/functions/{}/execute", segment(&function));
             let e: Value = client
                 .json(
                     client
-                        .request(Method::POST, &format!("/functions/{id}/execute"))
+                        .request(Method::POST, &path)
                         .json(&json!({ "input": input, "timeout_ms": timeout_ms })),
                 )
                 .await?;
@@ -103,8 +109,10 @@ pub async fn run(cmd: FnCommand) -> Result<()> {
                 );
             }
         }
-        FnCommand::Executions { id, json } => {
-            let list: Vec<Value> = client.get(&format!("/functions/{id}/executions")).await?;
+        FnCommand::Executions { function, json } => {
+            let list: Vec<Value> = client
+                .get(&format!("/functions/{}/executions", segment(&function)))
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -119,8 +127,34 @@ pub async fn run(cmd: FnCommand) -> Result<()> {
                 }
             }
         }
+        FnCommand::Rm { function } => {
+            let done: Value = client
+                .json(client.request(
+                    Method::DELETE,
+                    &format!("/functions/{}", segment(&function)),
+                ))
+                .await?;
+            println!(
+                "deleted {} ({}) and its executions",
+                done["name"].as_str().unwrap_or(&function),
+                done["deleted"].as_str().unwrap_or("")
+            );
+        }
     }
     Ok(())
+}
+
+/// A function's name or id as one URL path segment: names may hold any printable character.
+fn segment(reference: &str) -> String {
+    let mut out = String::with_capacity(reference.len());
+    for b in reference.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 pub async fn compiler(args: CompilerArgs) -> Result<()> {

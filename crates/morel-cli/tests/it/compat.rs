@@ -1108,9 +1108,10 @@ fn git(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A repository named `gitapp` with `answer()` returning 42 on `main` and 43 on `feature`.
+/// A repository at `MetaOwner/GitApp` (so deployed as `metaowner-gitapp`) with `answer()`
+/// returning 42 on `main` and 43 on `feature`, which also adds `docs/notes.md`.
 fn make_repo(parent: &Path) -> String {
-    let repo = parent.join("gitapp");
+    let repo = parent.join("MetaOwner").join("GitApp");
     std::fs::create_dir_all(&repo).unwrap();
     git(&repo, &["init", "--quiet", "-b", "main"]);
     std::fs::write(repo.join("lib.py"), "def answer():\n    return 42\n").unwrap();
@@ -1123,13 +1124,16 @@ fn make_repo(parent: &Path) -> String {
     git(&repo, &["commit", "--quiet", "-m", "answer"]);
     git(&repo, &["checkout", "--quiet", "-b", "feature"]);
     std::fs::write(repo.join("lib.py"), "def answer():\n    return 43\n").unwrap();
-    git(&repo, &["commit", "--quiet", "-am", "a better answer"]);
+    std::fs::create_dir_all(repo.join("docs")).unwrap();
+    std::fs::write(repo.join("docs/notes.md"), "# notes\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "--quiet", "-m", "a better answer"]);
     git(&repo, &["checkout", "--quiet", "main"]);
     format!("file://{}", repo.display())
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn repository_branchlist_add_and_deploy() {
+async fn repository_branchlist_filelist_add_and_deploy() {
     let s = MorelServer::start(&bin());
     let tmp = tempfile::tempdir().unwrap();
     let url = make_repo(tmp.path());
@@ -1146,6 +1150,36 @@ async fn repository_branchlist_add_and_deploy() {
     branches.sort();
     assert_eq!(branches, ["feature", "main"]);
 
+    // The files of each branch, as the client reads them to find its runners.
+    for (branch, files) in [
+        ("main", json!(["lib.py", "metacall.json"])),
+        (
+            "feature",
+            json!(["docs/notes.md", "lib.py", "metacall.json"]),
+        ),
+    ] {
+        let got = s
+            .api(
+                Method::POST,
+                "/api/repository/filelist",
+                Some(json!({"url": url, "branch": branch})),
+            )
+            .await;
+        assert_eq!(got, (200, json!({ "files": files })), "{branch}");
+    }
+    assert_error(
+        &s.api(
+            Method::POST,
+            "/api/repository/filelist",
+            Some(json!({"url": url, "branch": "no-such-branch"})),
+        )
+        .await,
+        400,
+        "BadRequest",
+        &["no-such-branch", "not found"],
+    );
+
+    // Named like MetaCall names it: `owner-repo`, lowercased.
     let (status, body) = s
         .api(
             Method::POST,
@@ -1153,22 +1187,22 @@ async fn repository_branchlist_add_and_deploy() {
             Some(json!({"url": url, "branch": "main", "jsons": []})),
         )
         .await;
-    assert_eq!((status, body), (201, json!({"id": "gitapp"})));
-    let (status, body) = deploy_create(&s, "gitapp", json!([])).await;
+    assert_eq!((status, body), (201, json!({"id": "metaowner-gitapp"})));
+    let (status, body) = deploy_create(&s, "metaowner-gitapp", json!([])).await;
     assert_eq!(
         (status, body),
         (
             200,
-            json!({"prefix": "default", "suffix": "gitapp", "version": "v1"})
+            json!({"prefix": "default", "suffix": "metaowner-gitapp", "version": "v1"})
         )
     );
     assert_eq!(
-        post(&s, "/default/gitapp/v1/call/answer", "").await,
+        post(&s, "/default/metaowner-gitapp/v1/call/answer", "").await,
         (200, json!(42))
     );
     let list = inspect(&s).await;
     assert_eq!(
-        functions(deployment(&list, "gitapp").unwrap(), "py")
+        functions(deployment(&list, "metaowner-gitapp").unwrap(), "py")
             .keys()
             .collect::<Vec<_>>(),
         ["answer"]
@@ -1182,22 +1216,22 @@ async fn repository_branchlist_add_and_deploy() {
             Some(json!({"url": url, "branch": "feature"})),
         )
         .await;
-    assert_eq!((status, body), (201, json!({"id": "gitapp"})));
-    let (status, body) = deploy_create(&s, "gitapp", json!([])).await;
+    assert_eq!((status, body), (201, json!({"id": "metaowner-gitapp"})));
+    let (status, body) = deploy_create(&s, "metaowner-gitapp", json!([])).await;
     assert_eq!(
         (status, body),
         (
             200,
-            json!({"prefix": "default", "suffix": "gitapp", "version": "v2"})
+            json!({"prefix": "default", "suffix": "metaowner-gitapp", "version": "v2"})
         )
     );
     assert_eq!(
-        post(&s, "/default/gitapp/v2/call/answer", "[]").await,
+        post(&s, "/default/metaowner-gitapp/v2/call/answer", "[]").await,
         (200, json!(43))
     );
 
     // A bare `NAME.git` repository: the app is named without the `.git`.
-    let bare = tmp.path().join("bare").join("othergit.git");
+    let bare = tmp.path().join("Team").join("OtherGit.git");
     std::fs::create_dir_all(bare.parent().unwrap()).unwrap();
     git(
         tmp.path(),
@@ -1207,21 +1241,32 @@ async fn repository_branchlist_add_and_deploy() {
     let (status, body) = s
         .api(
             Method::POST,
+            "/api/repository/filelist",
+            Some(json!({"url": bare_url, "branch": "main"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"files": ["lib.py", "metacall.json"]}))
+    );
+    let (status, body) = s
+        .api(
+            Method::POST,
             "/api/repository/add",
             Some(json!({"url": bare_url, "branch": "main"})),
         )
         .await;
-    assert_eq!((status, body), (201, json!({"id": "othergit"})));
-    let (status, body) = deploy_create(&s, "othergit", json!([])).await;
+    assert_eq!((status, body), (201, json!({"id": "team-othergit"})));
+    let (status, body) = deploy_create(&s, "team-othergit", json!([])).await;
     assert_eq!(
         (status, body),
         (
             200,
-            json!({"prefix": "default", "suffix": "othergit", "version": "v1"})
+            json!({"prefix": "default", "suffix": "team-othergit", "version": "v1"})
         )
     );
     assert_eq!(
-        post(&s, "/default/othergit/v1/call/answer", "[]").await,
+        post(&s, "/default/team-othergit/v1/call/answer", "[]").await,
         (200, json!(42))
     );
 }
@@ -1241,11 +1286,11 @@ async fn repository_api_refuses_injection() {
         format!("ext::sh%20-c%20touch%20{m}/pwned2"),
         format!("ssh://-oProxyCommand=touch%20{m}/proxy/x"),
         format!("http://127.0.0.1:9/{m}/repo.git"),
-        format!("{}/gitapp", tmp.path().display()),
+        format!("{}/MetaOwner/GitApp", tmp.path().display()),
         format!("{url}\n--upload-pack=touch {m}/newline"),
     ];
     for bad in &bad_urls {
-        for route in ["branchlist", "add"] {
+        for route in ["branchlist", "filelist", "add"] {
             let got = s
                 .api(
                     Method::POST,
@@ -1276,14 +1321,16 @@ async fn repository_api_refuses_injection() {
         "a..b",
         "main\n",
     ] {
-        let got = s
-            .api(
-                Method::POST,
-                "/api/repository/add",
-                Some(json!({"url": url, "branch": branch})),
-            )
-            .await;
-        assert_error(&got, 400, "BadRequest", &[]);
+        for route in ["filelist", "add"] {
+            let got = s
+                .api(
+                    Method::POST,
+                    &format!("/api/repository/{route}"),
+                    Some(json!({"url": url, "branch": branch})),
+                )
+                .await;
+            assert_error(&got, 400, "BadRequest", &[]);
+        }
     }
     // A branch that does not exist: git's own message.
     assert_error(
@@ -1299,17 +1346,19 @@ async fn repository_api_refuses_injection() {
     );
     // A repository that does not exist.
     let missing = format!("file://{}/missing-repo", tmp.path().display());
-    assert_error(
-        &s.api(
-            Method::POST,
-            "/api/repository/branchlist",
-            Some(json!({"url": missing})),
-        )
-        .await,
-        400,
-        "BadRequest",
-        &["missing-repo"],
-    );
+    for route in ["branchlist", "filelist"] {
+        assert_error(
+            &s.api(
+                Method::POST,
+                &format!("/api/repository/{route}"),
+                Some(json!({"url": missing, "branch": "main"})),
+            )
+            .await,
+            400,
+            "BadRequest",
+            &["missing-repo"],
+        );
+    }
 
     let created: Vec<_> = std::fs::read_dir(marks.path())
         .unwrap()
@@ -1327,10 +1376,10 @@ async fn repository_api_refuses_injection() {
         "nothing was registered"
     );
     assert_error(
-        &deploy_create(&s, "gitapp", json!([])).await,
+        &deploy_create(&s, "metaowner-gitapp", json!([])).await,
         404,
         "NotFound",
-        &["gitapp"],
+        &["metaowner-gitapp"],
     );
 }
 
@@ -1338,7 +1387,7 @@ async fn repository_api_refuses_injection() {
 async fn malformed_request_bodies_get_json_errors() {
     let s = MorelServer::start(&bin());
     let auth = format!("jwt {}", s.token);
-    let cases: [(&str, Option<&str>, &str); 6] = [
+    let cases: [(&str, Option<&str>, &str); 7] = [
         (
             "/api/deploy/create",
             Some("application/json"),
@@ -1348,6 +1397,11 @@ async fn malformed_request_bodies_get_json_errors() {
         ("/api/deploy/create", None, r#"{"suffix": "x"}"#),
         ("/api/deploy/delete", Some("application/json"), "[1, 2]"),
         ("/api/repository/branchlist", Some("application/json"), "{"),
+        (
+            "/api/repository/filelist",
+            Some("application/json"),
+            r#"{"branch": "main"}"#,
+        ),
         (
             "/api/repository/add",
             Some("application/json"),

@@ -3,8 +3,9 @@
 //!
 //! The browser script signs in, finds the app deployed here with its environment's config
 //! names (never values), calls a function from its page and sees the server's record of the
-//! execution (a failing one with its error), sees the line it printed in the live logs, compiles and runs a WAT function, and rolls back a
-//! release. It fails on any console error or page error. Screenshots of every page, at laptop and
+//! execution (a failing one with its error), sees the line it printed in the live logs, compiles and runs a WAT function, sees a
+//! second function of that name refused, deletes it after confirming (not after dismissing),
+//! and rolls back a release. It fails on any console error or page error. Screenshots of every page, at laptop and
 //! phone widths, go to `target/dashboard-screenshots`.
 //!
 //! Chromium and the node modules are installed by the test script; when either is missing this
@@ -141,7 +142,10 @@ async fn dashboard_drives_an_app_in_chromium() {
         s.log()
     );
 
-    // The server agrees with what the browser saw: v1 is back, and it answers.
+    // The server agrees with what the browser saw: the compiled function is gone, v1 is back,
+    // and it answers.
+    let (_, functions) = s.get("/functions").await;
+    assert_eq!(functions, json!([]), "{report}");
     let (_, app) = s.get("/api/apps/hello-python").await;
     assert_eq!(app["active_release"], "v1", "{app}\n{report}");
     assert_eq!(

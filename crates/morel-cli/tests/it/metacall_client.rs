@@ -447,3 +447,121 @@ async fn the_client_with_a_wrong_token_deploys_nothing() {
     let (status, _) = call(&s, "/default/intruder/v1/call/greet", "[\"x\"]").await;
     assert_eq!(status, 404);
 }
+
+/// A one-branch git repository at `parent/owner/name` holding `files`, as a `file://` URL.
+fn git_repo(parent: &Path, owner: &str, name: &str, files: &[(&str, &str)]) -> String {
+    let repo = parent.join(owner).join(name);
+    std::fs::create_dir_all(&repo).unwrap();
+    for (path, text) in files {
+        std::fs::write(repo.join(path), text).unwrap();
+    }
+    for args in [
+        &["init", "--quiet", "-b", "main"][..],
+        &["add", "."],
+        &["commit", "--quiet", "-m", "first"],
+    ] {
+        let out = std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=Morel Test",
+                "-c",
+                "user.email=test@morel.invalid",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(Stdio::null())
+            .output()
+            .expect("git is needed for the repository tests");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    format!("file://{}", repo.display())
+}
+
+/// `--addrepo`: the client lists the branches (one, so it picks it), lists its files to find
+/// the runners (`/api/repository/filelist`), asks for the clone (`repository/add`, which names
+/// the app `owner-repo`), deploys it, then follows its logs until inspect says it is ready.
+/// Its one question, which logs to follow, is answered with the first choice ("Deploy").
+#[tokio::test(flavor = "multi_thread")]
+async fn the_published_client_deploys_python_and_node_repositories() {
+    let s = MorelServer::start(&bin());
+    let client = Client::new(&s, &s.token);
+    let work = tempfile::tempdir().unwrap();
+    let py = git_repo(
+        work.path(),
+        "McOwner",
+        "PyRepo",
+        &[
+            ("app.py", "def triple(x):\n    return 3 * x\n"),
+            (
+                "metacall.json",
+                r#"{ "language_id": "py", "path": ".", "scripts": ["app.py"] }"#,
+            ),
+            ("requirements.txt", ""),
+        ],
+    );
+    let node = git_repo(
+        work.path(),
+        "McOwner",
+        "Node.Repo.git",
+        &[
+            (
+                "index.js",
+                "function shout(s) { return s.toUpperCase() + '!'; }\nmodule.exports = { shout };\n",
+            ),
+            (
+                "package.json",
+                r#"{"name": "noderepo", "version": "1.0.0", "main": "index.js"}"#,
+            ),
+            (
+                "metacall.json",
+                r#"{ "language_id": "node", "path": ".", "scripts": ["index.js"] }"#,
+            ),
+        ],
+    );
+
+    let run = client.run_ok(&s, &["--addrepo", &py], b"\n").await;
+    assert!(
+        run.stdout.contains("Only one branch found : main")
+            && run.stdout.contains("Repository deployed"),
+        "{run}"
+    );
+    assert_eq!(
+        summary(&inspect(&s).await),
+        [("mcowner-pyrepo".into(), "ready".into(), "v1".into())],
+        "{run}"
+    );
+    assert_eq!(
+        call(&s, "/default/mcowner-pyrepo/v1/call/triple", "[14]").await,
+        (200, json!(42))
+    );
+
+    let run = client.run_ok(&s, &["--addrepo", &node], b"\n").await;
+    assert!(run.stdout.contains("Repository deployed"), "{run}");
+    let list = inspect(&s).await;
+    let mut got = summary(&list);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("mcowner-node-repo".into(), "ready".into(), "v1".into()),
+            ("mcowner-pyrepo".into(), "ready".into(), "v1".into())
+        ]
+    );
+    let entry = list
+        .iter()
+        .find(|d| d["suffix"] == "mcowner-node-repo")
+        .unwrap();
+    assert_eq!(func_names(entry, "node"), ["shout"]);
+    assert_eq!(
+        call(&s, "/default/mcowner-node-repo/v1/call/shout", r#"["hey"]"#).await,
+        (200, json!("HEY!"))
+    );
+}

@@ -406,3 +406,179 @@ async fn an_app_mixes_wasm_and_python_on_one_call_path() {
         (200, json!(1))
     );
 }
+
+/// Runs a `morel` command that must fail; returns its stderr.
+fn cli_err(s: &MorelServer, args: &[&str]) -> String {
+    let out = s.cli(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "morel {args:?} succeeded:\nstdout: {}\nstderr: {stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compiled_functions_go_by_name_are_unique_removable_and_recompiled_when_failed() {
+    let s = MorelServer::start(&bin());
+    let dir = tempfile::tempdir().unwrap();
+    let echo_file = dir.path().join("echo.wat");
+    std::fs::write(&echo_file, ECHO_WAT).unwrap();
+    let echo_path = echo_file.to_str().unwrap();
+
+    // `fn create` by the CLI, then everything by name: exec, executions, the API's routes.
+    let out = s.cli_ok(&["fn", "create", "echo", "--lang", "wat", echo_path, "--json"]);
+    let echo: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(echo["status"], "READY", "{echo}");
+    let echo_id = echo["id"].as_str().unwrap().to_owned();
+    let out = s.cli_ok(&["fn", "exec", "echo", "--input", r#"{"by": "name"}"#]);
+    assert_eq!(
+        serde_json::from_str::<Value>(out.trim()).unwrap(),
+        json!({"by": "name"})
+    );
+    assert!(
+        s.cli_ok(&["fn", "executions", "echo"])
+            .contains("COMPLETED")
+    );
+    let (status, got) = s.get("/functions/echo").await;
+    assert_eq!((status, &got["id"]), (200, &json!(echo_id)), "{got}");
+    let (status, e) = execute(&s, "echo", json!([1]), None).await;
+    assert_eq!((status, &e["output"]), (200, &json!([1])), "{e}");
+    let exec_id = e["id"].as_str().unwrap().to_owned();
+    let (status, list) = s.get("/functions/echo/executions").await;
+    assert_eq!((status, list.as_array().unwrap().len()), (200, 2), "{list}");
+    // Ids still work as before.
+    assert_eq!(
+        execute(&s, &echo_id, json!(2), None).await.1["output"],
+        json!(2)
+    );
+
+    // A second `echo` is a conflict naming the one that holds the name, whatever the route.
+    let (status, body) = create(&s, "echo", "wat", ECHO_WAT).await;
+    assert_eq!((status, &body["type"]), (409, &json!("Conflict")), "{body}");
+    let msg = body["error"].as_str().unwrap();
+    assert!(
+        msg.contains("\"echo\"")
+            && msg.contains(&echo_id)
+            && msg.contains("READY")
+            && msg.contains("morel fn rm echo"),
+        "{msg}"
+    );
+    let err = cli_err(&s, &["fn", "create", "echo", "--lang", "wat", echo_path]);
+    assert!(
+        err.contains("a function named \"echo\" already exists") && err.contains("HTTP 409"),
+        "{err}"
+    );
+    let (_, all) = s.get("/functions").await;
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+
+    // Names that would be ambiguous or unusable are refused, saying why.
+    for (bad, why) in [
+        ("0190a000-0000-7000-8000-000000000001", "UUID"),
+        (" echo", "whitespace"),
+        ("..", ".."),
+    ] {
+        let (status, body) = create(&s, bad, "wat", ECHO_WAT).await;
+        assert_eq!(
+            (status, &body["type"]),
+            (400, &json!("BadRequest")),
+            "{body}"
+        );
+        assert!(
+            body["error"].as_str().unwrap().contains(why),
+            "{bad:?}: {body}"
+        );
+    }
+    // Any other printable name works through the CLI (it is one path segment, encoded).
+    s.cli_ok(&["fn", "create", "my echo/2?", "--lang", "wat", echo_path]);
+    let out = s.cli_ok(&["fn", "exec", "my echo/2?", "--input", "\"odd\""]);
+    assert_eq!(out.trim(), "\"odd\"");
+
+    // A FAILED function is recompiled by creating its name again, with the fixed source.
+    let broken_file = dir.path().join("broken.wat");
+    std::fs::write(&broken_file, "(module (func $f (result i32) (i32.const)))").unwrap();
+    let broken_path = broken_file.to_str().unwrap();
+    let err = cli_err(
+        &s,
+        &["fn", "create", "broken", "--lang", "wat", broken_path],
+    );
+    assert!(err.contains("compilation of broken failed"), "{err}");
+    let (_, failed) = s.get("/functions/broken").await;
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    let failed_id = failed["id"].as_str().unwrap().to_owned();
+    let (status, body) = execute(&s, "broken", json!(1), None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("FAILED"), "{body}");
+    std::fs::write(&broken_file, ECHO_WAT).unwrap();
+    let out = s.cli(&["fn", "create", "broken", "--lang", "wat", broken_path]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("in place of the FAILED {failed_id}")),
+        "{stderr}"
+    );
+    let (_, fixed) = s.get("/functions/broken").await;
+    assert_eq!(fixed["status"], "READY", "{fixed}");
+    assert_ne!(fixed["id"], json!(failed_id));
+    assert_eq!(
+        execute(&s, "broken", json!("fixed"), None).await.1["output"],
+        json!("fixed")
+    );
+    assert_eq!(s.get(&format!("/functions/{failed_id}")).await.0, 404);
+    // Through the API: the answer says which function it replaced.
+    let (_, f) = create(&s, "broken2", "wat", "(module (func").await;
+    let f = wait_terminal(&s, f["id"].as_str().unwrap()).await;
+    assert_eq!(f["status"], "FAILED", "{f}");
+    let (status, again) = create(&s, "broken2", "wat", ECHO_WAT).await;
+    assert_eq!((status, &again["replaced"]), (201, &f["id"]), "{again}");
+    assert_eq!(
+        wait_terminal(&s, again["id"].as_str().unwrap()).await["status"],
+        "READY"
+    );
+
+    // `fn rm` deletes the function and its executions; the name is free again.
+    let out = s.cli_ok(&["fn", "rm", "echo"]);
+    assert!(
+        out.contains("deleted echo") && out.contains(&echo_id),
+        "{out}"
+    );
+    let (status, body) = s.get("/functions/echo").await;
+    assert_eq!((status, &body["type"]), (404, &json!("NotFound")), "{body}");
+    assert_eq!(
+        s.get(&format!("/functions/{echo_id}/executions")).await.0,
+        404
+    );
+    assert_eq!(s.get(&format!("/executions/{exec_id}")).await.0, 404);
+    let err = cli_err(&s, &["fn", "rm", "echo"]);
+    assert!(
+        err.contains("no function is named \"echo\"") && err.contains("HTTP 404"),
+        "{err}"
+    );
+    let err = cli_err(&s, &["fn", "exec", "echo"]);
+    assert!(err.contains("no function is named \"echo\""), "{err}");
+    // By id, through the API.
+    let broken2 = again["id"].as_str().unwrap();
+    let (status, body) = s
+        .api(Method::DELETE, &format!("/functions/{broken2}"), None)
+        .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"deleted": broken2, "name": "broken2"}))
+    );
+    let (status, body) = s.api(Method::DELETE, "/functions/broken2", None).await;
+    assert_eq!((status, &body["type"]), (404, &json!("NotFound")), "{body}");
+    let (status, f) = create(&s, "echo", "wat", ECHO_WAT).await;
+    assert_eq!(status, 201, "{f}");
+    let mut names: Vec<String> = s
+        .get("/functions")
+        .await
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["broken", "echo", "my echo/2?"]);
+}

@@ -264,6 +264,56 @@ pub async fn branch_list(
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+pub struct FileList {
+    url: String,
+    /// Default `main`.
+    #[serde(default)]
+    branch: Option<String>,
+}
+
+/// `POST /api/repository/filelist`: the client reads it to find the repository's runners
+/// (`package.json`, `requirements.txt`, …) before it asks for the deploy.
+#[utoipa::path(
+    post,
+    path = "/api/repository/filelist",
+    tag = "compat",
+    summary = "Seed 000: the files of a branch of a git repository",
+    request_body = FileList,
+    responses(
+        (status = 200, description = "`{files: [path, …]}`, relative to the repository's root", body = serde_json::Value),
+        (status = 400, description = "bad input, or git's reason (no such repository or branch), named in the body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
+pub async fn file_list(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<FileList>,
+) -> Result<Json<Value>, ApiError> {
+    let branch = req.branch.unwrap_or_else(|| "main".into());
+    let files = git::files(&st.deployer.cfg.git, &req.url, &branch).await?;
+    Ok(Json(json!({ "files": files })))
+}
+
+/// The app a repository is deployed as, named like MetaCall FaaS names it: the last two
+/// segments of the URL's path, `owner-repo`, lowercased and without `.git`
+/// (`https://github.com/Foo/Bar.git` → `foo-bar`), made a valid app name.
+fn repository_app_name(url: &str) -> Option<morel_core::AppName> {
+    let path = url.split_once("://").map_or(url, |(_, rest)| rest);
+    // An https or ssh URL's path starts after its host; a file URL's is all of the rest.
+    let path = if url.starts_with("file://") {
+        path
+    } else {
+        path.split_once('/').map_or("", |(_, p)| p)
+    };
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let tail = segments.split_off(segments.len().saturating_sub(2));
+    morel_core::AppName::slugify(&tail.join("-").to_lowercase())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RepositoryAdd {
     url: String,
     #[serde(default)]
@@ -294,16 +344,11 @@ pub async fn repository_add(
     git::check_url(&req.url)?;
     let branch = req.branch.unwrap_or_else(|| "main".into());
     git::check_branch(&branch)?;
-    let repo_name = req
-        .url
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches(".git")
-        .to_owned();
-    let name = req.id.unwrap_or(repo_name);
-    let name = morel_core::AppName::slugify(&name).ok_or_else(|| {
+    let name = match &req.id {
+        Some(id) => morel_core::AppName::slugify(id),
+        None => repository_app_name(&req.url),
+    }
+    .ok_or_else(|| {
         ApiError::bad_request(format!("cannot derive an app name from {:?}", req.url))
     })?;
     let key = morel_store::AppKey::in_default(name);
@@ -577,4 +622,37 @@ pub async fn deploy_logs(
     let rows = st.deployer.store.read_logs(&key, 0, 0, 10_000).await?;
     let text: Vec<&str> = rows.iter().map(|l| l.line.as_str()).collect();
     Ok(Json(json!(text.join("\n"))))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::repository_app_name;
+
+    fn name(url: &str) -> Option<String> {
+        repository_app_name(url).map(|n| n.as_str().to_owned())
+    }
+
+    #[test]
+    fn repositories_are_named_owner_repo_like_metacall() {
+        for (url, want) in [
+            ("https://github.com/Foo/Bar.git", "foo-bar"),
+            ("https://github.com/Foo/Bar", "foo-bar"),
+            ("https://github.com/Foo/Bar/", "foo-bar"),
+            (
+                "https://github.com/metacall/Example.Repo.git",
+                "metacall-example-repo",
+            ),
+            ("ssh://git@github.com/Foo/Bar.git", "foo-bar"),
+            ("https://gitlab.com/group/sub/Project.git", "sub-project"),
+            ("file:///srv/git/Owner/MyApp", "owner-myapp"),
+            ("file:///srv/git/Owner/MyApp.git", "owner-myapp"),
+            ("https://example.com/Solo.git", "solo"),
+            ("file:///solo", "solo"),
+        ] {
+            assert_eq!(name(url).as_deref(), Some(want), "{url}");
+        }
+        assert_eq!(name("https://example.com/"), None);
+        assert_eq!(name("https://example.com"), None);
+    }
 }

@@ -1,4 +1,5 @@
-//! Seed 001's API: `/functions` and `/executions`.
+//! Seed 001's API: `/functions` and `/executions`. Wherever a path names a function, its id
+//! or its name will do (names are unique).
 
 use std::time::Duration;
 
@@ -14,6 +15,27 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::ApiError;
+use crate::functions::FunctionError;
+
+impl From<FunctionError> for ApiError {
+    fn from(e: FunctionError) -> Self {
+        let message = e.to_string();
+        match e {
+            FunctionError::InvalidName { .. }
+            | FunctionError::UnknownLanguage(_)
+            | FunctionError::NotReady { .. } => ApiError::bad_request(message),
+            FunctionError::SourceTooLarge { .. } => ApiError::too_large(message),
+            FunctionError::NotFound(_) | FunctionError::ExecutionNotFound(_) => {
+                ApiError::not_found(message)
+            }
+            FunctionError::NameTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "Conflict", message)
+            }
+            FunctionError::Encode(e) => ApiError::internal("encoding a compile job", &e),
+            FunctionError::Store(e) => ApiError::from(e),
+        }
+    }
+}
 
 fn function_view(f: &WasmFunctionRow) -> Value {
     json!({
@@ -40,12 +62,13 @@ pub struct CreateFunction {
     path = "/functions",
     operation_id = "create_function",
     tag = "functions",
-    summary = "Seed 001: create a compiled function (queued for compilation)",
+    summary = "Seed 001: create a compiled function (queued for compilation); re-submitting the name of a FAILED one recompiles it",
     request_body = CreateFunction,
     responses(
         (status = 201, description = "created", body = serde_json::Value),
         (status = 400, description = "bad input, named in the body", body = crate::openapi::ErrorBody),
         (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 409, description = "a function of that name exists and is not FAILED (a FAILED one is replaced, and `replaced` holds its id)", body = crate::openapi::ErrorBody),
         (status = 413, description = "too large", body = crate::openapi::ErrorBody),
     ),
     security(("token" = [])),
@@ -63,11 +86,15 @@ pub async fn create(
     }
     let req: CreateFunction = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("expected {{name, language, source}}: {e}")))?;
-    let f = st
+    let created = st
         .functions()?
         .create(&req.name, &req.language, &req.source)
         .await?;
-    Ok((StatusCode::CREATED, Json(function_view(&f))).into_response())
+    let mut view = function_view(&created.function);
+    if let Some(old) = created.replaced {
+        view["replaced"] = json!(old);
+    }
+    Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 #[utoipa::path(
@@ -99,7 +126,7 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<Value>>, ApiErr
     operation_id = "get_function",
     tag = "functions",
     summary = "Seed 001: one compiled function",
-    params(("id" = String, Path, description = "function id")),
+    params(("id" = String, Path, description = "function id or name")),
     responses(
         (status = 200, description = "ok", body = serde_json::Value),
         (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
@@ -111,7 +138,29 @@ pub async fn get(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(function_view(&st.functions()?.get(&id).await?)))
+    Ok(Json(function_view(&st.functions()?.resolve(&id).await?)))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/functions/{id}",
+    operation_id = "delete_function",
+    tag = "functions",
+    summary = "Delete a compiled function and its executions",
+    params(("id" = String, Path, description = "function id or name")),
+    responses(
+        (status = 200, description = "deleted: `{deleted: id, name}`", body = serde_json::Value),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "not found", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
+pub async fn delete(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let f = st.functions()?.delete(&id).await?;
+    Ok(Json(json!({ "deleted": f.id, "name": f.name })))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -129,7 +178,7 @@ pub struct ExecuteRequest {
     operation_id = "execute_function",
     tag = "functions",
     summary = "Seed 001: run a compiled function and wait for the result",
-    params(("id" = String, Path, description = "function id")),
+    params(("id" = String, Path, description = "function id or name")),
     request_body(content = Option<ExecuteRequest>, description = "empty for a null input"),
     responses(
         (status = 200, description = "ok", body = serde_json::Value),
@@ -188,7 +237,7 @@ pub async fn execution(
     operation_id = "list_function_executions",
     tag = "functions",
     summary = "Seed 001: executions of a compiled function",
-    params(("id" = String, Path, description = "function id")),
+    params(("id" = String, Path, description = "function id or name")),
     responses(
         (status = 200, description = "ok", body = Vec<serde_json::Value>),
         (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),

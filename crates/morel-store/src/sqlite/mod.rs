@@ -278,6 +278,15 @@ impl Store for SqliteStore {
     async fn insert_wasm_function(&self, row: &WasmFunctionRow) -> Result<()> {
         wasm::insert_function(&self.writer, row).await
     }
+    async fn replace_failed_wasm_function(&self, row: &WasmFunctionRow) -> Result<Option<String>> {
+        wasm::replace_failed_function(&self.writer, row).await
+    }
+    async fn get_wasm_function_by_name(&self, name: &str) -> Result<Option<WasmFunctionRow>> {
+        wasm::get_function_by_name(&self.pool, name).await
+    }
+    async fn delete_wasm_function(&self, id: &str) -> Result<bool> {
+        wasm::delete_function(&self.writer, id).await
+    }
     async fn get_wasm_function(
         &self,
         id: &str,

@@ -2,7 +2,7 @@
 
 use sqlx::sqlite::SqliteArguments;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Arguments, Row, SqlitePool};
+use sqlx::{Arguments, Row, SqliteExecutor, SqlitePool};
 
 use crate::error::Ctx;
 use crate::{
@@ -31,7 +31,7 @@ fn function_from_row(r: &SqliteRow, with_wasm: bool) -> Result<WasmFunctionRow> 
 
 const FUNCTION_COLUMNS: &str = "id, name, language, source, status, compile_error, LENGTH(wasm) AS wasm_size, created_at, updated_at";
 
-pub async fn insert_function(pool: &SqlitePool, row: &WasmFunctionRow) -> Result<()> {
+pub async fn insert_function<'e>(ex: impl SqliteExecutor<'e>, row: &WasmFunctionRow) -> Result<()> {
     sqlx::query("INSERT INTO wasm_functions (id, name, language, source, status, compile_error, wasm, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .bind(&row.id)
         .bind(&row.name)
@@ -42,10 +42,83 @@ pub async fn insert_function(pool: &SqlitePool, row: &WasmFunctionRow) -> Result
         .bind(&row.wasm)
         .bind(row.created_at)
         .bind(row.updated_at)
-        .execute(pool)
+        .execute(ex)
         .await
-        .ctx("insert function")?;
+        .map_err(|e| insert_error(e, &row.name))?;
     Ok(())
+}
+
+/// A taken name (the unique `wasm_functions_by_name`) is [`StoreError::Duplicate`].
+fn insert_error(source: sqlx::Error, name: &str) -> StoreError {
+    match &source {
+        sqlx::Error::Database(e) if e.is_unique_violation() => StoreError::Duplicate {
+            what: "function",
+            value: name.to_owned(),
+        },
+        _ => StoreError::Database {
+            op: "insert function",
+            source,
+        },
+    }
+}
+
+/// In one transaction: deletes the `FAILED` function named like `row` (and its executions),
+/// if there is one, and inserts `row`. Returns the id it replaced.
+pub async fn replace_failed_function(
+    pool: &SqlitePool,
+    row: &WasmFunctionRow,
+) -> Result<Option<String>> {
+    let mut tx = pool.begin().await.ctx("begin replace function")?;
+    let old: Option<String> =
+        sqlx::query_scalar("SELECT id FROM wasm_functions WHERE name = ? AND status = 'FAILED'")
+            .bind(&row.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .ctx("find the failed function")?;
+    if let Some(old) = &old {
+        delete_function_rows(&mut tx, old).await?;
+    }
+    insert_function(&mut *tx, row).await?;
+    tx.commit().await.ctx("commit replace function")?;
+    Ok(old)
+}
+
+/// Deletes a function and its executions in one transaction; false when it did not exist.
+pub async fn delete_function(pool: &SqlitePool, id: &str) -> Result<bool> {
+    let mut tx = pool.begin().await.ctx("begin delete function")?;
+    let deleted = delete_function_rows(&mut tx, id).await?;
+    tx.commit().await.ctx("commit delete function")?;
+    Ok(deleted)
+}
+
+async fn delete_function_rows(tx: &mut sqlx::SqliteConnection, id: &str) -> Result<bool> {
+    sqlx::query("DELETE FROM executions WHERE function_id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .ctx("delete function executions")?;
+    Ok(sqlx::query("DELETE FROM wasm_functions WHERE id = ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .ctx("delete function")?
+        .rows_affected()
+        > 0)
+}
+
+pub async fn get_function_by_name(
+    pool: &SqlitePool,
+    name: &str,
+) -> Result<Option<WasmFunctionRow>> {
+    sqlx::query(&format!(
+        "SELECT {FUNCTION_COLUMNS} FROM wasm_functions WHERE name = ?"
+    ))
+    .bind(name)
+    .fetch_optional(pool)
+    .await
+    .ctx("get function by name")?
+    .map(|r| function_from_row(&r, false))
+    .transpose()
 }
 
 pub async fn get_function(

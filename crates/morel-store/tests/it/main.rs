@@ -9,6 +9,7 @@ mod identities;
 mod placements;
 mod queues;
 mod transfer;
+mod wasm_functions;
 
 use std::sync::Arc;
 
