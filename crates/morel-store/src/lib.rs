@@ -157,6 +157,9 @@ pub trait Store: Send + Sync + 'static {
     /// Messages waiting (visible or not) and the age in ms of the oldest.
     async fn queue_depth(&self, queue: &str) -> Result<(i64, i64)>;
     async fn queue_archived(&self, queue: &str) -> Result<Vec<(QueueMessage, bool)>>;
+    /// Makes every hidden message of `queue` visible again (its readers are known to be gone:
+    /// a restart of the only process reading it); returns how many.
+    async fn queue_release_all(&self, queue: &str) -> Result<u64>;
 
     // Compiled (wasm) functions and their executions (seed 001).
     /// A name is unique: a second function of one name is [`StoreError::Duplicate`].

@@ -136,6 +136,17 @@ pub async fn run(args: UpArgs) -> Result<()> {
         envs.clone(),
         stop_jobs.clone(),
     ));
+    // This is the only process running jobs on this database (`try_lead` above): the jobs the
+    // last one was running when it stopped run again now, not after their visibility timeout.
+    match deployer
+        .store
+        .queue_release_all(morel_control::jobs::JOBS_QUEUE)
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(jobs = n, "jobs interrupted by the last stop run again"),
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "releasing interrupted jobs"),
+    }
     tokio::spawn(morel_control::jobs::run_jobs(
         deployer.clone(),
         16,

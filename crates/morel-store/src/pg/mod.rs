@@ -221,6 +221,9 @@ impl Store for PgStore {
     async fn queue_archived(&self, queue: &str) -> Result<Vec<(QueueMessage, bool)>> {
         queues::archived(&self.queues, queue).await
     }
+    async fn queue_release_all(&self, queue: &str) -> Result<u64> {
+        queues::release_all(&self.queues, queue).await
+    }
     async fn insert_wasm_function(&self, row: &WasmFunctionRow) -> Result<()> {
         wasm::insert_function(&self.pool, row).await
     }

@@ -200,6 +200,19 @@ pub async fn depth(queues: &Queues, queue: &str) -> Result<(i64, i64)> {
     ))
 }
 
+pub async fn release_all(queues: &Queues, queue: &str) -> Result<u64> {
+    queues.ensure(queue).await?;
+    let sql = format!(
+        "UPDATE {} SET vt = clock_timestamp() WHERE vt > clock_timestamp()",
+        table(queue, "q")?
+    );
+    let res = sqlx::query(&sql)
+        .execute(&queues.pool)
+        .await
+        .ctx("queue release")?;
+    Ok(res.rows_affected())
+}
+
 pub async fn archived(queues: &Queues, queue: &str) -> Result<Vec<(QueueMessage, bool)>> {
     queues.ensure(queue).await?;
     let sql = format!(

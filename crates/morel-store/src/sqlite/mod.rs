@@ -275,6 +275,9 @@ impl Store for SqliteStore {
     async fn queue_archived(&self, queue: &str) -> Result<Vec<(QueueMessage, bool)>> {
         queues::archived(&self.pool, queue).await
     }
+    async fn queue_release_all(&self, queue: &str) -> Result<u64> {
+        queues::release_all(&self.writer, queue).await
+    }
     async fn insert_wasm_function(&self, row: &WasmFunctionRow) -> Result<()> {
         wasm::insert_function(&self.writer, row).await
     }

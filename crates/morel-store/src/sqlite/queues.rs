@@ -108,6 +108,18 @@ pub async fn depth(pool: &SqlitePool, queue: &str) -> Result<(i64, i64)> {
     ))
 }
 
+pub async fn release_all(pool: &SqlitePool, queue: &str) -> Result<u64> {
+    let now = morel_core::time::now_ms();
+    let res = sqlx::query("UPDATE queue_messages SET vt = ? WHERE queue = ? AND vt > ?")
+        .bind(now)
+        .bind(queue)
+        .bind(now)
+        .execute(pool)
+        .await
+        .ctx("queue release")?;
+    Ok(res.rows_affected())
+}
+
 pub async fn archived(pool: &SqlitePool, queue: &str) -> Result<Vec<(QueueMessage, bool)>> {
     let rows = sqlx::query("SELECT msg_id, read_ct, enqueued_at, archived_at AS vt, message, dead FROM queue_archive WHERE queue = ? ORDER BY msg_id")
         .bind(queue)

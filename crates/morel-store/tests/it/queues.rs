@@ -12,7 +12,35 @@ for_each_backend!(
     compile_results_apply_once,
     concurrent_readers_never_get_the_same_message,
     a_job_is_queued_and_finished_with_its_execution,
+    released_messages_are_visible_again_at_once,
 );
+
+/// After a restart of its only reader, a queue's hidden messages are read again at once, not
+/// after their visibility timeout; other queues keep theirs.
+async fn released_messages_are_visible_again_at_once(store: Arc<dyn Store>) {
+    let a = store.queue_send("jobs", &json!({"n": 1})).await.unwrap();
+    let b = store.queue_send("jobs", &json!({"n": 2})).await.unwrap();
+    store.queue_send("other", &json!({"n": 3})).await.unwrap();
+    assert_eq!(store.queue_read("jobs", 600_000, 1).await.unwrap().len(), 1);
+    assert_eq!(
+        store.queue_read("other", 600_000, 1).await.unwrap().len(),
+        1
+    );
+    assert_eq!(store.queue_release_all("jobs").await.unwrap(), 1);
+    let again = store.queue_read("jobs", 600_000, 10).await.unwrap();
+    let mut ids: Vec<i64> = again.iter().map(|m| m.msg_id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![a, b]);
+    assert_eq!(again.iter().find(|m| m.msg_id == a).unwrap().read_ct, 2);
+    assert!(
+        store
+            .queue_read("other", 600_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.queue_release_all("jobs").await.unwrap(), 2);
+}
 
 async fn read_hides_for_the_visibility_timeout_and_counts_reads(store: Arc<dyn Store>) {
     let a = store.queue_send("jobs", &json!({"n": 1})).await.unwrap();
