@@ -4,6 +4,11 @@
 //! Python: a virtualenv per hash (`python3 -m venv --without-pip`, then the host pip with
 //! `--python`). Node: `npm install` in a directory per hash, linked into the app as
 //! `node_modules`. A failed install is an error carrying the tool's own output.
+//!
+//! Local dependencies (a requirement line naming a path, or `--find-links ./dir`; an npm
+//! `file:` or `link:` dependency) resolve against the dependency file's directory, as pip and
+//! npm run in the app's own directory; they must stay inside it, and their contents join the
+//! cache key, so changing a vendored package installs again.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -80,7 +85,12 @@ impl Installer {
 
     /// A virtualenv with `requirements` installed; returns the venv's directory.
     pub async fn python(&self, hash: &str, requirements: &Path) -> Result<Installed, DepsError> {
-        let dir = self.cache.join("python").join(hash);
+        let text = tokio::fs::read_to_string(requirements)
+            .await
+            .map_err(io(requirements))?;
+        let app = requirements.parent().unwrap_or(Path::new("."));
+        let key = with_local(hash, app, &pip_local_paths(&text), "requirements.txt")?;
+        let dir = self.cache.join("python").join(key);
         let lock = self.lock_for(&dir);
         let _guard = lock.lock().await;
         if dir.join(".complete").exists() {
@@ -111,7 +121,8 @@ impl Installer {
                 ])
                 .arg(&venv_python)
                 .args(["install", "--quiet", "-r"])
-                .arg(requirements),
+                .arg(requirements)
+                .current_dir(app),
             "requirements.txt",
         )
         .await?;
@@ -125,7 +136,13 @@ impl Installer {
     /// `npm install` of `package_json` (and its lock file, if beside it); returns the
     /// `node_modules` directory to link into the app.
     pub async fn node(&self, hash: &str, package_json: &Path) -> Result<Installed, DepsError> {
-        let dir = self.cache.join("node").join(hash);
+        let text = tokio::fs::read_to_string(package_json)
+            .await
+            .map_err(io(package_json))?;
+        let app = package_json.parent().unwrap_or(Path::new("."));
+        let local = npm_local_paths(&text);
+        let key = with_local(hash, app, &local, "package.json")?;
+        let dir = self.cache.join("node").join(key);
         let lock = self.lock_for(&dir);
         let _guard = lock.lock().await;
         if dir.join(".complete").exists() {
@@ -138,13 +155,16 @@ impl Installer {
         tokio::fs::copy(package_json, tmp.join("package.json"))
             .await
             .map_err(io(package_json))?;
-        if let Some(parent) = package_json.parent() {
-            let lockfile = parent.join("package-lock.json");
-            if lockfile.exists() {
-                tokio::fs::copy(&lockfile, tmp.join("package-lock.json"))
-                    .await
-                    .map_err(io(&lockfile))?;
-            }
+        let lockfile = app.join("package-lock.json");
+        if lockfile.exists() {
+            tokio::fs::copy(&lockfile, tmp.join("package-lock.json"))
+                .await
+                .map_err(io(&lockfile))?;
+        }
+        // npm installs in the cache's directory: local packages go there too, at the same
+        // relative paths (npm links `file:` directories, so they stay with the install).
+        for rel in &local {
+            copy_tree(&app.join(rel), &tmp.join(rel))?;
         }
         self.run(
             "npm",
@@ -224,5 +244,171 @@ impl Installer {
             });
         }
         Ok(())
+    }
+}
+
+/// The paths a `requirements.txt` names as local packages or package directories.
+fn pip_local_paths(text: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.split(" #").next().unwrap_or("").trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        while let Some(w) = words.next() {
+            let w = match w {
+                "-e" | "--editable" | "-f" | "--find-links" => match words.next() {
+                    Some(next) => next,
+                    None => break,
+                },
+                w => w.strip_prefix("--find-links=").unwrap_or(w),
+            };
+            let w = w.strip_prefix("file:").unwrap_or(w);
+            if w.starts_with("./") || w.starts_with("../") || w.starts_with('/') || w == "." {
+                out.push(PathBuf::from(w));
+            }
+        }
+    }
+    out
+}
+
+/// The paths a `package.json` names as `file:` or `link:` dependencies.
+fn npm_local_paths(text: &str) -> Vec<PathBuf> {
+    let Ok(pj) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for field in ["dependencies", "optionalDependencies"] {
+        for spec in pj[field].as_object().into_iter().flat_map(|m| m.values()) {
+            if let Some(path) = spec
+                .as_str()
+                .and_then(|s| s.strip_prefix("file:").or_else(|| s.strip_prefix("link:")))
+            {
+                out.push(PathBuf::from(path));
+            }
+        }
+    }
+    out
+}
+
+/// The cache key of a dependency file of hash `hash` whose local packages are `local`
+/// (relative to `app`): `hash` alone without any, else with a digest of their contents. A
+/// local path outside the app, or missing, is refused.
+fn with_local(hash: &str, app: &Path, local: &[PathBuf], file: &str) -> Result<String, DepsError> {
+    use sha2::Digest;
+    if local.is_empty() {
+        return Ok(hash.to_owned());
+    }
+    let refused = |rel: &Path, why: &str| DepsError::Failed {
+        tool: "morel",
+        file: file.to_owned(),
+        output: format!("the local dependency {} {why}", rel.display()),
+    };
+    let root = app.canonicalize().map_err(io(app))?;
+    let mut h = sha2::Sha256::new();
+    for rel in local {
+        let path = root
+            .join(rel)
+            .canonicalize()
+            .map_err(|_| refused(rel, "does not exist"))?;
+        if !path.starts_with(&root) {
+            return Err(refused(rel, "is not inside the app"));
+        }
+        h.update(rel.as_os_str().as_encoded_bytes());
+        hash_tree(&path, &mut h)?;
+    }
+    Ok(format!("{hash}-{}", &hex::encode(h.finalize())[..16]))
+}
+
+/// Feeds a file's, or a directory tree's, names and contents to `h` (in name order).
+fn hash_tree(path: &Path, h: &mut sha2::Sha256) -> Result<(), DepsError> {
+    use sha2::Digest;
+    let meta = std::fs::symlink_metadata(path).map_err(io(path))?;
+    if meta.is_dir() {
+        let mut names: Vec<_> = std::fs::read_dir(path)
+            .map_err(io(path))?
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect();
+        names.sort();
+        for name in names {
+            if name == "node_modules" || name == "__pycache__" {
+                continue;
+            }
+            h.update(name.as_encoded_bytes());
+            hash_tree(&path.join(&name), h)?;
+        }
+    } else if meta.is_file() {
+        h.update(std::fs::read(path).map_err(io(path))?);
+    }
+    Ok(())
+}
+
+/// Copies a file or a directory tree (symlinks are not followed; `node_modules` is left out).
+fn copy_tree(from: &Path, to: &Path) -> Result<(), DepsError> {
+    let meta = std::fs::symlink_metadata(from).map_err(io(from))?;
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    if meta.is_dir() {
+        std::fs::create_dir_all(to).map_err(io(to))?;
+        for entry in std::fs::read_dir(from).map_err(io(from))? {
+            let entry = entry.map_err(io(from))?;
+            if entry.file_name() == "node_modules" {
+                continue;
+            }
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    } else if meta.is_file() {
+        std::fs::copy(from, to).map_err(io(from))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod local_tests {
+    use super::*;
+
+    #[test]
+    fn local_packages_are_found_in_requirements_and_package_json() {
+        let req = "requests==2.0\n./vendor/pkg.whl\n-e ../lib  # editable\n--find-links ./wheels\nfile:./x\n# ./commented\n";
+        assert_eq!(
+            pip_local_paths(req),
+            ["./vendor/pkg.whl", "../lib", "./wheels", "./x"]
+                .map(PathBuf::from)
+                .to_vec()
+        );
+        let pj = r#"{"dependencies": {"a": "^1", "b": "file:./vendor/b", "c": "link:../c"}}"#;
+        assert_eq!(
+            npm_local_paths(pj),
+            ["./vendor/b", "../c"].map(PathBuf::from).to_vec()
+        );
+    }
+
+    #[test]
+    fn local_packages_join_the_key_and_stay_inside_the_app() {
+        let tmp = tempfile::tempdir().unwrap();
+        let app = tmp.path().join("app");
+        std::fs::create_dir_all(app.join("vendor/b")).unwrap();
+        std::fs::write(app.join("vendor/b/index.js"), "one").unwrap();
+        let local = [PathBuf::from("./vendor/b")];
+        assert_eq!(with_local("h", &app, &[], "package.json").unwrap(), "h");
+        let first = with_local("h", &app, &local, "package.json").unwrap();
+        assert!(first.starts_with("h-"), "{first}");
+        std::fs::write(app.join("vendor/b/index.js"), "two").unwrap();
+        assert_ne!(
+            with_local("h", &app, &local, "package.json").unwrap(),
+            first
+        );
+        std::fs::write(tmp.path().join("secret"), "x").unwrap();
+        let err = with_local("h", &app, &[PathBuf::from("../secret")], "package.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not inside the app"), "{err}");
+        let err = with_local("h", &app, &[PathBuf::from("./missing")], "package.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
     }
 }

@@ -622,6 +622,84 @@ async fn deploy_env_reaches_the_worker() {
     assert!(deployment(&inspect(&s).await, "envbad").is_none());
 }
 
+/// An app's own `.env` (in the package's zip or committed to the repository) reaches its
+/// functions, as MetaCall FaaS reads it when it starts an app again; the request's `env`
+/// wins over it. A `.env` that cannot be read is refused naming its line, never its values.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_package_or_repository_dotenv_reaches_the_worker() {
+    let s = MorelServer::start(&bin());
+    let call_env = |app: &'static str, name: &'static str| {
+        let s = &s;
+        async move {
+            post(
+                s,
+                &format!("/default/{app}/v1/call/env"),
+                json!([name]).to_string(),
+            )
+            .await
+        }
+    };
+    const DOTENV: &str = "# from the file\nMOREL_COMPAT_GREETING=\"from the file # quoted\"\nexport MOREL_COMPAT_EMPTY=file\n";
+
+    // A package: the file's variables, the request's over them.
+    let mut entries = py_project();
+    entries.push(Entry::File(".env", DOTENV));
+    let (status, body) = package_create(&s, Some("dotenvpkg"), Some(zip(&entries))).await;
+    assert_eq!(status, 201, "{body}");
+    let env = json!([{"name": "MOREL_COMPAT_EMPTY", "value": "from the request"}]);
+    let (status, body) = deploy_create(&s, "dotenvpkg", env).await;
+    assert_eq!(status, 200, "{body}\n{}", s.log());
+    assert_eq!(
+        call_env("dotenvpkg", "MOREL_COMPAT_GREETING").await,
+        (200, json!("from the file # quoted"))
+    );
+    assert_eq!(
+        call_env("dotenvpkg", "MOREL_COMPAT_EMPTY").await,
+        (200, json!("from the request"))
+    );
+
+    // A repository: the client sends no env for one, so its `.env` is all there is.
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("EnvOwner").join("EnvRepo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("app.py"), PY_APP).unwrap();
+    std::fs::write(repo.join("metacall.json"), PY_METACALL).unwrap();
+    std::fs::write(repo.join(".env"), DOTENV).unwrap();
+    git(&repo, &["init", "--quiet", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "--quiet", "-m", "with a .env"]);
+    let url = format!("file://{}", repo.display());
+    let (status, body) = s
+        .api(
+            Method::POST,
+            "/api/repository/add",
+            Some(json!({"url": url, "branch": "main"})),
+        )
+        .await;
+    assert_eq!((status, body), (201, json!({"id": "envowner-envrepo"})));
+    let (status, body) = deploy_create(&s, "envowner-envrepo", json!([])).await;
+    assert_eq!(status, 200, "{body}\n{}", s.log());
+    assert_eq!(
+        call_env("envowner-envrepo", "MOREL_COMPAT_GREETING").await,
+        (200, json!("from the file # quoted"))
+    );
+    assert_eq!(
+        call_env("envowner-envrepo", "MOREL_COMPAT_EMPTY").await,
+        (200, json!("file"))
+    );
+
+    // An unreadable `.env`: 400 naming the line, without its value; nothing deployed.
+    let mut entries = py_project();
+    entries.push(Entry::File(".env", "OK=1\nTOKEN=\"hunter2\n"));
+    let (status, body) = package_create(&s, Some("dotenvbad"), Some(zip(&entries))).await;
+    assert_eq!(status, 201, "{body}");
+    let got = deploy_create(&s, "dotenvbad", json!([])).await;
+    assert_error(&got, 400, "BadRequest", &[".env", "line 2", "TOKEN"]);
+    assert!(!got.1.to_string().contains("hunter2"), "{}", got.1);
+    assert!(!s.log().contains("hunter2"));
+    assert!(deployment(&inspect(&s).await, "dotenvbad").is_none());
+}
+
 // ---- bad input ----------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]

@@ -94,10 +94,9 @@ impl Client {
 
     /// Runs the client with `args` and `stdin` (never a TTY), killed after [`CLIENT_LIMIT`].
     async fn run(&self, args: &[&str], stdin: &[u8]) -> Run {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
+        // Runs may overlap (two deploys at once): each gets its own output files.
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out_path = self.dir.path().join(format!("out-{n}"));
         let err_path = self.dir.path().join(format!("err-{n}"));
         let mut child = tokio::process::Command::new(&self.bin)
@@ -455,6 +454,12 @@ fn git_repo(parent: &Path, owner: &str, name: &str, files: &[(&str, &str)]) -> S
     for (path, text) in files {
         std::fs::write(repo.join(path), text).unwrap();
     }
+    git_commit_all(&repo)
+}
+
+/// Makes the directory `repo` a one-branch (`main`) git repository of all its files, as a
+/// `file://` URL.
+fn git_commit_all(repo: &Path) -> String {
     for args in [
         &["init", "--quiet", "-b", "main"][..],
         &["add", "."],
@@ -470,7 +475,7 @@ fn git_repo(parent: &Path, owner: &str, name: &str, files: &[(&str, &str)]) -> S
                 "commit.gpgsign=false",
             ])
             .args(args)
-            .current_dir(&repo)
+            .current_dir(repo)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .stdin(Stdio::null())
@@ -564,4 +569,455 @@ async fn the_published_client_deploys_python_and_node_repositories() {
         call(&s, "/default/mcowner-node-repo/v1/call/shout", r#"["hey"]"#).await,
         (200, json!("HEY!"))
     );
+}
+
+// ---- MetaCall FaaS scenarios: packages and repositories, dependencies, .env, restart ----------
+
+/// How long Morel may take to restore its apps after a restart.
+const RESTORE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Calls in flight at once in the concurrency step.
+const CONCURRENT_CALLS: usize = 50;
+
+/// A local dependency, so that nothing reaches beyond loopback.
+#[derive(Clone, Copy)]
+enum Dep {
+    None,
+    /// Python: a wheel built on the fly in `vendor/`, found through `--find-links ./vendor`
+    /// (pip reads that path relative to the requirements file) with `--no-index`.
+    WheelFindLinks,
+    /// Python: a line naming the wheel by its path, `./vendor/NAME-1.0-py3-none-any.whl`,
+    /// relative to the app, as MetaCall installs it (`pip3 install -r` in the app's directory).
+    WheelPath,
+    /// Node: `"dependencies": {"NAME": "file:./vendor/NAME"}`, a package in the app's tree.
+    NodeFile,
+}
+
+/// One deployed app of a scenario and what its functions answer: `greet(name)` is
+/// `"<id>: <name>"` (shouted by the dependency when it has one), `setting("MC_WHERE")` is the
+/// value its `.env` sets.
+struct App {
+    id: String,
+    /// Where its files are.
+    dir: PathBuf,
+    /// Its key in inspect's `packages`.
+    lang: &'static str,
+    shouts: bool,
+}
+
+impl App {
+    fn greeting(&self, name: &str) -> String {
+        if self.shouts {
+            format!("{}: {}!", self.id, name.to_uppercase())
+        } else {
+            format!("{}: {name}", self.id)
+        }
+    }
+
+    fn call_path(&self, func: &str) -> String {
+        format!("/default/{}/v1/call/{func}", self.id)
+    }
+}
+
+/// What each app's `.env` sets `MC_WHERE` to (quoted, with a ` #` that is not a comment).
+fn where_value(id: &str) -> String {
+    format!("from the .env of {id} # not a comment")
+}
+
+fn write(path: &Path, text: impl AsRef<[u8]>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A pure-Python wheel of module `name` with `shout(s)`, written into `dir` with Python's
+/// `zipfile` (no build backend, so no index is needed).
+fn build_wheel(dir: &Path, name: &str) -> PathBuf {
+    const SCRIPT: &str = r#"
+import sys, zipfile
+out, name = sys.argv[1], sys.argv[2]
+info = name + "-1.0.dist-info/"
+files = {
+    name + "/__init__.py": "def shout(s):\n    return s.upper() + '!'\n",
+    info + "METADATA": "Metadata-Version: 2.1\nName: " + name + "\nVersion: 1.0\n",
+    info + "WHEEL": "Wheel-Version: 1.0\nGenerator: morel-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+files[info + "RECORD"] = "".join(p + ",,\n" for p in files) + info + "RECORD,,\n"
+with zipfile.ZipFile(out, "w") as z:
+    for path, text in files.items():
+        z.writestr(path, text)
+"#;
+    std::fs::create_dir_all(dir).unwrap();
+    let wheel = dir.join(format!("{name}-1.0-py3-none-any.whl"));
+    let out = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(&wheel)
+        .arg(name)
+        .output()
+        .expect("python3 is needed to build test wheels");
+    assert!(
+        out.status.success(),
+        "building a wheel: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wheel
+}
+
+/// A Python app in `dir` deployed as `id`: `app.py`, `metacall.json`, `.env`, and with a
+/// dependency its `requirements.txt` and `vendor/`.
+fn python_app(dir: &Path, id: &str, dep: Dep) -> App {
+    let module = format!("mcdep_{}", id.replace('-', "_"));
+    let (import, expr) = match dep {
+        Dep::None => (String::new(), "name"),
+        _ => (format!("from {module} import shout\n"), "shout(name)"),
+    };
+    write(
+        &dir.join("app.py"),
+        format!(
+            "import os\n{import}\nAPP = {id:?}\n\n\ndef greet(name):\n    return APP + ': ' + {expr}\n\n\ndef setting(key):\n    return os.environ.get(key)\n"
+        ),
+    );
+    write(
+        &dir.join("metacall.json"),
+        r#"{ "language_id": "py", "path": ".", "scripts": ["app.py"] }"#,
+    );
+    write(
+        &dir.join(".env"),
+        format!("# settings\nMC_WHERE=\"{}\"\n", where_value(id)),
+    );
+    match dep {
+        Dep::None => {}
+        Dep::WheelFindLinks => {
+            build_wheel(&dir.join("vendor"), &module);
+            write(
+                &dir.join("requirements.txt"),
+                format!("--no-index\n--find-links ./vendor\n{module}\n"),
+            );
+        }
+        Dep::WheelPath => {
+            let wheel = build_wheel(&dir.join("vendor"), &module);
+            let file = wheel.file_name().unwrap().to_str().unwrap();
+            write(
+                &dir.join("requirements.txt"),
+                format!("--no-index\n./vendor/{file}\n"),
+            );
+        }
+        Dep::NodeFile => unreachable!("a Python app has no npm dependency"),
+    }
+    App {
+        id: id.to_owned(),
+        dir: dir.to_owned(),
+        lang: "py",
+        shouts: !matches!(dep, Dep::None),
+    }
+}
+
+/// A Node app in `dir` deployed as `id`: `index.js`, `package.json`, `metacall.json`, `.env`,
+/// and with a dependency a package of its own under `vendor/`.
+fn node_app(dir: &Path, id: &str, dep: Dep) -> App {
+    let module = format!("mcdep-{id}");
+    let (require, expr, deps) = match dep {
+        Dep::None => (String::new(), "name", String::new()),
+        Dep::NodeFile => {
+            write(
+                &dir.join("vendor").join(&module).join("package.json"),
+                format!(r#"{{"name": "{module}", "version": "1.0.0", "main": "index.js"}}"#),
+            );
+            write(
+                &dir.join("vendor").join(&module).join("index.js"),
+                "module.exports = { shout: (s) => s.toUpperCase() + '!' };\n",
+            );
+            (
+                format!("const {{ shout }} = require('{module}');\n"),
+                "shout(name)",
+                format!(r#", "dependencies": {{"{module}": "file:./vendor/{module}"}}"#),
+            )
+        }
+        _ => unreachable!("a Node app has no pip dependency"),
+    };
+    write(
+        &dir.join("index.js"),
+        format!(
+            "{require}const APP = {id:?};\nfunction greet(name) {{ return APP + ': ' + {expr}; }}\nfunction setting(key) {{ return process.env[key] ?? null; }}\nmodule.exports = {{ greet, setting }};\n"
+        ),
+    );
+    write(
+        &dir.join("package.json"),
+        format!(r#"{{"name": "{id}", "version": "1.0.0", "main": "index.js"{deps}}}"#),
+    );
+    write(
+        &dir.join("metacall.json"),
+        r#"{ "language_id": "node", "path": ".", "scripts": ["index.js"] }"#,
+    );
+    write(
+        &dir.join(".env"),
+        format!("# settings\nMC_WHERE=\"{}\"\n", where_value(id)),
+    );
+    App {
+        id: id.to_owned(),
+        dir: dir.to_owned(),
+        lang: "node",
+        shouts: !matches!(dep, Dep::None),
+    }
+}
+
+/// Deploys `app` as a package with the client (`--workdir`; it sends the `.env`).
+async fn deploy_package(client: &Client, app: &App) -> Run {
+    let dir = app.dir.to_str().unwrap();
+    client
+        .run(&["--workdir", dir, "--projectName", &app.id], b"")
+        .await
+}
+
+/// Deploys `app` as a git repository with the client (`--addrepo`; it sends no env, so only
+/// the repository's own `.env` can set any).
+async fn deploy_repository(client: &Client, app: &App) -> Run {
+    let url = git_commit_all(&app.dir);
+    client.run(&["--addrepo", &url], b"\n").await
+}
+
+fn assert_deployed(s: &MorelServer, what: &str, run: &Run) {
+    assert!(
+        run.code == Some(0) && run.stdout.contains("Repository deployed"),
+        "the client did not deploy {what}:\n{run}\nserver log:\n{}",
+        s.log()
+    );
+}
+
+/// `greet` and `setting` of `app` answer what its code, dependency and `.env` say.
+async fn assert_answers(s: &MorelServer, app: &App, when: &str) {
+    assert_eq!(
+        call(s, &app.call_path("greet"), r#"["Ada"]"#).await,
+        (200, json!(app.greeting("Ada"))),
+        "{} {when}",
+        app.id
+    );
+    assert_eq!(
+        call(s, &app.call_path("setting"), r#"{"key": "MC_WHERE"}"#).await,
+        (200, json!(where_value(&app.id))),
+        "{}'s .env {when}",
+        app.id
+    );
+}
+
+/// Inspect (the API's and the client's `--inspect Raw`) lists exactly `apps`, ready at v1,
+/// each with its two functions in its language.
+async fn assert_inspect(s: &MorelServer, client: &Client, apps: &[App]) {
+    let mut want: Vec<(String, String, String)> = apps
+        .iter()
+        .map(|a| (a.id.clone(), "ready".into(), "v1".into()))
+        .collect();
+    want.sort();
+    let list = inspect(s).await;
+    let mut got = summary(&list);
+    got.sort();
+    assert_eq!(got, want);
+    for app in apps {
+        let entry = list
+            .iter()
+            .find(|d| d["suffix"] == app.id.as_str())
+            .unwrap();
+        assert_eq!(func_names(entry, app.lang), ["greet", "setting"], "{entry}");
+    }
+    let run = client.run_ok(s, &["--inspect", "Raw"], b"").await;
+    let start = run
+        .stdout
+        .find('[')
+        .unwrap_or_else(|| panic!("no JSON array in:\n{run}"));
+    let printed: Vec<Value> =
+        serde_json::from_str(run.stdout[start..].trim()).unwrap_or_else(|e| panic!("{e}:\n{run}"));
+    let mut got = summary(&printed);
+    got.sort();
+    assert_eq!(got, want, "{run}");
+}
+
+/// After the deploys: calls, inspect, a restart of Morel (killed, started again on the same
+/// state), calls and inspect again, concurrent calls, then every app deleted with the client
+/// (answering 404 from then on while the others still answer).
+async fn calls_inspect_restart_concurrency_delete(s: MorelServer, apps: &[App]) {
+    for app in apps {
+        assert_answers(&s, app, "after its deploy").await;
+    }
+    let client = Client::new(&s, &s.token);
+    assert_inspect(&s, &client, apps).await;
+
+    // Restart: killed as a crash would, then started again on the same directories.
+    let dirs = s.dirs.clone();
+    let mut s = s;
+    s.kill9();
+    drop(s);
+    let s = MorelServer::start_with(&bin(), dirs);
+    morel_test_support::wait_for(RESTORE_LIMIT, "readiness after the restart", || async {
+        (s.get("/api/readiness").await.0 == 200).then_some(())
+    })
+    .await;
+    for app in apps {
+        assert_answers(&s, app, "after the restart").await;
+    }
+    let client = Client::new(&s, &s.token);
+    assert_inspect(&s, &client, apps).await;
+
+    // Concurrent calls, spread over the apps, each answer checked.
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..CONCURRENT_CALLS {
+        let app = &apps[i % apps.len()];
+        let name = format!("caller {i}");
+        let want = app.greeting(&name);
+        let req = s
+            .http()
+            .post(format!("{}{}", s.url, app.call_path("greet")))
+            .body(json!([name]).to_string());
+        calls.spawn(async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap(), want)
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        let (status, body, want) = done.unwrap();
+        assert_eq!(
+            (status, serde_json::from_str::<Value>(&body).ok()),
+            (200, Some(json!(want))),
+            "{body}"
+        );
+    }
+
+    // Delete: the client deletes the first ready deployment in inspect order ("\n").
+    for left in (0..apps.len()).rev() {
+        let first = summary(&inspect(&s).await)[0].0.clone();
+        let run = client.run_ok(&s, &["--delete"], b"\n").await;
+        assert!(run.stdout.contains("Deploy Delete Succeed"), "{run}");
+        let remaining = summary(&inspect(&s).await);
+        assert_eq!(
+            remaining.len(),
+            left,
+            "{first} was to be deleted: {remaining:?}"
+        );
+        assert!(remaining.iter().all(|d| d.0 != first), "{remaining:?}");
+        let gone = apps.iter().find(|a| a.id == first).unwrap();
+        for func in ["greet", "setting"] {
+            let (status, body) = call(&s, &gone.call_path(func), r#"["x"]"#).await;
+            assert_eq!(
+                (status, &body["type"]),
+                (404, &json!("NotFound")),
+                "{} after its delete: {body}",
+                gone.call_path(func)
+            );
+        }
+        for (id, _, _) in &remaining {
+            let app = apps.iter().find(|a| &a.id == id).unwrap();
+            assert_eq!(
+                call(&s, &app.call_path("greet"), r#"["still"]"#).await,
+                (200, json!(app.greeting("still"))),
+                "{id} after {first}'s delete"
+            );
+        }
+    }
+    assert_eq!(inspect(&s).await, Vec::<Value>::new());
+}
+
+/// Python apps with and without a (local) dependency, each with a `.env`, deployed as
+/// packages and as repositories with the published client; then the whole lifecycle.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_packages_and_repositories_with_dependencies_and_env_through_a_restart() {
+    let s = MorelServer::start(&bin());
+    let client = Client::new(&s, &s.token);
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+
+    let pkg = python_app(&root.join("py-pkg"), "py-pkg", Dep::None);
+    let pkg_deps = python_app(
+        &root.join("py-pkg-deps"),
+        "py-pkg-deps",
+        Dep::WheelFindLinks,
+    );
+    let repo = python_app(&root.join("McPy/Plain"), "mcpy-plain", Dep::None);
+    let repo_deps = python_app(
+        &root.join("McPy/WithDeps"),
+        "mcpy-withdeps",
+        Dep::WheelFindLinks,
+    );
+
+    // Two deploys at a time: the packages, then the repositories (the client follows each
+    // repository's logs for 10 s).
+    let (a, b) = tokio::join!(
+        deploy_package(&client, &pkg),
+        deploy_package(&client, &pkg_deps),
+    );
+    assert_deployed(&s, "the Python package", &a);
+    assert_deployed(&s, "the Python package with a dependency", &b);
+    let (a, b) = tokio::join!(
+        deploy_repository(&client, &repo),
+        deploy_repository(&client, &repo_deps),
+    );
+    assert_deployed(&s, "the Python repository", &a);
+    assert_deployed(&s, "the Python repository with a dependency", &b);
+
+    calls_inspect_restart_concurrency_delete(s, &[pkg, pkg_deps, repo, repo_deps]).await;
+}
+
+/// Node apps without dependencies, each with a `.env`, deployed as a package and as a
+/// repository with the published client; then the whole lifecycle.
+#[tokio::test(flavor = "multi_thread")]
+async fn node_package_and_repository_with_env_through_a_restart() {
+    let s = MorelServer::start(&bin());
+    let client = Client::new(&s, &s.token);
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+
+    let pkg = node_app(&root.join("node-pkg"), "node-pkg", Dep::None);
+    let repo = node_app(&root.join("McNode/Plain"), "mcnode-plain", Dep::None);
+
+    let (a, b) = tokio::join!(
+        deploy_package(&client, &pkg),
+        deploy_repository(&client, &repo),
+    );
+    assert_deployed(&s, "the Node package", &a);
+    assert_deployed(&s, "the Node repository", &b);
+
+    calls_inspect_restart_concurrency_delete(s, &[pkg, repo]).await;
+}
+
+/// Node apps with a `file:` dependency inside their own tree, as a package and as a
+/// repository: MetaCall runs `npm i` in the app's directory, where `./vendor/…` exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn node_file_dependencies_in_packages_and_repositories() {
+    let s = MorelServer::start(&bin());
+    let client = Client::new(&s, &s.token);
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path();
+
+    let pkg = node_app(&root.join("node-pkg-deps"), "node-pkg-deps", Dep::NodeFile);
+    let repo = node_app(
+        &root.join("McNode/WithDeps"),
+        "mcnode-withdeps",
+        Dep::NodeFile,
+    );
+
+    let (a, b) = tokio::join!(
+        deploy_package(&client, &pkg),
+        deploy_repository(&client, &repo),
+    );
+    assert_deployed(&s, "the Node package with a file: dependency", &a);
+    assert_answers(&s, &pkg, "after its deploy").await;
+    assert_deployed(&s, "the Node repository with a file: dependency", &b);
+    assert_answers(&s, &repo, "after its deploy").await;
+}
+
+/// A requirements line naming a wheel by its path relative to the app, as MetaCall resolves
+/// it (its `pip3 install -r requirements.txt` runs in the app's directory).
+#[tokio::test(flavor = "multi_thread")]
+async fn python_requirement_paths_are_relative_to_the_app() {
+    let s = MorelServer::start(&bin());
+    let client = Client::new(&s, &s.token);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("py-pkg-path");
+    let app = python_app(&dir, "py-pkg-path", Dep::WheelPath);
+
+    let run = deploy_package(&client, &app).await;
+    assert_deployed(
+        &s,
+        "the Python package with a wheel named by its path",
+        &run,
+    );
+    assert_answers(&s, &app, "after its deploy").await;
 }

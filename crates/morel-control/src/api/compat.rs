@@ -432,7 +432,9 @@ pub async fn deploy_create(
                 .digest
         }
     };
-    let mut config = BTreeMap::new();
+    // The package's own `.env` first (a repository's is the only way its variables reach
+    // it: the client sends none for a repository), then the request's, which win.
+    let mut config = package_dotenv(&st, &digest).await?;
     for e in req.env {
         if e.name.is_empty() || e.name.contains('=') || e.name.contains('\0') {
             return Err(ApiError::bad_request(format!(
@@ -471,6 +473,83 @@ pub async fn deploy_create(
             format!("release v{} is still {other}", done.number),
         )),
     }
+}
+
+/// Largest `.env` read from a package.
+const DOTENV_MAX: u64 = 64 << 10;
+
+/// The variables of the `.env` at the root of the bundle `digest` (none if it has no `.env`),
+/// as MetaCall FaaS reads an app's `.env` when it starts it again. Values are never logged nor
+/// put in an error.
+async fn package_dotenv(
+    st: &AppState,
+    digest: &morel_core::Digest,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let (bundle, _) = st
+        .deployer
+        .blobs
+        .read(digest)
+        .await
+        .map_err(|e| ApiError::internal("reading a package", &e))?;
+    let text = match morel_bundle::read_entry(&bundle, ".env", DOTENV_MAX) {
+        Ok(bytes) => bytes,
+        Err(morel_bundle::BundleError::MissingEntry { .. }) => return Ok(BTreeMap::new()),
+        Err(e) => return Err(ApiError::bad_request(format!("the package's .env: {e}"))),
+    };
+    let text = String::from_utf8(text)
+        .map_err(|_| ApiError::bad_request("the package's .env is not UTF-8"))?;
+    parse_dotenv(&text).map_err(|e| ApiError::bad_request(format!("the package's .env: {e}")))
+}
+
+/// Parses a `.env` the way the `dotenv` package (which the `@metacall/deploy` client uses)
+/// reads the common cases: `KEY=value` lines, blank lines and `#` comments, an optional
+/// `export `, values in single, double (with `\n` escapes) or back quotes, and ` #` comments
+/// after an unquoted value. A later line wins. Anything else (a line without `=`, a bad name,
+/// an unclosed quote) is an error naming the line, never its value: a variable silently
+/// dropped would only show up as a wrong answer of a function.
+fn parse_dotenv(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut vars = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| format!("line {n} is not KEY=value"))?;
+        let key = key.trim();
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(format!("line {n}: invalid variable name {key:?}"));
+        }
+        let value = value.trim();
+        let value = match value.chars().next() {
+            Some(q @ ('"' | '\'' | '`')) => {
+                let rest = &value[1..];
+                let end = rest.find(q).ok_or_else(|| {
+                    format!("line {n}: the quoted value of {key} does not end on its line")
+                })?;
+                let inner = &rest[..end];
+                if q == '"' {
+                    inner.replace("\\n", "\n").replace("\\r", "\r")
+                } else {
+                    inner.to_owned()
+                }
+            }
+            _ => value
+                .split_once(" #")
+                .map_or(value, |(v, _)| v)
+                .trim_end()
+                .to_owned(),
+        };
+        vars.insert(key.to_owned(), value);
+    }
+    Ok(vars)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -627,7 +706,49 @@ pub async fn deploy_logs(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::repository_app_name;
+    use super::{parse_dotenv, repository_app_name};
+
+    #[test]
+    fn dotenv_files_are_read_like_the_dotenv_package() {
+        let text = "# settings\n\nPLAIN=some value\nexport EXPORTED=yes\n  SPACED  =  padded  \nEMPTY=\nWITH_EQ=a=b=c\nCOMMENTED=value # a comment\nHASH=a#b\nDOUBLE=\"two\\nlines # kept\"\nSINGLE='no \\n escape'\nBACK=`back`\nDOTTED.NAME-X=1\nPLAIN=last wins\n";
+        let got = parse_dotenv(text).unwrap();
+        let want: Vec<(&str, &str)> = vec![
+            ("BACK", "back"),
+            ("COMMENTED", "value"),
+            ("DOTTED.NAME-X", "1"),
+            ("DOUBLE", "two\nlines # kept"),
+            ("EMPTY", ""),
+            ("EXPORTED", "yes"),
+            ("HASH", "a#b"),
+            ("PLAIN", "last wins"),
+            ("SINGLE", "no \\n escape"),
+            ("SPACED", "padded"),
+            ("WITH_EQ", "a=b=c"),
+        ];
+        let got: Vec<(&str, &str)> = got.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(got, want);
+        assert!(parse_dotenv("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_dotenv_lines_are_named_without_their_values() {
+        for (text, want) in [
+            ("A=1\nsecret-without-equals\n", "line 2 is not KEY=value"),
+            (
+                "BAD NAME=hunter2\n",
+                "line 1: invalid variable name \"BAD NAME\"",
+            ),
+            ("=hunter2\n", "line 1: invalid variable name \"\""),
+            (
+                "A=1\nTOKEN=\"hunter2\n",
+                "line 2: the quoted value of TOKEN does not end on its line",
+            ),
+        ] {
+            let err = parse_dotenv(text).unwrap_err();
+            assert_eq!(err, want, "{text:?}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
 
     fn name(url: &str) -> Option<String> {
         repository_app_name(url).map(|n| n.as_str().to_owned())
