@@ -47,7 +47,8 @@ pub struct Agent {
     /// Runs wasm resources in this process.
     engine: morel_runtime_wasm::WasmEngine,
     toolchains: morel_compiler::Toolchains,
-    /// How http instances are limited on this machine (cgroup v2 or rlimit), detected once.
+    /// How workloads' memory and cpu are limited on this machine (cgroup v2, v1 or rlimit),
+    /// detected once per process.
     limit_backend: crate::LimitBackend,
     /// Apps' uids as the servers recorded them (an agent of a many-machine installation);
     /// other apps get theirs from this agent's store.
@@ -77,6 +78,15 @@ impl Running {
             Running::Process(p) => p.functions(),
             Running::Wasm(w) => w.functions(),
             Running::Http(_) => Vec::new(),
+        }
+    }
+
+    /// One function as its runtime reported it.
+    pub fn function(&self, name: &str) -> Option<morel_runtime_process::protocol::FunctionMeta> {
+        match self {
+            Running::Process(p) => p.function(name),
+            Running::Wasm(w) => w.functions().into_iter().find(|f| f.name == name),
+            Running::Http(_) => None,
         }
     }
 
@@ -144,7 +154,7 @@ impl Agent {
             logs,
             engine,
             toolchains,
-            limit_backend: crate::LimitBackend::detect(),
+            limit_backend: crate::LimitBackend::current().clone(),
             uids: RwLock::new(BTreeMap::new()),
         }))
     }
@@ -162,7 +172,7 @@ impl Agent {
         }
     }
 
-    /// How http instances are limited here (cgroup v2 or rlimit, and why).
+    /// How workloads are limited here (cgroup v2, v1 or rlimit, and why).
     pub fn limit_backend(&self) -> &crate::LimitBackend {
         &self.limit_backend
     }
@@ -223,7 +233,9 @@ impl Agent {
         ));
         Ok(Jail {
             uid,
+            // RLIMIT_DATA unless the instance gets a cgroup (`InstanceCgroup::confine`).
             memory_bytes: Some(memory_mb.unwrap_or(DEFAULT_MEMORY_MB) << 20),
+            cgroups: Vec::new(),
             // RLIMIT_NPROC counts a uid's processes: only an app's own uid makes it per app.
             processes: uid.map(|_| DEFAULT_PROCESSES),
             open_files: Some(DEFAULT_OPEN_FILES),
@@ -636,6 +648,13 @@ impl Agent {
                 spec,
                 store: self.store.clone(),
                 logs: self.logs.clone(),
+                metacall: prepared.manifest.metacall,
+                resources: crate::Limits {
+                    memory_mb: res.memory_mb,
+                    cpu: res.cpu,
+                }
+                .with_default_memory(),
+                backend: self.limit_backend.clone(),
             });
             pools.push(pool);
         }
@@ -728,7 +747,7 @@ impl Agent {
             heartbeat_ttl: Duration::from_secs(http.heartbeat_ttl_s),
             start_timeout: Duration::from_secs(http.start_timeout_s),
             request_timeout: Duration::from_millis(res.timeout_ms),
-            limits: placement.limits,
+            limits: placement.limits.with_default_memory(),
             backend: self.limit_backend.clone(),
             jail,
             scratch: self.scratch_dir(),

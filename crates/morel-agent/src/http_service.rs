@@ -480,14 +480,9 @@ impl Supervisor {
         row.pid = None;
         self.set_state(row, InstanceState::Launching).await;
 
-        let cgroup = match &p.backend {
-            LimitBackend::CgroupV2 { parent } => {
-                match InstanceCgroup::create(parent, &self.inst.id.to_string(), &p.limits) {
-                    Ok(c) => Some(c),
-                    Err(e) => return Outcome::Failed(format!("cannot create its cgroup: {e}")),
-                }
-            }
-            LimitBackend::Rlimit { .. } => None,
+        let cgroup = match p.backend.instance(&self.inst.id.to_string(), &p.limits) {
+            Ok(c) => c,
+            Err(e) => return Outcome::Failed(format!("cannot create its cgroup: {e}")),
         };
         if let Some(check) = &p.pre_start
             && let Err(e) = (check.0)()
@@ -505,6 +500,9 @@ impl Supervisor {
         };
         let mut jail = p.jail.clone();
         jail.write.push(scratch.path().to_path_buf());
+        if let Some(c) = &cgroup {
+            c.confine(&mut jail);
+        }
         let mut cmd = sandbox.command(&p.program, &p.args, &jail);
         cmd.current_dir(&p.cwd)
             .env_clear()

@@ -24,7 +24,7 @@ pub use http_service::{
     Endpoint, HEARTBEAT_EVERY, HEARTBEAT_TIMEOUT, HttpService, HttpServiceParams, InFlight,
     InstanceStatus,
 };
-pub use limits::{LimitBackend, Limits};
+pub use limits::{LimitBackend, Limits, protections};
 pub use logs::LogHub;
 pub use pool::{CallError, PoolStatus, ResourcePool, ScaleLimits};
 pub use wasm::WasmResource;

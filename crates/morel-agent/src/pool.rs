@@ -18,7 +18,6 @@ use morel_core::{InstanceId, InstanceState};
 use morel_runtime_process::protocol::FunctionMeta;
 use morel_runtime_process::{InvokeError, LogSink, Worker, WorkerSpec};
 use morel_store::{AppKey, InstanceRow, LogStream, Store};
-use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
 
 use crate::LogHub;
@@ -146,6 +145,12 @@ pub(crate) struct PoolParams {
     pub spec: WorkerSpec,
     pub store: Arc<dyn Store>,
     pub logs: LogHub,
+    /// The release's functions were found through `metacall.json` (the manifest's `metacall`).
+    pub metacall: bool,
+    /// Memory and cpu of each worker (memory with its default applied), and how this machine
+    /// enforces them: a cgroup per worker process, made here and removed when it is gone.
+    pub resources: crate::Limits,
+    pub backend: crate::LimitBackend,
 }
 
 impl ResourcePool {
@@ -230,6 +235,18 @@ impl ResourcePool {
 
     pub fn functions(&self) -> Vec<FunctionMeta> {
         self.functions.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// One function as its worker reported it.
+    pub fn function(&self, name: &str) -> Option<FunctionMeta> {
+        let functions = self.functions.lock().ok()?;
+        functions.iter().find(|f| f.name == name).cloned()
+    }
+
+    /// Whether calls to this pool bind an object body as MetaCall FaaS does (seed 000): by the
+    /// order of its values when its keys are not all parameter names.
+    pub fn metacall_binding(&self) -> bool {
+        self.p.metacall
     }
 
     /// Instances serving now: (ready, starting). Draining ones are in neither.
@@ -369,11 +386,9 @@ impl ResourcePool {
     /// call's deadline) while the scaler starts one, up to `workers_max`; else for a slot to free.
     pub async fn invoke(
         &self,
-        name: &str,
-        args: &RawValue,
-        kwargs: &RawValue,
+        call: &morel_runtime_process::Call<'_>,
         deadline: Duration,
-    ) -> Result<Box<RawValue>, CallError> {
+    ) -> Result<morel_runtime_process::Returned, CallError> {
         let start = tokio::time::Instant::now();
         loop {
             let (idx, worker) = match self.pick_free() {
@@ -381,7 +396,7 @@ impl ResourcePool {
                 None => self.wait_for_worker(start, deadline).await?,
             };
             let remaining = deadline.saturating_sub(start.elapsed());
-            let out = worker.invoke(name, args, kwargs, remaining).await;
+            let out = worker.invoke(call, remaining).await;
             self.slots[idx]
                 .last_used
                 .store(self.now_ms(), Ordering::Relaxed);
@@ -501,8 +516,34 @@ impl Supervisor {
                 })
             };
             let started = tokio::time::Instant::now();
+            // The worker's cgroup (none with rlimits): its init joins it before it forks, and
+            // it is removed when this iteration ends, the worker gone.
+            let cgroup = match p.backend.instance(&self.slot.id.to_string(), &p.resources) {
+                Ok(c) => c,
+                Err(e) => {
+                    let msg = format!("cannot create its cgroup: {e}");
+                    p.logs.event(
+                        &p.app,
+                        format!("instance {} of {} failed: {msg}", self.slot.id, p.resource),
+                    );
+                    self.set_state(&mut row, InstanceState::Failed, Some(msg.clone()))
+                        .await;
+                    self.fail(msg);
+                    return;
+                }
+            };
+            let confined;
+            let spec = match &cgroup {
+                Some(c) => {
+                    let mut s = p.spec.clone();
+                    c.confine(&mut s.jail);
+                    confined = s;
+                    &confined
+                }
+                None => &p.spec,
+            };
             let spawned = tokio::select! {
-                s = Worker::spawn(&p.spec, sink) => Some(s),
+                s = Worker::spawn(spec, sink) => Some(s),
                 _ = self.stop.changed() => None,
             };
             let Some(spawned) = spawned else {
@@ -583,14 +624,13 @@ impl Supervisor {
                         }
                         Some(exit) => {
                             let tail = worker.stderr_tail();
-                            // A runtime that ran out of memory says so on stderr: name the
-                            // limit that stopped it.
-                            let exit = match (out_of_memory(&tail), p.spec.jail.memory_bytes) {
-                                (true, Some(bytes)) => {
-                                    format!(
-                                        "{exit}: stopped by its memory limit of {} MiB",
-                                        bytes >> 20
-                                    )
+                            // Killed by its cgroup's OOM killer, or a runtime that ran out
+                            // of memory and says so on stderr: name the limit that stopped it.
+                            let oom = cgroup.as_ref().is_some_and(|c| c.oom_killed())
+                                || out_of_memory(&tail);
+                            let exit = match (oom, p.resources.memory_mb) {
+                                (true, Some(mb)) => {
+                                    format!("{exit}: stopped by its memory limit of {mb} MiB")
                                 }
                                 _ => exit,
                             };

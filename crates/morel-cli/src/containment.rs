@@ -21,7 +21,8 @@ pub fn start() -> Result<&'static Sandbox> {
     };
     let exe = std::env::current_exe().context("finding the morel binary (the workloads' init)")?;
     let sandbox = Sandbox::configure(Some(exe), enabled, range);
-    for p in sandbox.protections() {
+    // The sandbox's layers, then how memory and cpu are limited (cgroup v2, v1 or rlimit).
+    for p in morel_agent::protections() {
         if p.enabled {
             tracing::info!(layer = p.layer, "containment: {}", p.detail);
         } else {

@@ -22,7 +22,8 @@ use crate::api::{
 use crate::deploy::Plan;
 use crate::jobs;
 use crate::views::{
-    AppDetail, AppSummary, FunctionView, InstanceView, LogView, ReleaseView, ResourceView,
+    AppDetail, AppSummary, AppUrls, FunctionView, InstanceView, LogView, ReleaseView, ResourceView,
+    RouteView,
 };
 
 #[derive(OpenApi)]
@@ -111,6 +112,8 @@ use crate::views::{
     components(schemas(
         ErrorBody,
         AppSummary,
+        AppUrls,
+        RouteView,
         AppDetail,
         ReleaseView,
         ResourceView,

@@ -48,11 +48,89 @@ pub struct AppSummary {
     pub namespace: String,
     pub active_release: Option<String>,
     pub status: String,
+    /// Where the app answers: the call path's base for an app with functions, else its http
+    /// service's edge URL. `None` until a release is active.
     pub url: Option<String>,
+    /// Every address of the app, as of its newest release (empty until a release is active).
+    pub urls: AppUrls,
     pub updated_at: String,
 }
 
+/// Where an app answers: each is a URL that works (a function's URL is `call` + its name).
+#[derive(Default, Serialize, utoipa::ToSchema)]
+pub struct AppUrls {
+    /// The call path's base, `{url}/{namespace}/{app}/latest/call/`: only for an app with
+    /// functions.
+    pub call: Option<String>,
+    /// Its HTTP routes, sorted by path then method.
+    pub routes: Vec<RouteView>,
+    /// Its http service at the edge, `{url}/{app}/`.
+    pub service: Option<String>,
+}
+
+/// One HTTP route of an app.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RouteView {
+    pub method: String,
+    /// As declared, with its parameters: `/items/{item_id}`.
+    pub path: String,
+    pub function: String,
+    /// `{url}/{app}{path}` (parameters left as `{name}`).
+    pub url: String,
+}
+
+/// The parts of a stored manifest the URLs depend on.
+#[derive(serde::Deserialize)]
+struct ManifestShape {
+    #[serde(default)]
+    resources: std::collections::BTreeMap<String, ResourceShape>,
+    #[serde(default)]
+    routes: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ResourceShape {
+    runtime: morel_core::Runtime,
+}
+
+impl AppUrls {
+    /// The URLs of the release whose manifest is `manifest_json`.
+    fn of(app: &morel_store::AppKey, manifest_json: &str, base_url: &str) -> AppUrls {
+        let Ok(m) = serde_json::from_str::<ManifestShape>(manifest_json) else {
+            return AppUrls::default();
+        };
+        let runs = |http: bool| {
+            m.resources
+                .values()
+                .any(|r| (r.runtime == morel_core::Runtime::Http) == http)
+        };
+        let mut routes: Vec<RouteView> = m
+            .routes
+            .values()
+            .flatten()
+            .filter_map(|(key, function)| {
+                let (method, path) = key.split_once(' ')?;
+                Some(RouteView {
+                    method: method.to_owned(),
+                    path: path.to_owned(),
+                    function: function.clone(),
+                    url: format!("{base_url}/{}{path}", app.name),
+                })
+            })
+            .collect();
+        routes.sort_by(|a, b| (&a.path, &a.method).cmp(&(&b.path, &b.method)));
+        AppUrls {
+            call: runs(false)
+                .then(|| format!("{base_url}/{}/{}/latest/call/", app.namespace, app.name)),
+            routes,
+            service: runs(true).then(|| format!("{base_url}/{}/", app.name)),
+        }
+    }
+}
+
 impl AppSummary {
+    /// `latest` is the app's newest release: its manifest says which URLs the app has (the
+    /// active release's, unless a newer one is rolling out or failed).
     pub fn new(app: &AppRow, latest: Option<&ReleaseRow>, base_url: &str) -> Self {
         let status = match (app.active_release, latest) {
             (_, Some(l)) if !l.status.is_terminal() => l.status.to_string(),
@@ -60,17 +138,19 @@ impl AppSummary {
             (None, Some(l)) => l.status.to_string(),
             (None, None) => "empty".into(),
         };
+        let urls = match (app.active_release, latest) {
+            (Some(_), Some(l)) => AppUrls::of(&app.key, &l.manifest_json, base_url),
+            _ => AppUrls::default(),
+        };
         AppSummary {
             name: app.key.name.to_string(),
             namespace: app.key.namespace.to_string(),
             active_release: app.active_release.map(|n| format!("v{n}")),
             status,
-            url: app.active_release.map(|_| {
-                format!(
-                    "{base_url}/{}/{}/latest/call/",
-                    app.key.namespace, app.key.name
-                )
-            }),
+            url: app
+                .active_release
+                .and(urls.call.clone().or_else(|| urls.service.clone())),
+            urls,
             updated_at: morel_core::time::rfc3339(app.updated_at),
         }
     }
@@ -82,7 +162,10 @@ pub struct FunctionView {
     pub resource: String,
     pub params: Vec<String>,
     pub is_async: bool,
+    /// Its URL on the call path.
     pub url: String,
+    /// Its HTTP route, `METHOD /path`, if it has one (its URL is in the app's `urls.routes`).
+    pub route: Option<String>,
 }
 
 impl FunctionView {
@@ -93,6 +176,10 @@ impl FunctionView {
             params: f.params.clone(),
             is_async: f.is_async,
             url: format!("{base}{}", f.name),
+            route: match (&f.http_method, &f.http_path) {
+                (Some(m), Some(p)) => Some(format!("{m} {p}")),
+                _ => None,
+            },
         }
     }
 }
@@ -116,9 +203,19 @@ impl From<&ResourceRow> for ResourceView {
             config_hash: r.config_hash.clone(),
             status: r.status.to_string(),
             error: r.error.clone(),
-            endpoint_url: r.endpoint_url.clone(),
+            endpoint_url: endpoint_url(r),
             release: format!("v{}", r.release),
         }
+    }
+}
+
+/// Where a resource answers: the call path's base for functions, the edge (`{url}/{app}/`)
+/// for an http service. The stored row holds the call path's base for every resource.
+pub fn endpoint_url(r: &ResourceRow) -> String {
+    let call_suffix = format!("/{}/{}/latest/call", r.app.namespace, r.app.name);
+    match (r.runtime, r.endpoint_url.strip_suffix(&call_suffix)) {
+        (morel_core::Runtime::Http, Some(base)) => format!("{base}/{}/", r.app.name),
+        _ => r.endpoint_url.clone(),
     }
 }
 

@@ -482,13 +482,21 @@
       fact('Status', badge(app.status)),
       fact('Active release', h('strong', { id: 'active-release', text: app.active_release || 'none' })),
       fact('Namespace', ns),
-      fact('URL', app.url ? code(app.url) : 'not serving'));
+      fact('URL', app.url ? code(app.url) : 'not serving'),
+      app.urls && app.urls.service ? fact('HTTP service', code(app.urls.service)) : null);
     const functions = table([
       { label: 'Function', cell: (f) => h('a', { class: 'strong', href: `#/apps/${enc(app.name)}/fn/${enc(f.name)}`, text: f.name }) },
       { label: 'Signature', cell: (f) => code(`${f.is_async ? 'async ' : ''}${f.name}(${f.params.join(', ')})`) },
       { label: 'Resource', cell: (f) => f.resource },
       { label: 'URL', class: 'wrap', cell: (f) => code(f.url) },
     ], app.functions, 'No functions: the app has no active release.');
+    // Path parameters ({item_id}) and query parameters are the function's named arguments.
+    const routes = table([
+      { label: 'Method', cell: (r) => h('strong', { text: r.method }) },
+      { label: 'Path', cell: (r) => code(r.path) },
+      { label: 'Function', cell: (r) => r.function },
+      { label: 'URL', class: 'wrap', cell: (r) => code(r.url) },
+    ], (app.urls && app.urls.routes) || [], 'No HTTP routes.', (r) => ({ dataset: { route: `${r.method} ${r.path}` } }));
     const resources = table([
       { label: 'Resource', cell: (r) => h('strong', { text: r.name }) },
       { label: 'Runtime', cell: (r) => r.runtime },
@@ -536,6 +544,7 @@
       card('Environments', h('div', { id: 'environments' }, environments),
         h('p', { class: 'hint', text: 'Config values and secrets are never shown, only their names.' })),
       card('Functions', functions),
+      card('Routes', h('div', { id: 'routes' }, routes)),
       card('Resources', resources),
       card('Instances', instances),
       card('Releases', releases),

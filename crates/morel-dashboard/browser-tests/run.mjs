@@ -4,7 +4,8 @@
 //
 // Expects a running `morel up` at URL where hello-python is deployed twice (v1, then v2 with the
 // same `greet` and the config GREETING_STYLE and API_SECRET, whose value is SECRET_VALUE below),
-// as crates/morel-cli/tests/it/dashboard.rs arranges. Fails (exit 1) on any
+// with the apps `user-flow` (routes) and `lane` (an http service) beside it, as
+// crates/morel-cli/tests/it/dashboard.rs arranges. Fails (exit 1) on any
 // console error or uncaught page error, on the token showing up in a URL, and on any step whose
 // expected text does not appear in time. Saves a screenshot of every page at 1280x800 and
 // 390x844 into SCREENSHOT_DIR. Prints one line per step; never prints the token.
@@ -187,12 +188,14 @@ try {
     await waitText(page.locator('#latency'), /^\d+ ms$/, 'the latency');
     // The server's record of the call: status and duration.
     await waitText(page.locator('#history tbody tr').first(), /200[\s\S]*\d ms/, 'the recent executions');
-    // A failing call shows there with its error: greet takes one argument, not three.
-    expectedConsole = [/status of 500/];
+    // A failing call shows there with its error: greet takes one argument, not three, and the
+    // gateway says so before greet runs.
+    expectedConsole = [/status of 400/];
     await page.getByLabel('Arguments (JSON)').fill('[1, 2, 3]');
     await page.getByRole('button', { name: 'Call' }).click();
-    await waitText(page.locator('#call-status'), '500', 'the failed call status');
-    await waitText(page.locator('#history tbody tr').first(), /500[\s\S]*TypeError/, 'the failed execution with its error');
+    await waitText(page.locator('#call-status'), '400', 'the failed call status');
+    await waitText(page.locator('#call-result'), 'signature: greet(name)', 'the refusal naming the signature');
+    await waitText(page.locator('#history tbody tr').first(), /400[\s\S]*BadArguments/, 'the failed execution with its error');
     await waitText(page.locator('#history'), '200', 'the earlier execution');
     expectedConsole = [];
     await shoot('04-function');
@@ -301,6 +304,21 @@ try {
     await waitText(page.locator('tr[data-release="v2"]'), 'superseded', 'the v2 row');
     await waitText(page.locator('#environments tr[data-env="production"]'), /v1[\s\S]*none/, 'production after the rollback (v1 has no config)');
     await shoot('08-rollback');
+  });
+
+  await step('an app lists its routes with their URLs, and an http service shows its edge URL', async () => {
+    await page.locator('#app').waitFor();
+    await page.getByRole('link', { name: 'Apps', exact: true }).first().click();
+    await page.waitForURL(/#\/apps$/);
+    const lane = page.locator('#apps tr', { has: page.getByRole('link', { name: 'lane', exact: true }) });
+    const laneRow = await waitText(lane, `${baseUrl}/lane/`, 'the http service\'s URL');
+    if (laneRow.includes('/call/')) throw new Error(`the http service is shown a call URL: ${laneRow}`);
+    await page.getByRole('link', { name: 'user-flow', exact: true }).click();
+    await page.waitForURL(/#\/apps\/user-flow$/);
+    const route = page.locator('#routes tr[data-route="GET /items/{item_id}"]');
+    await waitText(route, 'get_item', 'the route\'s function');
+    await waitText(route, `${baseUrl}/user-flow/items/{item_id}`, 'the route\'s URL');
+    await waitText(page.locator('#routes'), 'POST', 'the other routes');
   });
 
   await step('a token the server no longer accepts sends the user back to sign in', async () => {

@@ -36,6 +36,8 @@ fn frame(json: &str) -> Vec<u8> {
 }
 
 const METADATA: &str = r#"{"type":"MetaData","functions":[{"name":"greet","params":["name"],"is_async":false},{"name":"add","params":["a","b"],"is_async":false},{"name":"slow_echo","params":["value","delay"],"is_async":true}]}"#;
+const METADATA_SIGNATURE: &str = r#"{"type":"MetaData","functions":[{"name":"get_item","params":["item_id","request","q"],"is_async":false,"signature":[{"name":"item_id","kind":"positional_or_keyword","default":false},{"name":"request","kind":"request","default":false},{"name":"q","kind":"keyword_only","default":true},{"name":"kw","kind":"var_keyword","default":false}]}]}"#;
+const RESPONSE: &str = r#"{"type":"InvokeResult","id":5,"ok":true,"result":"<p>hi</p>","response":{"status":201,"headers":[["Location","/items/7"],["content-type","text/html"]],"raw":true}}"#;
 const RESULT: &str =
     r#"{"type":"InvokeResult","id":1,"ok":true,"result":{"message":"Hello, Ada!"}}"#;
 const RAISED: &str = r#"{"type":"InvokeResult","id":2,"ok":false,"error":{"message":"boom","type":"ValueError","traceback":"Traceback (most recent call last):\n  File \"hello.py\", line 22, in fail\nValueError: boom\n"}}"#;
@@ -213,6 +215,13 @@ fn spelled_out() -> Seeds {
             "[\"\\ud83d\\ude00\", \"\\ud800\"]",
         ),
         text("call_args", "float", "{\"x\": 1.5e10, \"y\": -0.0}"),
+        // The same bytes are read as a query string too.
+        text(
+            "call_args",
+            "query",
+            "q=red+pen&tag=a&tag=b&caf%C3%A9=%E2%82%AC&flag",
+        ),
+        text("call_args", "bad-query", "a=%zz&=1&b=%ff"),
         // The worker's reply pipe.
         bytes("worker_frames", "load-call-raise", &frames),
         bytes("worker_frames", "cut-frame", &cut),
@@ -220,6 +229,12 @@ fn spelled_out() -> Seeds {
         bytes("worker_frames", "empty-frame", &[0, 0, 0, 0]),
         bytes("worker_frames", "too-long", &[0x04, 0x00, 0x00, 0x01, b'{']),
         text("worker_frame_json", "metadata", METADATA),
+        text(
+            "worker_frame_json",
+            "metadata-signature",
+            METADATA_SIGNATURE,
+        ),
+        text("worker_frame_json", "response", RESPONSE),
         text("worker_frame_json", "result", RESULT),
         text("worker_frame_json", "raised", RAISED),
         text("worker_frame_json", "not-found", NOT_FOUND),

@@ -6,13 +6,17 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use morel_agent::{CallError, Running, WasmResource};
-use morel_runtime_process::InvokeError;
+use morel_runtime_process::protocol::{RequestInfo, ResponseMeta};
+use morel_runtime_process::{Call, InvokeError};
 use morel_runtime_wasm::{WasmError, WasmModule};
+use serde_json::value::RawValue;
 
+use crate::args::{BindError, UrlArgs};
+use crate::routes::RouteMatch;
 use crate::{FnRoute, RouteTable, bind_args};
 
 #[derive(Clone, Copy, Debug)]
@@ -126,6 +130,12 @@ async fn call(
             ),
         );
     };
+    // The call path's arguments are the body's alone; its query reaches only a function that
+    // takes the request.
+    let request = match request_for(route, &req, None) {
+        Ok(r) => r,
+        Err(f) => return refused(route, f),
+    };
     let bytes = match read_body(req.into_body(), &gw.limits).await {
         Ok(b) => b,
         Err(resp) => {
@@ -137,7 +147,15 @@ async fn call(
             return resp;
         }
     };
-    invoke(route, &bytes).await
+    invoke(
+        route,
+        &CallInput {
+            body: &bytes,
+            url: &NO_URL_ARGS,
+            request,
+        },
+    )
+    .await
 }
 
 /// Seed 000's synchronous `await` path: the same as `call`.
@@ -305,37 +323,43 @@ async fn serve_route(
     req: axum::http::Request<Body>,
 ) -> Response {
     let method = req.method().clone();
-    let key = format!("{method} {rest}");
-    let Some(func) = routes.http.get(&key) else {
-        // Manifest routes win; everything else under `/{app}/` is the http service's.
-        if let Some(svc) = service {
-            return to_edge(gw, &svc, req).await;
+    let (func, path_params) = match routes.http.find(method.as_str(), &rest) {
+        RouteMatch::Found {
+            function, params, ..
+        } => (function, params),
+        other => {
+            // Manifest routes win; everything else under `/{app}/` is the http service's.
+            if let Some(svc) = service {
+                return to_edge(gw, &svc, req).await;
+            }
+            return match other {
+                RouteMatch::OtherMethods(allowed) => error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "MethodNotAllowed",
+                    format!("{rest} of {app} accepts {}", allowed.join(", ")),
+                ),
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("app {app} has no route {method} {rest}"),
+                ),
+            };
         }
-        let allowed: Vec<&str> = routes
-            .http
-            .keys()
-            .filter(|k| k.split_once(' ').map(|(_, p)| p) == Some(rest.as_str()))
-            .map(|k| k.split(' ').next().unwrap_or(""))
-            .collect();
-        if !allowed.is_empty() {
-            return error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
-                format!("{rest} of {app} accepts {}", allowed.join(", ")),
-            );
-        }
-        return error(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            format!("app {app} has no route {key}"),
-        );
     };
     let Some(route) = routes.functions.get(func) else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Unavailable",
-            format!("function {func} of route {key} is not running"),
+            format!("function {func} of route {method} {rest} is not running"),
         );
+    };
+    let url = match url_args(&path_params, req.uri().query()) {
+        Ok(u) => u,
+        Err(e) => return bad_url(route, &e),
+    };
+    let request = match request_for(route, &req, Some(&url.query)) {
+        Ok(r) => r,
+        Err(f) => return refused(route, f),
     };
     let bytes = match read_body(req.into_body(), &gw.limits).await {
         Ok(b) => b,
@@ -348,14 +372,249 @@ async fn serve_route(
             return resp;
         }
     };
-    invoke(route, &bytes).await
+    invoke(
+        route,
+        &CallInput {
+            body: &bytes,
+            url: &url,
+            request,
+        },
+    )
+    .await
+}
+
+/// The arguments a route's URL gives: its path parameters, then its query's (decoded).
+pub(crate) fn url_args(
+    path_params: &[(&str, &str)],
+    query: Option<&str>,
+) -> Result<UrlArgs, crate::query::BadUrl> {
+    let mut path = Vec::with_capacity(path_params.len());
+    for (name, raw) in path_params {
+        path.push(((*name).to_owned(), crate::query::decode_segment(name, raw)?));
+    }
+    let query = match query {
+        Some(q) => crate::query::parse_query(q)?,
+        None => Vec::new(),
+    };
+    Ok(UrlArgs { path, query })
+}
+
+/// The 400 for a URL whose path parameters or query cannot be decoded, recorded as a call.
+fn bad_url(route: &FnRoute, e: &crate::query::BadUrl) -> Response {
+    refused(
+        route,
+        CallFailure::new(StatusCode::BAD_REQUEST, "BadRequest", e.to_string()),
+    )
+}
+
+/// The answer to a call refused before it ran, recorded as a call.
+fn refused(route: &FnRoute, f: CallFailure) -> Response {
+    route.stats.record(
+        f.status.as_u16(),
+        Duration::ZERO,
+        Some(&format!("{}: {}", f.kind, f.message)),
+    );
+    let mut resp = json_ok(f.body());
+    *resp.status_mut() = f.status;
+    resp
+}
+
+/// The `request` of the `Invoke` frame, for a function that takes it; `query` is the
+/// request's query, decoded.
+fn request_info(
+    req: &axum::http::Request<Body>,
+    query: &[(String, String)],
+) -> Result<Box<RawValue>, CallFailure> {
+    let info = RequestInfo {
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.as_bytes())))
+            .collect(),
+        query,
+    };
+    serde_json::value::to_raw_value(&info).map_err(|e| {
+        CallFailure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal",
+            format!("the request could not be described: {e}"),
+        )
+    })
+}
+
+/// The request for a function that takes it (`None` for the others), or why the call is
+/// refused.
+fn request_for(
+    route: &FnRoute,
+    req: &axum::http::Request<Body>,
+    query: Option<&[(String, String)]>,
+) -> Result<Option<Box<RawValue>>, CallFailure> {
+    if !route.binding.wants_request() {
+        return Ok(None);
+    }
+    let parsed;
+    let query = match query {
+        Some(q) => q,
+        None => {
+            parsed = req
+                .uri()
+                .query()
+                .map(crate::query::parse_query)
+                .transpose()
+                .map_err(|e| {
+                    CallFailure::new(StatusCode::BAD_REQUEST, "BadRequest", e.to_string())
+                })?
+                .unwrap_or_default();
+            &parsed[..]
+        }
+    };
+    request_info(req, query).map(Some)
+}
+
+/// One call's input, read from its request.
+pub struct CallInput<'a> {
+    /// JSON text, or nothing.
+    pub body: &'a [u8],
+    /// What an app route's URL gives: path and query parameters.
+    pub url: &'a UrlArgs,
+    /// The request, for a function that takes it (`Binding::wants_request`).
+    pub request: Option<Box<RawValue>>,
+}
+
+/// The URL arguments of a call that has none (the call path's).
+pub(crate) static NO_URL_ARGS: UrlArgs = UrlArgs {
+    path: Vec::new(),
+    query: Vec::new(),
+};
+
+impl<'a> CallInput<'a> {
+    /// A call whose arguments are its body's alone.
+    pub fn body(body: &'a [u8]) -> Self {
+        CallInput {
+            body,
+            url: &NO_URL_ARGS,
+            request: None,
+        }
+    }
+}
+
+/// The answer to a call whose function returned: its JSON result, or the response it asked
+/// for (an SDK `Response`: status, headers, body).
+#[derive(Debug)]
+pub struct CallOutput {
+    pub status: StatusCode,
+    /// `application/json` unless the function set its own.
+    pub content_type: HeaderValue,
+    /// Further headers the function set.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Vec<u8>,
+}
+
+impl CallOutput {
+    fn json(body: Vec<u8>) -> Self {
+        CallOutput {
+            status: StatusCode::OK,
+            content_type: HeaderValue::from_static("application/json"),
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// Whether the answer has no body (and so no content headers): 204 and 304.
+    pub fn bodiless(&self) -> bool {
+        matches!(self.status.as_u16(), 204 | 304)
+    }
+
+    fn into_response(self) -> Response {
+        let bodiless = self.bodiless();
+        let mut resp = Response::new(if bodiless {
+            Body::empty()
+        } else {
+            Body::from(self.body)
+        });
+        *resp.status_mut() = self.status;
+        let h = resp.headers_mut();
+        if !bodiless {
+            h.insert(header::CONTENT_TYPE, self.content_type);
+        }
+        h.insert("x-morel-edge", HeaderValue::from_static("1"));
+        for (name, value) in self.headers {
+            h.append(name, value);
+        }
+        resp
+    }
+}
+
+/// Headers a function's response may not set: the connection's and the body's framing are
+/// Morel's to write.
+const RESERVED_HEADERS: [&str; 4] = ["content-length", "date", "x-morel-edge", "x-morel-instance"];
+
+/// The answer a function asked for with an SDK `Response`; a status or header HTTP cannot
+/// carry fails the call (500 `InvalidResponse`), naming it.
+fn response_output(
+    result: Box<RawValue>,
+    meta: Option<ResponseMeta>,
+) -> Result<CallOutput, CallFailure> {
+    let text = String::from(Box::<str>::from(result));
+    let Some(meta) = meta else {
+        return Ok(CallOutput::json(text.into_bytes()));
+    };
+    let invalid = |what: String| {
+        CallFailure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InvalidResponse",
+            format!("the function's response is not valid: {what}"),
+        )
+    };
+    let status = StatusCode::from_u16(meta.status)
+        .ok()
+        .filter(|s| (200..=599).contains(&s.as_u16()))
+        .ok_or_else(|| invalid(format!("status {} is not between 200 and 599", meta.status)))?;
+    let mut out = CallOutput {
+        status,
+        ..CallOutput::json(Vec::new())
+    };
+    let mut content_type = None;
+    for (name, value) in meta.headers {
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("{name:?} is not a header name")))?;
+        if RESERVED_HEADERS.contains(&n.as_str()) || crate::is_hop_by_hop(n.as_str()) {
+            return Err(invalid(format!("header {n} is set by Morel")));
+        }
+        let v = HeaderValue::from_str(&value).map_err(|_| {
+            invalid(format!(
+                "the value of header {n} is not a valid header value"
+            ))
+        })?;
+        if n == header::CONTENT_TYPE {
+            content_type = Some(v);
+        } else {
+            out.headers.push((n, v));
+        }
+    }
+    out.body = if meta.raw {
+        // A text body travels as a JSON string.
+        serde_json::from_str::<String>(&text)
+            .map_err(|_| invalid("a raw body must be text".into()))?
+            .into_bytes()
+    } else {
+        text.into_bytes()
+    };
+    out.content_type = match (content_type, meta.raw) {
+        (Some(ct), _) => ct,
+        (None, true) => HeaderValue::from_static("text/plain; charset=utf-8"),
+        (None, false) => HeaderValue::from_static("application/json"),
+    };
+    Ok(out)
 }
 
 /// Runs one call on the function's resource, records it in the function's metrics and
 /// recent calls, and maps the outcome to an HTTP response.
-async fn invoke(route: &FnRoute, bytes: &[u8]) -> Response {
-    match run_call(route, bytes).await {
-        Ok(body) => json_ok(body),
+async fn invoke(route: &FnRoute, input: &CallInput<'_>) -> Response {
+    match run_call(route, input).await {
+        Ok(out) => out.into_response(),
         Err(f) => {
             let mut resp = json_ok(f.body());
             *resp.status_mut() = f.status;
@@ -366,12 +625,15 @@ async fn invoke(route: &FnRoute, bytes: &[u8]) -> Response {
 
 /// Runs one call and records it in the function's metrics and recent calls: the call path's
 /// work between reading the body and writing the answer (also the lane's, `lane.rs`).
-pub(crate) async fn run_call(route: &FnRoute, bytes: &[u8]) -> Result<Vec<u8>, CallFailure> {
+pub(crate) async fn run_call(
+    route: &FnRoute,
+    input: &CallInput<'_>,
+) -> Result<CallOutput, CallFailure> {
     let started = Instant::now();
-    let outcome = call_function(route, bytes).await;
+    let outcome = call_function_with(route, input).await;
     let took = started.elapsed();
     match &outcome {
-        Ok(_) => route.stats.record(StatusCode::OK.as_u16(), took, None),
+        Ok(out) => route.stats.record(out.status.as_u16(), took, None),
         Err(f) => route.stats.record(
             f.status.as_u16(),
             took,
@@ -468,15 +730,36 @@ async fn read_body(body: Body, limits: &CallLimits) -> Result<axum::body::Bytes,
 }
 
 /// Runs one call of the route's function with `body` (JSON text) on its resource and returns the
-/// JSON result.
-/// Shared by the call path, app routes and async jobs.
+/// JSON result (the body of the answer, for a function that returned a response).
+/// Async jobs run their calls with it.
 pub async fn call_function(route: &FnRoute, bytes: &[u8]) -> Result<Vec<u8>, CallFailure> {
+    call_function_with(route, &CallInput::body(bytes))
+        .await
+        .map(|out| out.body)
+}
+
+/// Runs one call of the route's function on its resource: binds `input` to its arguments
+/// (`args.rs`), calls it, and returns its answer. Shared by the call path, app routes and
+/// the fast lane.
+pub async fn call_function_with(
+    route: &FnRoute,
+    input: &CallInput<'_>,
+) -> Result<CallOutput, CallFailure> {
     let func = route.name.as_str();
+    let bytes = input.body;
     let bad_request = |e: crate::args::BadJson| {
         CallFailure::new(StatusCode::BAD_REQUEST, "BadRequest", e.to_string())
     };
     let (pool, args) = match &route.target {
-        Running::Process(pool) => (pool, bind_args(bytes, &route.params).map_err(bad_request)?),
+        Running::Process(pool) => {
+            let args = bind_args(bytes, input.url, &route.binding).map_err(|e| match e {
+                BindError::Json(e) => bad_request(e),
+                BindError::Arguments(m) => {
+                    CallFailure::new(StatusCode::BAD_REQUEST, "BadArguments", m)
+                }
+            })?;
+            (pool, args)
+        }
         // A wasm function gets the body as it is: it only has to be JSON.
         Running::Wasm(w) => {
             crate::args::check_json(bytes).map_err(bad_request)?;
@@ -488,7 +771,9 @@ pub async fn call_function(route: &FnRoute, bytes: &[u8]) -> Result<Vec<u8>, Cal
                     format!("no wasm function {func:?}"),
                 ));
             };
-            return call_wasm(w, module, func, bytes).await;
+            return call_wasm(w, module, func, bytes)
+                .await
+                .map(CallOutput::json);
         }
         Running::Http(h) => {
             crate::args::check_json(bytes).map_err(bad_request)?;
@@ -502,11 +787,14 @@ pub async fn call_function(route: &FnRoute, bytes: &[u8]) -> Result<Vec<u8>, Cal
             ));
         }
     };
-    match pool
-        .invoke(func, &args.args, &args.kwargs, pool.timeout)
-        .await
-    {
-        Ok(result) => Ok(String::from(Box::<str>::from(result)).into_bytes()),
+    let call = Call {
+        name: func,
+        args: &args.args,
+        kwargs: &args.kwargs,
+        request: input.request.as_deref(),
+    };
+    match pool.invoke(&call, pool.timeout).await {
+        Ok(returned) => response_output(returned.result, returned.response),
         Err(CallError::Invoke(InvokeError::Raised {
             message, kind, id, ..
         })) => Err(CallFailure {
@@ -517,6 +805,11 @@ pub async fn call_function(route: &FnRoute, bytes: &[u8]) -> Result<Vec<u8>, Cal
             StatusCode::NOT_FOUND,
             "NotFound",
             format!("function {func:?} is not loaded"),
+        )),
+        Err(CallError::Invoke(e @ InvokeError::InvalidResponse(_))) => Err(CallFailure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InvalidResponse",
+            e.to_string(),
         )),
         Err(CallError::Invoke(InvokeError::Timeout(d))) => Err(CallFailure::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -593,5 +886,107 @@ fn fmt_duration(d: Duration) -> String {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn out(result: &str, meta: Option<ResponseMeta>) -> Result<CallOutput, CallFailure> {
+        response_output(RawValue::from_string(result.to_owned()).unwrap(), meta)
+    }
+
+    fn meta(status: u16, headers: &[(&str, &str)], raw: bool) -> Option<ResponseMeta> {
+        Some(ResponseMeta {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            raw,
+        })
+    }
+
+    #[test]
+    fn a_plain_result_is_a_json_200() {
+        let o = out(r#"{"a":1}"#, None).unwrap();
+        assert_eq!(o.status, StatusCode::OK);
+        assert_eq!(o.content_type, "application/json");
+        assert_eq!(o.body, br#"{"a":1}"#);
+        assert!(o.headers.is_empty());
+    }
+
+    #[test]
+    fn a_response_sets_status_headers_and_body() {
+        let o = out(
+            r#"{"id":7}"#,
+            meta(
+                201,
+                &[
+                    ("Location", "/items/7"),
+                    ("set-cookie", "a=1"),
+                    ("set-cookie", "b=2"),
+                ],
+                false,
+            ),
+        )
+        .unwrap();
+        assert_eq!(o.status, StatusCode::CREATED);
+        assert_eq!(o.content_type, "application/json");
+        assert_eq!(o.body, br#"{"id":7}"#);
+        let names: Vec<&str> = o.headers.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["location", "set-cookie", "set-cookie"]);
+        let resp = o.into_response();
+        assert_eq!(resp.headers().get_all("set-cookie").iter().count(), 2);
+
+        let o = out(
+            r#""<p>hi</p>""#,
+            meta(200, &[("Content-Type", "text/html")], true),
+        )
+        .unwrap();
+        assert_eq!(
+            (o.content_type.to_str().unwrap(), &o.body[..]),
+            ("text/html", &b"<p>hi</p>"[..])
+        );
+        let o = out(r#""plain""#, meta(200, &[], true)).unwrap();
+        assert_eq!(o.content_type, "text/plain; charset=utf-8");
+        let o = out("null", meta(204, &[], false)).unwrap();
+        assert!(o.bodiless());
+        let resp = o.into_response();
+        assert!(resp.headers().get(header::CONTENT_TYPE).is_none());
+    }
+
+    #[test]
+    fn a_response_http_cannot_carry_fails_the_call() {
+        for (m, why) in [
+            (meta(99, &[], false), "status 99"),
+            (meta(600, &[], false), "status 600"),
+            (
+                meta(200, &[("content-length", "3")], false),
+                "content-length is set by Morel",
+            ),
+            (
+                meta(200, &[("Connection", "close")], false),
+                "connection is set by Morel",
+            ),
+            (
+                meta(200, &[("bad name", "x")], false),
+                "is not a header name",
+            ),
+            (
+                meta(200, &[("x-a", "a\r\nb")], false),
+                "not a valid header value",
+            ),
+            (meta(200, &[], true), "a raw body must be text"),
+        ] {
+            let f = out("[1]", m).unwrap_err();
+            assert_eq!(
+                (f.status, f.kind.as_str()),
+                (StatusCode::INTERNAL_SERVER_ERROR, "InvalidResponse")
+            );
+            assert!(f.message.contains(why), "{why}: {}", f.message);
+        }
     }
 }

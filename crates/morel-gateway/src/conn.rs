@@ -65,8 +65,7 @@ pub fn conn_limits() -> &'static ConnLimits {
 
 /// The answer to a request whose body ended before it was whole: 400, and the connection
 /// closes.
-pub const BODY_INCOMPLETE_ANSWER: &str =
-    "the request body ended before it was whole (short of its Content-Length, or a malformed chunk)";
+pub const BODY_INCOMPLETE_ANSWER: &str = "the request body ended before it was whole (short of its Content-Length, or a malformed chunk)";
 
 /// The answer to a request whose body stalled: 408, and the connection closes.
 pub const BODY_TIMEOUT_ANSWER: &str =

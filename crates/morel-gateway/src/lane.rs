@@ -32,7 +32,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::{CallLimits, FnRoute, RouteTable, upstream};
+use crate::routes::RouteMatch;
+use crate::{CallLimits, FnRoute, RouteTable, UrlArgs, upstream};
 
 /// Longest request head the lane reads; a longer one is left to hyper (which answers 431).
 const MAX_HEAD: usize = 16 << 10;
@@ -74,8 +75,9 @@ struct Plan {
 }
 
 enum Target {
-    /// A function call; the route was looked up in the routes whose version the plan checked.
-    Call(Arc<FnRoute>),
+    /// A function call: on the call path (the route was looked up in the routes whose
+    /// version the plan checked), or on an app route, with the arguments its URL gives.
+    Call(Arc<FnRoute>, UrlArgs),
     Edge {
         svc: Arc<HttpService>,
         /// The request head as the instance gets it.
@@ -166,8 +168,8 @@ impl Lane {
                 }
             };
             let keep_alive = match &plan.target {
-                Target::Call(route) => {
-                    let call = self.call(stream, &mut buf, &plan, route);
+                Target::Call(route, url) => {
+                    let call = self.call(stream, &mut buf, &plan, route, url);
                     let (kept, replied_on) = morel_runtime_process::noting_reply_thread(call).await;
                     follow.note(here, replied_on);
                     kept
@@ -286,22 +288,43 @@ impl Lane {
                 return None;
             }
             crate::check_version(version, app, routes.release, &routes.env).ok()?;
-            Target::Call(routes.functions.get(func)?.clone())
+            let route = routes.functions.get(func)?;
+            // A function that takes the request gets it from the router.
+            if route.binding.wants_request() {
+                return None;
+            }
+            Target::Call(route.clone(), UrlArgs::default())
         } else {
-            // (3, 4) `/{app}/rest` of an app with an http service, unless a manifest route has it.
+            // (3, 4) `/{app}/rest`: a manifest route of the app, else its http service.
             let rel = &path[1..];
             let (segment, rest) = rel.split_once('/').map_or((rel, ""), |(s, r)| (s, r));
             if segment.is_empty() || segment.contains(['@', '%']) {
                 return None;
             }
-            let svc = self.routes.edge().get("default", segment)?;
-            // The app's manifest routes come first.
-            if let Some(routes) = self.routes.get("default", segment) {
-                let key = format!("{method} /{rest}");
-                if routes.http.contains_key(&key) {
+            let rest_path = &path[segment.len() + 1..];
+            let rest_path = if rest_path.is_empty() { "/" } else { rest_path };
+            if let Some(routes) = self.routes.get("default", segment)
+                && let RouteMatch::Found {
+                    function, params, ..
+                } = routes.http.find(method, rest_path)
+            {
+                // The router answers what the lane would not say in the same words: a
+                // function not running (503), a URL it cannot decode (400), a body over the
+                // limit (413), a function that takes the request.
+                let route = routes.functions.get(function)?;
+                if route.binding.wants_request() || body_len > self.limits.max_body {
                     return None;
                 }
+                let query = target.split_once('?').map(|(_, q)| q);
+                let url = crate::call::url_args(&params, query).ok()?;
+                return Some(Plan {
+                    target: Target::Call(route.clone(), url),
+                    head_len,
+                    body_len,
+                    close,
+                });
             }
+            let svc = self.routes.edge().get("default", segment)?;
             let forwarded = format!("/{rest}{}", &target[path.len()..]);
             edge(svc, &forwarded, Some(&target[..segment.len() + 1]))
         };
@@ -320,6 +343,7 @@ impl Lane {
         buf: &mut Vec<u8>,
         plan: &Plan,
         route: &FnRoute,
+        url: &UrlArgs,
     ) -> bool {
         let end = plan.head_len + plan.body_len;
         if let Err(e) = read_to(stream, buf, end).await {
@@ -337,13 +361,24 @@ impl Lane {
                 ),
                 _ => return false,
             };
-            let _ = answer(stream, status, &crate::call::error_body(kind, message), true).await;
+            let _ = answer(
+                stream,
+                status,
+                &crate::call::error_body(kind, message),
+                true,
+            )
+            .await;
             return false;
         }
-        let outcome = crate::call::run_call(route, &buf[plan.head_len..end]).await;
+        let input = crate::CallInput {
+            body: &buf[plan.head_len..end],
+            url,
+            request: None,
+        };
+        let outcome = crate::call::run_call(route, &input).await;
         buf.drain(..end);
         let written = match outcome {
-            Ok(body) => answer(stream, StatusCode::OK, &body, plan.close).await,
+            Ok(out) => answer_output(stream, &out, plan.close).await,
             Err(f) => {
                 let body = f.body();
                 answer(stream, f.status, &body, plan.close).await
@@ -382,7 +417,7 @@ impl Lane {
             Parsed::Partial => HeadForFuzzing::Partial,
             Parsed::Other => HeadForFuzzing::Other,
             Parsed::Serve(plan) => HeadForFuzzing::Serve {
-                call: matches!(plan.target, Target::Call(_)),
+                call: matches!(plan.target, Target::Call(..)),
                 head_len: plan.head_len,
                 body_len: plan.body_len,
                 close: plan.close,
@@ -533,6 +568,48 @@ pub(crate) async fn answer(
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     stream.write_all(&out).await
+}
+
+/// Writes a function's answer: its status, content type and headers, and its body (none for
+/// 204 and 304), as the router's `CallOutput::into_response` does.
+async fn answer_output(
+    stream: &mut TcpStream,
+    out: &crate::CallOutput,
+    close: bool,
+) -> io::Result<()> {
+    let mut head = Vec::with_capacity(256 + out.body.len());
+    status_line(
+        &mut head,
+        out.status.as_u16(),
+        out.status.canonical_reason().unwrap_or(""),
+    );
+    let bodiless = out.bodiless();
+    if !bodiless {
+        head.extend_from_slice(b"content-type: ");
+        head.extend_from_slice(out.content_type.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"x-morel-edge: 1\r\n");
+    for (name, value) in &out.headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if !bodiless {
+        head.extend_from_slice(b"content-length: ");
+        head.extend_from_slice(itoa::Buffer::new().format(out.body.len()).as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    push_date(&mut head);
+    if close {
+        head.extend_from_slice(b"connection: close\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    if !bodiless {
+        head.extend_from_slice(&out.body);
+    }
+    stream.write_all(&head).await
 }
 
 pub(crate) fn status_line(out: &mut Vec<u8>, code: u16, reason: &str) {

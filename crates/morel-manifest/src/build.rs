@@ -316,6 +316,7 @@ pub fn build_manifest(dir: &Path, opts: &BuildOptions) -> Result<Manifest, Manif
         function_registry: registry,
         resources,
         routes,
+        metacall: !metacall.is_empty(),
     };
     manifest.validate()?;
     Ok(manifest)

@@ -10,6 +10,7 @@ mod discover;
 mod error;
 mod model;
 mod pyenv;
+mod route;
 mod toml_config;
 
 pub use build::{BuildOptions, build_manifest, parse_metacall_json_for_fuzzing, wasm_language};
@@ -18,6 +19,7 @@ pub use model::{
     DEFAULT_HEARTBEAT_TTL_S, DependencyKind, DependencySpec, FunctionSpec, HttpSpec, MANIFEST_FILE,
     MANIFEST_VERSION, MIN_HEARTBEAT_TTL_S, Manifest, ResourceSpec, ResourceType,
 };
+pub use route::{BadRoutePath, RoutePath, Segment, parse_route_key};
 
 /// Parses the text of a `morel.toml` (the project file) with the parser `build_manifest`
 /// reads it with. Public for the fuzz targets in `morel-fuzz`.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::ManifestError;
+use crate::route::RoutePath;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const MANIFEST_VERSION: &str = "1.0";
@@ -19,9 +20,15 @@ pub struct Manifest {
     /// function name → resource name.
     pub function_registry: BTreeMap<String, String>,
     pub resources: BTreeMap<String, ResourceSpec>,
-    /// resource name → {"METHOD /path": function name}.
+    /// resource name → {"METHOD /path": function name}. A path may have parameters
+    /// (`/items/{item_id}`, see [`crate::RoutePath`]).
     #[serde(default)]
     pub routes: BTreeMap<String, BTreeMap<String, String>>,
+    /// The functions were found through `metacall.json` (seed 000's projects): a call whose
+    /// body is an object with keys that are not all parameter names binds the object's
+    /// values in order, as MetaCall FaaS does. Elsewhere such a call is refused (400).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metacall: bool,
 }
 
 /// Seed 002's two resource kinds: plain function endpoints, and endpoints that also serve HTTP routes.
@@ -120,6 +127,24 @@ fn default_start_timeout_s() -> u64 {
 
 fn default_heartbeat_ttl_s() -> u64 {
     DEFAULT_HEARTBEAT_TTL_S
+}
+
+/// A Python function routed at `path` must take each of its parameters (or `**kwargs`):
+/// otherwise every request to the route would fail.
+fn check_route_params(path: &RoutePath, f: &FunctionSpec) -> Result<(), String> {
+    if f.params.iter().any(|p| p.starts_with("**")) {
+        return Ok(());
+    }
+    for name in path.params() {
+        if !f.params.iter().any(|p| p == name) {
+            return Err(format!(
+                "route {path} binds {{{name}}}, but {}({}) has no parameter {name:?}",
+                f.name,
+                f.params.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl ResourceSpec {
@@ -229,19 +254,29 @@ impl Manifest {
                 }
                 match (&f.http_method, &f.http_path) {
                     (Some(m), Some(p)) => {
+                        let field = || format!("resources.{rname}.functions.{}.http_path", f.name);
                         if res.resource_type != ResourceType::LoadBalancerSlsResource {
                             return Err(ManifestError::field(
                                 FILE,
-                                format!("resources.{rname}.functions.{}.http_path", f.name),
+                                field(),
                                 "a route needs a LoadBalancerSlsResource (HTTP) resource",
                             ));
                         }
-                        let key = format!("{m} {p}");
+                        let path = p
+                            .parse::<RoutePath>()
+                            .map_err(|e| ManifestError::field(FILE, field(), e.to_string()))?;
+                        if res.runtime == morel_core::Runtime::Python {
+                            check_route_params(&path, f)
+                                .map_err(|e| ManifestError::field(FILE, field(), e))?;
+                        }
+                        // Two routes of one method with the same shape would take the same
+                        // requests: `{m} {shape}` is the key that must be unique.
+                        let key = format!("{m} {}", path.shape());
                         if let Some(prev) = routes.insert(key.clone(), f.name.clone()) {
                             return Err(ManifestError::field(
                                 FILE,
                                 format!("resources.{rname}.functions.{}.http_path", f.name),
-                                format!("duplicate route {key:?} (also {prev:?})"),
+                                format!("duplicate route \"{m} {p}\" (also {prev:?})"),
                             ));
                         }
                     }
@@ -269,7 +304,11 @@ impl Manifest {
         let mut all_routes = BTreeMap::new();
         for (rname, table) in &self.routes {
             for route in table.keys() {
-                if let Some(prev) = all_routes.insert(route.clone(), rname.clone()) {
+                let (method, path) = crate::route::parse_route_key(route).map_err(|e| {
+                    ManifestError::field(FILE, format!("routes.{rname}"), e.to_string())
+                })?;
+                let shape = format!("{method} {}", path.shape());
+                if let Some(prev) = all_routes.insert(shape, rname.clone()) {
                     return Err(ManifestError::field(
                         FILE,
                         format!("routes.{rname}"),

@@ -317,6 +317,25 @@ function paramsFromSource(src) {
   return [];
 }
 
+// The parameters in detail for MetaData (the gateway checks arguments against
+// them), or null when the source does not show them (native or bound
+// functions). Every JavaScript parameter may be left out (it is then
+// undefined); `...rest` takes further positional arguments; a destructuring
+// pattern has no name to be given by.
+function signatureOf(src, params) {
+  if (/\{\s*\[native code\]\s*\}\s*$/.test(src)) return null;
+  const sig = params.map((p) => {
+    if (p.startsWith('...')) return { name: p.slice(3), kind: 'var_positional', default: true };
+    if (IDENT.test(p)) return { name: p, kind: 'positional_or_keyword', default: true };
+    return { name: p, kind: 'positional_only', default: true };
+  });
+  // A function that reads `arguments` takes any further positional arguments.
+  if (/\barguments\b/.test(stripComments(src)) && !sig.some((p) => p.kind === 'var_positional')) {
+    sig.push({ name: 'arguments', kind: 'var_positional', default: true });
+  }
+  return sig;
+}
+
 // ---------------------------------------------------------------------------
 // Loading
 // ---------------------------------------------------------------------------
@@ -425,10 +444,14 @@ async function load(msg) {
     try {
       const { fn, self } = resolveAttr(modules.get(f.file), f.attr || f.name, f.file);
       let params = [];
+      let signature = null;
       try {
-        params = paramsFromSource(Function.prototype.toString.call(fn));
+        const src = Function.prototype.toString.call(fn);
+        params = paramsFromSource(src);
+        signature = signatureOf(src, params);
       } catch (_) {
         params = [];
+        signature = null;
       }
       const isAsync = fn instanceof AsyncFunction;
       const index = new Map();
@@ -436,7 +459,7 @@ async function load(msg) {
         if (IDENT.test(p)) index.set(p, i);
       });
       table.set(f.name, { fn, self, params, index });
-      meta.push({ name: f.name, params, is_async: isAsync });
+      meta.push({ name: f.name, params, is_async: isAsync, signature });
     } catch (e) {
       errors.push(`cannot load function '${f.name}' from ${f.file}: ${e && e.message}`);
     }

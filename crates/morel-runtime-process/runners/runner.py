@@ -12,6 +12,17 @@ Protocol (see the host side in ``morel-runtime-process``):
   ``MetaData`` (or ``LoadError`` and exit 1).  Afterwards ``Invoke`` and
   ``Cancel`` frames arrive in any order; every ``Invoke`` gets exactly one
   ``InvokeResult`` unless it was cancelled.
+* ``MetaData`` lists each function's ``params`` (as shown to people) and its
+  ``signature``: each parameter's name, kind (``positional_only``,
+  ``positional_or_keyword``, ``var_positional``, ``keyword_only``,
+  ``var_keyword``, or ``request`` for one annotated ``morel.Request``) and
+  whether it has a default.  The gateway checks arguments against it.
+* An ``Invoke`` to a function with a ``request`` parameter carries
+  ``request``: ``{"method", "path", "headers": [[name, value]...], "query":
+  [[name, value]...]}``; the parameter gets the SDK's ``Request`` for it.  A
+  function that returns the SDK's ``Response`` is answered with
+  ``"result": <body>, "response": {"status", "headers": [[name, value]...],
+  "raw"}`` (``raw``: the body is a string sent as text).
 * EOF on fd 3 means "shut down": calls still running get ``EOF_GRACE_S`` to
   answer, then we exit 0 without waiting any longer.
 
@@ -242,6 +253,12 @@ def _send_result(call_id, result):
 
 def _result_payload(call_id, result):
     """The reply to a call that returned ``result``; ``result`` is encoded once and spliced in."""
+    response = None
+    if type(result) not in _PLAIN and type(result) is _response_class():
+        try:
+            result, response = _response_parts(result)
+        except (TypeError, ValueError) as e:
+            return _error_payload(call_id, "InvalidResponse", "the function's response is not valid: %s" % e)
     if type(result) not in _PLAIN and (inspect.isgenerator(result) or inspect.isasyncgen(result)):
         return _error_payload(
             call_id,
@@ -272,7 +289,8 @@ def _result_payload(call_id, result):
         head = '{"type":"InvokeResult","id":%d,"ok":true,"result":' % call_id
     else:
         head = '{"type":"InvokeResult","id":%s,"ok":true,"result":' % _encode(call_id)
-    payload = (head + body + "}").encode("utf-8")
+    tail = "}" if response is None else ',"response":%s}' % _encode(response)
+    payload = (head + body + tail).encode("utf-8")
     if len(payload) > MAX_FRAME:
         return _error_payload(
             call_id,
@@ -281,6 +299,34 @@ def _result_payload(call_id, result):
             % (len(payload), MAX_FRAME),
         )
     return payload
+
+
+def _response_class():
+    """The SDK's ``Response`` class, once the SDK is imported (None before)."""
+    sdk = sys.modules.get("morel")
+    return getattr(sdk, "Response", None) if sdk is not None else None
+
+
+def _response_parts(resp):
+    """(body, response) for ``InvokeResult``: the body to encode as the result, and
+    ``{"status", "headers", "raw"}`` (see the SDK's ``Response``).  ``raw``: the body is a
+    string sent as it is, because its content type is not JSON."""
+    status = resp.status
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ValueError("status %r is not an integer between 200 and 599" % (status,))
+    headers = []
+    content_type = None
+    for name, value in resp.headers:
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError("header names and values must be strings, got %r: %r" % (name, value))
+        if name.lower() == "content-type":
+            content_type = value
+        headers.append([name, value])
+    raw = False
+    if content_type is not None and isinstance(resp.body, str):
+        media = content_type.split(";", 1)[0].strip().lower()
+        raw = not (media == "application/json" or media.endswith("+json"))
+    return resp.body, {"status": status, "headers": headers, "raw": raw}
 
 
 # ---------------------------------------------------------------------------
@@ -389,6 +435,47 @@ def _params(fn):
     return out
 
 
+_KINDS = {
+    inspect.Parameter.POSITIONAL_ONLY: "positional_only",
+    inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional_or_keyword",
+    inspect.Parameter.VAR_POSITIONAL: "var_positional",
+    inspect.Parameter.KEYWORD_ONLY: "keyword_only",
+    inspect.Parameter.VAR_KEYWORD: "var_keyword",
+}
+
+
+def _is_request_annotation(annotation):
+    """Whether a parameter is annotated ``morel.Request`` (the SDK's class, or the name of it
+    under ``from __future__ import annotations``)."""
+    if isinstance(annotation, str):
+        return annotation in ("Request", "morel.Request")
+    sdk = sys.modules.get("morel")
+    return sdk is not None and annotation is getattr(sdk, "Request", None)
+
+
+def _signature(fn):
+    """The parameters in detail for ``MetaData`` (the gateway checks arguments against them),
+    or None when Python cannot say (the gateway then passes arguments on unchecked).  A
+    parameter annotated ``morel.Request`` is of kind ``request``: this runner fills it."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    out = []
+    for p in sig.parameters.values():
+        kind = _KINDS.get(p.kind)
+        if kind is None:
+            return None
+        if kind in ("positional_or_keyword", "keyword_only") and _is_request_annotation(p.annotation):
+            kind = "request"
+        out.append({"name": p.name, "kind": kind, "default": p.default is not p.empty})
+    return out
+
+
+# Function name -> the parameter its calls get the request in (see _signature).
+_request_params = {}
+
+
 def _is_async(fn):
     if inspect.iscoroutinefunction(fn):
         return True
@@ -444,7 +531,14 @@ def _load(msg):
             continue
         is_async = _is_async(fn)
         table[name] = (fn, is_async)
-        meta.append({"name": name, "params": _params(fn), "is_async": is_async})
+        signature = _signature(fn)
+        for p in signature or ():
+            if p["kind"] == "request":
+                _request_params[name] = p["name"]
+                break
+        meta.append(
+            {"name": name, "params": _params(fn), "is_async": is_async, "signature": signature}
+        )
     return table, meta, errors
 
 
@@ -747,7 +841,24 @@ def _decode_invoke(msg, table):
         _send_error(call_id, "NotFound", "no such function: %r" % (msg.get("name"),))
         return None
     fn, is_async = entry
-    return call_id, fn, is_async, msg.get("args") or (), msg.get("kwargs") or {}
+    kwargs = msg.get("kwargs") or {}
+    request = msg.get("request")
+    if request is not None:
+        param = _request_params.get(msg.get("name"))
+        if param is not None:
+            kwargs = dict(kwargs)
+            kwargs[param] = _make_request(request)
+    return call_id, fn, is_async, msg.get("args") or (), kwargs
+
+
+def _make_request(wire):
+    """The SDK's ``Request`` for an ``Invoke`` frame's ``request`` (the dict itself when the
+    SDK cannot be imported)."""
+    sdk = sys.modules.get("morel")
+    cls = getattr(sdk, "Request", None) if sdk is not None else None
+    if cls is None:
+        return wire
+    return cls._from_wire(wire)
 
 
 def _unknown_frame(msg):

@@ -20,8 +20,8 @@ pub use deps::{DepsError, Installer};
 pub use runners::RunnerFiles;
 pub use sandbox::{Jail, Sandbox, Scratch};
 pub use worker::{
-    InvokeError, LogSink, PreStart, Worker, WorkerError, WorkerSpec, noting_reply_thread,
-    read_replies_on, serve_replies_here, serving_thread,
+    Call, InvokeError, LogSink, PreStart, Returned, Worker, WorkerError, WorkerSpec,
+    noting_reply_thread, read_replies_on, serve_replies_here, serving_thread,
 };
 
 /// Reads one frame (a 4-byte big-endian length, then that many bytes) from `r` into `buf`

@@ -27,6 +27,11 @@ pub enum HostMessage<'a> {
         args: &'a RawValue,
         kwargs: &'a RawValue,
         timeout_ms: u64,
+        /// The HTTP request, sent only to a function with a parameter of kind
+        /// [`ParamKind::Request`] (see [`RequestInfo`]): `{"method", "path", "headers",
+        /// "query"}`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request: Option<&'a RawValue>,
     },
     Cancel {
         id: u64,
@@ -36,10 +41,72 @@ pub enum HostMessage<'a> {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FunctionMeta {
     pub name: String,
+    /// The parameters as shown to people (`a`, `*args`, `**kwargs`).
     #[serde(default)]
     pub params: Vec<String>,
     #[serde(default)]
     pub is_async: bool,
+    /// The parameters in detail, when the runner could read them: the gateway checks a call's
+    /// arguments against them before the call reaches the worker. `None`: passed on unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Vec<Param>>,
+}
+
+/// One parameter of a function, as a runner reports it in `MetaData`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Param {
+    pub name: String,
+    pub kind: ParamKind,
+    /// It may be left out (it has a default; in JavaScript every parameter may).
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// How an argument reaches a parameter (Python's `inspect.Parameter` kinds, plus `request`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamKind {
+    /// Only by position (an array body).
+    PositionalOnly,
+    /// By position or by name.
+    PositionalOrKeyword,
+    /// `*args`: any further positional arguments.
+    VarPositional,
+    /// Only by name.
+    KeywordOnly,
+    /// `**kwargs`: any further named arguments.
+    VarKeyword,
+    /// Not an argument: the runner fills it with the HTTP request ([`RequestInfo`]).
+    Request,
+    /// A kind this host does not know (a newer runner): the signature is not checked.
+    #[serde(other)]
+    Unknown,
+}
+
+/// The request a function with a [`ParamKind::Request`] parameter receives, as the `request`
+/// of its `Invoke` frame. Header names are lowercase; both lists keep the order and
+/// repetitions of the request.
+#[derive(Debug, Serialize)]
+pub struct RequestInfo<'a> {
+    pub method: &'a str,
+    /// The path as the client sent it, without the query (percent-encoded).
+    pub path: &'a str,
+    /// A value that is not UTF-8 is read lossily.
+    pub headers: Vec<(&'a str, std::borrow::Cow<'a, str>)>,
+    /// Decoded query parameters.
+    pub query: &'a [(String, String)],
+}
+
+/// What a function asked its answer to be, besides its body: an `InvokeResult` carries it as
+/// `response` when the function returned an SDK `Response`. The result is then the body:
+/// JSON, or, with `raw`, a JSON string whose text is sent as it is.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResponseMeta {
+    pub status: u16,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default)]
+    pub raw: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,4 +136,9 @@ pub struct WorkerFrame {
     pub error: Option<serde_json::Value>,
     #[serde(default)]
     pub functions: Vec<FunctionMeta>,
+    /// With a successful `InvokeResult`: the status and headers the function asked for
+    /// ([`ResponseMeta`]). Read as a plain value, so that a malformed one fails its call
+    /// rather than the whole frame.
+    #[serde(default)]
+    pub response: Option<serde_json::Value>,
 }

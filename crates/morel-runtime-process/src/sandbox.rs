@@ -11,8 +11,10 @@
 //!    workload's own processes), the state directory hidden behind an empty tmpfs into which
 //!    only the workload's own trees are bound back, private writable `/tmp`, `/var/tmp` and
 //!    `/dev/shm` (tmpfs, bounded);
-//! 2. rlimits: memory (`RLIMIT_DATA`), processes (`RLIMIT_NPROC`, per app uid), open files, no
-//!    core dumps;
+//! 0. (before anything, and before it forks) the instance's cgroups ([`Jail::cgroups`]), which
+//!    limit memory and CPU for the whole tree;
+//! 2. rlimits: memory (`RLIMIT_DATA`, when there is no cgroup), processes (`RLIMIT_NPROC`, per
+//!    app uid), open files, no core dumps;
 //! 3. the app's own uid and gid, no supplementary groups;
 //! 4. Landlock: read and execute beneath the system and runtime trees and the app's own files,
 //!    write only beneath its scratch directory (and its private `/dev/shm`), signals only within
@@ -102,8 +104,13 @@ pub const DENIED_SYSCALLS: &[&str] = &[
 pub struct Jail {
     /// Run as this uid (and the gid of the same number), without supplementary groups.
     pub uid: Option<u32>,
-    /// `RLIMIT_DATA` in bytes.
+    /// `RLIMIT_DATA` in bytes (the fallback when the instance has no cgroup).
     pub memory_bytes: Option<u64>,
+    /// `cgroup.procs` files the init writes `0` to before anything else (as the server's
+    /// uid, before it forks): the instance's cgroups, so the init and its whole tree are
+    /// inside. Made and removed by the agent (`morel-agent`'s `limits.rs`).
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
     /// `RLIMIT_NPROC` (counted per uid: every process and thread of the app on this machine).
     pub processes: Option<u64>,
     /// `RLIMIT_NOFILE`.
@@ -317,8 +324,8 @@ impl Sandbox {
             enabled: on,
             detail: if on {
                 format!(
-                    "rlimits per workload: memory (RLIMIT_DATA, memory_mb, default {DEFAULT_MEMORY_MB} MiB), \
-                     {DEFAULT_PROCESSES} processes per app (RLIMIT_NPROC), {DEFAULT_OPEN_FILES} open files"
+                    "rlimits per workload: {DEFAULT_PROCESSES} processes per app (RLIMIT_NPROC), \
+                     {DEFAULT_OPEN_FILES} open files, no core dumps (memory and cpu: see their own line)"
                 )
             } else {
                 off("containment is off")
@@ -583,6 +590,8 @@ fn init(args: Vec<OsString>) -> Result<i32, String> {
     if argv.is_empty() {
         return Err("no program to run".into());
     }
+    // First, before this process forks anything: whatever the workload starts is inside.
+    join_cgroups(&jail.cgroups)?;
     die_with_parent()?;
     let pid1 = nix::unistd::getpid().as_raw() == 1;
     // The pid Morel shows for the instance is this process's on the host; the host's /proc,
@@ -648,6 +657,14 @@ fn contain(jail: &Jail, argv: &[CString], env: &[CString], pid1: bool) -> Result
     } else {
         Err(exec(&argv, &env))
     }
+}
+
+/// Moves this process into each cgroup (`0` written to its `cgroup.procs` means "the writer").
+fn join_cgroups(procs: &[PathBuf]) -> Result<(), String> {
+    for p in procs {
+        std::fs::write(p, "0").map_err(|e| format!("joining the cgroup {}: {e}", p.display()))?;
+    }
+    Ok(())
 }
 
 fn die_with_parent() -> Result<(), String> {

@@ -149,9 +149,33 @@ pub enum InvokeError {
     Timeout(Duration),
     #[error("worker died during the call: {0}")]
     WorkerDied(String),
+    /// The function returned a response the runner described in a shape the host cannot
+    /// read (a runner bug, or a status out of range).
+    #[error("the function's response is not valid: {0}")]
+    InvalidResponse(String),
 }
 
-type Reply = Result<Box<RawValue>, InvokeError>;
+/// One call: the function, its bound arguments and, for a function that takes it, the request.
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    pub name: &'a str,
+    /// A JSON array.
+    pub args: &'a RawValue,
+    /// A JSON object.
+    pub kwargs: &'a RawValue,
+    /// `Invoke`'s `request` ([`crate::protocol::RequestInfo`]); `None` for most calls.
+    pub request: Option<&'a RawValue>,
+}
+
+/// What a call returned: its JSON result and, when the function returned an SDK response,
+/// the status and headers it asked for.
+#[derive(Debug)]
+pub struct Returned {
+    pub result: Box<RawValue>,
+    pub response: Option<crate::protocol::ResponseMeta>,
+}
+
+type Reply = Result<Returned, InvokeError>;
 
 /// A call in flight: where its reply goes, and the slot it holds. The reader frees the slot as
 /// soon as the reply is read, before the caller runs again, so that a call waiting for a slot
@@ -491,11 +515,10 @@ impl Worker {
     /// Runs one call. The deadline covers waiting for a free slot and the call itself.
     pub async fn invoke(
         &self,
-        name: &str,
-        args: &RawValue,
-        kwargs: &RawValue,
+        call: &Call<'_>,
         deadline: Duration,
-    ) -> Result<Box<RawValue>, InvokeError> {
+    ) -> Result<Returned, InvokeError> {
+        let name = call.name;
         let start = tokio::time::Instant::now();
         let permit =
             match tokio::time::timeout(deadline, self.inner.slots.clone().acquire_owned()).await {
@@ -529,9 +552,10 @@ impl Worker {
             &HostMessage::Invoke {
                 id,
                 name,
-                args,
-                kwargs,
+                args: call.args,
+                kwargs: call.kwargs,
                 timeout_ms: remaining.as_millis() as u64,
+                request: call.request,
             },
         );
         match tokio::time::timeout(remaining, rx).await {
@@ -642,6 +666,7 @@ async fn read_replies(mut reader: BufReader<pipe::Receiver>, weak: std::sync::We
                 ok,
                 result,
                 error,
+                response,
                 ..
             }) if kind == "InvokeResult" => {
                 let waiter = inner.pending.lock().ok().and_then(|mut p| p.remove(&id));
@@ -655,7 +680,7 @@ async fn read_replies(mut reader: BufReader<pipe::Receiver>, weak: std::sync::We
                 if let Some(Waiter { reply: tx, slot }) = waiter {
                     drop(slot);
                     let reply = if ok {
-                        Ok(result.unwrap_or_else(null_raw))
+                        returned(result, response)
                     } else {
                         let e: RaisedError = error
                             .and_then(|v| serde_json::from_value(v).ok())
@@ -701,6 +726,21 @@ async fn read_replies(mut reader: BufReader<pipe::Receiver>, weak: std::sync::We
             }
         }
     }
+}
+
+/// A successful reply: its result, and the response the function asked for, if it is one.
+fn returned(result: Option<Box<RawValue>>, response: Option<serde_json::Value>) -> Reply {
+    let response = match response {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(
+            serde_json::from_value::<crate::protocol::ResponseMeta>(v)
+                .map_err(|e| InvokeError::InvalidResponse(e.to_string()))?,
+        ),
+    };
+    Ok(Returned {
+        result: result.unwrap_or_else(null_raw),
+        response,
+    })
 }
 
 fn null_raw() -> Box<RawValue> {

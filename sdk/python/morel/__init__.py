@@ -13,9 +13,14 @@ app is discovered and deployed as it is.  The SDK lets you say more about
     def score(text):
         ...
 
-    @api.get("/items/{item_id}")
-    async def get_item(item_id):
-        ...
+    @api.get("/items/{item_id}")      # GET /APP/items/42?full=1
+    async def get_item(item_id, full=None):
+        ...                             # item_id == "42", full == "1"
+
+    @api.post("/items")
+    def create(name, request: morel.Request):
+        ...                             # request.headers, request.query, ...
+        return morel.Response({"name": name}, status=201, headers={"Location": "/items/7"})
 
     @api.function
     class Model:            # one instance per worker; each public method
@@ -24,6 +29,12 @@ app is discovered and deployed as it is.  The SDK lets you say more about
 
         def predict(self, x):
             ...
+
+A route's path parameters (``{item_id}``) and its query parameters are
+passed as named arguments, as strings (a repeated query parameter as a list of
+strings), merged with a JSON object body (the body wins over the query).  A
+parameter annotated ``morel.Request`` receives the request; returning a
+``morel.Response`` sets the answer's status and headers.
 
 An ``Endpoint`` is a named group of functions that share a resource
 configuration (worker count, per-worker concurrency, timeout, memory...).
@@ -36,7 +47,7 @@ when an app is deployed -- your modules are not imported to find them -- so
 the endpoint options must be written as literal values.
 """
 
-__all__ = ["Endpoint", "function", "call"]
+__all__ = ["Endpoint", "Request", "Response", "function", "call"]
 __version__ = "0.1.0"
 
 import functools
@@ -149,6 +160,93 @@ class Endpoint:
 
     def patch(self, path):
         return self.route("PATCH", path)
+
+
+class Request:
+    """The HTTP request of a call, for a function with a parameter annotated
+    ``morel.Request`` (Morel fills it; clients cannot send it as an argument)::
+
+        @api.get("/items/{item_id}")
+        def get_item(item_id, request: morel.Request):
+            return {"id": item_id, "agent": request.headers.get("user-agent")}
+
+    ``method`` is ``"GET"``, ``"POST"``...; ``path`` the path as the client sent it
+    (percent-encoded, with the app's prefix, without the query); ``headers`` a dict
+    of lowercase names to values (a repeated header's values joined by ``", "``);
+    ``query`` a dict of the decoded query parameters (a repeated one is a list).
+    ``header_list`` and ``query_list`` keep every ``(name, value)`` pair in order.
+    The body is bound to the function's arguments, as for any call.
+    """
+
+    __slots__ = ("method", "path", "headers", "query", "header_list", "query_list")
+
+    def __init__(self, method="GET", path="/", headers=None, query=None):
+        self.method = method
+        self.path = path
+        self.header_list = [(str(k).lower(), str(v)) for k, v in _pairs(headers)]
+        self.query_list = [(str(k), str(v)) for k, v in _pairs(query)]
+        self.headers = {}
+        for k, v in self.header_list:
+            self.headers[k] = self.headers[k] + ", " + v if k in self.headers else v
+        self.query = {}
+        for k, v in self.query_list:
+            if k not in self.query:
+                self.query[k] = v
+            elif isinstance(self.query[k], list):
+                self.query[k].append(v)
+            else:
+                self.query[k] = [self.query[k], v]
+
+    @classmethod
+    def _from_wire(cls, wire):
+        """From an ``Invoke`` frame's ``request``: ``{"method", "path", "headers":
+        [[name, value]...], "query": [[name, value]...]}``."""
+        return cls(
+            wire.get("method", "GET"),
+            wire.get("path", "/"),
+            wire.get("headers") or (),
+            wire.get("query") or (),
+        )
+
+    def __repr__(self):
+        return "Request(%r, %r)" % (self.method, self.path)
+
+
+class Response:
+    """An answer with its own status and headers, returned by a function::
+
+        return morel.Response({"id": 7}, status=201, headers={"Location": "/items/7"})
+        return morel.Response("<p>hi</p>", content_type="text/html")
+
+    ``body`` is sent as JSON, like any result; a ``str`` body whose content type is
+    not JSON is sent as it is.  ``status`` is 200 to 599.  ``headers`` is a dict or a
+    list of ``(name, value)`` pairs (repeat a name in the list to send it twice);
+    Morel sets ``Content-Length``, ``Date`` and the connection's headers itself, and
+    refuses a response that sets them (the call fails with 500).
+    """
+
+    __slots__ = ("body", "status", "headers")
+
+    def __init__(self, body=None, status=200, headers=None, content_type=None):
+        if type(status) is not int or not 200 <= status <= 599:
+            raise ValueError("status must be an integer between 200 and 599, got %r" % (status,))
+        self.body = body
+        self.status = status
+        self.headers = [(k, v) for k, v in _pairs(headers)]
+        if content_type is not None:
+            self.headers = [(k, v) for k, v in self.headers if k.lower() != "content-type"]
+            self.headers.append(("content-type", content_type))
+
+    def __repr__(self):
+        return "Response(status=%r, headers=%r)" % (self.status, self.headers)
+
+
+def _pairs(items):
+    if items is None:
+        return []
+    if isinstance(items, dict):
+        return list(items.items())
+    return [tuple(p) for p in items]
 
 
 def function(obj):

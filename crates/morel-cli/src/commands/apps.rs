@@ -87,12 +87,31 @@ pub async fn inspect(args: InspectArgs) -> Result<()> {
     println!("status:  {}", s(&app, "status"));
     println!("release: {}", s(&app, "active_release"));
     println!("url:     {}", s(&app, "url"));
+    if let Some(service) = app["urls"]["service"].as_str() {
+        println!("service: {service}");
+    }
     let list = |k: &str| {
         app.get(k)
             .and_then(|v| v.as_array())
             .cloned()
             .unwrap_or_default()
     };
+    let routes = app["urls"]["routes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !routes.is_empty() {
+        println!("\nROUTES");
+        for r in routes {
+            println!(
+                "  {:<7} {:<24} {:<20} {}",
+                s(&r, "method"),
+                s(&r, "path"),
+                s(&r, "function"),
+                s(&r, "url")
+            );
+        }
+    }
     println!("\nFUNCTIONS");
     for f in list("functions") {
         let params: Vec<String> = f

@@ -320,6 +320,11 @@ fn print_result(
     error: Option<&str>,
     functions: &[FunctionView],
 ) {
+    let routes = if error.is_none() {
+        routes_of(args, app)
+    } else {
+        Vec::new()
+    };
     if args.json {
         let fns: Vec<_> = functions
             .iter()
@@ -327,12 +332,41 @@ fn print_result(
             .collect();
         println!(
             "{}",
-            serde_json::json!({ "app": app, "release": format!("v{n}"), "status": status, "error": error, "functions": fns })
+            serde_json::json!({ "app": app, "release": format!("v{n}"), "status": status, "error": error, "functions": fns, "routes": routes })
         );
         return;
     }
     println!("{app} v{n} is {status}");
     for f in functions {
         println!("  {}({})  POST {}", f.name, f.params.join(", "), f.url);
+    }
+    for r in &routes {
+        println!(
+            "  {} {}  → {}  {}",
+            r["method"].as_str().unwrap_or(""),
+            r["path"].as_str().unwrap_or(""),
+            r["function"].as_str().unwrap_or(""),
+            r["url"].as_str().unwrap_or("")
+        );
+    }
+}
+
+/// The HTTP routes of the deployed environment (`urls.routes` of its app view: method,
+/// path, function, url), read once the release is ready.
+fn routes_of(args: &DeployArgs, app: &str) -> Vec<serde_json::Value> {
+    let host = morel_gateway::environment_host(app, &args.env);
+    let fetch = async {
+        let client = Client::from_settings()?;
+        client
+            .get::<serde_json::Value>(&format!("/api/apps/{host}"))
+            .await
+    };
+    // `print_result` is synchronous; the CLI's runtime has worker threads to block on.
+    match tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fetch)) {
+        Ok(v) => v["urls"]["routes"].as_array().cloned().unwrap_or_default(),
+        Err(e) => {
+            eprintln!("warning: could not list the routes of {app}: {e:#}");
+            Vec::new()
+        }
     }
 }

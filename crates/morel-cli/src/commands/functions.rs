@@ -180,7 +180,7 @@ pub async fn compiler(args: CompilerArgs) -> Result<()> {
 
 pub async fn doctor(json: bool) -> Result<()> {
     let statuses = morel_compiler::Toolchains::detect().doctor().await;
-    let sandbox = crate::containment::start()?;
+    crate::containment::start()?;
     if json {
         let rows: Vec<Value> = statuses
             .iter()
@@ -188,7 +188,7 @@ pub async fn doctor(json: bool) -> Result<()> {
                 |s| json!({ "language": s.language, "available": s.available, "detail": s.detail }),
             )
             .collect();
-        let doc = json!({ "languages": rows, "containment": sandbox.protections() });
+        let doc = json!({ "languages": rows, "containment": morel_agent::protections() });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
@@ -205,8 +205,13 @@ pub async fn doctor(json: bool) -> Result<()> {
         println!("  install the missing toolchains with scripts/setup-toolchains");
     }
     println!("\nworkload containment (morel up, server and agent on this machine, as this user):");
-    for line in sandbox.describe() {
-        println!("  {line}");
+    for p in morel_agent::protections() {
+        println!(
+            "  {:<26} {:<3} {}",
+            p.layer,
+            if p.enabled { "on" } else { "off" },
+            p.detail
+        );
     }
     Ok(())
 }

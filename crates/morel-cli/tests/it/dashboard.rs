@@ -3,7 +3,8 @@
 //!
 //! The browser script signs in, finds the app deployed here with its environment's config
 //! names (never values), calls a function from its page and sees the server's record of the
-//! execution (a failing one with its error), sees the line it printed in the live logs, compiles and runs a WAT function, sees a
+//! execution (a failing one with its error), finds another app's routes with their URLs and an
+//! http service's edge URL, sees the line it printed in the live logs, compiles and runs a WAT function, sees a
 //! second function of that name refused, deletes it after confirming (not after dismissing),
 //! and rolls back a release. It fails on any console error or page error. Screenshots of every page, at laptop and
 //! phone widths, go to `target/dashboard-screenshots`.
@@ -74,6 +75,10 @@ async fn dashboard_drives_an_app_in_chromium() {
     let (_, app) = s.get("/api/apps/hello-python").await;
     assert_eq!(app["active_release"], "v2", "{app}");
     assert!(!app.to_string().contains("s3cr3t-value"), "{app}");
+    // An app with routes and an http service: the browser finds their URLs.
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    s.deploy(&fixtures.join("user-flow"));
+    s.deploy(&fixtures.join("lane-service"));
 
     // A node joins, so the nodes page shows one with its capacity and heartbeat.
     let agent_state = tempfile::tempdir().unwrap();

@@ -650,7 +650,9 @@ async fn http_service_memory_limit_is_enforced() {
     let limits = rows[0]["limits"].as_str().unwrap().to_owned();
     assert!(limits.contains("memory 64 MiB"), "{limits}");
     assert!(
-        limits.starts_with("cgroup v2") || limits.starts_with("rlimit"),
+        limits.starts_with("cgroup v2")
+            || limits.starts_with("cgroup v1")
+            || limits.starts_with("rlimit"),
         "{limits}"
     );
 

@@ -15,12 +15,14 @@ mod hostile;
 mod http_services;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod manifest_apps;
 mod metacall_client;
 mod multinode;
 mod observe;
 mod postgres;
 mod scaling;
+mod user_flow;
 mod wasm;
 
 use std::path::PathBuf;

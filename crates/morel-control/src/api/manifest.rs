@@ -89,7 +89,7 @@ pub async fn manifest_of(st: &AppState, app: &str) -> Result<serde_json::Value, 
             .and_then(|m| m.get_mut(&r.name))
             .and_then(|v| v.as_object_mut())
         {
-            res.insert("endpoint_url".into(), r.endpoint_url.into());
+            res.insert("endpoint_url".into(), crate::views::endpoint_url(&r).into());
             res.insert("status".into(), r.status.as_str().into());
             if let Some(e) = r.error {
                 res.insert("error".into(), e.into());

@@ -155,7 +155,9 @@ pub struct SystemView {
     /// Morel's version.
     pub version: String,
     /// Each containment layer, whether it is in force here, and how (or what its absence
-    /// means). The same list as `morel doctor` and the startup log.
+    /// means), including how memory and cpu are limited (`memory and cpu limits`: cgroup v2,
+    /// cgroup v1, or rlimit with cpu not enforced). The same list as `morel doctor` and the
+    /// startup log.
     pub containment: Vec<ProtectionView>,
 }
 
@@ -178,8 +180,7 @@ pub struct ProtectionView {
     security(("token" = [])),
 )]
 pub async fn system() -> Json<SystemView> {
-    let containment = morel_runtime_process::Sandbox::current()
-        .protections()
+    let containment = morel_agent::protections()
         .into_iter()
         .map(|p| ProtectionView {
             layer: p.layer.to_owned(),

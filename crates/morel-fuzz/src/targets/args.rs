@@ -1,6 +1,11 @@
-//! Call bodies: `bind_args`, `check_depth` and `check_json` (morel-gateway's `args.rs`).
+//! Call arguments: `bind_args`, `check_depth` and `check_json` (morel-gateway's `args.rs`),
+//! and the URL's arguments: `parse_query` and `decode_segment` (`query.rs`), bound with a body.
 
-use morel_gateway::{MAX_DEPTH, bind_args, check_depth, check_json};
+use morel_gateway::{
+    BindError, Binding, MAX_DEPTH, UrlArgs, bind_args, check_depth, check_json, decode_segment,
+    parse_query,
+};
+use morel_runtime_process::protocol::{Param, ParamKind};
 use serde_json::Value;
 
 use crate::Sig;
@@ -21,10 +26,96 @@ pub(crate) const TOKENS: &[&[u8]] = &[
     b"\\ud800\\udc00",
     b"\"\\ud800\"",
     b"\\u12",
+    b"a=1&b=2",
+    b"&a",
+    b"=",
+    b"%",
+    b"%2",
+    b"%C3%A9",
+    b"%ff",
+    b"+",
+    b"a=1&a=2",
 ];
 
-/// Parameter lists the body is bound against: none, one, two, a name, three.
-const PARAMS: &[&[&str]] = &[&[], &["a"], &["a", "b"], &["name"], &["x", "y", "z"]];
+/// The signatures a body is bound against, as `(spec, metacall)`: `a`, `a=` (a default), `/a`
+/// (positional-only), `*a`, `**a`, `:a` (keyword-only), `@a` (the request); `None`: unchecked.
+const SIGNATURES: &[(Option<&[&str]>, bool)] = &[
+    (Some(&[]), false),
+    (Some(&["a"]), false),
+    (Some(&["a", "b"]), false),
+    (Some(&["name"]), false),
+    (Some(&["x", "y=", "*rest", ":z", "**kw", "@request"]), false),
+    (Some(&["/a", "b="]), false),
+    (Some(&["a", "b"]), true),
+    (None, false),
+    (None, true),
+];
+
+fn param(spec: &str) -> Param {
+    let (kind, name) = match spec {
+        s if s.starts_with("**") => (ParamKind::VarKeyword, &s[2..]),
+        s if s.starts_with('*') => (ParamKind::VarPositional, &s[1..]),
+        s if s.starts_with('/') => (ParamKind::PositionalOnly, &s[1..]),
+        s if s.starts_with(':') => (ParamKind::KeywordOnly, &s[1..]),
+        s if s.starts_with('@') => (ParamKind::Request, &s[1..]),
+        s => (ParamKind::PositionalOrKeyword, s),
+    };
+    Param {
+        name: name.trim_end_matches('=').to_owned(),
+        kind,
+        default: name.ends_with('='),
+    }
+}
+
+/// The binding for a [`SIGNATURES`] entry, and its parameters.
+fn binding(spec: Option<&[&str]>, metacall: bool) -> (Binding, Option<Vec<Param>>) {
+    let sig: Option<Vec<Param>> = spec.map(|s| s.iter().map(|p| param(p)).collect());
+    let b = Binding::new("f", binding_names(spec), sig.clone(), metacall);
+    // Seed 000's projects are not checked.
+    (b, sig.filter(|_| !metacall))
+}
+
+/// Whether `positional` arguments and `named` keys fit `sig`: an independent model of the
+/// rules `bind_args` checks.
+fn fits(sig: &[Param], positional: usize, named: &[String]) -> bool {
+    let by_position: Vec<&Param> = sig
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.kind,
+                ParamKind::PositionalOnly | ParamKind::PositionalOrKeyword
+            )
+        })
+        .collect();
+    let var = |k| sig.iter().any(|p| p.kind == k);
+    if positional > by_position.len() && !var(ParamKind::VarPositional) {
+        return false;
+    }
+    for key in named {
+        match sig.iter().find(|p| &p.name == key) {
+            Some(p) if matches!(p.kind, ParamKind::PositionalOnly | ParamKind::Request) => {
+                return false;
+            }
+            Some(p) if matches!(p.kind, ParamKind::VarPositional | ParamKind::VarKeyword) => {
+                if !var(ParamKind::VarKeyword) {
+                    return false;
+                }
+            }
+            Some(_) => {}
+            None if var(ParamKind::VarKeyword) => {}
+            None => return false,
+        }
+    }
+    let given = |p: &&Param| named.contains(&p.name);
+    by_position
+        .iter()
+        .skip(positional)
+        .all(|p| p.default || given(p))
+        && sig
+            .iter()
+            .filter(|p| p.kind == ParamKind::KeywordOnly)
+            .all(|p| p.default || given(&p))
+}
 
 fn is_json_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
@@ -57,9 +148,11 @@ fn bound_value(text: &str, open: u8) -> Option<Value> {
 
 /// Anything bound is valid JSON a worker can decode: `args` an array, `kwargs` an object,
 /// both within the depth limit, built by the rules in `args.rs` (an array as written, an
-/// object named when every key is a parameter, else positional, anything else the single
-/// argument). Whatever `bind_args` accepts, `check_json` accepts; `check_depth` refuses
-/// exactly the valid bodies that nest deeper than the limit.
+/// object named (by value order in a MetaCall project when its keys are not all parameter
+/// names), anything else the single argument), and fitting the signature exactly when the
+/// model says so. Whatever `bind_args` accepts, `check_json` accepts; `check_depth` refuses
+/// exactly the valid bodies that nest deeper than the limit. The same bytes read as a query
+/// string decode to pairs that encode back to themselves, and bind as named arguments.
 pub(crate) fn call_args(data: &[u8]) -> u64 {
     let depth_ok = check_depth(data).is_ok();
     let json = check_json(data);
@@ -92,9 +185,10 @@ pub(crate) fn call_args(data: &[u8]) -> u64 {
     if let Err(e) = &json {
         sig = sig.message(&e.to_string());
     }
-    for (i, params) in PARAMS.iter().enumerate() {
-        let params: Vec<String> = params.iter().map(|p| (*p).to_owned()).collect();
-        match bind_args(data, &params) {
+    let none = UrlArgs::default();
+    for (i, (spec, metacall)) in SIGNATURES.iter().enumerate() {
+        let (binding, params) = binding(*spec, *metacall);
+        match bind_args(data, &none, &binding) {
             Ok(bound) => {
                 assert!(
                     json.is_ok(),
@@ -106,17 +200,139 @@ pub(crate) fn call_args(data: &[u8]) -> u64 {
                 assert!(check_depth(bound.kwargs.get().as_bytes()).is_ok());
                 sig = sig.num(i as u64).flag(bound.kwargs.get() != "{}");
                 if let (Some(args), Some(kwargs)) = (args, kwargs) {
-                    check_rules(data, blank, &params, &args, &kwargs, bound.args.get());
+                    let names: Vec<String> = binding_names(*spec);
+                    check_rules(
+                        data,
+                        blank,
+                        &names,
+                        *metacall,
+                        &args,
+                        &kwargs,
+                        bound.args.get(),
+                    );
+                    if let Some(p) = &params {
+                        let n = args.as_array().map_or(0, Vec::len);
+                        let keys: Vec<String> = kwargs
+                            .as_object()
+                            .map(|o| o.keys().cloned().collect())
+                            .unwrap_or_default();
+                        assert!(
+                            fits(p, n, &keys),
+                            "bound {args} {kwargs}, which do not fit {spec:?}"
+                        );
+                    }
                 }
             }
-            Err(e) => {
+            Err(BindError::Arguments(m)) => {
+                assert!(
+                    json.is_ok(),
+                    "arguments refused for a body that is not JSON"
+                );
+                assert!(
+                    m.contains("(signature: f("),
+                    "a refusal names the signature: {m}"
+                );
+                let params = params
+                    .as_ref()
+                    .expect("an unchecked function refused arguments");
+                if let Ok(v) = &value {
+                    let (n, keys) = match v {
+                        Value::Array(a) => (a.len(), Vec::new()),
+                        Value::Object(o)
+                            if !(*metacall
+                                && !o.is_empty()
+                                && !o.keys().all(|k| binding_names(*spec).contains(k))) =>
+                        {
+                            (0, o.keys().cloned().collect())
+                        }
+                        Value::Object(o) => (o.len(), Vec::new()),
+                        _ => (1, Vec::new()),
+                    };
+                    assert!(!fits(params, n, &keys), "refused arguments that fit: {m}");
+                }
+                sig = sig.num(i as u64).str("refused").message(&m);
+            }
+            // (`check_json` may take what a `Value` cannot hold, such as a string that is not
+            // UTF-8: it only skips over it.)
+            Err(BindError::Json(e)) => {
                 if i == 0 {
-                    sig = sig.str("refused").message(&e.to_string());
+                    sig = sig.str("not json").message(&e.to_string());
                 }
             }
         }
     }
-    sig.done()
+    query(data, sig).done()
+}
+
+fn binding_names(spec: Option<&[&str]>) -> Vec<String> {
+    match spec {
+        Some(s) => s.iter().map(|p| param(p).name).collect(),
+        None => vec!["a".into(), "b".into()],
+    }
+}
+
+/// The bytes as a query string and as a path segment.
+fn query(data: &[u8], mut sig: Sig) -> Sig {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return sig.str("query not utf-8");
+    };
+    match decode_segment("p", text) {
+        Ok(seg) => {
+            assert!(
+                seg.matches('+').count() >= text.matches('+').count(),
+                "a path keeps its '+'"
+            );
+            sig = sig.str("segment");
+        }
+        Err(e) => sig = sig.str("bad segment").message(&e.to_string()),
+    }
+    let pairs = match parse_query(text) {
+        Ok(p) => p,
+        Err(e) => {
+            let m = e.to_string();
+            assert!(m.starts_with("query parameter"), "{m}");
+            return sig.str("bad query").message(&m);
+        }
+    };
+    assert!(pairs.len() <= text.split('&').count());
+    // Encoded again, the pairs decode to themselves.
+    let encoded: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    assert_eq!(
+        parse_query(&encoded.join("&")).expect("re-encoded pairs parse"),
+        pairs,
+        "re-encoded pairs decode to themselves"
+    );
+    // Bound with an empty body to a function taking anything, each name is an argument.
+    let url = UrlArgs {
+        path: Vec::new(),
+        query: pairs.clone(),
+    };
+    let (any, _) = binding(Some(&["**kw"]), false);
+    let bound = bind_args(b"", &url, &any).expect("query arguments bind to **kwargs");
+    let kwargs: Value = serde_json::from_str(bound.kwargs.get()).expect("kwargs are JSON");
+    for (k, v) in &pairs {
+        match &kwargs[k] {
+            Value::String(s) => assert_eq!(s, v),
+            Value::Array(list) => assert!(list.contains(&Value::String(v.clone()))),
+            other => panic!("query parameter {k:?} bound to {other}"),
+        }
+    }
+    sig.str("query").size(pairs.len())
+}
+
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// `a == b`, but floats only to within a few units in the last place: serde_json (without
@@ -148,6 +364,7 @@ fn check_rules(
     data: &[u8],
     blank: bool,
     params: &[String],
+    metacall: bool,
     args: &Value,
     kwargs: &Value,
     args_text: &str,
@@ -180,17 +397,20 @@ fn check_rules(
             assert_eq!(kwargs, &empty);
         }
         Value::Object(map) => {
-            let named = !map.is_empty() && map.keys().all(|k| params.contains(k));
-            if named {
+            let by_order = metacall && !map.is_empty() && !map.keys().all(|k| params.contains(k));
+            if by_order {
+                let values = Value::Array(map.values().cloned().collect());
+                assert!(
+                    same(args, &values),
+                    "MetaCall: positional, in key order: {args}"
+                );
+                assert_eq!(kwargs, &empty);
+            } else {
                 assert_eq!(args, &Value::Array(vec![]));
                 assert!(
                     same(kwargs, &body),
                     "named arguments are the object: {kwargs}"
                 );
-            } else {
-                let values = Value::Array(map.values().cloned().collect());
-                assert!(same(args, &values), "positional, in key order: {args}");
-                assert_eq!(kwargs, &empty);
             }
         }
         other => {

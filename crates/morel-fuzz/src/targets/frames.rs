@@ -1,7 +1,7 @@
 //! What the host reads from a worker: length-prefixed frames on its reply pipe (`frame.rs`)
 //! and the JSON in each (`protocol.rs`, decoded as `worker.rs` does).
 
-use morel_runtime_process::protocol::{RaisedError, WorkerFrame};
+use morel_runtime_process::protocol::{RaisedError, ResponseMeta, WorkerFrame};
 use morel_runtime_process::read_frame_for_fuzzing;
 
 use crate::Sig;
@@ -114,7 +114,16 @@ fn decode(frame: &[u8]) -> String {
                     "a raw result that is not JSON: {text:?}"
                 );
             }
-            format!("result {}", f.result.is_some())
+            // A function's response (the SDK's `Response`), read as `worker.rs` reads it: a
+            // malformed one fails its call, never the frame.
+            let response = match f.response.clone() {
+                None | Some(serde_json::Value::Null) => "none".to_owned(),
+                Some(v) => match serde_json::from_value::<ResponseMeta>(v) {
+                    Ok(r) => format!("{} {} {}", r.status / 100, r.headers.len().min(3), r.raw),
+                    Err(e) => format!("unreadable {}", crate::sig::message_class(&e.to_string())),
+                },
+            };
+            format!("result {} response {response}", f.result.is_some())
         }
         "InvokeResult" => {
             let raised = f.error.clone().map(serde_json::from_value::<RaisedError>);
@@ -133,11 +142,25 @@ fn decode(frame: &[u8]) -> String {
             }
         }
         "MetaData" => {
+            let mut signatures = 0;
             for m in &f.functions {
-                // What the pool registers: names and parameters as they came.
+                // What the pool registers: names and parameters as they came; the gateway
+                // builds each function's binding from them.
                 let _ = (m.name.len(), m.params.len(), m.is_async);
+                let b = morel_gateway::Binding::new(
+                    &m.name,
+                    m.params.clone(),
+                    m.signature.clone(),
+                    false,
+                );
+                signatures += usize::from(m.signature.is_some());
+                let _ = (b.wants_request(), b.signature_text().len());
             }
-            format!("metadata {}", f.functions.len().min(4))
+            format!(
+                "metadata {} {}",
+                f.functions.len().min(4),
+                signatures.min(2)
+            )
         }
         "LoadError" => match &f.error {
             Some(serde_json::Value::String(_)) => "load error text".to_owned(),

@@ -96,9 +96,12 @@ fn lane() -> &'static Lane {
             release,
             env: env.to_owned(),
             functions: Default::default(),
-            http: [("GET /x".to_owned(), "add".to_owned())]
-                .into_iter()
-                .collect(),
+            http: [
+                ("GET /x".to_owned(), "add".to_owned()),
+                ("GET /items/{id}".to_owned(), "add".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
         };
         routes.install("default", "hello", app(3, "production"));
         routes.install("default", "hello--staging", app(4, "staging"));

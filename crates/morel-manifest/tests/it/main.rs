@@ -230,6 +230,63 @@ fn validation_rejects_duplicates_and_bad_routes() {
     assert!(morel_manifest::Manifest::from_json(b"{\"version\":\"9\"}").is_err());
 }
 
+/// A route path's parameters are whole segments naming parameters of the function; two
+/// routes of one method whose paths differ only in parameter names are duplicates.
+#[test]
+fn route_parameters_are_checked_at_build() {
+    let app = |route: &str, params: &str| {
+        format!(
+            "import morel\napi = morel.Endpoint(\"api\")\n\n@api.get(\"{route}\")\ndef get_item({params}):\n    return 1\n"
+        )
+    };
+    let p = project(&[("app.py", &app("/items/{item_id}", "item_id, q=None"))]);
+    let m = build(p.path(), "r").unwrap();
+    assert_eq!(m.routes["api"]["GET /items/{item_id}"], "get_item");
+    assert!(!m.metacall);
+
+    for (route, params, needle) in [
+        (
+            "/items/{id}",
+            "item_id",
+            "binds {id}, but get_item(item_id) has no parameter \"id\"",
+        ),
+        (
+            "/items/{id}.json",
+            "id",
+            "a parameter must be a whole segment",
+        ),
+        ("/items/{1}", "id", "named like an argument"),
+    ] {
+        std::fs::write(p.path().join("app.py"), app(route, params)).unwrap();
+        let e = build(p.path(), "r").unwrap_err().to_string();
+        assert!(e.contains(needle), "{route}: {e}");
+        assert!(e.contains("get_item.http_path"), "{route}: {e}");
+    }
+    // `**kwargs` takes any parameter.
+    std::fs::write(p.path().join("app.py"), app("/items/{id}", "**kw")).unwrap();
+    build(p.path(), "r").unwrap();
+
+    std::fs::write(
+        p.path().join("app.py"),
+        format!(
+            "{}\n@api.get(\"/items/{{name}}\")\ndef by_name(name):\n    return 2\n",
+            app("/items/{item_id}", "item_id")
+        ),
+    )
+    .unwrap();
+    let e = build(p.path(), "r").unwrap_err().to_string();
+    assert!(e.contains("duplicate route \"GET /items/{"), "{e}");
+
+    let mc = project(&[
+        (
+            "metacall.json",
+            r#"{"language_id":"py","path":".","scripts":["a.py"]}"#,
+        ),
+        ("a.py", "def fa(x):\n    return x\n"),
+    ]);
+    assert!(build(mc.path(), "mc").unwrap().metacall);
+}
+
 /// Node projects get seed 002's resource fields from morel.toml: which functions run where,
 /// workers, concurrency, idle timeout and routes. Nothing runs the code to find them.
 #[test]

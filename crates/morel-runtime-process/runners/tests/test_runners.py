@@ -142,17 +142,18 @@ class Worker:
         )
         return self.recv()
 
-    def invoke(self, call_id, name, args=(), kwargs=None, timeout_ms=30000):
-        self.send(
-            {
-                "type": "Invoke",
-                "id": call_id,
-                "name": name,
-                "args": list(args),
-                "kwargs": kwargs or {},
-                "timeout_ms": timeout_ms,
-            }
-        )
+    def invoke(self, call_id, name, args=(), kwargs=None, timeout_ms=30000, request=None):
+        msg = {
+            "type": "Invoke",
+            "id": call_id,
+            "name": name,
+            "args": list(args),
+            "kwargs": kwargs or {},
+            "timeout_ms": timeout_ms,
+        }
+        if request is not None:
+            msg["request"] = request
+        self.send(msg)
 
     def call(self, name, /, *args, **kwargs):
         self.invoke(999, name, args, kwargs)
@@ -206,6 +207,10 @@ PY_FUNCS = [
     fn("shadowed", "json.py"),
     fn("Model.predict", "sdk_app.py"),
     fn("ping", "sdk_app.py"),
+    fn("get_item", "sdk_app.py"),
+    fn("create_item", "sdk_app.py"),
+    fn("page", "sdk_app.py"),
+    fn("bad_response", "sdk_app.py"),
 ]
 
 NODE_FUNCS = [
@@ -370,11 +375,75 @@ class PythonRunnerTest(RunnerContract, unittest.TestCase):
 
     def test_metadata_params(self):
         b = self.by_name
-        self.assertEqual(b["greet"], {"name": "greet", "params": ["name", "punctuation"], "is_async": False})
+        self.assertEqual(
+            b["greet"],
+            {
+                "name": "greet",
+                "params": ["name", "punctuation"],
+                "is_async": False,
+                "signature": [
+                    {"name": "name", "kind": "positional_or_keyword", "default": False},
+                    {"name": "punctuation", "kind": "positional_or_keyword", "default": True},
+                ],
+            },
+        )
         self.assertEqual(b["aslow"]["params"], ["delay"])
         self.assertTrue(b["aslow"]["is_async"])
         self.assertEqual(b["varargs"]["params"], ["first", "*rest", "flag", "**extra"])
         self.assertEqual(b["Counter.peek"]["params"], [])
+
+    def test_signature_kinds(self):
+        kinds = lambda name: [(p["name"], p["kind"], p["default"]) for p in self.by_name[name]["signature"]]
+        self.assertEqual(
+            kinds("varargs"),
+            [
+                ("first", "positional_or_keyword", False),
+                ("rest", "var_positional", False),
+                ("flag", "keyword_only", True),
+                ("extra", "var_keyword", False),
+            ],
+        )
+        # Bound methods leave `self` out; the SDK's wrappers show the wrapped function.
+        self.assertEqual(kinds("Model.predict"), [("x", "positional_or_keyword", False), ("scale", "positional_or_keyword", True)])
+        self.assertEqual(kinds("ping"), [])
+        # A parameter annotated morel.Request is the runner's to fill.
+        self.assertEqual(
+            kinds("get_item"),
+            [("item_id", "positional_or_keyword", False), ("request", "request", False), ("full", "positional_or_keyword", True)],
+        )
+
+    def test_request_is_passed_to_the_parameter_that_asks_for_it(self):
+        request = {
+            "method": "GET",
+            "path": "/shop/items/42",
+            "headers": [["user-agent", "test/1"], ["x-a", "1"], ["x-a", "2"]],
+            "query": [["tag", "a"], ["tag", "b"]],
+        }
+        self.w.invoke(5, "get_item", [], {"item_id": "42"}, request=request)
+        msg = self.w.recv()
+        self.assertEqual(
+            self.ok(msg),
+            {"id": "42", "full": False, "method": "GET", "path": "/shop/items/42", "agent": "test/1", "tags": ["a", "b"]},
+        )
+        # A function without a request parameter ignores one it is sent.
+        self.w.invoke(6, "add", [1, 2], request=request)
+        self.assertEqual(self.ok(self.w.recv()), 3)
+
+    def test_response_sets_status_and_headers(self):
+        msg = self.w.call("create_item", "pen")
+        self.assertEqual(msg["result"], {"name": "pen"})
+        self.assertEqual(msg["response"], {"status": 201, "headers": [["Location", "/items/7"]], "raw": False})
+        # A text body with a content type other than JSON is sent as it is (async too).
+        msg = self.w.call("page")
+        self.assertEqual(msg["result"], "<p>hi</p>")
+        self.assertEqual(msg["response"], {"status": 200, "headers": [["content-type", "text/html"]], "raw": True})
+        # Plain results carry no response.
+        self.assertNotIn("response", self.w.call("add", 1, 2))
+        err = self.err(self.w.call("bad_response"))
+        self.assertEqual(err["type"], "InvalidResponse")
+        self.assertIn("status 99", err["message"])
+        err = self.err(self.w.call("create_item", "pen", status=700))
+        self.assertEqual(err["type"], "ValueError")
 
     def test_async_call(self):
         self.assertEqual(self.ok(self.w.call("agreet", "Ada")), "async hi Ada")
@@ -516,7 +585,7 @@ class PythonRunnerTest(RunnerContract, unittest.TestCase):
         self.assertEqual(self.w.recv(), {"type": "InvokeResult", "id": "abc", "ok": True, "result": 3})
 
 
-PY_ASYNC = {"aslow", "agreet", "afail", "forever", "aexit", "block_loop", "self_cancel", "Counter.aget", "ping"}
+PY_ASYNC = {"aslow", "agreet", "afail", "forever", "aexit", "block_loop", "self_cancel", "Counter.aget", "ping", "page"}
 
 
 class PythonSyncOnlyRunnerTest(RunnerContract, unittest.TestCase):
@@ -718,14 +787,25 @@ class NodeRunnerTest(RunnerContract, unittest.TestCase):
 
     def test_metadata_params(self):
         b = self.by_name
-        self.assertEqual(b["greet"], {"name": "greet", "params": ["name", "punct"], "is_async": False})
+        opt = lambda name: {"name": name, "kind": "positional_or_keyword", "default": True}
+        self.assertEqual(
+            b["greet"],
+            {"name": "greet", "params": ["name", "punct"], "is_async": False, "signature": [opt("name"), opt("punct")]},
+        )
         self.assertEqual(b["add"]["params"], ["a", "b"])
-        self.assertEqual(b["slow"], {"name": "slow", "params": ["ms"], "is_async": True})
+        self.assertEqual(b["slow"], {"name": "slow", "params": ["ms"], "is_async": True, "signature": [opt("ms")]})
         self.assertEqual(b["promise"]["params"], ["x"])
         self.assertEqual(b["kw"]["params"], ["a", "b", "c"])
         self.assertEqual(b["rest"]["params"], ["first", "...others"])
+        # JavaScript parameters may all be left out; `...rest` takes the rest.
+        self.assertEqual(
+            b["rest"]["signature"],
+            [opt("first"), {"name": "others", "kind": "var_positional", "default": True}],
+        )
         self.assertEqual(b["single"]["params"], ["x"])
-        self.assertEqual(b["arrow"], {"name": "arrow", "params": ["a", "b"], "is_async": True})
+        self.assertEqual(
+            b["arrow"], {"name": "arrow", "params": ["a", "b"], "is_async": True, "signature": [opt("a"), opt("b")]}
+        )
         self.assertTrue(b["mul"]["is_async"])
 
     def test_promise_results(self):
