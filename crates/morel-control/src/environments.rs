@@ -222,13 +222,24 @@ impl Environments {
         }
     }
 
-    /// Every address of an environment: call path, routes, host names.
+    /// Every address of an environment: the call path (when it runs functions), its routes
+    /// and http service, host names.
     pub fn urls(&self, app: &AppKey, env: &str) -> Vec<String> {
         let base = &self.deployer.cfg.public_url;
-        let mut urls = vec![
-            format!("{base}/{}/{}/{env}/call/", app.namespace, app.name),
-            format!("{base}/{}@{env}/", app.name),
-        ];
+        // An environment of http services only has no call path (it would answer 404).
+        let functions = host_key(app, env)
+            .ok()
+            .and_then(|h| {
+                self.deployer
+                    .routes
+                    .get(h.namespace.as_str(), h.name.as_str())
+            })
+            .is_none_or(|r| !r.functions.is_empty());
+        let mut urls = Vec::new();
+        if functions {
+            urls.push(format!("{base}/{}/{}/{env}/call/", app.namespace, app.name));
+        }
+        urls.push(format!("{base}/{}@{env}/", app.name));
         let port = base.rsplit(':').next().unwrap_or("80");
         for h in self.hosts(app, env) {
             urls.push(format!("http://{h}:{port}/"));

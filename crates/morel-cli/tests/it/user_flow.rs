@@ -542,4 +542,29 @@ async fn every_url_shown_for_an_app_answers() {
         "{:?}",
         resp.headers()
     );
+
+    // `morel env ls`: an environment's URLs; one running only an http service has no call
+    // path, and every URL it lists answers.
+    let envs: Value = serde_json::from_str(&s.cli_ok(&["env", "ls", "lane", "--json"])).unwrap();
+    let urls: Vec<&str> = envs[0]["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(!urls.is_empty(), "{envs}");
+    for url in urls {
+        assert!(!url.contains("/call/"), "{url} in {envs}");
+        let resp = http.get(format!("{url}echo")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{url}echo");
+    }
+    let envs: Value =
+        serde_json::from_str(&s.cli_ok(&["env", "ls", "user-flow", "--json"])).unwrap();
+    assert!(
+        envs[0]["urls"].as_array().unwrap().iter().any(|u| u
+            .as_str()
+            .unwrap()
+            .ends_with("/default/user-flow/production/call/")),
+        "{envs}"
+    );
 }
