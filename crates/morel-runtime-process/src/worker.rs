@@ -623,8 +623,10 @@ impl Worker {
     pub async fn stop(&self, grace: Duration) {
         self.inner.slots.close();
         let deadline = tokio::time::Instant::now() + grace;
-        // A closed semaphore still takes back the permits of the calls that end.
+        // A closed semaphore still takes back the permits of the calls that end (a worker
+        // retired idle holds them all itself: no call is in flight).
         while self.is_alive()
+            && !self.retired_idle()
             && self.inner.slots.available_permits() < self.inner.concurrency as usize
             && tokio::time::Instant::now() < deadline
         {
