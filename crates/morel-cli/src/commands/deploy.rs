@@ -97,6 +97,9 @@ struct FunctionView {
 #[derive(Deserialize)]
 struct AppDetail {
     functions: Vec<FunctionView>,
+    /// `call`, `routes` (method, path, function, url) and `service`.
+    #[serde(default)]
+    urls: serde_json::Value,
 }
 
 /// Prints progress on a spinner when stderr is a terminal, as plain lines otherwise.
@@ -222,7 +225,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     progress.step(&format!("release v{n} created"));
     if args.detach {
         progress.finish();
-        print_result(&args, &app, n, "pending", None, &[]);
+        print_result(&args, &app, n, "pending", None, &[], &[]);
         return Ok(());
     }
     // Follow this release's steps (its events say `vN: step`) until it is ready or failed;
@@ -287,11 +290,15 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
     if final_release.status == "failed" {
         let err = final_release.error.unwrap_or_default();
         if args.json {
-            print_result(&args, &app, n, "failed", Some(&err), &[]);
+            print_result(&args, &app, n, "failed", Some(&err), &[], &[]);
         }
         bail!("release v{n} of {app} failed:\n{err}");
     }
     let detail: AppDetail = client.get(&format!("/api/apps/{host}")).await?;
+    let routes = detail.urls["routes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     print_result(
         &args,
         &app,
@@ -299,6 +306,7 @@ pub async fn deploy(args: DeployArgs) -> Result<()> {
         &final_release.status,
         None,
         &detail.functions,
+        &routes,
     );
     if !args.json {
         for (name, _) in manifest
@@ -319,12 +327,8 @@ fn print_result(
     status: &str,
     error: Option<&str>,
     functions: &[FunctionView],
+    routes: &[serde_json::Value],
 ) {
-    let routes = if error.is_none() {
-        routes_of(args, app)
-    } else {
-        Vec::new()
-    };
     if args.json {
         let fns: Vec<_> = functions
             .iter()
@@ -340,7 +344,7 @@ fn print_result(
     for f in functions {
         println!("  {}({})  POST {}", f.name, f.params.join(", "), f.url);
     }
-    for r in &routes {
+    for r in routes {
         println!(
             "  {} {}  → {}  {}",
             r["method"].as_str().unwrap_or(""),
@@ -348,25 +352,5 @@ fn print_result(
             r["function"].as_str().unwrap_or(""),
             r["url"].as_str().unwrap_or("")
         );
-    }
-}
-
-/// The HTTP routes of the deployed environment (`urls.routes` of its app view: method,
-/// path, function, url), read once the release is ready.
-fn routes_of(args: &DeployArgs, app: &str) -> Vec<serde_json::Value> {
-    let host = morel_gateway::environment_host(app, &args.env);
-    let fetch = async {
-        let client = Client::from_settings()?;
-        client
-            .get::<serde_json::Value>(&format!("/api/apps/{host}"))
-            .await
-    };
-    // `print_result` is synchronous; the CLI's runtime has worker threads to block on.
-    match tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(fetch)) {
-        Ok(v) => v["urls"]["routes"].as_array().cloned().unwrap_or_default(),
-        Err(e) => {
-            eprintln!("warning: could not list the routes of {app}: {e:#}");
-            Vec::new()
-        }
     }
 }
