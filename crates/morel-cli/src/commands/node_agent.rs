@@ -82,7 +82,9 @@ impl Servers {
         *i = (*i + 1) % self.urls.len();
     }
 
-    /// Sends a request to the current server, moving to the next one when it cannot be reached.
+    /// Sends a request to the current server, moving to the next one when it cannot be reached
+    /// or answers 401, 404, 429 or 5xx (a server that refuses the token, lacks the bundle, or
+    /// is in trouble); when every server answers so, the last answer is returned.
     pub async fn send(
         &self,
         method: reqwest::Method,
@@ -90,6 +92,7 @@ impl Servers {
         body: Option<&serde_json::Value>,
     ) -> Result<reqwest::Response> {
         let mut last = None;
+        let mut refused = None;
         for _ in 0..self.urls.len() {
             let url = self.url();
             let mut req = self
@@ -100,6 +103,11 @@ impl Servers {
                 req = req.json(b);
             }
             match req.send().await {
+                Ok(r) if fails_over(r.status()) => {
+                    tracing::warn!(server = %url, status = %r.status(), path, "server refused; trying the next");
+                    refused = Some(r);
+                    self.rotate();
+                }
                 Ok(r) => return Ok(r),
                 Err(e) => {
                     tracing::warn!(server = %url, error = %e, "server unreachable; trying the next");
@@ -108,11 +116,23 @@ impl Servers {
                 }
             }
         }
+        if let Some(r) = refused {
+            return Ok(r);
+        }
         Err(anyhow::anyhow!(
             "no server reachable: {}",
             last.map(|e| e.to_string()).unwrap_or_default()
         ))
     }
+}
+
+/// An answer after which another server may do better.
+fn fails_over(status: reqwest::StatusCode) -> bool {
+    use reqwest::StatusCode;
+    matches!(
+        status,
+        StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND | StatusCode::TOO_MANY_REQUESTS
+    ) || status.is_server_error()
 }
 
 pub struct NodeAgent {

@@ -548,3 +548,39 @@ async fn servers_and_agents_close_stalled_and_idle_connections() {
         l.limits_hold().await;
     }
 }
+
+/// An agent fails over between servers on a refusal, not only on a connection error: joined
+/// to a server that refuses its token (a second server with a state directory of its own),
+/// it moves to the next one, registers there and runs what is placed on it; its bundles come
+/// from the server that has them.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_refused_by_one_server_joins_the_next() {
+    let db = ScratchDb::create().await;
+    let server_args = ["--database-url", db.url.as_str(), "--no-compiler"];
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let other = Arc::new(tempfile::tempdir().unwrap());
+    let s = MorelServer::start_role(&bin(), dirs.clone(), "server", &server_args);
+    let refusing = MorelServer::start_role(&bin(), other, "server", &server_args);
+    assert_ne!(s.token, refusing.token);
+    let joins = format!("{},{}", refusing.url, s.url);
+    let _agent = AgentProc::start(&s, &joins, "failover-a", &dirs.path().join("failover-a"));
+    wait_for(Duration::from_secs(30), "the agent to join", || async {
+        let (_, nodes) = s.get("/api/nodes").await;
+        nodes
+            .as_array()?
+            .iter()
+            .any(|n| n["id"] == "failover-a" && n["state"] == "ready")
+            .then_some(())
+    })
+    .await;
+    s.deploy(&example("hello-python"));
+    wait_for(
+        Duration::from_secs(120),
+        "a call through the server",
+        || async {
+            let (status, body) = s.call("hello-python", "greet", r#"{"name": "Ada"}"#).await;
+            (status == 200 && body.to_string().contains("Hello, Ada!")).then_some(())
+        },
+    )
+    .await;
+}
