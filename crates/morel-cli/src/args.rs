@@ -1,7 +1,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Morel: a self-hosted serverless platform. Deploy Python and Node projects as signed
 /// bundles and call their functions over HTTP.
@@ -16,6 +16,9 @@ pub struct Cli {
 pub enum Command {
     /// Run control plane + gateway + local agent on the embedded store.
     Up(UpArgs),
+    /// Start a project from a template: code, morel.toml, a README and a test that runs
+    /// without Morel. `morel deploy DIR` deploys it as it is.
+    Init(InitArgs),
     /// Discover functions, write the manifest and pack a signed bundle.
     Build(BuildArgs),
     /// Build, upload and deploy a project; waits until it answers and prints its URLs.
@@ -442,6 +445,37 @@ pub struct CallArgs {
     /// Which release: `latest`, `vN` or an environment name.
     #[arg(long, default_value = "latest")]
     pub release: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// What to start: a Python or Node app of functions, an HTTP service, or a WebAssembly
+    /// function in C or Rust.
+    pub kind: InitKind,
+    /// Project directory, created when missing; files already in it are kept.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// App name written into morel.toml (default: the directory's name, made a valid app name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Overwrite files of the template that already exist (otherwise init refuses and names them).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The templates of `morel init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitKind {
+    /// Python functions (hello.py), tested with `python3 -m unittest`.
+    Python,
+    /// Node functions (index.js), tested with `node --test`.
+    Node,
+    /// An HTTP service (a small Python server on $PORT), tested against a local instance.
+    Http,
+    /// A WebAssembly function in C (a WASI command), checked natively with cc.
+    WasmC,
+    /// A WebAssembly function in Rust (a WASI command), with unit tests run by rustc --test.
+    WasmRust,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@ mod apps;
 mod deploy;
 mod environments;
 mod functions;
+mod init;
 mod keys;
 mod node_agent;
 mod server;
@@ -17,6 +18,7 @@ use crate::args::{Cli, Command};
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Up(a) => up::run(a).await,
+        Command::Init(a) => init::run(a),
         Command::Build(a) => deploy::build(a).await,
         Command::Deploy(a) => deploy::deploy(a).await,
         Command::Call(a) => apps::call(a).await,

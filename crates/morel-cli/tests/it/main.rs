@@ -13,6 +13,7 @@ mod fast_lane;
 mod flows;
 mod hostile;
 mod http_services;
+mod init;
 mod isolation;
 mod lifecycle;
 mod limits;
