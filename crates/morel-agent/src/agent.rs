@@ -177,6 +177,22 @@ impl Agent {
         &self.limit_backend
     }
 
+    /// How a workload is limited: through this machine's cgroups when its resource `asked` for
+    /// limits (`cpu` or `memory_mb`), else by the default memory per process (RLIMIT_DATA).
+    /// A cgroup costs each cold start its creation (about 15 ms on cgroup v1, bench/NOTES.md),
+    /// so only a workload that sets a limit pays for it.
+    fn limit_backend_for(&self, asked: bool) -> crate::LimitBackend {
+        match &self.limit_backend {
+            crate::LimitBackend::Rlimit { .. } => self.limit_backend.clone(),
+            _ if asked => self.limit_backend.clone(),
+            _ => crate::LimitBackend::Rlimit {
+                why: "the resource sets neither cpu nor memory_mb: the default memory holds per \
+                      process"
+                    .into(),
+            },
+        }
+    }
+
     pub fn node(&self) -> &str {
         &self.cfg.node
     }
@@ -654,7 +670,7 @@ impl Agent {
                     cpu: res.cpu,
                 }
                 .with_default_memory(),
-                backend: self.limit_backend.clone(),
+                backend: self.limit_backend_for(res.memory_mb.is_some() || res.cpu.is_some()),
             });
             pools.push(pool);
         }
@@ -748,7 +764,9 @@ impl Agent {
             start_timeout: Duration::from_secs(http.start_timeout_s),
             request_timeout: Duration::from_millis(res.timeout_ms),
             limits: placement.limits.with_default_memory(),
-            backend: self.limit_backend.clone(),
+            backend: self.limit_backend_for(
+                placement.limits.memory_mb.is_some() || placement.limits.cpu.is_some(),
+            ),
             jail,
             scratch: self.scratch_dir(),
             pre_start: prepared.pre_start(),

@@ -130,13 +130,16 @@ impl LimitBackend {
         let detail = match self {
             _ if !containment => "containment is off: no memory or cpu limits".to_owned(),
             LimitBackend::CgroupV2 { parent } => format!(
-                "cgroup v2 per instance under {}: memory.max from memory_mb (default \
-                 {DEFAULT_MEMORY_MB} MiB, no swap), cpu.max from cpu",
+                "cgroup v2 per instance of a resource that sets cpu or memory_mb, under {}: \
+                 memory.max from memory_mb (default {DEFAULT_MEMORY_MB} MiB, no swap), cpu.max \
+                 from cpu; other instances: RLIMIT_DATA {DEFAULT_MEMORY_MB} MiB per process",
                 parent.display()
             ),
             LimitBackend::CgroupV1 { cpu, memory } => format!(
-                "cgroup v1 per instance under {} and {}: memory.limit_in_bytes from memory_mb \
-                 (default {DEFAULT_MEMORY_MB} MiB), cpu.cfs_quota_us from cpu",
+                "cgroup v1 per instance of a resource that sets cpu or memory_mb, under {} and \
+                 {}: memory.limit_in_bytes from memory_mb (default {DEFAULT_MEMORY_MB} MiB), \
+                 cpu.cfs_quota_us from cpu; other instances: RLIMIT_DATA {DEFAULT_MEMORY_MB} MiB \
+                 per process",
                 memory.display(),
                 cpu.display()
             ),
