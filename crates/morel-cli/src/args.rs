@@ -6,7 +6,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Morel: a self-hosted serverless platform. Deploy Python and Node projects as signed
 /// bundles and call their functions over HTTP.
 #[derive(Debug, Parser)]
-#[command(name = "morel", version, propagate_version = true)]
+#[command(
+    name = "morel",
+    version,
+    propagate_version = true,
+    after_help = crate::client::EXIT_CODES_HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -31,7 +36,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Show (and follow) an app's logs.
     Logs(LogsArgs),
-    /// Stop an app and delete everything it has.
+    /// Stop an app and delete everything it has. Asks for confirmation on a terminal;
+    /// elsewhere refuses unless --yes.
     Delete(DeleteArgs),
     /// Re-activate an older release of an app (default: the previous one).
     Rollback(RollbackArgs),
@@ -78,6 +84,53 @@ pub enum Command {
     Server(ServerArgs),
     /// A stateless edge: forwards calls to agents, from the shared database's placements.
     Gateway(GatewayArgs),
+    /// Print a shell completion script on stdout, e.g.
+    /// `morel completions bash > ~/.local/share/bash-completion/completions/morel`.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    pub shell: clap_complete::Shell,
+}
+
+impl Command {
+    /// Whether this command is a server that runs until stopped (and so keeps ignoring
+    /// SIGPIPE), rather than a client that prints and exits.
+    pub fn is_long_running(&self) -> bool {
+        match self {
+            Command::Up(_)
+            | Command::Server(_)
+            | Command::Agent(_)
+            | Command::Gateway(_)
+            | Command::Compiler(_) => true,
+            Command::Init(_)
+            | Command::Build(_)
+            | Command::Deploy(_)
+            | Command::Call(_)
+            | Command::Ls(_)
+            | Command::Inspect(_)
+            | Command::Logs(_)
+            | Command::Delete(_)
+            | Command::Rollback(_)
+            | Command::Keys(_)
+            | Command::Login(_)
+            | Command::Fn(_)
+            | Command::Doctor(_)
+            | Command::Push(_)
+            | Command::Publish(_)
+            | Command::Budget(_)
+            | Command::Scale(_)
+            | Command::Ps(_)
+            | Command::Env(_)
+            | Command::Secrets(_)
+            | Command::Certs(_)
+            | Command::Export(_)
+            | Command::Import(_)
+            | Command::Completions(_) => false,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -119,9 +172,11 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
+    /// The app's name.
     pub app: String,
     /// The digest `morel push` printed.
     pub digest: String,
+    /// The environment to release into (production, or a preview's name).
     #[arg(long, default_value = "production")]
     pub env: String,
     /// Environment variables for the instances (KEY=VALUE), repeatable.
@@ -133,7 +188,9 @@ pub struct PublishArgs {
 pub enum BudgetCommand {
     /// Set the budget (omitted limits are removed).
     Set {
+        /// The app's name.
         app: String,
+        /// The most instances the app's http services may run in all.
         #[arg(long)]
         max_instances: Option<u32>,
         /// CPU cores for the whole app, e.g. 1.5.
@@ -145,7 +202,9 @@ pub enum BudgetCommand {
     },
     /// Show the budget and scale.
     Show {
+        /// The app's name.
         app: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -153,7 +212,9 @@ pub enum BudgetCommand {
 
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
+    /// The app's name.
     pub app: String,
+    /// Instances each http service keeps running.
     #[arg(long)]
     pub min: u32,
     /// Default: the same as --min.
@@ -165,14 +226,18 @@ pub struct ScaleArgs {
 pub enum EnvCommand {
     /// List an app's environments with branch, release, status and URLs.
     Ls {
+        /// The app's name.
         app: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Set config values (environment variables), kept across deploys; rolls out a new
     /// release and waits until it is ready.
     Set {
+        /// The app's name.
         app: String,
+        /// Config values to set.
         #[arg(value_name = "KEY=VALUE", required = true)]
         pairs: Vec<String>,
         /// The environment (production, or a preview's name).
@@ -184,7 +249,9 @@ pub enum EnvCommand {
     },
     /// Remove config values; rolls out a new release and waits until it is ready.
     Unset {
+        /// The app's name.
         app: String,
+        /// Names of the config values to remove.
         #[arg(value_name = "KEY", required = true)]
         keys: Vec<String>,
         /// The environment (production, or a preview's name).
@@ -194,8 +261,17 @@ pub enum EnvCommand {
         #[arg(long)]
         detach: bool,
     },
-    /// Remove a preview environment: stop its instances and delete its data.
-    Rm { app: String, env: String },
+    /// Remove a preview environment: stop its instances and delete its data. Asks for
+    /// confirmation on a terminal; elsewhere refuses unless --yes.
+    Rm {
+        /// The app's name.
+        app: String,
+        /// The preview environment to remove (production cannot be: use `morel delete`).
+        env: String,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long, short)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,7 +279,9 @@ pub enum SecretsCommand {
     /// Set a secret (value from --value or stdin); a new release restarts the environment's
     /// instances with it, and this waits until it is ready.
     Set {
+        /// The app's name.
         app: String,
+        /// The secret's name (an environment variable in the instances).
         key: String,
         /// The value (read from stdin when absent, so it stays out of shell history).
         #[arg(long)]
@@ -217,16 +295,21 @@ pub enum SecretsCommand {
     },
     /// List secret names and update times (never values).
     Ls {
+        /// The app's name.
         app: String,
+        /// The environment (production, or a preview's name).
         #[arg(long, default_value = "production")]
         env: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Remove a secret; a new release restarts the environment's instances without it, and
     /// this waits until it is ready.
     Rm {
+        /// The app's name.
         app: String,
+        /// The secret's name.
         key: String,
         /// The environment (production, or a preview's name).
         #[arg(long, default_value = "production")]
@@ -241,11 +324,15 @@ pub enum SecretsCommand {
 pub enum CertsCommand {
     /// Add (or replace) an environment's certificate from PEM files.
     Add {
+        /// The app's name.
         app: String,
+        /// The environment (production, or a preview's name).
         #[arg(long, default_value = "production")]
         env: String,
+        /// The certificate chain, PEM.
         #[arg(long)]
         cert: PathBuf,
+        /// The certificate's private key, PEM.
         #[arg(long)]
         key: PathBuf,
     },
@@ -304,14 +391,17 @@ pub enum FnCommand {
     /// Names are unique: creating a name that is taken fails, unless that function is FAILED,
     /// which is then replaced (this is how a failed function is recompiled).
     Create {
+        /// The function's name (unique).
         name: String,
         /// wat, c, rust or assemblyscript.
         #[arg(long)]
         lang: String,
+        /// The source file.
         file: PathBuf,
         /// Return at once without waiting for the compile.
         #[arg(long)]
         detach: bool,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -321,10 +411,13 @@ pub enum FnCommand {
     Exec {
         /// The function's name or id.
         function: String,
+        /// The input, as JSON.
         #[arg(long, default_value = "null")]
         input: String,
+        /// Stop the execution after this many milliseconds (default: the server's limit).
         #[arg(long)]
         timeout_ms: Option<u64>,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -332,6 +425,7 @@ pub enum FnCommand {
     Executions {
         /// The function's name or id.
         function: String,
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -417,6 +511,7 @@ pub struct DeployArgs {
     /// With --git: make this the app's main branch (the one that deploys to production).
     #[arg(long, requires = "git")]
     pub main_branch: Option<String>,
+    /// App name (default: morel.toml's [app] name, else the directory name).
     #[arg(long)]
     pub name: Option<String>,
     /// Environment to deploy into.
@@ -431,13 +526,16 @@ pub struct DeployArgs {
     /// Upload and print the reconcile plan (new / changed / removed / unchanged), then stop.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct CallArgs {
+    /// The app's name.
     pub app: String,
+    /// The function to call.
     pub function: String,
     /// JSON body: an array (positional) or an object (named) of arguments.
     #[arg(long, short)]
@@ -480,19 +578,23 @@ pub enum InitKind {
 
 #[derive(Debug, Args)]
 pub struct JsonFlag {
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
+    /// The app's name.
     pub app: String,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    /// The app's name.
     pub app: String,
     /// Keep streaming new lines.
     #[arg(long, short)]
@@ -500,12 +602,14 @@ pub struct LogsArgs {
     /// Only lines newer than this (e.g. 10m, 2h).
     #[arg(long)]
     pub since: Option<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
+    /// The app's name.
     pub app: String,
     /// The environment to roll back.
     #[arg(long, default_value = "production")]
@@ -517,7 +621,11 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
+    /// The app to delete.
     pub app: String,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(long, short)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -532,19 +640,57 @@ pub enum KeysCommand {
     Show,
     /// Trust a public key on the server (the text printed by `morel keys show`, or a file holding it).
     Trust {
+        /// The public key: the text `morel keys show` prints, or a file holding it.
         key: String,
+        /// A name for the key, shown by `morel keys ls`.
         #[arg(long)]
         name: Option<String>,
     },
     /// List the keys the server trusts.
     Ls(JsonFlag),
     /// Stop trusting a key.
-    Rm { key_id: String },
+    Rm {
+        /// The key's id, as `morel keys ls` shows it.
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
+    /// The server's URL, e.g. http://127.0.0.1:8080.
     pub url: String,
+    /// The server's admin token (STATE_DIR/admin.token).
     #[arg(long)]
     pub token: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand and argument of `morel` says what it is in `--help`.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_name() != "help" && sub.get_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "morel", &mut missing);
+        assert!(missing.is_empty(), "no help text:\n{}", missing.join("\n"));
+    }
 }

@@ -8,6 +8,9 @@ pub const MOREL_TOKEN: &str = "MOREL_TOKEN";
 pub const MOREL_CONFIG_DIR: &str = "MOREL_CONFIG_DIR";
 /// Log filter for Morel's own tracing output (`info`, `morel_agent=debug`, …).
 pub const MOREL_LOG: &str = "MOREL_LOG";
+/// Set and not empty: no colors in any output, even on a terminal (<https://no-color.org>).
+/// Output that is not a terminal never has any.
+pub const NO_COLOR: &str = "NO_COLOR";
 /// Threads serving the public listener of `morel up` (calls, the edge, the API). Default: one
 /// per core.
 pub const MOREL_HTTP_THREADS: &str = "MOREL_HTTP_THREADS";

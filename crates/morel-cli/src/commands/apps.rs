@@ -29,15 +29,10 @@ pub async fn call(args: CallArgs) -> Result<()> {
         .send()
         .await
         .with_context(|| format!("cannot reach {url}"))?;
-    let status = resp.status();
-    let text = resp.text().await?;
-    if !status.is_success() {
-        let msg = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or(text);
-        bail!("{msg} (HTTP {})", status.as_u16());
+    if !resp.status().is_success() {
+        return Err(crate::client::ApiError::from_response(resp).await.into());
     }
+    let text = resp.text().await?;
     println!("{text}");
     Ok(())
 }
@@ -226,6 +221,13 @@ pub async fn logs(args: LogsArgs) -> Result<()> {
 }
 
 pub async fn delete(args: DeleteArgs) -> Result<()> {
+    super::confirm(
+        &format!(
+            "Delete app {} with all its environments, releases and data?",
+            args.app
+        ),
+        args.yes,
+    )?;
     let client = Client::from_settings()?;
     client
         .send(client.request(Method::DELETE, &format!("/api/apps/{}", args.app)))

@@ -164,7 +164,13 @@ pub async fn env(cmd: EnvCommand) -> Result<()> {
             let what = format!("unset {} on {app}/{env}", keys.join(", "));
             follow_release(&client, &app, &env, r["release"].as_str(), &what, detach).await
         }
-        EnvCommand::Rm { app, env } => {
+        EnvCommand::Rm { app, env, yes } => {
+            super::confirm(
+                &format!(
+                    "Remove environment {env} of {app}: stop its instances and delete its data?"
+                ),
+                yes,
+            )?;
             client
                 .send(client.request(
                     Method::DELETE,

@@ -11,7 +11,9 @@ mod services;
 mod transfer;
 mod up;
 
-use anyhow::Result;
+use std::io::{BufRead, IsTerminal, Write};
+
+use anyhow::{Context, Result, bail};
 
 use crate::args::{Cli, Command};
 
@@ -44,6 +46,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Agent(a) => agent::run(a).await,
         Command::Server(a) => server::run(a).await,
         Command::Gateway(a) => server::gateway(a).await,
+        Command::Completions(a) => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cli, "morel", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Login(a) => {
             crate::settings::save_login(&crate::settings::Login {
                 url: a.url.trim_end_matches('/').to_owned(),
@@ -55,5 +62,29 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Asks before a destructive command: on a terminal, `question [y/N]` on stderr and a line from
+/// stdin; without one (a script, CI), refuses unless `--yes` was given, so nothing is deleted by
+/// a command line that nobody looked at.
+fn confirm(question: &str, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("{question}\nrefusing without confirmation: stdin is not a terminal; pass --yes");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => bail!("cancelled"),
     }
 }

@@ -418,7 +418,7 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
 
     // A removed branch: `env rm` stops its instances and deletes its data.
     let fix_pid = info_ok(&s, "fix-2").await["pid"].as_i64().unwrap();
-    s.cli_ok(&["env", "rm", APP, "fix-2"]);
+    s.cli_ok(&["env", "rm", APP, "fix-2", "--yes"]);
     assert_eq!(info(&s, "fix-2").await.0, 404);
     wait_for(LIMIT, "the preview's worker to exit", || async {
         (!process_alive(fix_pid)).then_some(())
@@ -439,14 +439,14 @@ async fn branches_become_environments_with_their_own_secrets_urls_and_lifecycle(
         .status();
     assert_eq!(host_status, 404);
     // Production cannot be removed that way.
-    let out = s.cli(&["env", "rm", APP, "production"]);
+    let out = s.cli(&["env", "rm", APP, "production", "--yes"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("production cannot be removed"));
     assert_eq!(info_ok(&s, "production").await["marker"], "main-1");
 
     // Deleting the app takes its previews, secrets and addresses with it.
     let login_pid = info_ok(&s, "feature-login").await["pid"].as_i64().unwrap();
-    s.cli_ok(&["delete", APP]);
+    s.cli_ok(&["delete", APP, "--yes"]);
     assert_eq!(info(&s, "feature-login").await.0, 404);
     assert_eq!(info(&s, "production").await.0, 404);
     let (status, _) = s.get(&format!("/api/apps/{APP}/environments")).await;

@@ -147,11 +147,11 @@ async fn python_deploy_call_inspect_logs_delete() {
     // Delete: gone from the call path and the listing, files removed.
     let releases_dir = s.state_dir.join("releases/default/hello-python");
     assert!(releases_dir.exists());
-    s.cli_ok(&["delete", "hello-python"]);
+    s.cli_ok(&["delete", "hello-python", "--yes"]);
     assert_eq!(s.call("hello-python", "greet", "").await.0, 404);
     assert_eq!(s.cli_ok(&["ls", "--json"]).trim(), "[]");
     assert!(!releases_dir.exists());
-    let out = s.cli(&["delete", "hello-python"]);
+    let out = s.cli(&["delete", "hello-python", "--yes"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 }

@@ -665,7 +665,7 @@ async fn an_app_cannot_reach_the_server_other_apps_or_the_host() {
 
     // --- Deleting the app ends its whole process tree, setsid children included.
     let marker = start_marker(&s, &mut r, &mut markers, ATTACKER, "spawn_marker").await;
-    s.cli_ok(&["delete", ATTACKER]);
+    s.cli_ok(&["delete", ATTACKER, "--yes"]);
     if !gone_within(&marker, Duration::from_secs(10)).await {
         r.breach(
             "a setsid child outlived `morel delete` of its app by 10 s",

@@ -4,6 +4,7 @@
 
 mod bench_smoke;
 mod chaos;
+mod cli_conventions;
 mod compat;
 mod config;
 mod dashboard;
