@@ -172,6 +172,8 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let tls = TlsListener::new(listener, resolver)?;
+    // Bodies are bounded here as on every listener (`listen::serve`).
+    let router = router.layer(axum::middleware::from_fn(morel_gateway::limit_body_pauses));
     axum::serve(tls, router.into_make_service())
         .with_graceful_shutdown(shutdown)
         .await

@@ -408,21 +408,7 @@ mod tests {
     use super::*;
 
     fn param(spec: &str) -> Param {
-        // `a`, `a=` (a default), `/a` (positional-only), `*a`, `**a`, `:a` (keyword-only),
-        // `@a` (the request).
-        let (kind, name) = match spec {
-            s if s.starts_with("**") => (ParamKind::VarKeyword, &s[2..]),
-            s if s.starts_with('*') => (ParamKind::VarPositional, &s[1..]),
-            s if s.starts_with('/') => (ParamKind::PositionalOnly, &s[1..]),
-            s if s.starts_with(':') => (ParamKind::KeywordOnly, &s[1..]),
-            s if s.starts_with('@') => (ParamKind::Request, &s[1..]),
-            s => (ParamKind::PositionalOrKeyword, s),
-        };
-        Param {
-            name: name.trim_end_matches('=').to_owned(),
-            kind,
-            default: name.ends_with('='),
-        }
+        Param::from_spec(spec)
     }
 
     fn binding(specs: &[&str]) -> Binding {

@@ -697,17 +697,15 @@ async fn read_body(body: Body, limits: &CallLimits) -> Result<axum::body::Bytes,
             ),
         )
     };
-    let pause = crate::conn_limits().body;
+    // A body that stalls is cut by `limit_body_pauses`, around every router Morel serves:
+    // its error arrives here, and that layer answers 408 instead.
     let mut body = body;
     let mut out = bytes::BytesMut::new();
     loop {
-        match tokio::time::timeout(pause, body.frame()).await {
-            // The body stopped arriving: 408, and the connection closes.
-            Err(_) => return Err(crate::conn::body_timeout_response()),
-            Ok(None) => return Ok(out.freeze()),
-            // Short of its length, or a malformed chunk (a stalled body is answered 408 by
-            // `limit_body_pauses`): 400, and the connection closes.
-            Ok(Some(Err(_))) => {
+        match body.frame().await {
+            None => return Ok(out.freeze()),
+            // Short of its length, or a malformed chunk: 400, and the connection closes.
+            Some(Err(_)) => {
                 let mut resp = error(
                     StatusCode::BAD_REQUEST,
                     "BadRequest",
@@ -717,7 +715,7 @@ async fn read_body(body: Body, limits: &CallLimits) -> Result<axum::body::Bytes,
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 return Err(resp);
             }
-            Ok(Some(Ok(frame))) => {
+            Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     if out.len() + data.len() > limits.max_body {
                         return Err(too_large());

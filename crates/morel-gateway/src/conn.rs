@@ -72,7 +72,7 @@ pub const BODY_TIMEOUT_ANSWER: &str =
     "the request body stopped arriving (a pause longer than the body timeout)";
 
 /// The 408 answer to a request whose body stalled; the connection closes after it.
-pub fn body_timeout_response() -> axum::response::Response {
+fn body_timeout_response() -> axum::response::Response {
     let mut resp = crate::call::error(
         axum::http::StatusCode::REQUEST_TIMEOUT,
         "RequestTimeout",

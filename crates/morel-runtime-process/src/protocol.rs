@@ -62,6 +62,26 @@ pub struct Param {
     pub default: bool,
 }
 
+impl Param {
+    /// A parameter written short, for tests and the fuzz targets: `a`, `a=` (a default), `/a`
+    /// (positional-only), `*a`, `**a`, `:a` (keyword-only), `@a` (the request).
+    pub fn from_spec(spec: &str) -> Param {
+        let (kind, name) = match spec {
+            s if s.starts_with("**") => (ParamKind::VarKeyword, &s[2..]),
+            s if s.starts_with('*') => (ParamKind::VarPositional, &s[1..]),
+            s if s.starts_with('/') => (ParamKind::PositionalOnly, &s[1..]),
+            s if s.starts_with(':') => (ParamKind::KeywordOnly, &s[1..]),
+            s if s.starts_with('@') => (ParamKind::Request, &s[1..]),
+            s => (ParamKind::PositionalOrKeyword, s),
+        };
+        Param {
+            name: name.trim_end_matches('=').to_owned(),
+            kind,
+            default: name.ends_with('='),
+        }
+    }
+}
+
 /// How an argument reaches a parameter (Python's `inspect.Parameter` kinds, plus `request`).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

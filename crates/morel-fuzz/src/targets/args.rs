@@ -52,19 +52,7 @@ const SIGNATURES: &[(Option<&[&str]>, bool)] = &[
 ];
 
 fn param(spec: &str) -> Param {
-    let (kind, name) = match spec {
-        s if s.starts_with("**") => (ParamKind::VarKeyword, &s[2..]),
-        s if s.starts_with('*') => (ParamKind::VarPositional, &s[1..]),
-        s if s.starts_with('/') => (ParamKind::PositionalOnly, &s[1..]),
-        s if s.starts_with(':') => (ParamKind::KeywordOnly, &s[1..]),
-        s if s.starts_with('@') => (ParamKind::Request, &s[1..]),
-        s => (ParamKind::PositionalOrKeyword, s),
-    };
-    Param {
-        name: name.trim_end_matches('=').to_owned(),
-        kind,
-        default: name.ends_with('='),
-    }
+    Param::from_spec(spec)
 }
 
 /// The binding for a [`SIGNATURES`] entry, and its parameters.
