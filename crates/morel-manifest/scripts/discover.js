@@ -21,6 +21,18 @@
 // Exported values that are clearly not functions (literals, objects, classes,
 // `new X()`) and generator functions are left out; values that cannot be
 // judged statically (calls, imports) are listed with params [].
+//
+// The SDK's forms (sdk/node, the package `morel-sdk`), once the file binds it
+// with `require('morel-sdk')` or `import ... from 'morel-sdk'`:
+//   const api = new morel.Endpoint('api', { workers: [1, 4], concurrency: 8 });
+//   exports.f = api.function(fn);                  // on the endpoint's resource
+//   exports.g = api.get('/items/{id}', fn);        // also post, put, delete, patch
+//   exports.h = api.route('GET', '/h', fn);
+//   exports.k = morel.function(fn);                // on the default resource
+// wherever an exported value may be written (fn: a function expression or the
+// name of a top-level function).  The endpoint's name, its options and the
+// route paths must be literals; the endpoints are reported under "endpoints"
+// as {"var", "file", "options"}, like discover.py's.
 // An error whose line is 0 is not tied to a line.  Exit code 0 unless the
 // arguments are wrong (2).
 
@@ -261,6 +273,9 @@ function matchBrackets(tokens) {
 // ---------------------------------------------------------------------------
 
 const IDENT = /^[A-Za-z_$][\w$]*$/;
+const SDK_PACKAGE = 'morel-sdk';
+const ENDPOINT_OPTIONS = ['workers', 'concurrency', 'timeout_s', 'idle_timeout_s', 'memory_mb', 'cpu', 'env', 'public'];
+const ROUTE_METHODS = ['get', 'post', 'put', 'delete', 'patch'];
 const NOT_FUNCTION_WORDS = new Set(['true', 'false', 'null', 'undefined', 'this', 'new', 'class', 'typeof', 'void', 'NaN', 'Infinity']);
 
 class FileScan {
@@ -270,7 +285,16 @@ class FileScan {
     this.tokens = tokens;
     this.base = path.basename(rel).replace(/\.[^.]*$/, '');
     this.decls = new Map();
-    this.exports = new Map(); // name -> {params, is_async}
+    this.exports = new Map(); // name -> {params, is_async, endpoint, http_method, http_path}
+    this.sdkNamespaces = new Set(); // local names bound to the SDK module
+    this.sdkNames = new Map(); // local name -> the SDK export it is bound to
+    this.endpointVars = new Map(); // local name -> endpoint name
+    this.endpoints = new Map(); // endpoint name -> {var, file, options}
+    this.problems = new Map(); // "line:message" -> {file, line, message}
+  }
+
+  problem(line, message) {
+    this.problems.set(`${line}:${message}`, { file: this.rel, line, message });
   }
 
   tok(k) {
@@ -301,6 +325,8 @@ class FileScan {
   value(k) {
     const t = this.tokens[k];
     if (t === undefined) return { kind: 'unknown' };
+    const sdk = this.sdkValue(k);
+    if (sdk !== null) return sdk;
     let isAsync = false;
     if (this.is(k, 'async') && (this.is(k + 1, 'function') || this.is(k + 1, '(') || this.isId(k + 1))) {
       // `async (...) =>`, `async x =>`, `async function`
@@ -341,6 +367,265 @@ class FileScan {
     return { kind: 'unknown' };
   }
 
+  // -- the SDK's forms ------------------------------------------------------
+
+  // `require('morel-sdk')` at token k.
+  isSdkRequire(k) {
+    return this.is(k, 'require') && this.is(k + 1, '(') && this.tokens[k + 2] !== undefined &&
+      this.tokens[k + 2].t === 'str' && this.tokens[k + 2].v === SDK_PACKAGE && this.is(k + 3, ')');
+  }
+
+  // Binds the names of a `{ a, b: c }` (destructuring, sep ':') or
+  // `{ a, b as c }` (import, sep 'as') list whose "{" is token k.
+  bindSdkNames(k, sep) {
+    const toks = this.tokens;
+    const end = toks[k].match;
+    for (let j = k + 1; j < end; j++) {
+      if (!this.isId(j) && toks[j].t !== 'str') continue;
+      const exported = toks[j].v;
+      let local = exported;
+      if (this.is(j + 1, sep) && this.isId(j + 2)) {
+        local = toks[j + 2].v;
+        j += 2;
+      }
+      this.sdkNames.set(local, exported);
+      while (j + 1 < end && !this.is(j + 1, ',')) j++;
+    }
+  }
+
+  // Top-level bindings of the SDK: `const morel = require('morel-sdk')`,
+  // `const { Endpoint } = require('morel-sdk')`, `import morel from`,
+  // `import * as morel from`, `import { Endpoint } from 'morel-sdk'`.
+  collectSdkBindings() {
+    const toks = this.tokens;
+    for (let k = 0; k < toks.length; k++) {
+      const t = toks[k];
+      if (t.t === 'punc' && (t.v === '{' || t.v === '(' || t.v === '[')) {
+        k = t.match;
+        continue;
+      }
+      if (t.t !== 'id' || this.is(k - 1, '.')) continue;
+      if ((t.v === 'const' || t.v === 'let' || t.v === 'var')) {
+        if (this.isId(k + 1) && this.is(k + 2, '=') && this.isSdkRequire(k + 3)) {
+          this.sdkNamespaces.add(toks[k + 1].v);
+        } else if (this.is(k + 1, '{') && this.is(toks[k + 1].match + 1, '=') && this.isSdkRequire(toks[k + 1].match + 2)) {
+          this.bindSdkNames(k + 1, ':');
+        }
+      } else if (t.v === 'import') {
+        let j = k + 1;
+        let from = j;
+        while (from < toks.length && !this.is(from, 'from') && !this.is(from, ';') && toks[from].t !== 'str') {
+          from = this.is(from, '{') ? toks[from].match + 1 : from + 1;
+        }
+        if (!this.is(from, 'from') || !toks[from + 1] || toks[from + 1].t !== 'str' || toks[from + 1].v !== SDK_PACKAGE) continue;
+        while (j < from) {
+          if (this.is(j, '*') && this.is(j + 1, 'as') && this.isId(j + 2)) {
+            this.sdkNamespaces.add(toks[j + 2].v);
+            j += 3;
+          } else if (this.is(j, '{')) {
+            this.bindSdkNames(j, 'as');
+            j = toks[j].match + 1;
+          } else if (this.isId(j)) {
+            this.sdkNamespaces.add(toks[j].v); // the default export: module.exports
+            j++;
+          } else {
+            j++;
+          }
+        }
+      }
+    }
+  }
+
+  // Token ranges [start, end) of the arguments of the call whose "(" is token open.
+  callArgs(open) {
+    const toks = this.tokens;
+    const end = toks[open].match;
+    const out = [];
+    let start = open + 1;
+    for (let j = open + 1; j < end; j++) {
+      const t = toks[j];
+      if (t.t === 'punc' && (t.v === '{' || t.v === '(' || t.v === '[')) {
+        j = t.match;
+      } else if (t.t === 'punc' && t.v === ',') {
+        out.push([start, j]);
+        start = j + 1;
+      }
+    }
+    if (start < end) out.push([start, end]);
+    return out;
+  }
+
+  // The JSON value of the literal in tokens [start, end); throws a message.
+  literal(start, end) {
+    const toks = this.tokens;
+    const text = () => this.src.slice(toks[start].start, toks[end - 1].end);
+    if (start >= end) throw new Error('missing value');
+    const t = toks[start];
+    if (end - start === 1) {
+      if (t.t === 'str') return unquote(t.v);
+      if (t.t === 'num') {
+        const n = Number(t.v);
+        if (!Number.isFinite(n)) throw new Error(`${t.v} is not a number discovery can read`);
+        return n;
+      }
+      if (this.is(start, 'true')) return true;
+      if (this.is(start, 'false')) return false;
+      if (this.is(start, 'null')) return null;
+    }
+    if (end - start === 2 && this.is(start, '-') && toks[start + 1].t === 'num') {
+      return -this.literal(start + 1, end);
+    }
+    if ((this.is(start, '[') || this.is(start, '{')) && t.match === end - 1) {
+      const items = this.callArgs(start);
+      if (this.is(start, '[')) return items.map(([a, b]) => this.literal(a, b));
+      const obj = {};
+      for (const [a, b] of items) {
+        const key = toks[a];
+        if (!(key.t === 'id' || key.t === 'str') || !this.is(a + 1, ':')) {
+          throw new Error(`${this.src.slice(key.start, toks[b - 1].end)} is not a "key: literal" entry`);
+        }
+        obj[key.t === 'str' ? unquote(key.v) : key.v] = this.literal(a + 2, b);
+      }
+      return obj;
+    }
+    throw new Error(`${text()} is not a literal value; discovery cannot evaluate code, write the value out`);
+  }
+
+  // `new morel.Endpoint(...)` / `new Endpoint(...)` at token k: the "(" or -1.
+  endpointCall(k) {
+    if (!this.is(k, 'new') || !this.isId(k + 1)) return -1;
+    const ctor = this.tokens[k + 1].v;
+    if (this.sdkNamespaces.has(ctor) && this.is(k + 2, '.') && this.is(k + 3, 'Endpoint') && this.is(k + 4, '(')) return k + 4;
+    if (this.sdkNames.get(ctor) === 'Endpoint' && this.is(k + 2, '(')) return k + 2;
+    return -1;
+  }
+
+  // The SDK's value at token k (an Endpoint, or a marked function), or null.
+  sdkValue(k) {
+    if (this.sdkNamespaces.size === 0 && this.sdkNames.size === 0) return null;
+    const open = this.endpointCall(k);
+    if (open >= 0) return this.endpointValue(open);
+    if (!this.isId(k) || !this.is(k + 1, '.') || !this.isId(k + 2) || !this.is(k + 3, '(')) return null;
+    const obj = this.tokens[k].v;
+    const method = this.tokens[k + 2].v;
+    if (this.endpointVars.has(obj) && (method === 'function' || method === 'route' || ROUTE_METHODS.includes(method))) {
+      return this.markValue(this.endpointVars.get(obj), `${obj}.${method}`, method, k + 3);
+    }
+    if (this.sdkNamespaces.has(obj) && method === 'function') {
+      return this.markValue(null, `${obj}.${method}`, method, k + 3);
+    }
+    return null;
+  }
+
+  endpointValue(open) {
+    const line = this.tokens[open].line;
+    const args = this.callArgs(open);
+    let name = null;
+    const options = {};
+    const nameTok = args.length ? this.tokens[args[0][0]] : undefined;
+    if (nameTok && nameTok.t === 'str' && args[0][1] - args[0][0] === 1 && unquote(nameTok.v)) {
+      name = unquote(nameTok.v);
+    } else {
+      this.problem(line, 'the endpoint name must be a non-empty string literal');
+    }
+    if (args.length > 2) this.problem(line, `endpoint ${JSON.stringify(name)}: options must be one object literal`);
+    if (args.length >= 2) {
+      const [a, b] = args[1];
+      if (!this.is(a, '{') || this.tokens[a].match !== b - 1) {
+        this.problem(line, `endpoint ${JSON.stringify(name)}: options must be an object literal`);
+      } else {
+        for (const [s, e] of this.callArgs(a)) {
+          const key = this.tokens[s];
+          const keyName = key.t === 'str' ? unquote(key.v) : key.v;
+          if (!(key.t === 'id' || key.t === 'str') || !this.is(s + 1, ':')) {
+            this.problem(key.line, `endpoint ${JSON.stringify(name)}: options must be written as "name: literal"`);
+            continue;
+          }
+          if (!ENDPOINT_OPTIONS.includes(keyName)) {
+            this.problem(key.line, `endpoint ${JSON.stringify(name)}: unknown option ${JSON.stringify(keyName)} ` +
+              `(expected one of: ${ENDPOINT_OPTIONS.join(', ')})`);
+            continue;
+          }
+          try {
+            let v = this.literal(s + 2, e);
+            if (keyName === 'workers' && Number.isInteger(v)) v = [v, v];
+            options[keyName] = v;
+          } catch (err) {
+            this.problem(key.line, `endpoint ${JSON.stringify(name)}: option ${JSON.stringify(keyName)}: ${err.message}`);
+          }
+        }
+      }
+    }
+    return { kind: 'endpoint', name, options, line };
+  }
+
+  addEndpoint(variable, info) {
+    if (info.name === null) return;
+    this.endpointVars.set(variable, info.name);
+    const other = this.endpoints.get(info.name);
+    if (other === undefined) {
+      this.endpoints.set(info.name, { var: variable, file: this.rel, options: info.options });
+    } else if (other.var !== variable) {
+      this.problem(info.line, `endpoint ${JSON.stringify(info.name)} is already defined (variable '${other.var}')`);
+    }
+  }
+
+  // `api.get('/p', fn)` and friends; `what` is the callee as written.
+  markValue(endpoint, what, method, open) {
+    const toks = this.tokens;
+    const line = toks[open].line;
+    const args = this.callArgs(open);
+    let httpMethod = null;
+    let httpPath = null;
+    let fnArg;
+    const stringArg = (range, role) => {
+      const t = range && toks[range[0]];
+      if (t && t.t === 'str' && range[1] - range[0] === 1) return unquote(t.v);
+      this.problem(line, `the ${role} given to ${what} must be a string literal`);
+      return null;
+    };
+    if (method === 'function') {
+      if (args.length !== 1) this.problem(line, `${what} takes one function`);
+      fnArg = args[0];
+    } else {
+      const expected = method === 'route' ? 3 : 2;
+      if (args.length !== expected) {
+        this.problem(line, method === 'route'
+          ? `${what} takes a method, a path and a function: ${what}('GET', '/items', fn)`
+          : `${what} takes a path and a function: ${what}('/items', fn)`);
+      }
+      if (method === 'route') {
+        const m = stringArg(args[0], 'method');
+        if (m !== null && !ROUTE_METHODS.includes(m.toLowerCase())) {
+          this.problem(line, `unsupported HTTP method ${JSON.stringify(m)} in ${what}`);
+        } else if (m !== null) {
+          httpMethod = m.toUpperCase();
+        }
+      } else {
+        httpMethod = method.toUpperCase();
+      }
+      httpPath = stringArg(args[expected - 2], 'path');
+      if (httpPath !== null && !httpPath.startsWith('/')) {
+        this.problem(line, `route path ${JSON.stringify(httpPath)} must start with '/'`);
+        httpPath = null;
+      }
+      if (httpPath === null) httpMethod = null;
+      fnArg = args[expected - 1];
+    }
+    let params = [];
+    let isAsync = false;
+    if (fnArg !== undefined) {
+      const fn = this.resolve(this.value(fnArg[0]));
+      if (fn.kind === 'function') {
+        params = fn.params;
+        isAsync = fn.is_async;
+      } else if (fn.kind !== 'unknown' && fn.kind !== 'ref') {
+        this.problem(line, `${what} needs a function, not ${fn.kind === 'generator' ? 'a generator function' : 'this value'}`);
+      }
+    }
+    return { kind: 'function', params, is_async: isAsync, endpoint, method: httpMethod, path: httpPath };
+  }
+
   // Follows identifier references through top-level declarations.
   resolve(info, seen = new Set()) {
     if (info.kind === 'ref') {
@@ -378,7 +663,10 @@ class FileScan {
       } else if (t.v === 'class' && this.isId(k + 1)) {
         this.decls.set(toks[k + 1].v, { kind: 'value' });
       } else if (t.v === 'const' || t.v === 'let' || t.v === 'var') {
-        k = this.declarators(k + 1, (name, info) => this.decls.set(name, info)) - 1;
+        k = this.declarators(k + 1, (name, info) => {
+          this.decls.set(name, info);
+          if (info.kind === 'endpoint') this.addEndpoint(name, info);
+        }) - 1;
       }
     }
   }
@@ -425,7 +713,13 @@ class FileScan {
   addExport(name, info) {
     const r = this.resolve(info);
     if (r.kind === 'function') {
-      this.exports.set(name, { params: r.params, is_async: r.is_async });
+      this.exports.set(name, {
+        params: r.params,
+        is_async: r.is_async,
+        endpoint: r.endpoint === undefined ? null : r.endpoint,
+        http_method: r.method || null,
+        http_path: r.path || null,
+      });
     } else if (r.kind === 'unknown' || r.kind === 'ref') {
       this.exports.set(name, { params: [], is_async: false });
     } else {
@@ -591,6 +885,17 @@ class FileScan {
   }
 }
 
+// The value of a string literal's text (between its quotes).
+function unquote(raw) {
+  const simple = { n: '\n', t: '\t', r: '\r', b: '\b', f: '\f', v: '\v', 0: '\0' };
+  return raw.replace(/\\(u\{[0-9a-fA-F]+\}|u[0-9a-fA-F]{4}|x[0-9a-fA-F]{2}|\r\n|[\s\S])/g, (_, e) => {
+    if (e[0] === 'u' && e.length > 1) return String.fromCodePoint(parseInt(e[1] === '{' ? e.slice(2, -1) : e.slice(1), 16));
+    if (e[0] === 'x' && e.length === 3) return String.fromCharCode(parseInt(e.slice(1), 16));
+    if (e === '\n' || e === '\r\n' || e === '\r') return ''; // line continuation
+    return Object.prototype.hasOwnProperty.call(simple, e) ? simple[e] : e;
+  });
+}
+
 function splitParams(list) {
   const out = [];
   let depth = 0;
@@ -713,6 +1018,7 @@ function scanFile(root, rel, errors) {
     return null;
   }
   const scan = new FileScan(rel, src, tokens);
+  scan.collectSdkBindings();
   scan.collectDeclarations();
   scan.collectExports();
   const functions = [];
@@ -722,12 +1028,13 @@ function scanFile(root, rel, errors) {
       params: info.params,
       is_async: info.is_async,
       is_class: false,
-      endpoint: null,
-      http_method: null,
-      http_path: null,
+      endpoint: info.endpoint || null,
+      http_method: info.http_method || null,
+      http_path: info.http_path || null,
     });
   }
-  return { file: rel, functions };
+  errors.push(...scan.problems.values());
+  return { file: rel, functions, endpoints: scan.endpoints };
 }
 
 function main(argv) {
@@ -759,7 +1066,15 @@ function main(argv) {
   const out = { files: [], endpoints: {}, errors };
   for (const rel of files) {
     const res = scanFile(root, rel, errors);
-    if (res) out.files.push(res);
+    if (!res) continue;
+    out.files.push({ file: res.file, functions: res.functions });
+    for (const [name, ep] of res.endpoints) {
+      const other = out.endpoints[name];
+      if (other === undefined) out.endpoints[name] = ep;
+      else if (other.file !== ep.file) {
+        errors.push({ file: rel, line: 0, message: `endpoint ${JSON.stringify(name)} is already defined in ${other.file}` });
+      }
+    }
   }
   process.stdout.write(`${JSON.stringify(out)}\n`);
   return 0;

@@ -13,13 +13,43 @@
 // event loop and promises are awaited, so many calls can be in flight.
 // Cancel frames are accepted and ignored (a promise cannot be cancelled).
 // EOF on fd 3 means shut down: we flush what is queued on fd 4 and exit 0.
+//
+// The SDK (`morel-sdk`, sdk/node in Morel's tree) is shipped beside this file
+// in node_modules/morel-sdk.  User code finds it without installing it: this
+// directory's node_modules is appended to NODE_PATH for require(), and a
+// resolve hook is registered for import() the first time an ES module is
+// loaded (ES modules ignore NODE_PATH).  A copy in the app's own node_modules
+// wins over both.  The SDK and this runner share state through global symbols
+// (Symbol.for), so any copy of the SDK works with any runner:
+// * `morel-sdk.mark` on a function declared with the SDK: {endpoint, method,
+//   path}.  Such a function's parameter named `request` is of kind `request`
+//   in MetaData, and gets the SDK's Request built from an Invoke's `request`.
+// * `morel-sdk.response` on a returned Response: the result is its body, and
+//   the InvokeResult carries `"response": {"status", "headers", "raw"}`.
+// * `morel-sdk.local` on globalThis: the functions of this worker by name, so
+//   that `morel.call()` of one of them runs here.
 
 const fs = require('fs');
 const net = require('net');
 const path = require('path');
 const { pathToFileURL } = require('url');
+const Module = require('module');
 
 const MAX_FRAME = 64 * 1024 * 1024;
+
+const SDK_NAME = 'morel-sdk';
+const SDK_MODULES = path.join(__dirname, 'node_modules');
+const MARK = Symbol.for('morel-sdk.mark');
+const RESPONSE = Symbol.for('morel-sdk.response');
+const LOCAL = Symbol.for('morel-sdk.local');
+
+// require('morel-sdk') from user code: NODE_PATH is read once at startup, so
+// the module paths are computed again after it changes. Appended, so the
+// app's own NODE_PATH entries (and node_modules) come first.
+process.env.NODE_PATH = process.env.NODE_PATH
+  ? process.env.NODE_PATH + path.delimiter + SDK_MODULES
+  : SDK_MODULES;
+if (typeof Module._initPaths === 'function') Module._initPaths();
 
 function die(message, code) {
   try {
@@ -111,7 +141,45 @@ function typeName(v) {
   return ctor || tag;
 }
 
+// (body, response) of a returned SDK Response: the body to encode as the
+// result, and {"status", "headers", "raw"} (raw: a string body sent as it is,
+// because its content type is not JSON).
+function responseParts(resp) {
+  const status = resp.status;
+  if (!Number.isInteger(status) || status < 200 || status > 599) {
+    throw new Error(`status ${describe(status)} is not an integer between 200 and 599`);
+  }
+  const headers = [];
+  let contentType = null;
+  for (const pair of Array.isArray(resp.headers) ? resp.headers : []) {
+    const [name, value] = Array.isArray(pair) ? pair : [];
+    if (typeof name !== 'string' || typeof value !== 'string') {
+      throw new TypeError(`header names and values must be strings, got ${describe(name)}: ${describe(value)}`);
+    }
+    if (name.toLowerCase() === 'content-type') contentType = value;
+    headers.push([name, value]);
+  }
+  let raw = false;
+  if (contentType !== null && typeof resp.body === 'string') {
+    const media = contentType.split(';', 1)[0].trim().toLowerCase();
+    raw = !(media === 'application/json' || media.endsWith('+json'));
+  }
+  return { body: resp.body, response: { status, headers, raw } };
+}
+
 function sendResult(id, result) {
+  let tail = '}';
+  if (result !== null && typeof result === 'object' && result[RESPONSE] === true) {
+    let parts;
+    try {
+      parts = responseParts(result);
+    } catch (e) {
+      sendError(id, 'InvalidResponse', `the function's response is not valid: ${e.message}`);
+      return;
+    }
+    result = parts.body;
+    tail = `,"response":${JSON.stringify(parts.response)}}`;
+  }
   let body;
   const t = typeof result;
   if (result === undefined || result === null) {
@@ -145,7 +213,7 @@ function sendResult(id, result) {
   const head = typeof id === 'number'
     ? '{"type":"InvokeResult","id":' + id + ',"ok":true,"result":'
     : '{"type":"InvokeResult","id":' + JSON.stringify(id) + ',"ok":true,"result":';
-  const text = head + body + '}';
+  const text = head + body + tail;
   if (text.length > MAX_FRAME / 3 && Buffer.byteLength(text, 'utf8') > MAX_FRAME) {
     sendError(id, 'SerializationError',
       `result is too large: ${Buffer.byteLength(text, 'utf8')} bytes encoded (limit ${MAX_FRAME})`);
@@ -342,17 +410,63 @@ function signatureOf(src, params) {
 
 const AsyncFunction = (async () => {}).constructor;
 
+// `import 'morel-sdk'` in an ES module: resolved as usual, and to the shipped
+// copy when that finds nothing.  Registered only before the first import() of
+// user code, so apps of CommonJS files do not pay for the hooks.
+let sdkHooked = false;
+function hookSdkImports() {
+  if (sdkHooked) return;
+  sdkHooked = true;
+  const sdkUrl = pathToFileURL(path.join(SDK_MODULES, SDK_NAME, 'index.js')).href;
+  const fallback = (specifier, err) => {
+    if (specifier === SDK_NAME && err && err.code === 'ERR_MODULE_NOT_FOUND') {
+      return { url: sdkUrl, format: 'commonjs', shortCircuit: true };
+    }
+    throw err;
+  };
+  if (typeof Module.registerHooks === 'function') {
+    Module.registerHooks({
+      resolve(specifier, context, next) {
+        try {
+          return next(specifier, context);
+        } catch (e) {
+          return fallback(specifier, e);
+        }
+      },
+    });
+  } else if (typeof Module.register === 'function') {
+    const hooks = `
+      const SDK_URL = ${JSON.stringify(sdkUrl)};
+      export async function resolve(specifier, context, next) {
+        try {
+          return await next(specifier, context);
+        } catch (e) {
+          if (specifier === ${JSON.stringify(SDK_NAME)} && e && e.code === 'ERR_MODULE_NOT_FOUND') {
+            return { url: SDK_URL, format: 'commonjs', shortCircuit: true };
+          }
+          throw e;
+        }
+      }`;
+    Module.register(`data:text/javascript,${encodeURIComponent(hooks)}`);
+  }
+}
+
+function importFile(abs) {
+  hookSdkImports();
+  return import(pathToFileURL(abs).href);
+}
+
 async function loadFile(root, file) {
   const abs = path.resolve(root, file);
   if (abs.endsWith('.mjs')) {
-    return import(pathToFileURL(abs).href);
+    return importFile(abs);
   }
   try {
     return require(abs);
   } catch (e) {
     // ES modules that require() cannot load (older Node, or top-level await).
     if (e && (e.code === 'ERR_REQUIRE_ESM' || e.code === 'ERR_REQUIRE_ASYNC_MODULE')) {
-      return import(pathToFileURL(abs).href);
+      return importFile(abs);
     }
     throw e;
   }
@@ -418,8 +532,12 @@ function formatError(e) {
   return describe(e);
 }
 
+const REQUEST_PARAM = 'request';
+let appRoot = process.cwd();
+
 async function load(msg) {
   const root = path.resolve(msg.root || process.cwd());
+  appRoot = root;
   const fns = Array.isArray(msg.functions) ? msg.functions : [];
   const byFile = new Map();
   for (const f of fns) {
@@ -458,7 +576,13 @@ async function load(msg) {
       params.forEach((p, i) => {
         if (IDENT.test(p)) index.set(p, i);
       });
-      table.set(f.name, { fn, self, params, index });
+      // A function declared with the SDK gets the request in its parameter named `request`.
+      let requestIndex = -1;
+      if (signature && fn[MARK] !== undefined) {
+        requestIndex = signature.findIndex((p) => p.name === REQUEST_PARAM && p.kind === 'positional_or_keyword');
+        if (requestIndex >= 0) signature[requestIndex] = { name: REQUEST_PARAM, kind: 'request', default: true };
+      }
+      table.set(f.name, { fn, self, params, index, requestIndex });
       meta.push({ name: f.name, params, is_async: isAsync, signature });
     } catch (e) {
       errors.push(`cannot load function '${f.name}' from ${f.file}: ${e && e.message}`);
@@ -493,6 +617,60 @@ function buildArgs(entry, name, args, kwargs) {
   return out;
 }
 
+// The arguments of a call: positional `args`, then named `kwargs`; the request
+// (or undefined) takes the place of the parameter that receives it, and
+// `args` fill the others in order.
+function argsFor(entry, name, args, kwargs, request) {
+  const ri = entry.requestIndex;
+  let placed = ri < 0;
+  if (!placed && ri <= args.length) {
+    args = args.slice();
+    args.splice(ri, 0, request);
+    placed = true;
+  }
+  if (kwargs && typeof kwargs === 'object') {
+    for (const _ in kwargs) { // eslint-disable-line no-unused-vars
+      args = buildArgs(entry, name, args, kwargs);
+      break;
+    }
+  }
+  if (!placed) {
+    args = args.slice();
+    args[ri] = request;
+    for (let i = 0; i < ri; i++) {
+      if (!(i in args)) args[i] = undefined;
+    }
+  }
+  return args;
+}
+
+// The SDK as the app's code sees it (its own copy, else the shipped one), or
+// null; loaded the first time a call carries a request.
+let sdk;
+function appSdk() {
+  if (sdk === undefined) {
+    try {
+      sdk = Module.createRequire(path.join(appRoot, 'package.json'))(SDK_NAME);
+    } catch (_) {
+      sdk = null;
+    }
+  }
+  return sdk;
+}
+
+function makeRequest(wire) {
+  const s = appSdk();
+  if (s && s.Request && typeof s.Request.fromWire === 'function') return s.Request.fromWire(wire);
+  return wire;
+}
+
+// `morel.call(name, args)` of a function of this worker: args is an array
+// (positional) or an object (named); no request.
+function callLocally(entry, name, args) {
+  const a = Array.isArray(args) ? argsFor(entry, name, args, null) : argsFor(entry, name, [], args);
+  return entry.fn.apply(entry.self, a);
+}
+
 function invoke(msg) {
   const id = msg.id;
   const entry = table.get(msg.name);
@@ -501,13 +679,18 @@ function invoke(msg) {
     return;
   }
   let args = Array.isArray(msg.args) ? msg.args : [];
-  const kwargs = msg.kwargs;
   let result;
   try {
-    if (kwargs && typeof kwargs === 'object') {
-      for (const _ in kwargs) { // eslint-disable-line no-unused-vars
-        args = buildArgs(entry, msg.name, args, kwargs);
-        break;
+    if (entry.requestIndex >= 0) {
+      const wire = msg.request;
+      args = argsFor(entry, msg.name, args, msg.kwargs, wire && typeof wire === 'object' ? makeRequest(wire) : undefined);
+    } else {
+      const kwargs = msg.kwargs;
+      if (kwargs && typeof kwargs === 'object') {
+        for (const _ in kwargs) { // eslint-disable-line no-unused-vars
+          args = buildArgs(entry, msg.name, args, kwargs);
+          break;
+        }
       }
     }
     result = entry.fn.apply(entry.self, args);
@@ -574,6 +757,9 @@ function startLoad(msg) {
       }
       table = res.table;
       loaded = true;
+      const local = new Map();
+      for (const [name, entry] of table) local.set(name, (args) => callLocally(entry, name, args));
+      globalThis[LOCAL] = local;
       send({ type: 'MetaData', functions: res.meta });
       for (const m of backlog.splice(0)) handle(m);
       if (eof) drainAndExit();
