@@ -44,12 +44,11 @@ exports.checkout = api.post('/checkout', async (items) => {
   return { total, label, twice, served_by: process.env.MOREL_RESOURCE };
 });
 
-exports.double = api.function((n) => ({ value: n * 2, pid: process.pid }));
+// Called over HTTP, `request` is the call's request; called with morel.call() from
+// this worker, the call never leaves the process and there is no request.
+exports.double = api.function((n, request) => ({ value: n * 2, via: request ? 'gateway' : 'in process' }));
 
-exports.local = api.get('/local', async () => {
-  const twice = await morel.call('double', [21]);
-  return { value: twice.value, same_worker: twice.pid === process.pid };
-});
+exports.local = api.get('/local', async () => morel.call('double', [21]));
 
 // A failure on another resource comes back as a morel.RemoteError named after the
 // remote error's type; left uncaught, the caller answers with that type too.

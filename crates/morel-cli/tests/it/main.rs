@@ -21,6 +21,7 @@ mod limits;
 mod manifest_apps;
 mod metacall_client;
 mod multinode;
+mod node_sdk;
 mod observe;
 mod postgres;
 mod scaling;
