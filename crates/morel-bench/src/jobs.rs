@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use morel_store::{PgStore, SqliteStore, Store};
+use morel_store::{SqlStore, Store};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -69,11 +69,11 @@ impl QueueStore {
 
     async fn open(&self) -> Result<Arc<dyn Store>, BenchError> {
         match self {
-            QueueStore::Sqlite(path) => SqliteStore::open(path)
+            QueueStore::Sqlite(path) => SqlStore::open_sqlite(path)
                 .await
                 .map(|s| Arc::new(s) as Arc<dyn Store>)
                 .map_err(|e| BenchError::Usage(format!("cannot open {}: {e}", path.display()))),
-            QueueStore::Postgres(url) => PgStore::connect(url)
+            QueueStore::Postgres(url) => SqlStore::connect_postgres(url)
                 .await
                 .map(|s| Arc::new(s) as Arc<dyn Store>)
                 .map_err(|e| BenchError::Usage(format!("cannot open {url}: {e}"))),

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use morel_core::NodeState;
+use morel_core::{NodeId, NodeState};
 use morel_store::{NodeRow, Store};
 
 /// How long a node may go without a heartbeat before it is marked lost.
@@ -34,10 +34,10 @@ pub struct NoCapacity {
 /// result is deterministic). On too little capacity it places nothing and says how far it got.
 pub fn place(
     nodes: &[NodeRow],
-    used: &HashMap<String, i64>,
-    same: &HashMap<String, i64>,
+    used: &HashMap<NodeId, i64>,
+    same: &HashMap<NodeId, i64>,
     wanted: usize,
-) -> Result<Vec<String>, NoCapacity> {
+) -> Result<Vec<NodeId>, NoCapacity> {
     let mut load: Vec<(&NodeRow, i64, i64)> = nodes
         .iter()
         .filter(|n| n.state == NodeState::Ready)
@@ -77,7 +77,7 @@ pub async fn run_node_watch<F>(
     mut on_lost: F,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) where
-    F: FnMut(Vec<String>) + Send,
+    F: FnMut(Vec<NodeId>) + Send,
 {
     let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     let mut lease = None;
@@ -124,7 +124,7 @@ mod tests {
 
     fn node(id: &str, capacity: i64) -> NodeRow {
         NodeRow {
-            id: id.into(),
+            id: id.parse().unwrap(),
             address: String::new(),
             capacity,
             state: NodeState::Ready,
@@ -133,8 +133,15 @@ mod tests {
         }
     }
 
-    fn counts(pairs: &[(&str, i64)]) -> HashMap<String, i64> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+    fn counts(pairs: &[(&str, i64)]) -> HashMap<NodeId, i64> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.parse().unwrap(), *v))
+            .collect()
+    }
+
+    fn ids(names: &[&str]) -> Vec<NodeId> {
+        names.iter().map(|n| n.parse().unwrap()).collect()
     }
 
     #[test]
@@ -143,10 +150,10 @@ mod tests {
         let picks = place(&nodes, &counts(&[]), &counts(&[]), 3).unwrap();
         let mut sorted = picks.clone();
         sorted.sort();
-        assert_eq!(sorted, vec!["a", "b", "c"]);
+        assert_eq!(sorted, ids(&["a", "b", "c"]));
         // With one already on b, two more go to a and c.
         let picks = place(&nodes, &counts(&[("b", 1)]), &counts(&[("b", 1)]), 2).unwrap();
-        assert_eq!(picks, vec!["a", "c"]);
+        assert_eq!(picks, ids(&["a", "c"]));
     }
 
     #[test]
@@ -156,7 +163,7 @@ mod tests {
         let used = counts(&[("a", 2)]);
         assert_eq!(
             place(&nodes, &used, &counts(&[]), 2).unwrap(),
-            vec!["b", "b"]
+            ids(&["b", "b"])
         );
         assert_eq!(
             place(&nodes, &used, &counts(&[]), 4),
@@ -174,7 +181,7 @@ mod tests {
         let nodes = [lost, node("b", 10)];
         assert_eq!(
             place(&nodes, &counts(&[]), &counts(&[]), 2).unwrap(),
-            vec!["b", "b"]
+            ids(&["b", "b"])
         );
         assert_eq!(
             place(&[node("x", 0)], &counts(&[]), &counts(&[]), 1),

@@ -301,7 +301,7 @@ impl Functions {
             .min(MAX_EXEC_TIMEOUT);
         let input_text = input.to_string();
         let mut row = ExecutionRow {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: morel_core::ExecutionId::new(),
             function_id: f.id.clone(),
             status: ExecutionStatus::Running,
             input: input_text.clone(),
@@ -335,18 +335,20 @@ impl Functions {
         }
         self.store
             .finish_execution(
-                &row.id,
+                row.id,
                 row.status,
                 row.output.as_deref(),
                 row.error.as_deref(),
             )
             .await?;
-        Ok(self.store.get_execution(&row.id).await?.unwrap_or(row))
+        Ok(self.store.get_execution(row.id).await?.unwrap_or(row))
     }
 
     pub async fn execution(&self, id: &str) -> Result<ExecutionRow, FunctionError> {
+        let not_found = || FunctionError::ExecutionNotFound(id.to_owned());
+        let exec_id: morel_core::ExecutionId = id.parse().map_err(|_| not_found())?;
         self.store
-            .get_execution(id)
+            .get_execution(exec_id)
             .await?
             .ok_or_else(|| FunctionError::ExecutionNotFound(id.to_owned()))
     }

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use morel_core::{Digest, ReleaseStatus};
+use morel_core::{DeployId, Digest, ReleaseStatus};
 use morel_gateway::PRODUCTION;
 use morel_store::{
     AppKey, DeployRow, DeployStatus, EnvironmentKind, EnvironmentRow, EnvironmentStatus,
@@ -34,7 +34,7 @@ const DEFAULT_MAIN_BRANCH: &str = "main";
 
 #[derive(Serialize, Deserialize)]
 struct DeployMessage {
-    deploy_id: String,
+    deploy_id: DeployId,
 }
 
 /// The body of `POST /api/deploys`.
@@ -122,7 +122,7 @@ impl Environments {
         }
         let now = morel_core::time::now_ms();
         let row = DeployRow {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: DeployId::new(),
             app,
             repo_url: req.repo_url,
             branch: Some(branch),
@@ -137,10 +137,8 @@ impl Environments {
             updated_at: now,
         };
         self.store_().create_deploy(&row).await?;
-        let msg = serde_json::to_value(DeployMessage {
-            deploy_id: row.id.clone(),
-        })
-        .map_err(|e| ApiError::internal("encoding a deploy", &e))?;
+        let msg = serde_json::to_value(DeployMessage { deploy_id: row.id })
+            .map_err(|e| ApiError::internal("encoding a deploy", &e))?;
         self.store_().queue_send(DEPLOYS_QUEUE, &msg).await?;
         Ok(row)
     }
@@ -162,7 +160,7 @@ impl Environments {
     }
 
     /// Walks one deploy to its end (or to the point a crash stops it).
-    async fn walk(&self, id: &str) -> Result<(), ApiError> {
+    async fn walk(&self, id: DeployId) -> Result<(), ApiError> {
         let Some(mut d) = self.store_().get_deploy(id).await? else {
             return Ok(());
         };
@@ -200,11 +198,12 @@ impl Environments {
 
     async fn record(&self, d: &DeployRow, step: &str, detail: String) -> Result<(), ApiError> {
         self.store_()
-            .record_deploy_step(&d.id, step, &detail)
+            .record_deploy_step(d.id, step, &detail)
             .await?;
-        self.deployer
-            .logs
-            .event(&d.app, format!("deploy {}: {step}: {detail}", short(&d.id)));
+        self.deployer.logs.event(
+            &d.app,
+            format!("deploy {}: {step}: {detail}", short(&d.id.to_string())),
+        );
         hold_after(step).await;
         Ok(())
     }
@@ -212,7 +211,7 @@ impl Environments {
     async fn steps(&self, d: &mut DeployRow) -> Result<(), ApiError> {
         let done: std::collections::HashSet<String> = self
             .store_()
-            .list_deploy_steps(&d.id)
+            .list_deploy_steps(d.id)
             .await?
             .into_iter()
             .map(|s| s.step)
@@ -516,7 +515,7 @@ pub async fn run_deploys(envs: Arc<Environments>, mut stop: tokio::sync::watch::
             continue;
         };
         if m.read_ct > MAX_READS {
-            if let Ok(Some(mut d)) = store.get_deploy(&msg.deploy_id).await {
+            if let Ok(Some(mut d)) = store.get_deploy(msg.deploy_id).await {
                 d.status = DeployStatus::Failed;
                 d.error = Some(format!(
                     "deploy was picked up {} times without finishing",
@@ -537,7 +536,7 @@ pub async fn run_deploys(envs: Arc<Environments>, mut stop: tokio::sync::watch::
                     .await;
             }
         });
-        let result = envs.walk(&msg.deploy_id).await;
+        let result = envs.walk(msg.deploy_id).await;
         renew.abort();
         match result {
             Ok(()) => {

@@ -14,6 +14,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use morel_core::ExecutionId;
 use morel_store::{ExecutionRow, ExecutionStatus, FinishedJob, NewJob, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -32,7 +33,7 @@ const MAX_BODY: usize = 6 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct Job {
-    execution_id: String,
+    execution_id: ExecutionId,
     namespace: String,
     app: String,
     function: String,
@@ -102,7 +103,7 @@ pub async fn run(
             .map_err(|e| ApiError::bad_request(format!("request body is not valid JSON: {e}")))?;
     }
     let row = ExecutionRow {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: ExecutionId::new(),
         function_id: format!("{prefix}/{app}/{func}"),
         status: ExecutionStatus::Queued,
         input: if text.is_empty() {
@@ -115,9 +116,9 @@ pub async fn run(
         started_at: morel_core::time::now_ms(),
         completed_at: None,
     };
-    let id = row.id.clone();
+    let id = row.id;
     let job = Job {
-        execution_id: row.id.clone(),
+        execution_id: row.id,
         namespace: prefix,
         app,
         function: func,
@@ -158,12 +159,14 @@ pub async fn get_execution(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::not_found(format!("execution {id} not found"));
+    let exec_id: ExecutionId = id.parse().map_err(|_| not_found())?;
     let e = st
         .deployer
         .store
-        .get_execution(&id)
+        .get_execution(exec_id)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
+        .ok_or_else(not_found)?;
     Ok(Json(execution_view(&e)))
 }
 
@@ -187,18 +190,17 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let store = &st.deployer.store;
-    let e = store
-        .get_execution(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
-    if !store.cancel_execution(&id).await? {
+    let not_found = || ApiError::not_found(format!("execution {id} not found"));
+    let exec_id: ExecutionId = id.parse().map_err(|_| not_found())?;
+    let e = store.get_execution(exec_id).await?.ok_or_else(not_found)?;
+    if !store.cancel_execution(exec_id).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "Conflict",
             format!("execution {id} already finished ({})", e.status.as_str()),
         ));
     }
-    let e = store.get_execution(&id).await?.unwrap_or(e);
+    let e = store.get_execution(exec_id).await?.unwrap_or(e);
     Ok(Json(execution_view(&e)))
 }
 
@@ -282,7 +284,7 @@ async fn claim(d: &Deployer, msgs: Vec<morel_store::QueueMessage>) -> Vec<(i64, 
         if m.read_ct > MAX_JOB_READS {
             let _ = store
                 .finish_execution(
-                    &job.execution_id,
+                    job.execution_id,
                     ExecutionStatus::Failed,
                     None,
                     Some(&format!(
@@ -296,16 +298,16 @@ async fn claim(d: &Deployer, msgs: Vec<morel_store::QueueMessage>) -> Vec<(i64, 
         }
         jobs.push((m.msg_id, job));
     }
-    let ids: Vec<String> = jobs.iter().map(|(_, j)| j.execution_id.clone()).collect();
+    let ids: Vec<ExecutionId> = jobs.iter().map(|(_, j)| j.execution_id).collect();
     // On a store error nothing runs; the messages come back after their visibility timeout.
     let Ok(started) = store.start_executions(&ids).await else {
         return Vec::new();
     };
-    let started: HashSet<String> = started.into_iter().collect();
+    let started: HashSet<ExecutionId> = started.into_iter().collect();
     let mut run = Vec::with_capacity(jobs.len());
     for (msg_id, job) in jobs {
         if !started.contains(&job.execution_id) {
-            match store.get_execution(&job.execution_id).await {
+            match store.get_execution(job.execution_id).await {
                 Ok(Some(e)) if e.status == ExecutionStatus::Running => {}
                 Ok(_) => {
                     let _ = store.queue_delete(JOBS_QUEUE, msg_id).await;

@@ -77,7 +77,7 @@ pub async fn refresh(
     cache: &mut ManifestCache,
 ) -> Result<(), StoreError> {
     let cutoff = morel_core::time::now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-    let fresh: HashMap<String, ()> = store
+    let fresh: HashMap<morel_core::NodeId, ()> = store
         .list_nodes()
         .await?
         .into_iter()

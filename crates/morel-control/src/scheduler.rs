@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use morel_core::{NodeState, PlacementState, ReleaseStatus};
+use morel_core::{NodeId, NodeState, PlacementState, ReleaseStatus};
 use morel_manifest::Manifest;
 use morel_store::{AppKey, PlacementRow, ReleaseRow, Store, StoreError};
 
@@ -50,10 +50,10 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
     let now = morel_core::time::now_ms();
     finish_activations(store, now).await?;
     let nodes = store.list_nodes().await?;
-    let ready: HashSet<&str> = nodes
+    let ready: HashSet<&NodeId> = nodes
         .iter()
         .filter(|n| n.state == NodeState::Ready)
-        .map(|n| n.id.as_str())
+        .map(|n| &n.id)
         .collect();
     let mut want: BTreeMap<Slot, usize> = BTreeMap::new();
     for app in store.list_apps().await? {
@@ -117,15 +117,15 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
     }
 
     let mut pass = Pass::default();
-    let mut used: HashMap<String, i64> = HashMap::new();
+    let mut used: HashMap<NodeId, i64> = HashMap::new();
     let mut have: BTreeMap<Slot, Vec<PlacementRow>> = BTreeMap::new();
     let retry_ms = i64::try_from(FAILED_RETRY.as_millis()).unwrap_or(i64::MAX);
     for p in store.list_placements(None).await? {
         let slot = (p.app.clone(), p.release, p.resource.clone());
         let stale_failure = p.state == PlacementState::Failed && p.updated_at < now - retry_ms;
-        if !ready.contains(p.node.as_str()) || !want.contains_key(&slot) || stale_failure {
+        if !ready.contains(&p.node) || !want.contains_key(&slot) || stale_failure {
             tracing::info!(placement = %p.id, app = %p.app, resource = %p.resource, node = %p.node, "removing placement");
-            store.delete_placement(&p.id).await?;
+            store.delete_placement(p.id).await?;
             pass.removed += 1;
             continue;
         }
@@ -137,7 +137,7 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
         rows.sort_by_key(|p| p.created_at);
         while rows.len() > limit {
             if let Some(p) = rows.pop() {
-                store.delete_placement(&p.id).await?;
+                store.delete_placement(p.id).await?;
                 pass.removed += 1;
             }
         }
@@ -151,7 +151,7 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
         if missing == 0 {
             continue;
         }
-        let mut same: HashMap<String, i64> = HashMap::new();
+        let mut same: HashMap<NodeId, i64> = HashMap::new();
         for p in rows {
             *same.entry(p.node.clone()).or_default() += 1;
         }
@@ -165,7 +165,7 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
         let (app, release, resource) = slot;
         for node in picks {
             let row = PlacementRow {
-                id: morel_core::InstanceId::new().to_string(),
+                id: morel_core::InstanceId::new(),
                 app: app.clone(),
                 release: *release,
                 resource: resource.clone(),

@@ -59,6 +59,61 @@ typed_id!(
     ExecutionId, "exec"
 );
 typed_id!(
-    /// A machine running an agent.
-    NodeId, "node"
+    /// One git deploy request.
+    DeployId, "deploy"
 );
+
+/// A machine running an agent, named by its operator (`morel agent --id`): 1 to 63 of
+/// `a-z`, `0-9`, `-`, `_` and `.`, so a host name fits.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeId(String);
+
+impl NodeId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for NodeId {
+    type Err = crate::NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = (1..=63).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if ok {
+            Ok(NodeId(s.to_owned()))
+        } else {
+            Err(crate::NameError {
+                kind: "node id",
+                value: s.to_owned(),
+                reason: "use 1 to 63 of a-z, 0-9, '-', '_', '.'",
+            })
+        }
+    }
+}
+
+impl TryFrom<String> for NodeId {
+    type Error = crate::NameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(n: NodeId) -> String {
+        n.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node-{}", self.0)
+    }
+}

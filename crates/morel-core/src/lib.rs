@@ -12,6 +12,9 @@ pub mod state;
 pub mod time;
 
 pub use digest::{Digest, DigestError};
-pub use ids::{ExecutionId, InstanceId, NodeId, ReleaseId};
+pub use ids::{DeployId, ExecutionId, InstanceId, NodeId, ReleaseId};
 pub use names::{AppName, FunctionName, NameError, Namespace, ResourceName};
-pub use state::{InstanceState, NodeState, PlacementState, ReleaseStatus, ResourceStatus, Runtime};
+pub use state::{
+    DeployStatus, EnvironmentKind, EnvironmentStatus, ExecutionStatus, InstanceState, NodeState,
+    PlacementState, ReleaseStatus, ResourceStatus, Runtime, WasmFunctionStatus,
+};

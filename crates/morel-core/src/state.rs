@@ -1,4 +1,6 @@
-//! State enums shared by the store, the agent and the API. Stored and sent as lowercase strings.
+//! State enums shared by the store, the agent and the API, each stored and sent as the string
+//! its declaration gives (lowercase, except seed 001's upper-case function and execution
+//! statuses).
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,13 +11,16 @@ macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "lowercase")]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $(#[serde(rename = $s)] $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $s),+ }
+            }
+            /// The variant stored as `s`, if any.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($s => Some($name::$variant),)+ _ => None }
             }
         }
 
@@ -87,6 +92,65 @@ string_enum!(
     /// Seed 002's per-resource reconcile state.
     ResourceStatus { Deployed => "deployed", Updated => "updated", Failed => "failed" }
 );
+
+string_enum!(
+    /// A compiled (wasm) function's lifecycle (seed 001).
+    WasmFunctionStatus {
+        Pending => "PENDING",
+        Compiling => "COMPILING",
+        Ready => "READY",
+        Failed => "FAILED",
+    }
+);
+
+string_enum!(
+    /// A recorded invocation's progress: compiled functions' executions and async jobs.
+    ExecutionStatus {
+        Queued => "QUEUED",
+        Running => "RUNNING",
+        Completed => "COMPLETED",
+        Failed => "FAILED",
+        TimedOut => "TIMED_OUT",
+        Cancelled => "CANCELLED",
+    }
+);
+
+string_enum!(
+    /// `production` tracks the app's main branch; a `preview` tracks any other branch.
+    EnvironmentKind { Production => "production", Preview => "preview" }
+);
+
+string_enum!(
+    /// Written by the deploy worker as it walks an environment's deploy.
+    EnvironmentStatus {
+        Creating => "creating",
+        Deploying => "deploying",
+        Ready => "ready",
+        Failed => "failed",
+    }
+);
+
+string_enum!(
+    /// A git deploy request's progress.
+    DeployStatus {
+        Queued => "queued",
+        Running => "running",
+        Succeeded => "succeeded",
+        Failed => "failed",
+    }
+);
+
+impl WasmFunctionStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Ready | Self::Failed)
+    }
+}
+
+impl DeployStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
 
 impl ReleaseStatus {
     pub fn is_terminal(self) -> bool {

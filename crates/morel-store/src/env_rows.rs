@@ -1,43 +1,10 @@
 //! Typed rows for environments (seed 003): environments of an app, git deploy requests and
 //! their recorded steps, sealed secrets and TLS certificates.
 
+use morel_core::DeployId;
+pub use morel_core::{DeployStatus, EnvironmentKind, EnvironmentStatus};
+
 use crate::AppKey;
-
-macro_rules! state_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $(Self::$variant => $text),+ }
-            }
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($text => Some(Self::$variant),)+ _ => None }
-            }
-        }
-    };
-}
-
-state_enum!(
-    /// `production` tracks the app's main branch; a `preview` tracks any other branch.
-    EnvironmentKind { Production => "production", Preview => "preview" }
-);
-state_enum!(
-    /// Written by the deploy worker as it walks an environment's deploy.
-    EnvironmentStatus { Creating => "creating", Deploying => "deploying", Ready => "ready", Failed => "failed" }
-);
-state_enum!(
-    /// A git deploy request's progress.
-    DeployStatus { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed" }
-);
-
-impl DeployStatus {
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed)
-    }
-}
 
 /// One environment of an app. Its releases, resources and instances are stored under its
 /// host app key (the app itself for production, `{app}--{env}` for a preview).
@@ -59,7 +26,7 @@ pub struct EnvironmentRow {
 /// else); the worker records what each step produced here so a resumed deploy reuses it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeployRow {
-    pub id: String,
+    pub id: DeployId,
     pub app: AppKey,
     pub repo_url: String,
     /// The requested branch; `None` means the app's main branch.
@@ -81,7 +48,7 @@ pub struct DeployRow {
 /// A finished step of a deploy; at most one per (deploy, step).
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeployStepRow {
-    pub deploy_id: String,
+    pub deploy_id: DeployId,
     pub seq: i64,
     pub step: String,
     pub detail: String,

@@ -1,7 +1,8 @@
 //! Leadership leases: which server process runs the cluster-wide loops (reconcile, schedule,
 //! node-loss detection). See [`crate::Store::try_lead`].
 
-use sqlx::{Connection, PgConnection};
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
 
 use crate::Result;
 use crate::error::Ctx;

@@ -1,9 +1,9 @@
 //! Persistent state behind one trait, [`Store`]: apps, releases, resources, functions,
 //! instances, logs, bundle metadata, trusted keys and uploaded packages.
 //!
-//! The embedded default is SQLite ([`SqliteStore`]); [`PgStore`] implements the same trait on
-//! PostgreSQL (pgmq for the queues), chosen by a database URL ([`open`]). [`transfer`] moves an
-//! installation from one to the other. Rows are typed (`rows.rs`) and separate from API
+//! One implementation, [`SqlStore`], runs on SQLite (the embedded default) and on PostgreSQL
+//! (pgmq for the queues), chosen by a database URL ([`open`]); every statement is written once
+//! (`sql/`). [`transfer`] moves an installation from one to the other. Rows are typed (`rows.rs`) and separate from API
 //! views and wire messages. This crate knows nothing about HTTP, processes or bundles' bytes
 //! (those live on disk in the blob directory, owned by the control plane).
 
@@ -11,35 +11,36 @@ mod env_rows;
 mod error;
 mod lease;
 mod migrations;
-mod pg;
 pub mod rows;
-mod sqlite;
+mod sql;
 pub mod transfer;
 
 use async_trait::async_trait;
-use morel_core::{AppName, Digest, InstanceId, Namespace, ReleaseStatus};
+use morel_core::{
+    AppName, DeployId, Digest, ExecutionId, InstanceId, Namespace, NodeId, PlacementState,
+    ReleaseStatus,
+};
 
 pub use env_rows::*;
 pub use error::StoreError;
 pub use lease::Lease;
-pub use pg::PgStore;
 pub use rows::*;
-pub use sqlite::SqliteStore;
+pub use sql::SqlStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Opens the store a database URL names: `postgres://…` or `postgresql://…` for [`PgStore`],
-/// `sqlite://PATH` or a bare file path for [`SqliteStore`].
+/// Opens the store a database URL names: `postgres://…` or `postgresql://…` for PostgreSQL,
+/// `sqlite://PATH` or a bare file path for SQLite.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if is_postgres_url(url) {
-        return Ok(std::sync::Arc::new(PgStore::connect(url).await?));
+        return Ok(std::sync::Arc::new(SqlStore::connect_postgres(url).await?));
     }
     let path = url.strip_prefix("sqlite://").unwrap_or(url);
     if path.is_empty() || path.contains("://") {
         return Err(StoreError::BadUrl(redact_url(url)));
     }
     Ok(std::sync::Arc::new(
-        SqliteStore::open(std::path::Path::new(path)).await?,
+        SqlStore::open_sqlite(std::path::Path::new(path)).await?,
     ))
 }
 
@@ -192,7 +193,7 @@ pub trait Store: Send + Sync + 'static {
     /// cancelled is left as it is (a late result of a cancelled job is discarded).
     async fn finish_execution(
         &self,
-        id: &str,
+        id: ExecutionId,
         status: ExecutionStatus,
         output: Option<&str>,
         error: Option<&str>,
@@ -204,13 +205,13 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue_jobs(&self, queue: &str, jobs: &[NewJob]) -> Result<Vec<i64>>;
     /// `QUEUED → RUNNING` for each of `ids`, in one statement; returns the ids that moved (the
     /// others were cancelled, already ran, or are running).
-    async fn start_executions(&self, ids: &[String]) -> Result<Vec<String>>;
+    async fn start_executions(&self, ids: &[ExecutionId]) -> Result<Vec<ExecutionId>>;
     /// Records each job's outcome (as `finish_execution`: a cancelled or finished execution is
     /// left as it is) and deletes its message, all in one transaction.
     async fn finish_jobs(&self, queue: &str, jobs: &[FinishedJob]) -> Result<()>;
-    async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>>;
+    async fn get_execution(&self, id: ExecutionId) -> Result<Option<ExecutionRow>>;
     /// `QUEUED|RUNNING → CANCELLED`; false when it had already finished.
-    async fn cancel_execution(&self, id: &str) -> Result<bool>;
+    async fn cancel_execution(&self, id: ExecutionId) -> Result<bool>;
     async fn list_executions(&self, function_id: &str, limit: i64) -> Result<Vec<ExecutionRow>>;
 
     // Budgets and scale of apps (seed 004).
@@ -226,12 +227,17 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes an environment with its secrets and certificate; false when it did not exist.
     async fn delete_environment(&self, app: &AppKey, name: &str) -> Result<bool>;
     async fn create_deploy(&self, row: &DeployRow) -> Result<()>;
-    async fn get_deploy(&self, id: &str) -> Result<Option<DeployRow>>;
+    async fn get_deploy(&self, id: DeployId) -> Result<Option<DeployRow>>;
     /// Writes the worker-owned fields (env, digest, release, status, error, attempts).
     async fn update_deploy(&self, row: &DeployRow) -> Result<()>;
     /// Records a finished step once per (deploy, step); false when it was already recorded.
-    async fn record_deploy_step(&self, deploy_id: &str, step: &str, detail: &str) -> Result<bool>;
-    async fn list_deploy_steps(&self, deploy_id: &str) -> Result<Vec<DeployStepRow>>;
+    async fn record_deploy_step(
+        &self,
+        deploy_id: DeployId,
+        step: &str,
+        detail: &str,
+    ) -> Result<bool>;
+    async fn list_deploy_steps(&self, deploy_id: DeployId) -> Result<Vec<DeployStepRow>>;
     async fn put_secret(&self, row: &SecretRow) -> Result<()>;
     async fn list_secrets(&self, app: &AppKey, env: &str) -> Result<Vec<SecretRow>>;
     async fn delete_secret(&self, app: &AppKey, env: &str, name: &str) -> Result<bool>;
@@ -243,11 +249,11 @@ pub trait Store: Send + Sync + 'static {
     /// Registers a node or updates its address and capacity; it is `ready`, heartbeat now.
     async fn register_node(&self, row: &NodeRow) -> Result<()>;
     /// Records a heartbeat (a `lost` node becomes `ready` again); false for an unknown node.
-    async fn heartbeat_node(&self, id: &str, now_ms: i64) -> Result<bool>;
+    async fn heartbeat_node(&self, id: &NodeId, now_ms: i64) -> Result<bool>;
     async fn list_nodes(&self) -> Result<Vec<NodeRow>>;
     /// Marks `lost` every `ready` node whose last heartbeat is older than `before_ms`;
     /// returns their ids (each loss is reported once).
-    async fn mark_lost_nodes(&self, before_ms: i64) -> Result<Vec<String>>;
+    async fn mark_lost_nodes(&self, before_ms: i64) -> Result<Vec<NodeId>>;
     /// Tries to become the one process that runs `role` (reconcile, schedule). On PostgreSQL
     /// this is a session advisory lock on a connection of its own: it is released when the
     /// holder's process or connection dies, so another server takes over. On SQLite (one
@@ -257,18 +263,18 @@ pub trait Store: Send + Sync + 'static {
     // Placements (many machines): the scheduler's decisions, reported on by agents.
     async fn insert_placement(&self, row: &PlacementRow) -> Result<()>;
     /// Every placement, or those of one node.
-    async fn list_placements(&self, node: Option<&str>) -> Result<Vec<PlacementRow>>;
+    async fn list_placements(&self, node: Option<&NodeId>) -> Result<Vec<PlacementRow>>;
     /// An agent's report on its placement; false when the placement is not (or no longer) on
     /// that node.
     async fn report_placement(
         &self,
-        id: &str,
-        node: &str,
-        state: morel_core::PlacementState,
+        id: InstanceId,
+        node: &NodeId,
+        state: PlacementState,
         endpoint: Option<&str>,
         error: Option<&str>,
     ) -> Result<bool>;
-    async fn delete_placement(&self, id: &str) -> Result<()>;
+    async fn delete_placement(&self, id: InstanceId) -> Result<()>;
 
     // App identities (`app_identities`, migration 7): the unprivileged Unix uid (and gid, the
     // same number) each app's workers run as. Identities are never freed, not even by

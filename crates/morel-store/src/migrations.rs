@@ -229,7 +229,7 @@ CREATE TABLE certificates (
     (
         5,
         // Nodes: machines whose agents joined (many-machine mode), with their heartbeat.
-        // On PostgreSQL the queues are pgmq's own tables (see pg/pgmq.sql), whose archive has
+        // On PostgreSQL the queues are pgmq's own tables (see sql/pgmq.sql), whose archive has
         // no dead-letter flag: archiving as dead records the message here in the same
         // transaction. SQLite keeps the flag in `queue_archive.dead` and leaves this empty.
         r#"

@@ -1,8 +1,10 @@
 //! Typed rows: exactly what is stored, nothing about how it is shown or sent.
 
 use morel_core::{
-    Digest, InstanceId, InstanceState, NodeState, ReleaseId, ReleaseStatus, ResourceStatus, Runtime,
+    Digest, ExecutionId, InstanceId, InstanceState, NodeId, NodeState, PlacementState, ReleaseId,
+    ReleaseStatus, ResourceStatus, Runtime,
 };
+pub use morel_core::{ExecutionStatus, WasmFunctionStatus};
 
 use crate::AppKey;
 
@@ -157,40 +159,6 @@ pub struct QueueMessage {
     pub message: serde_json::Value,
 }
 
-/// Seed 001's function lifecycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WasmFunctionStatus {
-    Pending,
-    Compiling,
-    Ready,
-    Failed,
-}
-
-impl WasmFunctionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::Compiling => "COMPILING",
-            Self::Ready => "READY",
-            Self::Failed => "FAILED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "PENDING" => Self::Pending,
-            "COMPILING" => Self::Compiling,
-            "READY" => Self::Ready,
-            "FAILED" => Self::Failed,
-            _ => return None,
-        })
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Ready | Self::Failed)
-    }
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct WasmFunctionRow {
     pub id: String,
@@ -213,44 +181,9 @@ pub enum CompileOutcome {
     Failed(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExecutionStatus {
-    Queued,
-    Running,
-    Completed,
-    Failed,
-    TimedOut,
-    Cancelled,
-}
-
-impl ExecutionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "QUEUED",
-            Self::Running => "RUNNING",
-            Self::Completed => "COMPLETED",
-            Self::Failed => "FAILED",
-            Self::TimedOut => "TIMED_OUT",
-            Self::Cancelled => "CANCELLED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "QUEUED" => Self::Queued,
-            "RUNNING" => Self::Running,
-            "COMPLETED" => Self::Completed,
-            "FAILED" => Self::Failed,
-            "TIMED_OUT" => Self::TimedOut,
-            "CANCELLED" => Self::Cancelled,
-            _ => return None,
-        })
-    }
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExecutionRow {
-    pub id: String,
+    pub id: ExecutionId,
     pub function_id: String,
     pub status: ExecutionStatus,
     /// JSON text.
@@ -272,7 +205,7 @@ pub struct NewJob {
 /// A job that ran: its execution's outcome and the queue message to delete.
 #[derive(Clone, Debug)]
 pub struct FinishedJob {
-    pub id: String,
+    pub id: ExecutionId,
     pub status: ExecutionStatus,
     /// JSON text, when completed.
     pub output: Option<String>,
@@ -297,7 +230,7 @@ pub struct BudgetRow {
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeRow {
     /// The agent's node name (the `node` of its instances).
-    pub id: String,
+    pub id: NodeId,
     /// Where servers reach the agent (`http://host:port`).
     pub address: String,
     /// How many instances it may run.
@@ -310,12 +243,13 @@ pub struct NodeRow {
 /// One instance of a resource placed on a node by the scheduler (many machines).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlacementRow {
-    pub id: String,
+    /// The id of the instance placed.
+    pub id: InstanceId,
     pub app: AppKey,
     pub release: i64,
     pub resource: String,
-    pub node: String,
-    pub state: morel_core::PlacementState,
+    pub node: NodeId,
+    pub state: PlacementState,
     /// Where the agent serves the instance's calls (`http://host:port`), once ready.
     pub endpoint: Option<String>,
     pub error: Option<String>,

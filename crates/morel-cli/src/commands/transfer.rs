@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use morel_store::transfer::Dump;
-use morel_store::{PgStore, SqliteStore, Store};
+use morel_store::{SqlStore, Store};
 use sha2::Digest as _;
 
 use crate::args::{ExportArgs, ImportArgs};
@@ -32,7 +32,7 @@ pub async fn open_store(database_url: Option<&str>, state_dir: &Path) -> Result<
             .with_context(|| format!("opening the store at {}", morel_store::redact_url(url))),
         None => {
             let path = state_dir.join("morel.db");
-            let store = SqliteStore::open(&path)
+            let store = SqlStore::open_sqlite(&path)
                 .await
                 .with_context(|| format!("opening the store {}", path.display()))?;
             Ok(Arc::new(store))
@@ -54,7 +54,7 @@ pub async fn export(args: ExportArgs) -> Result<()> {
             args.out.display()
         );
     }
-    let store = SqliteStore::open(&db)
+    let store = SqlStore::open_sqlite(&db)
         .await
         .with_context(|| format!("opening {}", db.display()))?;
     let dump = store.export().await.context("reading the store")?;
@@ -129,7 +129,7 @@ pub async fn import(args: ImportArgs) -> Result<()> {
         &args.dir.join(SECRETS_KEY),
         &args.state_dir.join(SECRETS_KEY),
     )?;
-    let store = PgStore::connect(&args.database_url)
+    let store = SqlStore::connect_postgres(&args.database_url)
         .await
         .with_context(|| {
             format!(

@@ -354,7 +354,9 @@ async fn compiles_and_async_jobs_run_through_pgmq() {
     .await;
     assert_eq!(e["output"], json!(42), "{e}");
     // The queues are pgmq's tables in PostgreSQL, and every message gets consumed.
-    let conn = morel_store::PgStore::connect(&db.url).await.unwrap();
+    let conn = morel_store::SqlStore::connect_postgres(&db.url)
+        .await
+        .unwrap();
     for table in [
         "pgmq.q_compilation_jobs",
         "pgmq.q_compilation_results",

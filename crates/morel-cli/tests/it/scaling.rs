@@ -598,8 +598,8 @@ async fn a_crash_mid_deploy_comes_back_consistent() {
 /// The store as a rollout of v2 leaves it when killed between its resource writes and the
 /// switch of the active release: `api` and `extra` rewritten by v2, `jobs` deleted.
 async fn simulate_late_crash_state(db: &Path) {
-    use morel_store::{AppKey, FunctionRow, ResourceRow, SqliteStore, Store};
-    let store = SqliteStore::open(db).await.unwrap();
+    use morel_store::{AppKey, FunctionRow, ResourceRow, SqlStore, Store};
+    let store = SqlStore::open_sqlite(db).await.unwrap();
     let app = AppKey::in_default("crashy".parse().unwrap());
     for (name, status) in [
         ("api", morel_core::ResourceStatus::Updated),

@@ -122,7 +122,7 @@ pub async fn create_deploy(
         StatusCode::ACCEPTED,
         Json(DeployAccepted {
             url: format!("/api/deploys/{}", d.id),
-            id: d.id,
+            id: d.id.to_string(),
             app: d.app.name.to_string(),
             branch: d.branch,
             status: d.status.as_str(),
@@ -149,12 +149,11 @@ pub async fn get_deploy(
     Path(id): Path<String>,
 ) -> Result<Json<DeployView>, ApiError> {
     let store = &st.deployer.store;
-    let d = store
-        .get_deploy(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("deploy {id} not found")))?;
+    let not_found = || ApiError::not_found(format!("deploy {id} not found"));
+    let deploy_id: morel_core::DeployId = id.parse().map_err(|_| not_found())?;
+    let d = store.get_deploy(deploy_id).await?.ok_or_else(not_found)?;
     let steps = store
-        .list_deploy_steps(&id)
+        .list_deploy_steps(deploy_id)
         .await?
         .into_iter()
         .map(|s| DeployStepView {
@@ -172,7 +171,7 @@ pub async fn get_deploy(
         repo_url: crate::git_deploy::redact_url(&d.repo_url),
         release: d.release.map(|n| format!("v{n}")),
         status: d.status.as_str(),
-        id: d.id,
+        id: d.id.to_string(),
         branch: d.branch,
         env: d.env,
         error: d.error,

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use morel_core::NodeState;
+use morel_core::{NodeId, NodeState};
 use morel_store::NodeRow;
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +42,7 @@ pub struct NodeView {
 impl From<NodeRow> for NodeView {
     fn from(r: NodeRow) -> Self {
         NodeView {
-            id: r.id,
+            id: r.id.into(),
             address: r.address,
             capacity: r.capacity,
             state: r.state,
@@ -52,18 +52,9 @@ impl From<NodeRow> for NodeView {
     }
 }
 
-fn check_id(id: &str) -> Result<(), ApiError> {
-    let ok = (1..=63).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "invalid node id {id:?}: use 1 to 63 of a-z, 0-9, '-', '_', '.'"
-        )))
-    }
+fn check_id(id: &str) -> Result<NodeId, ApiError> {
+    id.parse()
+        .map_err(|e: morel_core::NameError| ApiError::bad_request(e.to_string()))
 }
 
 #[utoipa::path(
@@ -83,7 +74,7 @@ pub async fn register(
     State(st): State<AppState>,
     ApiJson(body): ApiJson<RegisterNode>,
 ) -> Result<Json<NodeView>, ApiError> {
-    check_id(&body.id)?;
+    let id = check_id(&body.id)?;
     if !(body.address.starts_with("http://") || body.address.starts_with("https://")) {
         return Err(ApiError::bad_request(format!(
             "invalid address {:?}: expected http://host:port",
@@ -100,7 +91,7 @@ pub async fn register(
     let store = &st.deployer.store;
     store
         .register_node(&NodeRow {
-            id: body.id.clone(),
+            id: id.clone(),
             address: body.address,
             capacity: body.capacity,
             state: NodeState::Ready,
@@ -113,7 +104,7 @@ pub async fn register(
         .list_nodes()
         .await?
         .into_iter()
-        .find(|n| n.id == body.id)
+        .find(|n| n.id == id)
         .ok_or_else(|| ApiError::not_found(format!("node {} vanished", body.id)))?;
     Ok(Json(row.into()))
 }
@@ -136,11 +127,11 @@ pub async fn heartbeat(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    check_id(&id)?;
+    let node = check_id(&id)?;
     if st
         .deployer
         .store
-        .heartbeat_node(&id, morel_core::time::now_ms())
+        .heartbeat_node(&node, morel_core::time::now_ms())
         .await?
     {
         Ok(StatusCode::NO_CONTENT)

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
-use morel_core::{Digest, PlacementState};
+use morel_core::{Digest, InstanceId, NodeId, PlacementState};
 use morel_store::PlacementRow;
 use serde::{Deserialize, Serialize};
 
@@ -39,12 +39,12 @@ pub struct PlacementView {
 impl From<PlacementRow> for PlacementView {
     fn from(r: PlacementRow) -> Self {
         PlacementView {
-            id: r.id,
+            id: r.id.to_string(),
             namespace: r.app.namespace.as_str().to_owned(),
             app: r.app.name.as_str().to_owned(),
             release: r.release,
             resource: r.resource,
-            node: r.node,
+            node: r.node.into(),
             state: r.state,
             endpoint: r.endpoint,
             error: r.error,
@@ -114,6 +114,9 @@ pub async fn for_node(
     Path(node): Path<String>,
 ) -> Result<Json<Vec<Assignment>>, ApiError> {
     let store = &st.deployer.store;
+    let node: NodeId = node
+        .parse()
+        .map_err(|e: morel_core::NameError| ApiError::bad_request(e.to_string()))?;
     let rows = store.list_placements(Some(&node)).await?;
     let mut releases = HashMap::new();
     let mut uids = HashMap::new();
@@ -181,12 +184,20 @@ pub async fn report(
             "invalid endpoint {ep:?}: expected http://host:port"
         )));
     }
+    let gone = || {
+        ApiError::not_found(format!(
+            "placement {id} is not on node {node} (any more): stop it"
+        ))
+    };
+    let (Ok(placement), Ok(node_id)) = (id.parse::<InstanceId>(), node.parse::<NodeId>()) else {
+        return Err(gone());
+    };
     let found = st
         .deployer
         .store
         .report_placement(
-            &id,
-            &node,
+            placement,
+            &node_id,
             body.state,
             body.endpoint.as_deref(),
             body.error.as_deref(),
@@ -195,9 +206,7 @@ pub async fn report(
     if found {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(format!(
-            "placement {id} is not on node {node} (any more): stop it"
-        )))
+        Err(gone())
     }
 }
 

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use morel_control::cluster::run_node_watch;
 use morel_core::NodeState;
-use morel_store::{NodeRow, PgStore, Store};
+use morel_store::{NodeRow, SqlStore, Store};
 use morel_test_support::postgres::ScratchDb;
 use tokio::sync::mpsc;
 
 fn silent_node(id: &str) -> NodeRow {
     let long_ago = morel_core::time::now_ms() - 60_000;
     NodeRow {
-        id: id.into(),
+        id: id.parse().unwrap(),
         address: "http://127.0.0.1:1".into(),
         capacity: 2,
         state: NodeState::Ready,
@@ -32,7 +32,7 @@ fn watcher(store: Arc<dyn Store>) -> (tokio::sync::watch::Sender<bool>, Reports)
         Duration::from_secs(1),
         Duration::from_millis(100),
         move |lost| {
-            let _ = tx.send(lost);
+            let _ = tx.send(lost.into_iter().map(String::from).collect());
         },
         stop,
     ));
@@ -49,8 +49,8 @@ async fn next(rx: &mut Reports, who: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_server_marks_lost_nodes_and_another_takes_over_when_it_stops() {
     let db = ScratchDb::create().await;
-    let a: Arc<dyn Store> = Arc::new(PgStore::connect(&db.url).await.unwrap());
-    let b: Arc<dyn Store> = Arc::new(PgStore::connect(&db.url).await.unwrap());
+    let a: Arc<dyn Store> = Arc::new(SqlStore::connect_postgres(&db.url).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(SqlStore::connect_postgres(&db.url).await.unwrap());
 
     a.register_node(&silent_node("n1")).await.unwrap();
     let (stop_a, mut from_a) = watcher(a.clone());

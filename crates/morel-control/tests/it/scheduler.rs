@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use morel_control::scheduler::{Pass, schedule_once};
 use morel_core::{AppName, Digest, NodeState, PlacementState, ReleaseStatus};
-use morel_store::{AppKey, NodeRow, SqliteStore, Store};
+use morel_store::{AppKey, NodeRow, SqlStore, Store};
 
 fn node(id: &str, capacity: i64, heartbeat_at: i64) -> NodeRow {
     NodeRow {
-        id: id.into(),
+        id: id.parse().unwrap(),
         address: format!("http://{id}:7000"),
         capacity,
         state: NodeState::Ready,
@@ -54,7 +54,7 @@ async fn nodes_of(store: &dyn Store) -> Vec<(String, i64)> {
         .await
         .unwrap()
         .into_iter()
-        .map(|p| (p.node, p.release))
+        .map(|p| (p.node.into(), p.release))
         .collect();
     v.sort();
     v
@@ -62,7 +62,7 @@ async fn nodes_of(store: &dyn Store) -> Vec<(String, i64)> {
 
 #[tokio::test]
 async fn places_spreads_moves_off_lost_nodes_and_follows_the_active_release() {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqlStore::in_memory().await.unwrap());
     let now = morel_core::time::now_ms();
     for id in ["a", "b", "c"] {
         store.register_node(&node(id, 2, now)).await.unwrap();
@@ -93,7 +93,7 @@ async fn places_spreads_moves_off_lost_nodes_and_follows_the_active_release() {
         .unwrap();
     assert_eq!(
         store.mark_lost_nodes(now - 10_000).await.unwrap(),
-        vec![gone.clone()]
+        vec![gone.parse::<morel_core::NodeId>().unwrap()]
     );
     assert_eq!(
         schedule_once(&*store).await.unwrap(),
@@ -159,7 +159,7 @@ async fn places_spreads_moves_off_lost_nodes_and_follows_the_active_release() {
         if p.release == v2 {
             let ok = store
                 .report_placement(
-                    &p.id,
+                    p.id,
                     &p.node,
                     PlacementState::Ready,
                     Some("http://x:1"),
@@ -227,7 +227,7 @@ async fn places_spreads_moves_off_lost_nodes_and_follows_the_active_release() {
 
 #[tokio::test]
 async fn a_release_that_does_not_fit_the_budget_is_failed_and_placed_nowhere() {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqlStore::in_memory().await.unwrap());
     let now = morel_core::time::now_ms();
     for id in ["a", "b", "c"] {
         store.register_node(&node(id, 4, now)).await.unwrap();

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use morel_store::{PgStore, SqliteStore, Store};
+use morel_store::{SqlStore, Store};
 pub use morel_test_support::postgres::ScratchDb;
 
 /// A store plus whatever must outlive it (a temp dir, a scratch database).
@@ -17,7 +17,7 @@ pub struct TestStore {
 
 pub async fn sqlite_file() -> TestStore {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("morel.db"))
+    let store = SqlStore::open_sqlite(&dir.path().join("morel.db"))
         .await
         .unwrap();
     TestStore {
@@ -29,7 +29,7 @@ pub async fn sqlite_file() -> TestStore {
 
 pub async fn sqlite_memory() -> TestStore {
     TestStore {
-        store: Arc::new(SqliteStore::in_memory().await.unwrap()),
+        store: Arc::new(SqlStore::in_memory().await.unwrap()),
         _dir: None,
         _db: None,
     }
@@ -37,7 +37,7 @@ pub async fn sqlite_memory() -> TestStore {
 
 pub async fn postgres() -> TestStore {
     let db = ScratchDb::create().await;
-    let store = PgStore::connect(&db.url).await.unwrap();
+    let store = SqlStore::connect_postgres(&db.url).await.unwrap();
     TestStore {
         store: Arc::new(store),
         _dir: None,
@@ -76,7 +76,7 @@ pub(crate) use for_each_backend;
 
 /// Polls for leadership of `role` (a released lock frees at once, but the server notices a
 /// closed connection asynchronously), with a bound.
-pub async fn wait_lease(store: &PgStore, role: &str) -> morel_store::Lease {
+pub async fn wait_lease(store: &SqlStore, role: &str) -> morel_store::Lease {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         if let Some(lease) = store.try_lead(role).await.unwrap() {

@@ -106,7 +106,7 @@ async fn environments_secrets_and_certificates_round_trip_and_delete_together(
 
 async fn deploy_steps_are_recorded_once_in_order(store: Arc<dyn Store>) {
     let mut d = DeployRow {
-        id: "d1".into(),
+        id: crate::deploy("d1"),
         app: key("web"),
         repo_url: "file:///repo".into(),
         branch: Some("main".into()),
@@ -126,26 +126,35 @@ async fn deploy_steps_are_recorded_once_in_order(store: Arc<dyn Store>) {
     d.status = DeployStatus::Running;
     d.attempts = 1;
     store.update_deploy(&d).await.unwrap();
-    let got = store.get_deploy("d1").await.unwrap().unwrap();
+    let got = store
+        .get_deploy(crate::deploy("d1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (got.env, got.release, got.status, got.attempts),
         (d.env.clone(), Some(3), DeployStatus::Running, 1)
     );
     assert!(
         store
-            .record_deploy_step("d1", "resolve", "a")
+            .record_deploy_step(crate::deploy("d1"), "resolve", "a")
             .await
             .unwrap()
     );
-    assert!(store.record_deploy_step("d1", "build", "b").await.unwrap());
+    assert!(
+        store
+            .record_deploy_step(crate::deploy("d1"), "build", "b")
+            .await
+            .unwrap()
+    );
     assert!(
         !store
-            .record_deploy_step("d1", "resolve", "again")
+            .record_deploy_step(crate::deploy("d1"), "resolve", "again")
             .await
             .unwrap(),
         "a step is recorded once"
     );
-    let steps = store.list_deploy_steps("d1").await.unwrap();
+    let steps = store.list_deploy_steps(crate::deploy("d1")).await.unwrap();
     let got: Vec<(i64, &str, &str)> = steps
         .iter()
         .map(|s| (s.seq, s.step.as_str(), s.detail.as_str()))

@@ -167,8 +167,16 @@ async fn concurrent_allocations_never_share_a_uid(store: Arc<dyn Store>) {
 #[tokio::test]
 async fn two_servers_on_one_postgres_never_share_a_uid() {
     let db = crate::backend::ScratchDb::create().await;
-    let a = Arc::new(morel_store::PgStore::connect(&db.url).await.unwrap());
-    let b = Arc::new(morel_store::PgStore::connect(&db.url).await.unwrap());
+    let a = Arc::new(
+        morel_store::SqlStore::connect_postgres(&db.url)
+            .await
+            .unwrap(),
+    );
+    let b = Arc::new(
+        morel_store::SqlStore::connect_postgres(&db.url)
+            .await
+            .unwrap(),
+    );
     // Each server allocates for 10 apps of its own and for 5 apps both allocate.
     let mut tasks = Vec::new();
     for (server, store) in [("a", a.clone()), ("b", b.clone())] {

@@ -256,14 +256,14 @@ async fn reopening_keeps_state_and_migrations_are_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("morel.db");
     {
-        let store = SqliteStore::open(&path).await.unwrap();
+        let store = SqlStore::open_sqlite(&path).await.unwrap();
         store.ensure_app(&key("persist")).await.unwrap();
         store
             .create_release(&key("persist"), "production", &digest(1), "{\"a\":1}", "{}")
             .await
             .unwrap();
     }
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqlStore::open_sqlite(&path).await.unwrap();
     let r = store
         .get_release(&key("persist"), 1)
         .await
@@ -300,7 +300,10 @@ async fn concurrent_deploys_get_distinct_release_numbers(store: Arc<dyn Store>) 
 async fn postgres_starts_at_once_migrate_once_and_reopen_keeps_state() {
     let db = backend::ScratchDb::create().await;
     // Two servers starting together against one new database.
-    let (a, b) = tokio::join!(PgStore::connect(&db.url), PgStore::connect(&db.url));
+    let (a, b) = tokio::join!(
+        SqlStore::connect_postgres(&db.url),
+        SqlStore::connect_postgres(&db.url)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     let versions: Vec<i64> =
         sqlx::query_scalar("SELECT version FROM morel_migrations ORDER BY version")
@@ -322,7 +325,7 @@ async fn postgres_starts_at_once_migrate_once_and_reopen_keeps_state() {
     assert_eq!(b.list_apps().await.unwrap().len(), 1);
     a.close().await;
     b.close().await;
-    let c = PgStore::connect(&db.url).await.unwrap();
+    let c = SqlStore::connect_postgres(&db.url).await.unwrap();
     let r = c.get_release(&key("persist"), 1).await.unwrap().unwrap();
     assert_eq!(r.manifest_json, "{\"a\":1}");
     c.close().await;
@@ -364,7 +367,7 @@ mod nodes {
 
     fn node(id: &str, at: i64) -> NodeRow {
         NodeRow {
-            id: id.into(),
+            id: crate::node(id),
             address: format!("http://127.0.0.1:1/{id}"),
             capacity: 4,
             state: NodeState::Ready,
@@ -376,17 +379,30 @@ mod nodes {
     async fn nodes_register_heartbeat_and_are_lost_after_the_ttl(store: Arc<dyn Store>) {
         store.register_node(&node("a", 1_000)).await.unwrap();
         store.register_node(&node("b", 1_000)).await.unwrap();
-        assert!(store.heartbeat_node("a", 5_000).await.unwrap());
-        assert!(!store.heartbeat_node("nobody", 5_000).await.unwrap());
+        assert!(
+            store
+                .heartbeat_node(&crate::node("a"), 5_000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .heartbeat_node(&crate::node("nobody"), 5_000)
+                .await
+                .unwrap()
+        );
         // b's last heartbeat (1 s) is older than the cut-off (3 s): lost, and reported once.
-        assert_eq!(store.mark_lost_nodes(3_000).await.unwrap(), vec!["b"]);
+        assert_eq!(
+            store.mark_lost_nodes(3_000).await.unwrap(),
+            vec![crate::node("b")]
+        );
         assert!(store.mark_lost_nodes(3_000).await.unwrap().is_empty());
         let states: Vec<_> = store
             .list_nodes()
             .await
             .unwrap()
             .into_iter()
-            .map(|n| (n.id, n.state, n.heartbeat_at))
+            .map(|n| (String::from(n.id), n.state, n.heartbeat_at))
             .collect();
         assert_eq!(
             states,
@@ -396,7 +412,12 @@ mod nodes {
             ]
         );
         // A lost node that heartbeats again is ready again; re-registering updates capacity.
-        assert!(store.heartbeat_node("b", 6_000).await.unwrap());
+        assert!(
+            store
+                .heartbeat_node(&crate::node("b"), 6_000)
+                .await
+                .unwrap()
+        );
         let mut bigger = node("b", 7_000);
         bigger.capacity = 9;
         store.register_node(&bigger).await.unwrap();
@@ -410,8 +431,8 @@ mod nodes {
     #[tokio::test]
     async fn one_server_leads_and_another_takes_over_when_it_dies() {
         let db = crate::backend::ScratchDb::create().await;
-        let a = PgStore::connect(&db.url).await.unwrap();
-        let b = PgStore::connect(&db.url).await.unwrap();
+        let a = SqlStore::connect_postgres(&db.url).await.unwrap();
+        let b = SqlStore::connect_postgres(&db.url).await.unwrap();
         let mut lease = a
             .try_lead("scheduler")
             .await
@@ -436,7 +457,32 @@ mod nodes {
 
     #[tokio::test]
     async fn sqlite_always_leads() {
-        let store = SqliteStore::in_memory().await.unwrap();
+        let store = SqlStore::in_memory().await.unwrap();
         assert!(store.try_lead("scheduler").await.unwrap().is_some());
     }
+}
+
+/// A fixed execution id named by a short tag (ids are UUIDs; tests name them).
+pub fn exec(tag: &str) -> morel_core::ExecutionId {
+    tag_uuid(tag).parse().unwrap()
+}
+
+/// A fixed deploy id named by a short tag.
+pub fn deploy(tag: &str) -> morel_core::DeployId {
+    tag_uuid(tag).parse().unwrap()
+}
+
+/// A fixed instance (placement) id named by a short tag.
+pub fn instance(tag: &str) -> morel_core::InstanceId {
+    tag_uuid(tag).parse().unwrap()
+}
+
+/// A UUID whose last 12 hex digits spell `tag` (at most 6 bytes), so ids sort like tags.
+fn tag_uuid(tag: &str) -> String {
+    let hex: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("00000000-0000-7000-8000-{hex:0<12}")
+}
+
+pub fn node(name: &str) -> morel_core::NodeId {
+    name.parse().unwrap()
 }

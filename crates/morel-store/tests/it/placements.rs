@@ -13,11 +13,11 @@ for_each_backend!(placements_are_listed_per_node_and_reported_by_their_node_only
 
 fn row(id: &str, node: &str) -> PlacementRow {
     PlacementRow {
-        id: id.into(),
+        id: crate::instance(id),
         app: key("shop"),
         release: 3,
         resource: "api".into(),
-        node: node.into(),
+        node: crate::node(node),
         state: PlacementState::Placed,
         endpoint: None,
         error: None,
@@ -31,23 +31,42 @@ async fn placements_are_listed_per_node_and_reported_by_their_node_only(store: A
     store.insert_placement(&row("p2", "b")).await.unwrap();
     assert!(store.insert_placement(&row("p1", "c")).await.is_err());
     assert_eq!(store.list_placements(None).await.unwrap().len(), 2);
-    let on_a = store.list_placements(Some("a")).await.unwrap();
+    let on_a = store
+        .list_placements(Some(&crate::node("a")))
+        .await
+        .unwrap();
     assert_eq!(on_a, vec![row("p1", "a")]);
 
     // Another node cannot report on p1.
     assert!(
         !store
-            .report_placement("p1", "b", PlacementState::Ready, Some("http://b"), None)
+            .report_placement(
+                crate::instance("p1"),
+                &crate::node("b"),
+                PlacementState::Ready,
+                Some("http://b"),
+                None
+            )
             .await
             .unwrap()
     );
     assert!(
         store
-            .report_placement("p1", "a", PlacementState::Ready, Some("http://a:1"), None)
+            .report_placement(
+                crate::instance("p1"),
+                &crate::node("a"),
+                PlacementState::Ready,
+                Some("http://a:1"),
+                None
+            )
             .await
             .unwrap()
     );
-    let p1 = store.list_placements(Some("a")).await.unwrap().remove(0);
+    let p1 = store
+        .list_placements(Some(&crate::node("a")))
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(p1.state, PlacementState::Ready);
     assert_eq!(p1.endpoint.as_deref(), Some("http://a:1"));
     assert_eq!(
@@ -55,11 +74,23 @@ async fn placements_are_listed_per_node_and_reported_by_their_node_only(store: A
         (key("shop"), 3, "api".into())
     );
 
-    store.delete_placement("p1").await.unwrap();
-    assert!(store.list_placements(Some("a")).await.unwrap().is_empty());
+    store.delete_placement(crate::instance("p1")).await.unwrap();
+    assert!(
+        store
+            .list_placements(Some(&crate::node("a")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         !store
-            .report_placement("p1", "a", PlacementState::Failed, None, Some("gone"))
+            .report_placement(
+                crate::instance("p1"),
+                &crate::node("a"),
+                PlacementState::Failed,
+                None,
+                Some("gone")
+            )
             .await
             .unwrap()
     );

@@ -173,7 +173,7 @@ async fn compile_results_apply_once(store: Arc<dyn Store>) {
     assert!(listed[0].wasm.is_none());
 
     let e = ExecutionRow {
-        id: "e1".into(),
+        id: crate::exec("e1"),
         function_id: "f1".into(),
         status: ExecutionStatus::Running,
         input: "{}".into(),
@@ -184,17 +184,32 @@ async fn compile_results_apply_once(store: Arc<dyn Store>) {
     };
     store.insert_execution(&e).await.unwrap();
     store
-        .finish_execution("e1", ExecutionStatus::Completed, Some("42"), None)
+        .finish_execution(
+            crate::exec("e1"),
+            ExecutionStatus::Completed,
+            Some("42"),
+            None,
+        )
         .await
         .unwrap();
-    let got = store.get_execution("e1").await.unwrap().unwrap();
+    let got = store
+        .get_execution(crate::exec("e1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (got.status, got.output.as_deref()),
         (ExecutionStatus::Completed, Some("42"))
     );
     assert!(got.completed_at.is_some());
     assert_eq!(store.list_executions("f1", 10).await.unwrap().len(), 1);
-    assert!(store.get_execution("nope").await.unwrap().is_none());
+    assert!(
+        store
+            .get_execution(crate::exec("nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn concurrent_readers_never_get_the_same_message(store: Arc<dyn Store>) {
@@ -228,7 +243,7 @@ async fn concurrent_readers_never_get_the_same_message(store: Arc<dyn Store>) {
 async fn a_job_is_queued_and_finished_with_its_execution(store: Arc<dyn Store>) {
     let job = |id: &str| NewJob {
         execution: ExecutionRow {
-            id: id.into(),
+            id: crate::exec(id),
             function_id: "default/app/add".into(),
             status: ExecutionStatus::Queued,
             input: "[1,2]".into(),
@@ -240,7 +255,7 @@ async fn a_job_is_queued_and_finished_with_its_execution(store: Arc<dyn Store>) 
         message: json!({ "execution_id": id }),
     };
     let done = |id: &str, msg_id: i64| FinishedJob {
-        id: id.into(),
+        id: crate::exec(id),
         status: ExecutionStatus::Completed,
         output: Some("3".into()),
         error: None,
@@ -271,19 +286,30 @@ async fn a_job_is_queued_and_finished_with_its_execution(store: Arc<dyn Store>) 
             .is_err()
     );
     assert_eq!(store.queue_depth("jobs").await.unwrap().0, 3);
-    assert!(store.get_execution("j4").await.unwrap().is_none());
+    assert!(
+        store
+            .get_execution(crate::exec("j4"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // j2 is cancelled before it starts: it does not start, and its late result is discarded.
-    assert!(store.cancel_execution("j2").await.unwrap());
+    assert!(store.cancel_execution(crate::exec("j2")).await.unwrap());
     let mut started = store
-        .start_executions(&["j1".into(), "j2".into(), "j3".into(), "nope".into()])
+        .start_executions(&[
+            crate::exec("j1"),
+            crate::exec("j2"),
+            crate::exec("j3"),
+            crate::exec("nope"),
+        ])
         .await
         .unwrap();
     started.sort();
-    assert_eq!(started, vec!["j1".to_owned(), "j3".to_owned()]);
+    assert_eq!(started, vec![crate::exec("j1"), crate::exec("j3")]);
     assert!(
         store
-            .start_executions(&["j1".into()])
+            .start_executions(&[crate::exec("j1")])
             .await
             .unwrap()
             .is_empty(),
@@ -294,18 +320,32 @@ async fn a_job_is_queued_and_finished_with_its_execution(store: Arc<dyn Store>) 
         .finish_jobs("jobs", &[done("j1", ids[0]), done("j2", ids[1])])
         .await
         .unwrap();
-    let j1 = store.get_execution("j1").await.unwrap().unwrap();
+    let j1 = store
+        .get_execution(crate::exec("j1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (j1.status, j1.output.as_deref()),
         (ExecutionStatus::Completed, Some("3"))
     );
     assert!(j1.completed_at.is_some());
     assert_eq!(
-        store.get_execution("j2").await.unwrap().unwrap().status,
+        store
+            .get_execution(crate::exec("j2"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         ExecutionStatus::Cancelled
     );
     assert_eq!(
-        store.get_execution("j3").await.unwrap().unwrap().status,
+        store
+            .get_execution(crate::exec("j3"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         ExecutionStatus::Running
     );
     // Both messages went, j3's stays until it finishes.

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::{backend, digest, key};
 
-async fn fill(store: &SqliteStore) {
+async fn fill(store: &SqlStore) {
     let app = key("moved");
     store.ensure_app(&app).await.unwrap();
     store
@@ -115,7 +115,7 @@ async fn fill(store: &SqliteStore) {
 #[tokio::test]
 async fn sqlite_installation_moves_to_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(&dir.path().join("morel.db"))
+    let sqlite = SqlStore::open_sqlite(&dir.path().join("morel.db"))
         .await
         .unwrap();
     fill(&sqlite).await;
@@ -129,7 +129,7 @@ async fn sqlite_installation_moves_to_postgres() {
     );
 
     let db = backend::ScratchDb::create().await;
-    let pg = PgStore::connect(&db.url).await.unwrap();
+    let pg = SqlStore::connect_postgres(&db.url).await.unwrap();
     let summary = pg.import(&dump).await.unwrap();
     assert_eq!(summary.queue_messages, 1);
     assert!(

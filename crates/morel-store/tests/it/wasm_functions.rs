@@ -32,7 +32,7 @@ fn function(id: &str, name: &str) -> WasmFunctionRow {
 
 fn execution(id: &str, function_id: &str) -> ExecutionRow {
     ExecutionRow {
-        id: id.into(),
+        id: crate::exec(id),
         function_id: function_id.into(),
         status: ExecutionStatus::Running,
         input: "{}".into(),
@@ -173,7 +173,13 @@ async fn only_a_failed_function_is_replaced(store: Arc<dyn Store>) {
             .unwrap()
             .is_none()
     );
-    assert!(store.get_execution("e1").await.unwrap().is_none());
+    assert!(
+        store
+            .get_execution(crate::exec("e1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     let now = store
         .get_wasm_function_by_name("broken")
         .await
@@ -246,7 +252,13 @@ async fn deleting_a_function_deletes_its_executions(store: Arc<dyn Store>) {
             .is_none()
     );
     assert!(store.list_executions("f1", 10).await.unwrap().is_empty());
-    assert!(store.get_execution("e1").await.unwrap().is_none());
+    assert!(
+        store
+            .get_execution(crate::exec("e1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Another function and its executions stay.
     assert_eq!(store.list_executions("f2", 10).await.unwrap().len(), 1);
     assert_eq!(store.list_wasm_functions().await.unwrap().len(), 1);
@@ -287,7 +299,7 @@ fn after_8() -> Vec<(String, String)> {
 async fn migration_8_keeps_the_oldest_of_a_name_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("morel.db");
-    SqliteStore::open(&path).await.unwrap();
+    SqlStore::open_sqlite(&path).await.unwrap();
     let url = format!("sqlite://{}", path.display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     // Back to migration 7, then the duplicates it allowed.
@@ -306,7 +318,7 @@ async fn migration_8_keeps_the_oldest_of_a_name_on_sqlite() {
             .unwrap();
     }
     pool.close().await;
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqlStore::open_sqlite(&path).await.unwrap();
     let mut got: Vec<(String, String)> = store
         .list_wasm_functions()
         .await
@@ -325,7 +337,7 @@ async fn migration_8_keeps_the_oldest_of_a_name_on_sqlite() {
 #[tokio::test]
 async fn migration_8_keeps_the_oldest_of_a_name_on_postgres() {
     let db = crate::backend::ScratchDb::create().await;
-    let store = PgStore::connect(&db.url).await.unwrap();
+    let store = SqlStore::connect_postgres(&db.url).await.unwrap();
     sqlx::raw_sql(
         "DROP INDEX wasm_functions_by_name; DELETE FROM morel_migrations WHERE version = 8;",
     )
@@ -341,7 +353,7 @@ async fn migration_8_keeps_the_oldest_of_a_name_on_postgres() {
             .unwrap();
     }
     store.close().await;
-    let store = PgStore::connect(&db.url).await.unwrap();
+    let store = SqlStore::connect_postgres(&db.url).await.unwrap();
     let mut got: Vec<(String, String)> = store
         .list_wasm_functions()
         .await

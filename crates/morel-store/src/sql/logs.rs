@@ -1,9 +1,10 @@
-use sqlx::{Row, SqlitePool};
+use sqlx::AnyPool;
+use sqlx::Row;
 
 use crate::error::Ctx;
 use crate::{AppKey, LogRow, LogStream, NewLogLine, Result, StoreError};
 
-pub async fn append(pool: &SqlitePool, lines: &[NewLogLine]) -> Result<()> {
+pub async fn append(pool: &AnyPool, lines: &[NewLogLine]) -> Result<()> {
     if lines.is_empty() {
         return Ok(());
     }
@@ -11,7 +12,7 @@ pub async fn append(pool: &SqlitePool, lines: &[NewLogLine]) -> Result<()> {
     let mut tx = pool.begin().await.ctx("begin append logs")?;
     for l in lines {
         sqlx::query(
-            "INSERT INTO logs (namespace, app, ts, stream, source, line) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO logs (namespace, app, ts, stream, source, line) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(l.app.namespace.as_str())
         .bind(l.app.name.as_str())
@@ -28,13 +29,13 @@ pub async fn append(pool: &SqlitePool, lines: &[NewLogLine]) -> Result<()> {
 }
 
 pub async fn read(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     app: &AppKey,
     after_id: i64,
     since_ms: i64,
     limit: i64,
 ) -> Result<Vec<LogRow>> {
-    let rows = sqlx::query("SELECT id, ts, stream, source, line FROM logs WHERE namespace = ? AND app = ? AND id > ? AND ts >= ? ORDER BY id LIMIT ?")
+    let rows = sqlx::query("SELECT id, ts, stream, source, line FROM logs WHERE namespace = $1 AND app = $2 AND id > $3 AND ts >= $4 ORDER BY id LIMIT $5")
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())
         .bind(after_id)
@@ -60,10 +61,10 @@ pub async fn read(
         .collect()
 }
 
-pub async fn prune(pool: &SqlitePool, app: &AppKey, keep: i64, min_ts: i64) -> Result<u64> {
+pub async fn prune(pool: &AnyPool, app: &AppKey, keep: i64, min_ts: i64) -> Result<u64> {
     let res = sqlx::query(
-        "DELETE FROM logs WHERE namespace = ?1 AND app = ?2 AND (ts < ?3 OR id <= \
-         (SELECT id FROM logs WHERE namespace = ?1 AND app = ?2 ORDER BY id DESC LIMIT 1 OFFSET ?4))",
+        "DELETE FROM logs WHERE namespace = $1 AND app = $2 AND (ts < $3 OR id <= \
+         (SELECT id FROM logs WHERE namespace = $1 AND app = $2 ORDER BY id DESC LIMIT 1 OFFSET $4))",
     )
     .bind(app.namespace.as_str())
     .bind(app.name.as_str())

@@ -1,16 +1,19 @@
-//! Seed 001's tables on PostgreSQL: compiled functions and their executions.
+//! Seed 001's tables: compiled functions and their executions.
 
-use sqlx::postgres::PgRow;
-use sqlx::{PgExecutor, PgPool, Row};
+use sqlx::AnyPool;
+use sqlx::Row;
+use sqlx::any::{AnyExecutor, AnyRow};
 
-use super::queues::Queues;
+use morel_core::ExecutionId;
+
+use super::{SqlStore, queues};
 use crate::error::Ctx;
 use crate::{
     CompileOutcome, ExecutionRow, ExecutionStatus, FinishedJob, NewJob, Result, StoreError,
     WasmFunctionRow, WasmFunctionStatus,
 };
 
-fn function_from_row(r: &PgRow, with_wasm: bool) -> Result<WasmFunctionRow> {
+fn function_from_row(r: &AnyRow, with_wasm: bool) -> Result<WasmFunctionRow> {
     let status: String = r.get("status");
     Ok(WasmFunctionRow {
         id: r.get("id"),
@@ -29,9 +32,9 @@ fn function_from_row(r: &PgRow, with_wasm: bool) -> Result<WasmFunctionRow> {
     })
 }
 
-const FUNCTION_COLUMNS: &str = "id, name, language, source, status, compile_error, LENGTH(wasm)::BIGINT AS wasm_size, created_at, updated_at";
+const FUNCTION_COLUMNS: &str = "id, name, language, source, status, compile_error, LENGTH(wasm) AS wasm_size, created_at, updated_at";
 
-pub async fn insert_function<'e>(ex: impl PgExecutor<'e>, row: &WasmFunctionRow) -> Result<()> {
+pub async fn insert_function<'e>(ex: impl AnyExecutor<'e>, row: &WasmFunctionRow) -> Result<()> {
     sqlx::query("INSERT INTO wasm_functions (id, name, language, source, status, compile_error, wasm, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
         .bind(&row.id)
         .bind(&row.name)
@@ -64,15 +67,21 @@ fn insert_error(source: sqlx::Error, name: &str) -> StoreError {
 
 /// In one transaction: deletes the `FAILED` function named like `row` (and its executions),
 /// if there is one, and inserts `row`. Returns the id it replaced. Of two concurrent
-/// replacements, the second waits on the first's row lock and then fails on the name.
-pub async fn replace_failed_function(
-    pool: &PgPool,
+/// replacements, the second waits on the first's row lock (on PostgreSQL; SQLite has one
+/// writer) and then fails on the name.
+pub(super) async fn replace_failed_function(
+    store: &SqlStore,
     row: &WasmFunctionRow,
 ) -> Result<Option<String>> {
-    let mut tx = pool.begin().await.ctx("begin replace function")?;
-    let old: Option<String> = sqlx::query_scalar(
-        "SELECT id FROM wasm_functions WHERE name = $1 AND status = 'FAILED' FOR UPDATE",
-    )
+    let mut tx = store.write.begin().await.ctx("begin replace function")?;
+    let lock = if store.is_postgres() {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let old: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT id FROM wasm_functions WHERE name = $1 AND status = 'FAILED'{lock}"
+    ))
     .bind(&row.name)
     .fetch_optional(&mut *tx)
     .await
@@ -86,14 +95,14 @@ pub async fn replace_failed_function(
 }
 
 /// Deletes a function and its executions in one transaction; false when it did not exist.
-pub async fn delete_function(pool: &PgPool, id: &str) -> Result<bool> {
+pub async fn delete_function(pool: &AnyPool, id: &str) -> Result<bool> {
     let mut tx = pool.begin().await.ctx("begin delete function")?;
     let deleted = delete_function_rows(&mut tx, id).await?;
     tx.commit().await.ctx("commit delete function")?;
     Ok(deleted)
 }
 
-async fn delete_function_rows(tx: &mut sqlx::PgConnection, id: &str) -> Result<bool> {
+async fn delete_function_rows(tx: &mut sqlx::AnyConnection, id: &str) -> Result<bool> {
     sqlx::query("DELETE FROM executions WHERE function_id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -108,7 +117,7 @@ async fn delete_function_rows(tx: &mut sqlx::PgConnection, id: &str) -> Result<b
         > 0)
 }
 
-pub async fn get_function_by_name(pool: &PgPool, name: &str) -> Result<Option<WasmFunctionRow>> {
+pub async fn get_function_by_name(pool: &AnyPool, name: &str) -> Result<Option<WasmFunctionRow>> {
     sqlx::query(&format!(
         "SELECT {FUNCTION_COLUMNS} FROM wasm_functions WHERE name = $1"
     ))
@@ -121,7 +130,7 @@ pub async fn get_function_by_name(pool: &PgPool, name: &str) -> Result<Option<Wa
 }
 
 pub async fn get_function(
-    pool: &PgPool,
+    pool: &AnyPool,
     id: &str,
     with_wasm: bool,
 ) -> Result<Option<WasmFunctionRow>> {
@@ -139,7 +148,7 @@ pub async fn get_function(
         .transpose()
 }
 
-pub async fn list_functions(pool: &PgPool) -> Result<Vec<WasmFunctionRow>> {
+pub async fn list_functions(pool: &AnyPool) -> Result<Vec<WasmFunctionRow>> {
     sqlx::query(&format!(
         "SELECT {FUNCTION_COLUMNS} FROM wasm_functions ORDER BY created_at"
     ))
@@ -151,7 +160,7 @@ pub async fn list_functions(pool: &PgPool) -> Result<Vec<WasmFunctionRow>> {
     .collect()
 }
 
-pub async fn set_status(pool: &PgPool, id: &str, status: WasmFunctionStatus) -> Result<()> {
+pub async fn set_status(pool: &AnyPool, id: &str, status: WasmFunctionStatus) -> Result<()> {
     // Never move a finished function backwards.
     sqlx::query("UPDATE wasm_functions SET status = $1, updated_at = $2 WHERE id = $3 AND status NOT IN ('READY', 'FAILED')")
         .bind(status.as_str())
@@ -163,15 +172,14 @@ pub async fn set_status(pool: &PgPool, id: &str, status: WasmFunctionStatus) -> 
     Ok(())
 }
 
-pub async fn apply_compile_result(
-    queues: &Queues,
+pub(super) async fn apply_compile_result(
+    store: &SqlStore,
     id: &str,
     outcome: &CompileOutcome,
     queue: &str,
     msg_id: i64,
 ) -> Result<bool> {
-    queues.ensure(queue).await?;
-    let mut tx = queues.pool().begin().await.ctx("begin apply result")?;
+    let mut tx = store.write.begin().await.ctx("begin apply result")?;
     let (status, wasm, error) = match outcome {
         CompileOutcome::Ready(w) => (WasmFunctionStatus::Ready, Some(w.as_slice()), None),
         CompileOutcome::Failed(e) => (WasmFunctionStatus::Failed, None, Some(e.as_str())),
@@ -187,21 +195,16 @@ pub async fn apply_compile_result(
         .ctx("apply compile result")?
         .rows_affected()
         > 0;
-    // pgmq's own delete, in the same transaction as the update.
-    sqlx::query("SELECT pgmq.delete($1, $2)")
-        .bind(queue)
-        .bind(msg_id)
-        .execute(&mut *tx)
-        .await
-        .ctx("delete applied result")?;
+    // The message goes in the same transaction as the update.
+    queues::delete_on(store, &mut tx, queue, msg_id).await?;
     tx.commit().await.ctx("commit apply result")?;
     Ok(changed)
 }
 
-fn execution_from_row(r: &PgRow) -> Result<ExecutionRow> {
+fn execution_from_row(r: &AnyRow) -> Result<ExecutionRow> {
     let status: String = r.get("status");
     Ok(ExecutionRow {
-        id: r.get("id"),
+        id: super::parse("executions.id", r.get("id"))?,
         function_id: r.get("function_id"),
         status: ExecutionStatus::parse(&status).ok_or(StoreError::Corrupt {
             column: "executions.status",
@@ -215,9 +218,9 @@ fn execution_from_row(r: &PgRow) -> Result<ExecutionRow> {
     })
 }
 
-pub async fn insert_execution<'e>(ex: impl PgExecutor<'e>, row: &ExecutionRow) -> Result<()> {
+pub async fn insert_execution<'e>(ex: impl AnyExecutor<'e>, row: &ExecutionRow) -> Result<()> {
     sqlx::query("INSERT INTO executions (id, function_id, status, input, output, error, started_at, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-        .bind(&row.id)
+        .bind(row.id.to_string())
         .bind(&row.function_id)
         .bind(row.status.as_str())
         .bind(&row.input)
@@ -231,46 +234,56 @@ pub async fn insert_execution<'e>(ex: impl PgExecutor<'e>, row: &ExecutionRow) -
     Ok(())
 }
 
-/// The jobs' executions and messages in one transaction.
-pub async fn enqueue_jobs(queues: &Queues, queue: &str, jobs: &[NewJob]) -> Result<Vec<i64>> {
+/// The jobs' executions and messages in one transaction (SQLite has its own, in one round
+/// trip: `sqlite::enqueue_jobs`).
+pub(super) async fn enqueue_jobs(
+    store: &SqlStore,
+    queue: &str,
+    jobs: &[NewJob],
+) -> Result<Vec<i64>> {
     if jobs.is_empty() {
         return Ok(Vec::new());
     }
-    queues.ensure(queue).await?;
-    let mut tx = queues.pool().begin().await.ctx("begin enqueue")?;
+    let mut tx = store.write.begin().await.ctx("begin enqueue")?;
     let mut ids = Vec::with_capacity(jobs.len());
     for job in jobs {
         insert_execution(&mut *tx, &job.execution).await?;
-        ids.push(super::queues::send_on(&mut *tx, queue, &job.message).await?);
+        ids.push(queues::send_on(store, &mut tx, queue, &job.message).await?);
     }
     tx.commit().await.ctx("commit enqueue")?;
     Ok(ids)
 }
 
-pub async fn start_executions(pool: &PgPool, ids: &[String]) -> Result<Vec<String>> {
+pub async fn start_executions(pool: &AnyPool, ids: &[ExecutionId]) -> Result<Vec<ExecutionId>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_scalar(
-        "UPDATE executions SET status = 'RUNNING' WHERE status = 'QUEUED' AND id = ANY($1) RETURNING id",
-    )
-    .bind(ids)
-    .fetch_all(pool)
-    .await
-    .ctx("start executions")
+    let sql = format!(
+        "UPDATE executions SET status = 'RUNNING' WHERE status = 'QUEUED' AND id IN ({}) RETURNING id",
+        super::placeholders(1, ids.len())
+    );
+    let mut q = sqlx::query_scalar(&sql);
+    for id in ids {
+        q = q.bind(id.to_string());
+    }
+    let started: Vec<String> = q.fetch_all(pool).await.ctx("start executions")?;
+    started
+        .iter()
+        .map(|id| super::parse("executions.id", id))
+        .collect()
 }
 
-/// The jobs' outcomes and the deletion of their messages in one transaction.
-pub async fn finish_jobs(queues: &Queues, queue: &str, jobs: &[FinishedJob]) -> Result<()> {
+/// The jobs' outcomes and the deletion of their messages in one transaction (SQLite has its
+/// own, in one round trip: `sqlite::finish_jobs`).
+pub(super) async fn finish_jobs(store: &SqlStore, queue: &str, jobs: &[FinishedJob]) -> Result<()> {
     if jobs.is_empty() {
         return Ok(());
     }
-    queues.ensure(queue).await?;
-    let mut tx = queues.pool().begin().await.ctx("begin finish jobs")?;
+    let mut tx = store.write.begin().await.ctx("begin finish jobs")?;
     for job in jobs {
         finish_execution(
             &mut *tx,
-            &job.id,
+            job.id,
             job.status,
             job.output.as_deref(),
             job.error.as_deref(),
@@ -278,15 +291,15 @@ pub async fn finish_jobs(queues: &Queues, queue: &str, jobs: &[FinishedJob]) -> 
         .await?;
     }
     for job in jobs {
-        super::queues::delete_on(&mut *tx, queue, job.msg_id).await?;
+        queues::delete_on(store, &mut tx, queue, job.msg_id).await?;
     }
     tx.commit().await.ctx("commit finish jobs")?;
     Ok(())
 }
 
 pub async fn finish_execution<'e>(
-    ex: impl PgExecutor<'e>,
-    id: &str,
+    ex: impl AnyExecutor<'e>,
+    id: ExecutionId,
     status: ExecutionStatus,
     output: Option<&str>,
     error: Option<&str>,
@@ -298,16 +311,16 @@ pub async fn finish_execution<'e>(
     .bind(output)
     .bind(error)
     .bind(morel_core::time::now_ms())
-    .bind(id)
+    .bind(id.to_string())
     .execute(ex)
     .await
     .ctx("finish execution")?;
     Ok(())
 }
 
-pub async fn get_execution(pool: &PgPool, id: &str) -> Result<Option<ExecutionRow>> {
+pub async fn get_execution(pool: &AnyPool, id: ExecutionId) -> Result<Option<ExecutionRow>> {
     sqlx::query("SELECT * FROM executions WHERE id = $1")
-        .bind(id)
+        .bind(id.to_string())
         .fetch_optional(pool)
         .await
         .ctx("get execution")?
@@ -316,7 +329,7 @@ pub async fn get_execution(pool: &PgPool, id: &str) -> Result<Option<ExecutionRo
 }
 
 pub async fn list_executions(
-    pool: &PgPool,
+    pool: &AnyPool,
     function_id: &str,
     limit: i64,
 ) -> Result<Vec<ExecutionRow>> {
@@ -334,24 +347,21 @@ pub async fn list_executions(
 }
 
 pub async fn transition_execution(
-    pool: &PgPool,
-    id: &str,
+    pool: &AnyPool,
+    id: ExecutionId,
     from: &[&str],
     to: ExecutionStatus,
 ) -> Result<bool> {
     // $1..$4 are fixed; the allowed source states follow from $5.
-    let placeholders = (0..from.len())
-        .map(|i| format!("${}", i + 5))
-        .collect::<Vec<_>>()
-        .join(", ");
     let sql = format!(
-        "UPDATE executions SET status = $1, completed_at = CASE WHEN $2 THEN $3 ELSE completed_at END WHERE id = $4 AND status IN ({placeholders})"
+        "UPDATE executions SET status = $1, completed_at = CASE WHEN $2 THEN $3 ELSE completed_at END WHERE id = $4 AND status IN ({})",
+        super::placeholders(5, from.len())
     );
     let mut q = sqlx::query(&sql)
         .bind(to.as_str())
         .bind(to == ExecutionStatus::Cancelled)
         .bind(morel_core::time::now_ms())
-        .bind(id);
+        .bind(id.to_string());
     for f in from {
         q = q.bind(*f);
     }

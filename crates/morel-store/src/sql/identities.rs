@@ -1,22 +1,36 @@
-//! App identities (`app_identities`, migration 7) on PostgreSQL: `sqlite/identities.rs`
-//! statement for statement, with `$n` placeholders. Several servers may allocate at once: the
+//! App identities (`app_identities`, migration 7): the Unix uid each app's workers run as,
+//! allocated once from a range and never freed. Several servers may allocate at once: the
 //! UNIQUE uid and the app's primary key make a losing insert do nothing, and it retries.
 
-use sqlx::{PgPool, Row};
+use sqlx::AnyPool;
+use sqlx::Row;
 
 use super::app_key;
 use crate::error::Ctx;
-use crate::sqlite::identities::{range_end, to_uid};
 use crate::{AppKey, Result, StoreError};
 
-/// See `sqlite/identities.rs`. Binds: first, end.
+/// The lowest uid of `[first, end)` that no app has: either `first` itself or one past a
+/// taken uid. Binds: first, end. NULL when the range is full.
 const LOWEST_FREE: &str = "SELECT MIN(c) FROM (\
      SELECT CAST($1 AS BIGINT) AS c \
      UNION ALL SELECT uid + 1 FROM app_identities WHERE uid >= $1 AND uid < $2\
      ) AS candidates \
      WHERE c < $2 AND NOT EXISTS (SELECT 1 FROM app_identities t WHERE t.uid = candidates.c)";
 
-pub async fn app_uid(pool: &PgPool, app: &AppKey, first: u32, count: u32) -> Result<u32> {
+/// The exclusive end of `first..first + count`, kept below `u32::MAX` (which is `(uid_t)-1`,
+/// "no uid", to the kernel).
+fn range_end(first: u32, count: u32) -> i64 {
+    (i64::from(first) + i64::from(count)).min(i64::from(u32::MAX))
+}
+
+fn to_uid(stored: i64) -> Result<u32> {
+    u32::try_from(stored).map_err(|_| StoreError::Corrupt {
+        column: "app_identities.uid",
+        message: format!("{stored} is not a uid"),
+    })
+}
+
+pub async fn app_uid(pool: &AnyPool, app: &AppKey, first: u32, count: u32) -> Result<u32> {
     let end = range_end(first, count);
     // A pass that does not return has seen another caller record a row in between (this
     // app's, or another app's with the candidate uid), so the passes are bounded by the
@@ -57,7 +71,7 @@ pub async fn app_uid(pool: &PgPool, app: &AppKey, first: u32, count: u32) -> Res
     }
 }
 
-async fn get(pool: &PgPool, app: &AppKey) -> Result<Option<u32>> {
+async fn get(pool: &AnyPool, app: &AppKey) -> Result<Option<u32>> {
     let uid: Option<i64> =
         sqlx::query_scalar("SELECT uid FROM app_identities WHERE namespace = $1 AND app = $2")
             .bind(app.namespace.as_str())
@@ -68,7 +82,7 @@ async fn get(pool: &PgPool, app: &AppKey) -> Result<Option<u32>> {
     uid.map(to_uid).transpose()
 }
 
-pub async fn list(pool: &PgPool) -> Result<Vec<(AppKey, u32)>> {
+pub async fn list(pool: &AnyPool) -> Result<Vec<(AppKey, u32)>> {
     sqlx::query("SELECT namespace, app, uid FROM app_identities ORDER BY uid")
         .fetch_all(pool)
         .await

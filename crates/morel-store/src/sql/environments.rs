@@ -1,20 +1,19 @@
-//! Environments, git deploy requests and their steps, sealed secrets and certificates on
-//! PostgreSQL: `sqlite/environments.rs` statement for statement, with `$n` placeholders.
-//! `queue_set_vt` is pgmq's `pgmq.set_vt` (see `queues.rs`).
+//! Environments, git deploy requests and their steps, sealed secrets and certificates.
 
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::AnyPool;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::app_key;
-use super::queues::{Queues, vt_seconds};
+use super::{parse, parse_state};
 use crate::error::Ctx;
-use crate::sqlite::parse_state;
 use crate::{
     AppKey, CertificateRow, DeployRow, DeployStatus, DeployStepRow, EnvironmentKind,
     EnvironmentRow, EnvironmentStatus, Result, SecretRow,
 };
+use morel_core::DeployId;
 
-fn env_from_row(r: &PgRow) -> Result<EnvironmentRow> {
+fn env_from_row(r: &AnyRow) -> Result<EnvironmentRow> {
     Ok(EnvironmentRow {
         app: AppKey {
             namespace: super::parse("namespace", r.get("namespace"))?,
@@ -36,7 +35,7 @@ fn env_from_row(r: &PgRow) -> Result<EnvironmentRow> {
     })
 }
 
-pub async fn upsert_environment(pool: &PgPool, e: &EnvironmentRow) -> Result<()> {
+pub async fn upsert_environment(pool: &AnyPool, e: &EnvironmentRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO environments (namespace, app, name, kind, branch, repo_url, status, url, error, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -62,7 +61,7 @@ pub async fn upsert_environment(pool: &PgPool, e: &EnvironmentRow) -> Result<()>
 }
 
 pub async fn get_environment(
-    pool: &PgPool,
+    pool: &AnyPool,
     app: &AppKey,
     name: &str,
 ) -> Result<Option<EnvironmentRow>> {
@@ -77,7 +76,10 @@ pub async fn get_environment(
         .transpose()
 }
 
-pub async fn list_environments(pool: &PgPool, app: Option<&AppKey>) -> Result<Vec<EnvironmentRow>> {
+pub async fn list_environments(
+    pool: &AnyPool,
+    app: Option<&AppKey>,
+) -> Result<Vec<EnvironmentRow>> {
     let rows = match app {
         Some(app) => sqlx::query(
             "SELECT * FROM environments WHERE namespace = $1 AND app = $2 ORDER BY kind DESC, name",
@@ -97,7 +99,7 @@ pub async fn list_environments(pool: &PgPool, app: Option<&AppKey>) -> Result<Ve
 }
 
 /// Deletes the environment and its secrets and certificate, in one transaction.
-pub async fn delete_environment(pool: &PgPool, app: &AppKey, name: &str) -> Result<bool> {
+pub async fn delete_environment(pool: &AnyPool, app: &AppKey, name: &str) -> Result<bool> {
     let mut tx = pool.begin().await.ctx("begin delete environment")?;
     let mut existed = false;
     for table in ["environments", "secrets", "certificates"] {
@@ -123,9 +125,9 @@ pub async fn delete_environment(pool: &PgPool, app: &AppKey, name: &str) -> Resu
     Ok(existed)
 }
 
-fn deploy_from_row(r: &PgRow) -> Result<DeployRow> {
+fn deploy_from_row(r: &AnyRow) -> Result<DeployRow> {
     Ok(DeployRow {
-        id: r.get("id"),
+        id: parse("deploys.id", r.get("id"))?,
         app: app_key(r)?,
         repo_url: r.get("repo_url"),
         branch: r.get("branch"),
@@ -141,12 +143,12 @@ fn deploy_from_row(r: &PgRow) -> Result<DeployRow> {
     })
 }
 
-pub async fn create_deploy(pool: &PgPool, d: &DeployRow) -> Result<()> {
+pub async fn create_deploy(pool: &AnyPool, d: &DeployRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO deploys (id, namespace, app, repo_url, branch, main_branch, env, digest, release, status, error, attempts, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
-    .bind(&d.id)
+    .bind(d.id.to_string())
     .bind(d.app.namespace.as_str())
     .bind(d.app.name.as_str())
     .bind(&d.repo_url)
@@ -166,9 +168,9 @@ pub async fn create_deploy(pool: &PgPool, d: &DeployRow) -> Result<()> {
     Ok(())
 }
 
-pub async fn get_deploy(pool: &PgPool, id: &str) -> Result<Option<DeployRow>> {
+pub async fn get_deploy(pool: &AnyPool, id: DeployId) -> Result<Option<DeployRow>> {
     sqlx::query("SELECT * FROM deploys WHERE id = $1")
-        .bind(id)
+        .bind(id.to_string())
         .fetch_optional(pool)
         .await
         .ctx("get deploy")?
@@ -177,7 +179,7 @@ pub async fn get_deploy(pool: &PgPool, id: &str) -> Result<Option<DeployRow>> {
 }
 
 /// Writes the worker-owned fields of a deploy.
-pub async fn update_deploy(pool: &PgPool, d: &DeployRow) -> Result<()> {
+pub async fn update_deploy(pool: &AnyPool, d: &DeployRow) -> Result<()> {
     sqlx::query(
         "UPDATE deploys SET env = $1, digest = $2, release = $3, status = $4, error = $5, attempts = $6, updated_at = $7 WHERE id = $8",
     )
@@ -188,7 +190,7 @@ pub async fn update_deploy(pool: &PgPool, d: &DeployRow) -> Result<()> {
     .bind(&d.error)
     .bind(d.attempts)
     .bind(morel_core::time::now_ms())
-    .bind(&d.id)
+    .bind(d.id.to_string())
     .execute(pool)
     .await
     .ctx("update deploy")?;
@@ -196,46 +198,48 @@ pub async fn update_deploy(pool: &PgPool, d: &DeployRow) -> Result<()> {
 }
 
 pub async fn record_deploy_step(
-    pool: &PgPool,
-    deploy_id: &str,
+    pool: &AnyPool,
+    deploy_id: DeployId,
     step: &str,
     detail: &str,
 ) -> Result<bool> {
+    let deploy_id = deploy_id.to_string();
     let res = sqlx::query(
         "INSERT INTO deploy_steps (deploy_id, seq, step, detail, at) \
          SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM deploy_steps WHERE deploy_id = $5 \
          ON CONFLICT (deploy_id, step) DO NOTHING",
     )
-    .bind(deploy_id)
+    .bind(&deploy_id)
     .bind(step)
     .bind(detail)
     .bind(morel_core::time::now_ms())
-    .bind(deploy_id)
+    .bind(&deploy_id)
     .execute(pool)
     .await
     .ctx("record deploy step")?;
     Ok(res.rows_affected() > 0)
 }
 
-pub async fn list_deploy_steps(pool: &PgPool, deploy_id: &str) -> Result<Vec<DeployStepRow>> {
+pub async fn list_deploy_steps(pool: &AnyPool, deploy_id: DeployId) -> Result<Vec<DeployStepRow>> {
     let rows = sqlx::query("SELECT * FROM deploy_steps WHERE deploy_id = $1 ORDER BY seq")
-        .bind(deploy_id)
+        .bind(deploy_id.to_string())
         .fetch_all(pool)
         .await
         .ctx("list deploy steps")?;
-    Ok(rows
-        .iter()
-        .map(|r| DeployStepRow {
-            deploy_id: r.get("deploy_id"),
-            seq: r.get("seq"),
-            step: r.get("step"),
-            detail: r.get("detail"),
-            at: r.get("at"),
+    rows.iter()
+        .map(|r| {
+            Ok(DeployStepRow {
+                deploy_id: parse("deploy_steps.deploy_id", r.get("deploy_id"))?,
+                seq: r.get("seq"),
+                step: r.get("step"),
+                detail: r.get("detail"),
+                at: r.get("at"),
+            })
         })
-        .collect())
+        .collect()
 }
 
-pub async fn put_secret(pool: &PgPool, s: &SecretRow) -> Result<()> {
+pub async fn put_secret(pool: &AnyPool, s: &SecretRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO secrets (namespace, app, env, name, sealed, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (namespace, app, env, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
@@ -252,7 +256,7 @@ pub async fn put_secret(pool: &PgPool, s: &SecretRow) -> Result<()> {
     Ok(())
 }
 
-pub async fn list_secrets(pool: &PgPool, app: &AppKey, env: &str) -> Result<Vec<SecretRow>> {
+pub async fn list_secrets(pool: &AnyPool, app: &AppKey, env: &str) -> Result<Vec<SecretRow>> {
     let rows = sqlx::query(
         "SELECT * FROM secrets WHERE namespace = $1 AND app = $2 AND env = $3 ORDER BY name",
     )
@@ -275,7 +279,7 @@ pub async fn list_secrets(pool: &PgPool, app: &AppKey, env: &str) -> Result<Vec<
         .collect()
 }
 
-pub async fn delete_secret(pool: &PgPool, app: &AppKey, env: &str, name: &str) -> Result<bool> {
+pub async fn delete_secret(pool: &AnyPool, app: &AppKey, env: &str, name: &str) -> Result<bool> {
     let res = sqlx::query(
         "DELETE FROM secrets WHERE namespace = $1 AND app = $2 AND env = $3 AND name = $4",
     )
@@ -289,7 +293,7 @@ pub async fn delete_secret(pool: &PgPool, app: &AppKey, env: &str, name: &str) -
     Ok(res.rows_affected() > 0)
 }
 
-pub async fn put_certificate(pool: &PgPool, c: &CertificateRow) -> Result<()> {
+pub async fn put_certificate(pool: &AnyPool, c: &CertificateRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO certificates (namespace, app, env, cert_pem, key_sealed, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (namespace, app, env) DO UPDATE SET cert_pem = excluded.cert_pem, key_sealed = excluded.key_sealed, \
@@ -307,7 +311,7 @@ pub async fn put_certificate(pool: &PgPool, c: &CertificateRow) -> Result<()> {
     Ok(())
 }
 
-pub async fn list_certificates(pool: &PgPool) -> Result<Vec<CertificateRow>> {
+pub async fn list_certificates(pool: &AnyPool) -> Result<Vec<CertificateRow>> {
     let rows = sqlx::query("SELECT * FROM certificates ORDER BY namespace, app, env")
         .fetch_all(pool)
         .await
@@ -323,18 +327,4 @@ pub async fn list_certificates(pool: &PgPool) -> Result<Vec<CertificateRow>> {
             })
         })
         .collect()
-}
-
-/// pgmq's `set_vt`: hides a message for `vt_ms` from now (a worker extending its lease),
-/// rounded up to whole seconds like `read`.
-pub async fn queue_set_vt(queues: &Queues, queue: &str, msg_id: i64, vt_ms: i64) -> Result<bool> {
-    queues.ensure(queue).await?;
-    let found: Option<i64> = sqlx::query_scalar("SELECT msg_id FROM pgmq.set_vt($1, $2, $3)")
-        .bind(queue)
-        .bind(msg_id)
-        .bind(vt_seconds(vt_ms))
-        .fetch_optional(queues.pool())
-        .await
-        .ctx("queue set vt")?;
-    Ok(found.is_some())
 }

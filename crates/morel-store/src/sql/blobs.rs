@@ -1,13 +1,14 @@
 //! Bundle metadata, trusted keys and seed 000 package uploads: the small tables around bundles.
 
 use morel_core::Digest;
-use sqlx::{PgPool, Row};
+use sqlx::AnyPool;
+use sqlx::Row;
 
 use super::{app_key, parse};
 use crate::error::Ctx;
 use crate::{AppKey, BlobRow, KeyRow, PackageRow, Result};
 
-pub async fn put_blob(pool: &PgPool, row: &BlobRow) -> Result<()> {
+pub async fn put_blob(pool: &AnyPool, row: &BlobRow) -> Result<()> {
     sqlx::query("INSERT INTO blobs (digest, size, signature, key_id, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (digest) DO NOTHING")
         .bind(row.digest.as_str())
         .bind(row.size)
@@ -20,7 +21,7 @@ pub async fn put_blob(pool: &PgPool, row: &BlobRow) -> Result<()> {
     Ok(())
 }
 
-pub async fn get_blob(pool: &PgPool, digest: &Digest) -> Result<Option<BlobRow>> {
+pub async fn get_blob(pool: &AnyPool, digest: &Digest) -> Result<Option<BlobRow>> {
     sqlx::query("SELECT * FROM blobs WHERE digest = $1")
         .bind(digest.as_str())
         .fetch_optional(pool)
@@ -38,7 +39,7 @@ pub async fn get_blob(pool: &PgPool, digest: &Digest) -> Result<Option<BlobRow>>
         .transpose()
 }
 
-pub async fn trust_key(pool: &PgPool, row: &KeyRow) -> Result<()> {
+pub async fn trust_key(pool: &AnyPool, row: &KeyRow) -> Result<()> {
     sqlx::query("INSERT INTO trusted_keys (key_id, public_key, name, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO UPDATE SET name = excluded.name")
         .bind(&row.key_id)
         .bind(&row.public_key)
@@ -50,7 +51,7 @@ pub async fn trust_key(pool: &PgPool, row: &KeyRow) -> Result<()> {
     Ok(())
 }
 
-pub async fn list_keys(pool: &PgPool) -> Result<Vec<KeyRow>> {
+pub async fn list_keys(pool: &AnyPool) -> Result<Vec<KeyRow>> {
     let rows = sqlx::query("SELECT * FROM trusted_keys ORDER BY created_at")
         .fetch_all(pool)
         .await
@@ -66,7 +67,7 @@ pub async fn list_keys(pool: &PgPool) -> Result<Vec<KeyRow>> {
         .collect())
 }
 
-pub async fn remove_key(pool: &PgPool, key_id: &str) -> Result<bool> {
+pub async fn remove_key(pool: &AnyPool, key_id: &str) -> Result<bool> {
     let res = sqlx::query("DELETE FROM trusted_keys WHERE key_id = $1")
         .bind(key_id)
         .execute(pool)
@@ -75,7 +76,7 @@ pub async fn remove_key(pool: &PgPool, key_id: &str) -> Result<bool> {
     Ok(res.rows_affected() > 0)
 }
 
-pub async fn put_package(pool: &PgPool, row: &PackageRow) -> Result<()> {
+pub async fn put_package(pool: &AnyPool, row: &PackageRow) -> Result<()> {
     sqlx::query("INSERT INTO packages (namespace, app, digest, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (namespace, app) DO UPDATE SET digest = excluded.digest, created_at = excluded.created_at")
         .bind(row.app.namespace.as_str())
         .bind(row.app.name.as_str())
@@ -87,7 +88,7 @@ pub async fn put_package(pool: &PgPool, row: &PackageRow) -> Result<()> {
     Ok(())
 }
 
-pub async fn get_package(pool: &PgPool, app: &AppKey) -> Result<Option<PackageRow>> {
+pub async fn get_package(pool: &AnyPool, app: &AppKey) -> Result<Option<PackageRow>> {
     sqlx::query("SELECT * FROM packages WHERE namespace = $1 AND app = $2")
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())
@@ -104,7 +105,7 @@ pub async fn get_package(pool: &PgPool, app: &AppKey) -> Result<Option<PackageRo
         .transpose()
 }
 
-pub async fn delete_package(pool: &PgPool, app: &AppKey) -> Result<()> {
+pub async fn delete_package(pool: &AnyPool, app: &AppKey) -> Result<()> {
     sqlx::query("DELETE FROM packages WHERE namespace = $1 AND app = $2")
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())

@@ -1,12 +1,13 @@
 use morel_core::{Digest, ReleaseId, ReleaseStatus};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::AnyPool;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::{app_key, parse};
 use crate::error::Ctx;
 use crate::{AppKey, ReleaseRow, Result};
 
-fn from_row(r: &SqliteRow) -> Result<ReleaseRow> {
+fn from_row(r: &AnyRow) -> Result<ReleaseRow> {
     Ok(ReleaseRow {
         id: parse::<ReleaseId>("releases.id", r.get("id"))?,
         app: app_key(r)?,
@@ -22,8 +23,8 @@ fn from_row(r: &SqliteRow) -> Result<ReleaseRow> {
     })
 }
 
-pub async fn create(
-    pool: &SqlitePool,
+pub(super) async fn create(
+    store: &super::SqlStore,
     app: &AppKey,
     env: &str,
     digest: &Digest,
@@ -32,10 +33,15 @@ pub async fn create(
 ) -> Result<ReleaseRow> {
     let now = morel_core::time::now_ms();
     let id = ReleaseId::new();
-    // One statement computes the next number, so two concurrent deploys cannot both get vN.
+    // One statement computes the next number. SQLite has one writer, so two concurrent
+    // deploys cannot both get vN; PostgreSQL needs a lock for that (see there).
+    let mut tx = store.write.begin().await.ctx("begin create release")?;
+    if store.is_postgres() {
+        super::postgres::lock_release_numbering(&mut tx, app).await?;
+    }
     sqlx::query(
         "INSERT INTO releases (id, namespace, app, number, env, digest, manifest, config, status, error, created_at, updated_at) \
-         SELECT ?, ?, ?, COALESCE(MAX(number), 0) + 1, ?, ?, ?, ?, ?, NULL, ?, ? FROM releases WHERE namespace = ? AND app = ?",
+         SELECT $1, $2, $3, COALESCE(MAX(number), 0) + 1, $4, $5, $6, $7, $8, NULL, $9, $10 FROM releases WHERE namespace = $11 AND app = $12",
     )
     .bind(id.to_string())
     .bind(app.namespace.as_str())
@@ -49,19 +55,20 @@ pub async fn create(
     .bind(now)
     .bind(app.namespace.as_str())
     .bind(app.name.as_str())
-    .execute(pool)
+    .execute(&mut *tx)
     .await
     .ctx("create release")?;
-    let row = sqlx::query("SELECT * FROM releases WHERE id = ?")
+    tx.commit().await.ctx("commit create release")?;
+    let row = sqlx::query("SELECT * FROM releases WHERE id = $1")
         .bind(id.to_string())
-        .fetch_one(pool)
+        .fetch_one(&store.write)
         .await
         .ctx("read created release")?;
     from_row(&row)
 }
 
-pub async fn get(pool: &SqlitePool, app: &AppKey, number: i64) -> Result<Option<ReleaseRow>> {
-    sqlx::query("SELECT * FROM releases WHERE namespace = ? AND app = ? AND number = ?")
+pub async fn get(pool: &AnyPool, app: &AppKey, number: i64) -> Result<Option<ReleaseRow>> {
+    sqlx::query("SELECT * FROM releases WHERE namespace = $1 AND app = $2 AND number = $3")
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())
         .bind(number)
@@ -72,8 +79,8 @@ pub async fn get(pool: &SqlitePool, app: &AppKey, number: i64) -> Result<Option<
         .transpose()
 }
 
-pub async fn list(pool: &SqlitePool, app: &AppKey) -> Result<Vec<ReleaseRow>> {
-    sqlx::query("SELECT * FROM releases WHERE namespace = ? AND app = ? ORDER BY number")
+pub async fn list(pool: &AnyPool, app: &AppKey) -> Result<Vec<ReleaseRow>> {
+    sqlx::query("SELECT * FROM releases WHERE namespace = $1 AND app = $2 ORDER BY number")
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())
         .fetch_all(pool)
@@ -85,13 +92,13 @@ pub async fn list(pool: &SqlitePool, app: &AppKey) -> Result<Vec<ReleaseRow>> {
 }
 
 pub async fn set_status(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     app: &AppKey,
     number: i64,
     status: ReleaseStatus,
     error: Option<&str>,
 ) -> Result<()> {
-    sqlx::query("UPDATE releases SET status = ?, error = ?, updated_at = ? WHERE namespace = ? AND app = ? AND number = ?")
+    sqlx::query("UPDATE releases SET status = $1, error = $2, updated_at = $3 WHERE namespace = $4 AND app = $5 AND number = $6")
         .bind(status.as_str())
         .bind(error)
         .bind(morel_core::time::now_ms())

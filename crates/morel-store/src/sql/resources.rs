@@ -1,12 +1,13 @@
 use morel_core::{Digest, ResourceStatus, Runtime};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::AnyPool;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::{app_key, parse};
 use crate::error::Ctx;
 use crate::{AppKey, FunctionRow, ResourceRow, Result, StoreError};
 
-fn from_row(r: &PgRow) -> Result<ResourceRow> {
+fn from_row(r: &AnyRow) -> Result<ResourceRow> {
     Ok(ResourceRow {
         app: app_key(r)?,
         name: r.get("name"),
@@ -21,7 +22,7 @@ fn from_row(r: &PgRow) -> Result<ResourceRow> {
     })
 }
 
-pub async fn upsert(pool: &PgPool, row: &ResourceRow) -> Result<()> {
+pub async fn upsert(pool: &AnyPool, row: &ResourceRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO resources (namespace, app, name, runtime, config_hash, digest, release, status, error, endpoint_url, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -46,7 +47,7 @@ pub async fn upsert(pool: &PgPool, row: &ResourceRow) -> Result<()> {
     Ok(())
 }
 
-pub async fn list(pool: &PgPool, app: &AppKey) -> Result<Vec<ResourceRow>> {
+pub async fn list(pool: &AnyPool, app: &AppKey) -> Result<Vec<ResourceRow>> {
     sqlx::query("SELECT * FROM resources WHERE namespace = $1 AND app = $2 ORDER BY name")
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())
@@ -58,7 +59,7 @@ pub async fn list(pool: &PgPool, app: &AppKey) -> Result<Vec<ResourceRow>> {
         .collect()
 }
 
-pub async fn delete(pool: &PgPool, app: &AppKey, resource: &str) -> Result<()> {
+pub async fn delete(pool: &AnyPool, app: &AppKey, resource: &str) -> Result<()> {
     let mut tx = pool.begin().await.ctx("begin delete resource")?;
     for table in ["resources", "functions"] {
         let col = if table == "resources" {
@@ -81,7 +82,7 @@ pub async fn delete(pool: &PgPool, app: &AppKey, resource: &str) -> Result<()> {
 }
 
 pub async fn replace_functions(
-    pool: &PgPool,
+    pool: &AnyPool,
     app: &AppKey,
     resource: &str,
     functions: &[FunctionRow],
@@ -120,7 +121,7 @@ pub async fn replace_functions(
     Ok(())
 }
 
-pub async fn list_functions(pool: &PgPool, app: &AppKey) -> Result<Vec<FunctionRow>> {
+pub async fn list_functions(pool: &AnyPool, app: &AppKey) -> Result<Vec<FunctionRow>> {
     let rows =
         sqlx::query("SELECT * FROM functions WHERE namespace = $1 AND app = $2 ORDER BY name")
             .bind(app.namespace.as_str())

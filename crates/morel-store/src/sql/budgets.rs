@@ -1,14 +1,14 @@
-//! SQLite side of app budgets and scale (`budgets`, migration 3). Portable SQL only: the
-//! PostgreSQL store mirrors these statements.
+//! App budgets and scale (`budgets`, migration 3).
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::AnyPool;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::app_key;
 use crate::error::Ctx;
 use crate::{AppKey, BudgetRow, Result};
 
-fn from_row(r: &SqliteRow) -> Result<BudgetRow> {
+fn from_row(r: &AnyRow) -> Result<BudgetRow> {
     Ok(BudgetRow {
         app: app_key(r)?,
         max_instances: r.get("max_instances"),
@@ -20,8 +20,8 @@ fn from_row(r: &SqliteRow) -> Result<BudgetRow> {
     })
 }
 
-pub async fn get(pool: &SqlitePool, app: &AppKey) -> Result<Option<BudgetRow>> {
-    sqlx::query("SELECT * FROM budgets WHERE namespace = ? AND app = ?")
+pub async fn get(pool: &AnyPool, app: &AppKey) -> Result<Option<BudgetRow>> {
+    sqlx::query("SELECT * FROM budgets WHERE namespace = $1 AND app = $2")
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())
         .fetch_optional(pool)
@@ -32,10 +32,10 @@ pub async fn get(pool: &SqlitePool, app: &AppKey) -> Result<Option<BudgetRow>> {
         .transpose()
 }
 
-pub async fn put(pool: &SqlitePool, row: &BudgetRow) -> Result<()> {
+pub async fn put(pool: &AnyPool, row: &BudgetRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO budgets (namespace, app, max_instances, cpu_millis, memory_mb, scale_min, scale_max, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (namespace, app) DO UPDATE SET max_instances = excluded.max_instances, \
          cpu_millis = excluded.cpu_millis, memory_mb = excluded.memory_mb, scale_min = excluded.scale_min, \
          scale_max = excluded.scale_max, updated_at = excluded.updated_at",
@@ -54,8 +54,8 @@ pub async fn put(pool: &SqlitePool, row: &BudgetRow) -> Result<()> {
     Ok(())
 }
 
-pub async fn delete(pool: &SqlitePool, app: &AppKey) -> Result<()> {
-    sqlx::query("DELETE FROM budgets WHERE namespace = ? AND app = ?")
+pub async fn delete(pool: &AnyPool, app: &AppKey) -> Result<()> {
+    sqlx::query("DELETE FROM budgets WHERE namespace = $1 AND app = $2")
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())
         .execute(pool)

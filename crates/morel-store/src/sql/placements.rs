@@ -1,19 +1,20 @@
 //! Placements (many machines): which node runs which instance, and what its agent reported.
 
-use morel_core::PlacementState;
-use sqlx::{PgPool, Row};
+use morel_core::{InstanceId, NodeId, PlacementState};
+use sqlx::AnyPool;
+use sqlx::Row;
 
 use super::{app_key, parse};
 use crate::error::Ctx;
 use crate::{PlacementRow, Result};
 
-fn from_row(r: &sqlx::postgres::PgRow) -> Result<PlacementRow> {
+fn from_row(r: &sqlx::any::AnyRow) -> Result<PlacementRow> {
     Ok(PlacementRow {
-        id: r.get("id"),
+        id: parse("placements.id", r.get("id"))?,
         app: app_key(r)?,
         release: r.get("release"),
         resource: r.get("resource"),
-        node: r.get("node"),
+        node: parse("placements.node", r.get("node"))?,
         state: parse::<PlacementState>("placements.state", r.get("state"))?,
         endpoint: r.get("endpoint"),
         error: r.get("error"),
@@ -22,16 +23,16 @@ fn from_row(r: &sqlx::postgres::PgRow) -> Result<PlacementRow> {
     })
 }
 
-pub async fn insert(pool: &PgPool, row: &PlacementRow) -> Result<()> {
+pub async fn insert(pool: &AnyPool, row: &PlacementRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO placements (id, namespace, app, release, resource, node, state, endpoint, error, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
-    .bind(&row.id)
+    .bind(row.id.to_string())
     .bind(row.app.namespace.as_str())
     .bind(row.app.name.as_str())
     .bind(row.release)
     .bind(&row.resource)
-    .bind(&row.node)
+    .bind(row.node.as_str())
     .bind(row.state.as_str())
     .bind(&row.endpoint)
     .bind(&row.error)
@@ -43,11 +44,11 @@ pub async fn insert(pool: &PgPool, row: &PlacementRow) -> Result<()> {
     Ok(())
 }
 
-pub async fn list(pool: &PgPool, node: Option<&str>) -> Result<Vec<PlacementRow>> {
+pub async fn list(pool: &AnyPool, node: Option<&NodeId>) -> Result<Vec<PlacementRow>> {
     let rows = match node {
         Some(n) => {
             sqlx::query("SELECT * FROM placements WHERE node = $1 ORDER BY id")
-                .bind(n)
+                .bind(n.as_str())
                 .fetch_all(pool)
                 .await
         }
@@ -62,9 +63,9 @@ pub async fn list(pool: &PgPool, node: Option<&str>) -> Result<Vec<PlacementRow>
 }
 
 pub async fn report(
-    pool: &PgPool,
-    id: &str,
-    node: &str,
+    pool: &AnyPool,
+    id: InstanceId,
+    node: &NodeId,
     state: PlacementState,
     endpoint: Option<&str>,
     error: Option<&str>,
@@ -76,17 +77,17 @@ pub async fn report(
     .bind(endpoint)
     .bind(error)
     .bind(morel_core::time::now_ms())
-    .bind(id)
-    .bind(node)
+    .bind(id.to_string())
+    .bind(node.as_str())
     .execute(pool)
     .await
     .ctx("report placement")?;
     Ok(res.rows_affected() > 0)
 }
 
-pub async fn delete(pool: &PgPool, id: &str) -> Result<()> {
+pub async fn delete(pool: &AnyPool, id: InstanceId) -> Result<()> {
     sqlx::query("DELETE FROM placements WHERE id = $1")
-        .bind(id)
+        .bind(id.to_string())
         .execute(pool)
         .await
         .ctx("delete placement")?;

@@ -1,12 +1,13 @@
 use morel_core::{Digest, InstanceId, InstanceState};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::AnyPool;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::{app_key, parse};
 use crate::error::Ctx;
 use crate::{AppKey, InstanceRow, Result};
 
-fn from_row(r: &PgRow) -> Result<InstanceRow> {
+fn from_row(r: &AnyRow) -> Result<InstanceRow> {
     Ok(InstanceRow {
         id: parse::<InstanceId>("instances.id", r.get("id"))?,
         app: app_key(r)?,
@@ -24,7 +25,7 @@ fn from_row(r: &PgRow) -> Result<InstanceRow> {
     })
 }
 
-pub async fn upsert(pool: &PgPool, row: &InstanceRow) -> Result<()> {
+pub async fn upsert(pool: &AnyPool, row: &InstanceRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO instances (id, namespace, app, resource, release, digest, node, state, pid, port, restarts, last_error, started_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
@@ -52,7 +53,7 @@ pub async fn upsert(pool: &PgPool, row: &InstanceRow) -> Result<()> {
     Ok(())
 }
 
-pub async fn list(pool: &PgPool, app: Option<&AppKey>) -> Result<Vec<InstanceRow>> {
+pub async fn list(pool: &AnyPool, app: Option<&AppKey>) -> Result<Vec<InstanceRow>> {
     let rows = match app {
         Some(app) => sqlx::query(
             "SELECT * FROM instances WHERE namespace = $1 AND app = $2 ORDER BY resource, started_at",
@@ -71,7 +72,7 @@ pub async fn list(pool: &PgPool, app: Option<&AppKey>) -> Result<Vec<InstanceRow
     rows.iter().map(from_row).collect()
 }
 
-pub async fn delete(pool: &PgPool, id: InstanceId) -> Result<()> {
+pub async fn delete(pool: &AnyPool, id: InstanceId) -> Result<()> {
     sqlx::query("DELETE FROM instances WHERE id = $1")
         .bind(id.to_string())
         .execute(pool)

@@ -1,11 +1,12 @@
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::AnyPool;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::parse;
 use crate::error::Ctx;
 use crate::{AppKey, AppRow, Result};
 
-fn from_row(r: &SqliteRow) -> Result<AppRow> {
+fn from_row(r: &AnyRow) -> Result<AppRow> {
     Ok(AppRow {
         key: AppKey {
             namespace: parse("namespace", r.get("namespace"))?,
@@ -17,9 +18,9 @@ fn from_row(r: &SqliteRow) -> Result<AppRow> {
     })
 }
 
-pub async fn ensure(pool: &SqlitePool, app: &AppKey) -> Result<AppRow> {
+pub async fn ensure(pool: &AnyPool, app: &AppKey) -> Result<AppRow> {
     let now = morel_core::time::now_ms();
-    sqlx::query("INSERT INTO apps (namespace, name, active_release, created_at, updated_at) VALUES (?, ?, NULL, ?, ?) ON CONFLICT (namespace, name) DO NOTHING")
+    sqlx::query("INSERT INTO apps (namespace, name, active_release, created_at, updated_at) VALUES ($1, $2, NULL, $3, $4) ON CONFLICT (namespace, name) DO NOTHING")
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())
         .bind(now)
@@ -32,8 +33,8 @@ pub async fn ensure(pool: &SqlitePool, app: &AppKey) -> Result<AppRow> {
         .ok_or_else(|| crate::StoreError::NotFound(format!("app {app}")))
 }
 
-pub async fn get(pool: &SqlitePool, app: &AppKey) -> Result<Option<AppRow>> {
-    sqlx::query("SELECT * FROM apps WHERE namespace = ? AND name = ?")
+pub async fn get(pool: &AnyPool, app: &AppKey) -> Result<Option<AppRow>> {
+    sqlx::query("SELECT * FROM apps WHERE namespace = $1 AND name = $2")
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())
         .fetch_optional(pool)
@@ -43,7 +44,7 @@ pub async fn get(pool: &SqlitePool, app: &AppKey) -> Result<Option<AppRow>> {
         .transpose()
 }
 
-pub async fn list(pool: &SqlitePool) -> Result<Vec<AppRow>> {
+pub async fn list(pool: &AnyPool) -> Result<Vec<AppRow>> {
     sqlx::query("SELECT * FROM apps ORDER BY namespace, name")
         .fetch_all(pool)
         .await
@@ -53,7 +54,7 @@ pub async fn list(pool: &SqlitePool) -> Result<Vec<AppRow>> {
         .collect()
 }
 
-pub async fn delete(pool: &SqlitePool, app: &AppKey) -> Result<bool> {
+pub async fn delete(pool: &AnyPool, app: &AppKey) -> Result<bool> {
     let mut tx = pool.begin().await.ctx("begin delete app")?;
     let mut deleted = false;
     for table in [
@@ -65,7 +66,7 @@ pub async fn delete(pool: &SqlitePool, app: &AppKey) -> Result<bool> {
         "packages",
     ] {
         sqlx::query(&format!(
-            "DELETE FROM {table} WHERE namespace = ? AND app = ?"
+            "DELETE FROM {table} WHERE namespace = $1 AND app = $2"
         ))
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())
@@ -73,7 +74,7 @@ pub async fn delete(pool: &SqlitePool, app: &AppKey) -> Result<bool> {
         .await
         .ctx("delete app rows")?;
     }
-    let res = sqlx::query("DELETE FROM apps WHERE namespace = ? AND name = ?")
+    let res = sqlx::query("DELETE FROM apps WHERE namespace = $1 AND name = $2")
         .bind(app.namespace.as_str())
         .bind(app.name.as_str())
         .execute(&mut *tx)
@@ -84,9 +85,9 @@ pub async fn delete(pool: &SqlitePool, app: &AppKey) -> Result<bool> {
     Ok(deleted)
 }
 
-pub async fn set_active(pool: &SqlitePool, app: &AppKey, number: Option<i64>) -> Result<()> {
+pub async fn set_active(pool: &AnyPool, app: &AppKey, number: Option<i64>) -> Result<()> {
     sqlx::query(
-        "UPDATE apps SET active_release = ?, updated_at = ? WHERE namespace = ? AND name = ?",
+        "UPDATE apps SET active_release = $1, updated_at = $2 WHERE namespace = $3 AND name = $4",
     )
     .bind(number)
     .bind(morel_core::time::now_ms())
