@@ -320,6 +320,73 @@ class NodeDiscoveryTest(unittest.TestCase):
         self.assertEqual(got["default_object.mjs"], {"fetch": fn("fetch", ["request"], is_async=True)})
         self.assertEqual(got["asi.js"], {"a": fn("a", ["x"]), "b": fn("b", ["y"])})
 
+    def test_sdk_forms(self):
+        report = self.discover(os.path.join(FIXTURES, "node_sdk"), "cjs.js", "esm.mjs")
+        self.assertEqual(report["errors"], [])
+        self.assertEqual(
+            report["endpoints"],
+            {
+                "api": {
+                    "var": "api",
+                    "file": "cjs.js",
+                    "options": {
+                        "workers": [0, 4],
+                        "concurrency": 8,
+                        "timeout_s": 2.5,
+                        "env": {"GREETING": "hi\tthere", "LEVEL": "x"},
+                        "public": False,
+                        "cpu": -1,
+                    },
+                },
+                # One number of workers is min and max.
+                "jobs": {"var": "jobs", "file": "cjs.js", "options": {"workers": [3, 3]}},
+                "web": {"var": "api", "file": "esm.mjs", "options": {}},
+            },
+        )
+        got = functions(report)
+        self.assertEqual(
+            got["cjs.js"],
+            {
+                "find": fn("find", ["id", "request"], endpoint="api", method="GET", path="/items/{id}"),
+                "make": fn("make", ["name"], endpoint="api", method="POST", path="/items"),
+                "work": fn("work", ["task", "...rest"], is_async=True, endpoint="jobs"),
+                "anywhere": fn("anywhere", ["x"]),
+                # A function discovery cannot see: listed, with its route, without params.
+                "later": fn("later", [], endpoint="api", method="DELETE", path="/items/{id}"),
+                "plain": fn("plain", ["a"]),
+                "notSdk": fn("notSdk", []),
+                "listed": fn("listed", ["page"], is_async=True, endpoint="api", method="GET", path="/items"),
+            },
+        )
+        self.assertEqual(
+            got["esm.mjs"],
+            {
+                "page": fn("page", ["n"], endpoint="web", method="PATCH", path="/p/{n}"),
+                "hook": fn("hook", ["event"], is_async=True),
+            },
+        )
+
+    def test_sdk_forms_need_literals(self):
+        report = self.discover(os.path.join(FIXTURES, "node_sdk"), "errors.js")
+        errors = [(e["line"], e["message"]) for e in report["errors"]]
+        self.assertEqual(
+            errors,
+            [
+                (4, "the endpoint name must be a non-empty string literal"),
+                (6, 'endpoint "api": option "concurrency": compute() is not a literal value; '
+                    "discovery cannot evaluate code, write the value out"),
+                (7, 'endpoint "api": unknown option "colour" (expected one of: workers, concurrency, '
+                    "timeout_s, idle_timeout_s, memory_mb, cpu, env, public)"),
+                (9, "endpoint \"api\" is already defined (variable 'api')"),
+                (10, "the path given to api.get must be a string literal"),
+                (11, "route path \"no-slash\" must start with '/'"),
+                (12, 'unsupported HTTP method "TRACE" in api.route'),
+                (13, "api.function needs a function, not a generator function"),
+            ],
+        )
+        # The functions are still listed (the errors fail the build), without routes.
+        self.assertEqual(functions(report)["errors.js"]["a"], fn("a", ["x"], endpoint="api"))
+
     def test_syntax_error(self):
         report = self.discover(os.path.join(FIXTURES, "node_bad"))
         self.assertEqual(report["files"], [])
