@@ -424,17 +424,7 @@ function hookSdkImports() {
     }
     throw err;
   };
-  if (typeof Module.registerHooks === 'function') {
-    Module.registerHooks({
-      resolve(specifier, context, next) {
-        try {
-          return next(specifier, context);
-        } catch (e) {
-          return fallback(specifier, e);
-        }
-      },
-    });
-  } else if (typeof Module.register === 'function') {
+  if (typeof Module.register === 'function') {
     const hooks = `
       const SDK_URL = ${JSON.stringify(sdkUrl)};
       export async function resolve(specifier, context, next) {
@@ -448,6 +438,17 @@ function hookSdkImports() {
         }
       }`;
     Module.register(`data:text/javascript,${encodeURIComponent(hooks)}`);
+  } else if (typeof Module.registerHooks === 'function') {
+    // A Node without register() (it is the off-thread form; registerHooks runs in this thread).
+    Module.registerHooks({
+      resolve(specifier, context, next) {
+        try {
+          return next(specifier, context);
+        } catch (e) {
+          return fallback(specifier, e);
+        }
+      },
+    });
   }
 }
 
