@@ -15,6 +15,7 @@ mod flows;
 mod hostile;
 mod http_services;
 mod init;
+mod install;
 mod isolation;
 mod lifecycle;
 mod limits;
