@@ -148,8 +148,9 @@ pub struct ServerArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// The servers' shared state (bundles, keys, admin token): the same directory, e.g. on a
-    /// shared filesystem, for every server of one database.
+    /// This server's own state: its bundle cache, keys and, on the first server of a
+    /// database, the admin token. Servers share only the database and the KEK file
+    /// (MOREL_KEK_FILE, default STATE/keys/kek.key: copy the first server's to the others).
     #[arg(long, default_value = "./.morel")]
     pub state_dir: PathBuf,
     /// The store's database: postgres://user@host:port/db (shared by every server).

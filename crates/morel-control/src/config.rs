@@ -48,6 +48,14 @@ impl ServerConfig {
     pub fn server_key_path(&self) -> PathBuf {
         self.state_dir.join("keys/server.key")
     }
+
+    /// The key-encryption key's file (`MOREL_KEK_FILE`, else `STATE/keys/kek.key`).
+    pub fn kek_path(&self) -> PathBuf {
+        std::env::var_os(morel_core::env_vars::MOREL_KEK_FILE)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.state_dir.join("keys/kek.key"))
+    }
 }
 
 /// The interpreter behind `python3` on PATH, as Python itself reports it (`sys.executable`).

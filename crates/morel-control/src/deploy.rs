@@ -140,6 +140,9 @@ impl Deployer {
                 .await
                 .map_err(|e| ApiError::internal("writing a bundle", &e))?;
         }
+        // The bytes go to the store before the row that says the bundle exists, so every
+        // server that sees the row can serve the bundle.
+        self.store.put_blob_content(digest, bytes).await?;
         self.store
             .put_blob(&BlobRow {
                 digest: digest.clone(),
@@ -150,6 +153,81 @@ impl Deployer {
             })
             .await?;
         Ok(())
+    }
+
+    /// Opens the installation's secrets key from the store with this server's KEK (recording
+    /// it on the first start). Run once at startup, before anything is sealed or opened.
+    pub async fn share_secrets_key(&self) -> Result<(), crate::secrets::SecretError> {
+        self.sealer
+            .share_via_store(&*self.store, &self.cfg.kek_path())
+            .await
+    }
+
+    /// Whether the bundle is in this server's blob directory, restoring it from the store
+    /// (where every server writes what it receives) when it is not: the blob directory is a
+    /// cache. The restored bytes are checked against their digest. False when neither has it.
+    pub async fn ensure_bundle(&self, digest: &Digest) -> Result<bool, ApiError> {
+        if self.blobs.contains(digest) {
+            return Ok(true);
+        }
+        let Some(row) = self.store.get_blob(digest).await? else {
+            return Ok(false);
+        };
+        let Some(bytes) = self.store.get_blob_content(digest).await? else {
+            return Ok(false);
+        };
+        if morel_bundle::digest_of(&bytes) != *digest {
+            tracing::error!(%digest, "the store's bytes of this bundle do not match its digest");
+            return Ok(false);
+        }
+        let sig = Signature::from_header(&row.signature)
+            .map_err(|e| ApiError::internal("reading a bundle signature", &e))?;
+        self.blobs
+            .put(digest, &bytes, &sig)
+            .await
+            .map_err(|e| ApiError::internal("caching a bundle", &e))?;
+        tracing::info!(%digest, "bundle restored from the store into the blob directory");
+        Ok(true)
+    }
+
+    /// Copies into the store the bytes of bundles that only this server's blob directory
+    /// holds (installations from before bundles lived in the store). Run once at startup.
+    pub async fn backfill_bundle_contents(&self) -> Result<usize, ApiError> {
+        let mut copied = 0;
+        let Ok(entries) = std::fs::read_dir(self.blobs.dir()) else {
+            return Ok(0);
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(digest) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".bundle"))
+                .and_then(|d| d.parse::<Digest>().ok())
+            else {
+                continue;
+            };
+            if self.store.get_blob(&digest).await?.is_none()
+                || self.store.get_blob_content(&digest).await?.is_some()
+            {
+                continue;
+            }
+            let (bytes, _) = self
+                .blobs
+                .read(&digest)
+                .await
+                .map_err(|e| ApiError::internal("reading a bundle", &e))?;
+            if morel_bundle::digest_of(&bytes) == digest {
+                self.store.put_blob_content(&digest, &bytes).await?;
+                copied += 1;
+            }
+        }
+        if copied > 0 {
+            tracing::info!(
+                bundles = copied,
+                "copied bundles from the blob directory into the store"
+            );
+        }
+        Ok(copied)
     }
 
     /// Builds, packs and signs (with the server's key) a project directory received through
@@ -390,6 +468,7 @@ impl Deployer {
                 .map(|r| (r.config_json, r.env)),
             _ => None,
         };
+        let _ = self.ensure_bundle(&release.digest).await;
         let content = match self.blobs.read(&release.digest).await {
             Ok((bytes, _)) => content_hash(&bytes).map_err(|e| morel_agent::AgentError::Start {
                 resource: "-".into(),
@@ -593,7 +672,7 @@ impl Deployer {
                 target.number
             )));
         }
-        if !self.blobs.contains(&target.digest) {
+        if !self.ensure_bundle(&target.digest).await? {
             return Err(ApiError::bad_request(format!(
                 "the bundle of v{} is no longer kept",
                 target.number
@@ -651,7 +730,7 @@ impl Deployer {
 
     /// An uploaded bundle's bytes and validated manifest (400 when it was never uploaded).
     async fn uploaded_bundle(&self, digest: &Digest) -> Result<(Vec<u8>, Manifest), ApiError> {
-        if self.store.get_blob(digest).await?.is_none() || !self.blobs.contains(digest) {
+        if self.store.get_blob(digest).await?.is_none() || !self.ensure_bundle(digest).await? {
             return Err(ApiError::bad_request(format!(
                 "bundle {digest} has not been uploaded"
             )));

@@ -636,6 +636,8 @@ impl Environments {
                 let _ = std::fs::remove_file(blobs.signature_path(&r.digest));
                 removed += 1;
             }
+            // The shared copy too, or any server would restore it.
+            self.deployer.store.delete_blob_content(&r.digest).await?;
         }
         Ok(removed)
     }

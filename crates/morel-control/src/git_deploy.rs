@@ -239,8 +239,12 @@ impl Environments {
         }
 
         // 2. Clone and build the branch into a signed bundle.
-        let digest = match d.digest.as_deref().and_then(|s| s.parse::<Digest>().ok()) {
-            Some(dg) if self.deployer.blobs.contains(&dg) => dg,
+        let cached = match d.digest.as_deref().and_then(|s| s.parse::<Digest>().ok()) {
+            Some(dg) if self.deployer.ensure_bundle(&dg).await? => Some(dg),
+            _ => None,
+        };
+        let digest = match cached {
+            Some(dg) => dg,
             _ => {
                 let dg = self.build(d, &branch).await?;
                 d.digest = Some(dg.to_string());

@@ -6,7 +6,7 @@
 //! persistence and the agent runs processes. The binary wires this together in `morel up`.
 
 pub mod api;
-mod auth;
+pub mod auth;
 mod body_close;
 pub mod cluster;
 pub mod config;

@@ -311,7 +311,11 @@ pub(crate) async fn activate_release(deployer: Arc<Deployer>, release: ReleaseRo
     let _guard = lock.lock().await;
     let store = &deployer.store;
     let started: Result<(), String> = async {
-        if !deployer.blobs.contains(&release.digest) {
+        if !deployer
+            .ensure_bundle(&release.digest)
+            .await
+            .map_err(|e| e.message)?
+        {
             return Err(format!(
                 "bundle {} is not on this server",
                 release.digest.short()

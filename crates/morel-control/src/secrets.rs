@@ -1,8 +1,13 @@
-//! Secrets at rest: values are sealed with ChaCha20-Poly1305 under a key kept in a file of
-//! the state directory (`keys/secrets.key`, mode 0600), never in the database. Each sealed
-//! value is bound to its slot (app, environment, name) as associated data, so a ciphertext
-//! copied to another slot does not open. Plain values exist only in memory, on their way
-//! into an instance's environment; [`SecretValue`] keeps them out of logs.
+//! Secrets at rest: values are sealed with ChaCha20-Poly1305 under the installation's secrets
+//! key. Each sealed value is bound to its slot (app, environment, name) as associated data, so
+//! a ciphertext copied to another slot does not open. Plain values exist only in memory, on
+//! their way into an instance's environment; [`SecretValue`] keeps them out of logs.
+//!
+//! The secrets key lives in the store, sealed by a key-encryption key (KEK) that only servers
+//! hold: a file (`MOREL_KEK_FILE`, default `STATE/keys/kek.key`, 64 hex digits, created on
+//! first start). Every server of one database must have the same KEK file; a server whose KEK
+//! does not open the store's key refuses to start ([`SecretBox::share_via_store`]). A state
+//! directory from before the store held the key keeps its `keys/secrets.key` as the key.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -28,7 +33,19 @@ pub enum SecretError {
     Random(String),
     #[error("a sealed value of {0} does not open with this server's secret key")]
     Open(String),
+    #[error(
+        "the store's secrets key does not open with the key-encryption key {0}: give every \
+         server of this database the same KEK file (MOREL_KEK_FILE)"
+    )]
+    WrongKek(PathBuf),
+    #[error("reading or recording the secrets key in the store: {0}")]
+    Store(#[from] morel_store::StoreError),
 }
+
+/// The platform setting holding the secrets key sealed by the KEK.
+pub const SECRETS_KEY_SETTING: &str = "secrets_key_sealed";
+/// The associated data of the sealed secrets key.
+const SECRETS_KEY_AAD: &str = "morel secrets key";
 
 /// A secret's plain value. Its `Debug` never shows the value.
 #[derive(Clone, serde::Deserialize)]
@@ -76,43 +93,94 @@ impl SecretBox {
     }
 
     fn load_or_create(&self) -> Result<[u8; 32], SecretError> {
-        let io = |source| SecretError::KeyFile {
-            path: self.path.clone(),
-            source,
+        key_file(&self.path)
+    }
+
+    /// Makes this box use the installation's secrets key from the store, opened with the KEK
+    /// in `kek_path` (created if missing). The first server to start records the key: this
+    /// state directory's `keys/secrets.key` when it has one (so existing secrets keep
+    /// opening), else a new random key that exists on disk only sealed.
+    pub async fn share_via_store(
+        &self,
+        store: &dyn morel_store::Store,
+        kek_path: &std::path::Path,
+    ) -> Result<(), SecretError> {
+        let kek = ChaCha20Poly1305::new(Key::from_slice(&key_file(kek_path)?));
+        let sealed = match store.get_setting(SECRETS_KEY_SETTING).await? {
+            Some(s) => s,
+            None => {
+                let key = match std::fs::read_to_string(&self.path) {
+                    Ok(_) => self.load_or_create()?,
+                    Err(_) => random_key()?,
+                };
+                let sealed = seal_with(&kek, SECRETS_KEY_AAD, &key)?;
+                store
+                    .put_setting_if_absent(SECRETS_KEY_SETTING, &sealed)
+                    .await?
+            }
         };
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => {
-                let bytes = hex::decode(text.trim())
-                    .map_err(|_| SecretError::BadKeyFile(self.path.clone()))?;
-                bytes
-                    .try_into()
-                    .map_err(|_| SecretError::BadKeyFile(self.path.clone()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| SecretError::Random(e.to_string()))?;
-                if let Some(dir) = self.path.parent() {
-                    std::fs::create_dir_all(dir).map_err(io)?;
-                }
-                use std::os::unix::fs::OpenOptionsExt;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&self.path)
-                    .map_err(io)?;
-                f.write_all(format!("{}\n", hex::encode(key)).as_bytes())
-                    .map_err(io)?;
-                f.sync_all().map_err(io)?;
-                Ok(key)
-            }
-            Err(e) => Err(io(e)),
-        }
+        let key: [u8; 32] = open_with(&kek, SECRETS_KEY_AAD, &sealed)
+            .ok()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| SecretError::WrongKek(kek_path.to_owned()))?;
+        *self.key.lock().unwrap_or_else(|e| e.into_inner()) = Some(key);
+        Ok(())
     }
 
     /// Seals `plain` for the slot named by `aad`: base64 of nonce ‖ ciphertext.
     pub fn seal(&self, aad: &str, plain: &[u8]) -> Result<String, SecretError> {
-        let cipher = self.cipher()?;
+        seal_with(&self.cipher()?, aad, plain)
+    }
+
+    pub fn open(&self, aad: &str, sealed: &str) -> Result<Vec<u8>, SecretError> {
+        open_with(&self.cipher()?, aad, sealed)
+    }
+}
+
+fn random_key() -> Result<[u8; 32], SecretError> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| SecretError::Random(e.to_string()))?;
+    Ok(key)
+}
+
+/// A 32-byte key kept as 64 hex digits in a file (mode 0600), created on first use.
+fn key_file(path: &std::path::Path) -> Result<[u8; 32], SecretError> {
+    let io = |source| SecretError::KeyFile {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let bytes =
+                hex::decode(text.trim()).map_err(|_| SecretError::BadKeyFile(path.to_owned()))?;
+            bytes
+                .try_into()
+                .map_err(|_| SecretError::BadKeyFile(path.to_owned()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = random_key()?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io)?;
+            f.write_all(format!("{}\n", hex::encode(key)).as_bytes())
+                .map_err(io)?;
+            f.sync_all().map_err(io)?;
+            Ok(key)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Seals `plain` for the slot named by `aad`: base64 of nonce ‖ ciphertext.
+fn seal_with(cipher: &ChaCha20Poly1305, aad: &str, plain: &[u8]) -> Result<String, SecretError> {
+    {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|e| SecretError::Random(e.to_string()))?;
         let ct = cipher
@@ -128,8 +196,10 @@ impl SecretBox {
         out.extend_from_slice(&ct);
         Ok(base64::engine::general_purpose::STANDARD.encode(out))
     }
+}
 
-    pub fn open(&self, aad: &str, sealed: &str) -> Result<Vec<u8>, SecretError> {
+fn open_with(cipher: &ChaCha20Poly1305, aad: &str, sealed: &str) -> Result<Vec<u8>, SecretError> {
+    {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(sealed)
             .map_err(|_| SecretError::Open(aad.to_owned()))?;
@@ -137,7 +207,7 @@ impl SecretBox {
             return Err(SecretError::Open(aad.to_owned()));
         }
         let (nonce, ct) = bytes.split_at(NONCE_LEN);
-        self.cipher()?
+        cipher
             .decrypt(
                 Nonce::from_slice(nonce),
                 Payload {

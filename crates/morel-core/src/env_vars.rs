@@ -6,6 +6,10 @@ pub const MOREL_URL: &str = "MOREL_URL";
 pub const MOREL_TOKEN: &str = "MOREL_TOKEN";
 /// Directory of the CLI's own config (saved login, signing key). Default `~/.config/morel`.
 pub const MOREL_CONFIG_DIR: &str = "MOREL_CONFIG_DIR";
+/// The servers' key-encryption key: a file of 64 hex digits that seals the installation's
+/// secrets key in the store. Every server of one database needs the same one. Default
+/// `STATE/keys/kek.key` (created on first start).
+pub const MOREL_KEK_FILE: &str = "MOREL_KEK_FILE";
 /// Log filter for Morel's own tracing output (`info`, `morel_agent=debug`, …).
 pub const MOREL_LOG: &str = "MOREL_LOG";
 /// Set and not empty: no colors in any output, even on a terminal (<https://no-color.org>).

@@ -138,6 +138,21 @@ pub trait Store: Send + Sync + 'static {
     async fn put_blob(&self, row: &BlobRow) -> Result<()>;
     async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRow>>;
 
+    /// Stores a bundle's bytes under its digest, in chunks, so that any server can serve it
+    /// (idempotent: bytes already stored are kept).
+    async fn put_blob_content(&self, digest: &Digest, bytes: &[u8]) -> Result<()>;
+    /// A bundle's bytes; `None` when they are not (or no longer) stored.
+    async fn get_blob_content(&self, digest: &Digest) -> Result<Option<Vec<u8>>>;
+    async fn delete_blob_content(&self, digest: &Digest) -> Result<()>;
+
+    // Platform settings every server shares (the admin token's hash, the sealed secrets key).
+    /// Records `value` under `name` unless a value is there already; returns the value that
+    /// is stored (this one, or the one another server recorded first).
+    async fn put_setting_if_absent(&self, name: &str, value: &str) -> Result<String>;
+    async fn get_setting(&self, name: &str) -> Result<Option<String>>;
+    /// Records `value` under `name`, replacing what was there.
+    async fn set_setting(&self, name: &str, value: &str) -> Result<()>;
+
     // Trusted signing keys.
     async fn trust_key(&self, row: &KeyRow) -> Result<()>;
     async fn list_keys(&self) -> Result<Vec<KeyRow>>;

@@ -297,4 +297,30 @@ WHERE EXISTS (
 CREATE UNIQUE INDEX wasm_functions_by_name ON wasm_functions (name);
 "#,
     ),
+    (
+        9,
+        // State every server shares through the store, so no server needs another's disk:
+        // bundle bytes in chunks (any server serves any bundle; a server's blob directory is
+        // a cache), and platform settings such as the admin token's hash and the secrets
+        // data key sealed by the servers' key-encryption key.
+        r#"
+CREATE TABLE blob_contents (
+    digest TEXT PRIMARY KEY,
+    size BIGINT NOT NULL,
+    chunks BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE blob_chunks (
+    digest TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (digest, seq)
+);
+CREATE TABLE platform_settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+"#,
+    ),
 ];

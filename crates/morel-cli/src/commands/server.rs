@@ -1,6 +1,6 @@
 //! `morel server --database-url postgres://…`: the control plane and the gateway, with the
 //! instances on joined agents (`morel agent --join`). Several servers may run on one database
-//! (and one shared state directory for bundles, keys and the admin token); every one serves the
+//! (each with a state directory of its own: what they share is in the store); every one serves the
 //! API and forwards calls, and the one holding each role's lease runs the node-loss watch and
 //! the scheduler. When it dies another takes over.
 //!
@@ -40,8 +40,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     cfg.remote_agents = true;
 
     crate::containment::start()?;
-    let token = super::up::admin_token(&cfg.admin_token_path())?;
     let store = super::transfer::open_store(Some(&args.database_url), &state_dir).await?;
+    let (admin, local_token) = server_token(&*store, &cfg.admin_token_path()).await?;
     let server_key = SigningKey::load_or_generate(&cfg.server_key_path())?;
     let cli_key = SigningKey::load_or_generate(&settings::signing_key_path())?;
     for (key, name) in [(&server_key, "server"), (&cli_key, "local-cli")] {
@@ -100,6 +100,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         logs,
         server_key,
     );
+    deployer
+        .share_secrets_key()
+        .await
+        .context("opening the secrets key")?;
+    deployer
+        .backfill_bundle_contents()
+        .await
+        .map_err(|e| anyhow::anyhow!("copying bundles into the store: {}", e.message))?;
     let ttl = morel_control::cluster::DEFAULT_NODE_TTL;
     tokio::spawn(morel_control::cluster::run_node_watch(
         store.clone(),
@@ -122,20 +130,28 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         stop,
     ));
 
-    settings::save_login(&settings::Login {
-        url: cfg.public_url.clone(),
-        token: token.clone(),
-    })?;
+    if let Some(token) = &local_token {
+        settings::save_login(&settings::Login {
+            url: cfg.public_url.clone(),
+            token: token.clone(),
+        })?;
+    }
     crate::containment::lock_state_dir(&state_dir)?;
     eprintln!("Morel is listening on {}", cfg.public_url);
     eprintln!("  role:        server (instances run on joined agents)");
     eprintln!("  state:       {}", state_dir.display());
-    eprintln!("  admin token: {}", cfg.admin_token_path().display());
-    eprintln!(
-        "  join agents: morel agent --join {} --token \"$(cat {})\"",
-        cfg.public_url,
-        cfg.admin_token_path().display()
-    );
+    if local_token.is_some() {
+        eprintln!("  admin token: {}", cfg.admin_token_path().display());
+        eprintln!(
+            "  join agents: morel agent --join {} --token \"$(cat {})\"",
+            cfg.public_url,
+            cfg.admin_token_path().display()
+        );
+    } else {
+        eprintln!(
+            "  admin token: the installation's (in the admin.token of the server that started first)"
+        );
+    }
 
     // Environments' routes answer, but previews, git deploys and host names are `morel up`'s
     // for now: no deploy worker or TLS listener runs here.
@@ -145,13 +161,50 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         functions,
         routes,
         envs,
-        token: morel_control::Token::new(&token),
+        token: admin,
     };
     // Calls are forwarded to agents; everything else is the usual API.
     let app = morel_control::remote::router(table).fallback_service(server.router());
     morel_control::listen::serve(listener, app, None, super::up::shutdown_signal(), GRACE).await?;
     let _ = stop_tx.send(true);
     Ok(())
+}
+
+/// The installation's admin token, which every server of one database accepts: the one the
+/// store holds, or, on the first server to start, this state directory's (created if
+/// missing). Returns it and its plain text when this state directory has it.
+async fn server_token(
+    store: &dyn morel_store::Store,
+    path: &std::path::Path,
+) -> Result<(morel_control::Token, Option<String>)> {
+    use morel_control::auth::ADMIN_TOKEN_SETTING;
+    let local = std::fs::read_to_string(path)
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    if let Some(hash) = store.get_setting(ADMIN_TOKEN_SETTING).await? {
+        let token = morel_control::Token::from_hash_hex(&hash)
+            .ok_or_else(|| anyhow::anyhow!("the store's admin token hash is corrupt"))?;
+        return Ok(match local {
+            Some(t) if token.matches(&t) => (token, Some(t)),
+            Some(_) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    "this state directory's admin.token is not the installation's admin token: \
+                     ignoring it (use the token of the server that started first)"
+                );
+                (token, None)
+            }
+            None => (token, None),
+        });
+    }
+    let plain = super::up::admin_token(path)?;
+    let (token, mine) = morel_control::auth::installation_token(store, &plain).await?;
+    if !mine {
+        // Another server recorded its token first: this file would only mislead.
+        let _ = std::fs::remove_file(path);
+    }
+    Ok((token, mine.then_some(plain)))
 }
 
 /// How long open requests get to be answered once a stop is asked for.

@@ -2,13 +2,15 @@
 //! embedded (SQLite) installation, bundles included, to PostgreSQL.
 //!
 //! An export is a directory: `morel-export.json` (every persistent table and the waiting queue
-//! messages, see `morel_store::transfer`), `blobs/` (each bundle and its signature) and, when
-//! the installation has one, `keys/secrets.key`: the key that seals environment secrets and
-//! certificate keys. The store keeps those sealed (opaque text that moves like any other cell),
-//! so without this key the imported secrets could not be opened; `morel import` puts it in the
-//! new state directory. The export directory is therefore as sensitive as the state directory.
+//! messages, see `morel_store::transfer`), `blobs/` (each bundle and its signature) and the
+//! keys that open the installation's secrets: `keys/kek.key` (the key-encryption key that seals
+//! the secrets key in the store) and, from installations older than that, `keys/secrets.key`.
+//! The store keeps secrets sealed (opaque text that moves like any other cell), so without
+//! these keys the imported secrets could not be opened; `morel import` puts them in the new
+//! state directory. The export directory is therefore as sensitive as the state directory.
 //! The admin token and the server's signing key are not exported: the new server makes its
-//! own, and the bundles stay verifiable through the trusted public keys, which are exported.
+//! own (the old token's hash is left out of the import), and the bundles stay verifiable
+//! through the trusted public keys, which are exported.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,6 +25,16 @@ use crate::args::{ExportArgs, ImportArgs};
 const DUMP_FILE: &str = "morel-export.json";
 /// The secrets key, relative to a state directory and to an export (the same path in both).
 const SECRETS_KEY: &str = "keys/secrets.key";
+/// The key-encryption key, relative to a state directory and to an export.
+const KEK: &str = "keys/kek.key";
+
+/// Where a state directory's KEK is: `MOREL_KEK_FILE`, else `keys/kek.key` inside it.
+fn kek_path(state_dir: &Path) -> PathBuf {
+    std::env::var_os(morel_core::env_vars::MOREL_KEK_FILE)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| state_dir.join(KEK))
+}
 
 /// The store at `database_url` when given, else the embedded one in the state directory.
 pub async fn open_store(database_url: Option<&str>, state_dir: &Path) -> Result<Arc<dyn Store>> {
@@ -72,7 +84,7 @@ pub async fn export(args: ExportArgs) -> Result<()> {
     let has_key = copy_secrets_key(
         &args.state_dir.join(SECRETS_KEY),
         &args.out.join(SECRETS_KEY),
-    )?;
+    )? | copy_secrets_key(&kek_path(&args.state_dir), &args.out.join(KEK))?;
     let json = serde_json::to_vec(&dump)?;
     std::fs::write(args.out.join(DUMP_FILE), json)?;
     let rows: usize = dump.tables.iter().map(|t| t.rows.len()).sum();
@@ -101,8 +113,20 @@ pub async fn import(args: ImportArgs) -> Result<()> {
     let dump_path = args.dir.join(DUMP_FILE);
     let text = std::fs::read(&dump_path)
         .with_context(|| format!("reading {} (written by morel export)", dump_path.display()))?;
-    let dump: Dump = serde_json::from_slice(&text)
+    let mut dump: Dump = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not a Morel export", dump_path.display()))?;
+    // The new server makes its own admin token.
+    for table in dump
+        .tables
+        .iter_mut()
+        .filter(|t| t.name == "platform_settings")
+    {
+        let name = table.columns.iter().position(|c| c == "name");
+        table.rows.retain(|row| {
+            name.and_then(|i| row.get(i)).and_then(|c| c.as_text())
+                != Some(morel_control::auth::ADMIN_TOKEN_SETTING)
+        });
+    }
     // Bundles first, each checked against its digest: a store row never points at a missing
     // or altered bundle.
     let blobs = args.state_dir.join("blobs");
@@ -129,6 +153,7 @@ pub async fn import(args: ImportArgs) -> Result<()> {
         &args.dir.join(SECRETS_KEY),
         &args.state_dir.join(SECRETS_KEY),
     )?;
+    import_secrets_key(&args.dir.join(KEK), &kek_path(&args.state_dir))?;
     let store = SqlStore::connect_postgres(&args.database_url)
         .await
         .with_context(|| {

@@ -41,6 +41,15 @@ pub async fn run(args: UpArgs) -> Result<()> {
     crate::containment::start()?;
     let token = admin_token(&cfg.admin_token_path())?;
     let store = super::transfer::open_store(args.database_url.as_deref(), &state_dir).await?;
+    // `morel up` owns its database: its state directory's token is the installation's
+    // (a new admin.token file rotates it).
+    store
+        .set_setting(
+            morel_control::auth::ADMIN_TOKEN_SETTING,
+            &morel_control::Token::new(&token).hash_hex(),
+        )
+        .await
+        .context("recording the admin token")?;
     // `morel up` runs its own agent as node "local": two of them on one database would take
     // each other's instances for stale ones. Until the server/agent roles split, one at a time.
     let _single = store
@@ -120,6 +129,14 @@ pub async fn run(args: UpArgs) -> Result<()> {
         logs,
         server_key,
     );
+    deployer
+        .share_secrets_key()
+        .await
+        .context("opening the secrets key")?;
+    deployer
+        .backfill_bundle_contents()
+        .await
+        .map_err(|e| anyhow::anyhow!("copying bundles into the store: {}", e.message))?;
     deployer
         .boot()
         .await

@@ -109,9 +109,19 @@ async fn two_servers_three_agents_survive_an_agent_and_a_server_dying() {
     let db = ScratchDb::create().await;
     let dirs = Arc::new(tempfile::tempdir().unwrap());
     let server_args = ["--database-url", db.url.as_str(), "--no-compiler"];
-    // Both servers share the state directory (bundles, keys, admin token) and the database.
-    let s1 = MorelServer::start_role(&bin(), dirs.clone(), "server", &server_args);
-    let s2 = MorelServer::start_role(&bin(), dirs.clone(), "server", &server_args);
+    // Two machines: each server has a state directory of its own; they share only the
+    // database and the key-encryption key's file.
+    let kek = dirs.path().join("kek.key");
+    let env = [("MOREL_KEK_FILE", kek.to_str().unwrap())];
+    let other = Arc::new(tempfile::tempdir().unwrap());
+    let s1 = MorelServer::start_role_with_env(&bin(), dirs.clone(), "server", &server_args, &env);
+    let mut s2 = MorelServer::start_role_with_env(&bin(), other, "server", &server_args, &env);
+    assert!(
+        !s2.state_dir.join("admin.token").exists(),
+        "the second server keeps no token of its own"
+    );
+    // The token the first server printed is the installation's.
+    s2.token = s1.token.clone();
     let joins = format!("{},{}", s1.url, s2.url);
     let mut agents: Vec<AgentProc> = ["node-a", "node-b", "node-c"]
         .iter()
@@ -559,8 +569,15 @@ async fn an_agent_refused_by_one_server_joins_the_next() {
     let server_args = ["--database-url", db.url.as_str(), "--no-compiler"];
     let dirs = Arc::new(tempfile::tempdir().unwrap());
     let other = Arc::new(tempfile::tempdir().unwrap());
+    // A server of another installation (its own database) refuses this one's token.
+    let other_db = ScratchDb::create().await;
     let s = MorelServer::start_role(&bin(), dirs.clone(), "server", &server_args);
-    let refusing = MorelServer::start_role(&bin(), other, "server", &server_args);
+    let refusing = MorelServer::start_role(
+        &bin(),
+        other,
+        "server",
+        &["--database-url", other_db.url.as_str(), "--no-compiler"],
+    );
     assert_ne!(s.token, refusing.token);
     let joins = format!("{},{}", refusing.url, s.url);
     let _agent = AgentProc::start(&s, &joins, "failover-a", &dirs.path().join("failover-a"));
@@ -583,4 +600,89 @@ async fn an_agent_refused_by_one_server_joins_the_next() {
         },
     )
     .await;
+}
+
+/// Servers share only the database: the admin token the first one recorded is every server's,
+/// a server with another key-encryption key refuses to start (the store's secrets key would
+/// not open), and a bundle uploaded to one server is served by the other from the store.
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_share_the_token_the_secrets_key_and_bundles_through_the_store() {
+    let db = ScratchDb::create().await;
+    let server_args = ["--database-url", db.url.as_str(), "--no-compiler"];
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let kek = dirs.path().join("kek.key");
+    let env = [("MOREL_KEK_FILE", kek.to_str().unwrap())];
+    let s1 = MorelServer::start_role_with_env(&bin(), dirs.clone(), "server", &server_args, &env);
+
+    // Another KEK: refused at startup, with the reason and what to do.
+    let stray = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(bin())
+        .args(["server", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(stray.path().join("state"))
+        .args(server_args)
+        .env("MOREL_CONFIG_DIR", stray.path().join("config"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a server with another KEK kept running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!exited.success(), "{stderr}");
+    assert!(
+        stderr.contains("key-encryption key") && stderr.contains("MOREL_KEK_FILE"),
+        "{stderr}"
+    );
+
+    // The same KEK, its own state directory: a full server.
+    let mut s2 = MorelServer::start_role_with_env(
+        &bin(),
+        Arc::new(tempfile::tempdir().unwrap()),
+        "server",
+        &server_args,
+        &env,
+    );
+    s2.token = "morel_not-the-token".into();
+    assert_eq!(s2.get("/api/apps").await.0, 401, "a wrong token");
+    s2.token = s1.token.clone();
+    assert_eq!(s2.get("/api/apps").await.0, 200, "the first server's token");
+    // Deployed through s1; the only agent joins s2, which never received the bundle.
+    let agent_dir = dirs.path().join("agent-b");
+    let _agent = AgentProc::start(&s2, &s2.url, "only-b", &agent_dir);
+    s1.deploy(&example("hello-python"));
+    wait_for(Duration::from_secs(120), "a call through s2", || async {
+        let (status, body) = s2.call("hello-python", "greet", r#"{"name": "Ada"}"#).await;
+        (status == 200 && body.to_string().contains("Hello, Ada!")).then_some(())
+    })
+    .await;
+    assert!(
+        s2.log().contains("bundle restored from the store"),
+        "s2 served the bundle from the store"
+    );
+    // Secrets set on either server are sealed with the one shared key.
+    s1.cli_ok(&[
+        "secrets",
+        "set",
+        "hello-python",
+        "API_KEY",
+        "--value",
+        "s3cret",
+    ]);
+    s2.cli_ok(&["secrets", "set", "hello-python", "OTHER", "--value", "x"]);
+    let listed = s1.cli_ok(&["secrets", "ls", "hello-python"]);
+    assert!(
+        listed.contains("API_KEY") && listed.contains("OTHER"),
+        "{listed}"
+    );
 }

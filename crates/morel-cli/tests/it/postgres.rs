@@ -89,8 +89,8 @@ async fn an_embedded_installation_moves_to_postgres_with_its_bundles() {
     ]);
     assert!(printed.contains("1 bundles"), "{printed}");
     assert!(
-        export_dir.join("keys/secrets.key").is_file(),
-        "the secrets key travels with the export"
+        export_dir.join("keys/kek.key").is_file(),
+        "the key that opens the secrets key travels with the export"
     );
 
     // Import into a new database and a new state directory, then start there: the app serves

@@ -47,8 +47,7 @@ pub async fn bundle_exists(
     Path(digest): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let digest = digest_param(&digest)?;
-    let known =
-        st.deployer.store.get_blob(&digest).await?.is_some() && st.deployer.blobs.contains(&digest);
+    let known = st.deployer.ensure_bundle(&digest).await?;
     Ok(if known {
         StatusCode::OK
     } else {

@@ -93,8 +93,12 @@ pub async fn deploy_enabled() -> Json<Value> {
     ),
     security(("token" = [])),
 )]
-pub async fn refresh_token(State(st): State<AppState>) -> Response {
-    st.token.expose().to_owned().into_response()
+pub async fn refresh_token(req: axum::extract::Request) -> Response {
+    // The token auth let through is the caller's own.
+    crate::auth::presented(&req)
+        .unwrap_or_default()
+        .to_owned()
+        .into_response()
 }
 
 /// Exactly one plan: the client sends `plans[0]` regardless of `--plan`.

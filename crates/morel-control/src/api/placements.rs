@@ -231,6 +231,7 @@ pub async fn bundle_content(
     let digest = digest
         .parse::<Digest>()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    st.deployer.ensure_bundle(&digest).await?;
     let (bytes, sig) = st
         .deployer
         .blobs

@@ -278,6 +278,24 @@ impl Store for SqlStore {
     async fn get_blob(&self, digest: &Digest) -> Result<Option<BlobRow>> {
         blobs::get_blob(&self.read, digest).await
     }
+    async fn put_blob_content(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        blobs::put_content(&self.write, digest, bytes).await
+    }
+    async fn get_blob_content(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        blobs::get_content(&self.read, digest).await
+    }
+    async fn delete_blob_content(&self, digest: &Digest) -> Result<()> {
+        blobs::delete_content(&self.write, digest).await
+    }
+    async fn put_setting_if_absent(&self, name: &str, value: &str) -> Result<String> {
+        blobs::put_setting_if_absent(&self.write, name, value).await
+    }
+    async fn get_setting(&self, name: &str) -> Result<Option<String>> {
+        blobs::get_setting(&self.read, name).await
+    }
+    async fn set_setting(&self, name: &str, value: &str) -> Result<()> {
+        blobs::set_setting(&self.write, name, value).await
+    }
     async fn trust_key(&self, row: &KeyRow) -> Result<()> {
         blobs::trust_key(&self.write, row).await
     }

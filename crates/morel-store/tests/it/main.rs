@@ -25,6 +25,7 @@ for_each_backend!(
     delete_app_removes_everything_it_owns,
     functions_instances_and_logs,
     blobs_keys_packages,
+    bundle_bytes_are_shared_in_chunks_and_settings_are_set_once,
     concurrent_deploys_get_distinct_release_numbers,
 );
 
@@ -198,6 +199,47 @@ async fn functions_instances_and_logs(store: Arc<dyn Store>) {
     // And drop by age.
     store.prune_logs(&app, 100, 1009).await.unwrap();
     assert_eq!(store.read_logs(&app, 0, 0, 100).await.unwrap().len(), 1);
+}
+
+async fn bundle_bytes_are_shared_in_chunks_and_settings_are_set_once(store: Arc<dyn Store>) {
+    // 2.5 chunks of varied bytes, so a chunk out of order or missing changes the result.
+    let bytes: Vec<u8> = (0..(5 << 19) + 7).map(|i: u32| (i % 251) as u8).collect();
+    let d = digest(9);
+    assert_eq!(store.get_blob_content(&d).await.unwrap(), None);
+    store.put_blob_content(&d, &bytes).await.unwrap();
+    // A second put (another server uploading the same bundle) keeps the first.
+    store.put_blob_content(&d, b"other").await.unwrap();
+    assert_eq!(store.get_blob_content(&d).await.unwrap(), Some(bytes));
+    store.put_blob_content(&digest(10), b"").await.unwrap();
+    assert_eq!(
+        store.get_blob_content(&digest(10)).await.unwrap(),
+        Some(Vec::new())
+    );
+    store.delete_blob_content(&d).await.unwrap();
+    assert_eq!(store.get_blob_content(&d).await.unwrap(), None);
+
+    assert_eq!(store.get_setting("admin").await.unwrap(), None);
+    assert_eq!(
+        store.put_setting_if_absent("admin", "first").await.unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store
+            .put_setting_if_absent("admin", "second")
+            .await
+            .unwrap(),
+        "first",
+        "the value recorded first stays"
+    );
+    assert_eq!(
+        store.get_setting("admin").await.unwrap().as_deref(),
+        Some("first")
+    );
+    store.set_setting("admin", "rotated").await.unwrap();
+    assert_eq!(
+        store.get_setting("admin").await.unwrap().as_deref(),
+        Some("rotated")
+    );
 }
 
 async fn blobs_keys_packages(store: Arc<dyn Store>) {
