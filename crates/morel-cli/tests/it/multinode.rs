@@ -685,4 +685,16 @@ async fn servers_share_the_token_the_secrets_key_and_bundles_through_the_store()
         listed.contains("API_KEY") && listed.contains("OTHER"),
         "{listed}"
     );
+    // The agent running the app gets them (secrets make a release, placed anew).
+    for (name, value) in [("API_KEY", "s3cret"), ("OTHER", "x")] {
+        let body = json!({ "name": name }).to_string();
+        wait_for(
+            Duration::from_secs(120),
+            "the secret on the agent",
+            || async {
+                (s1.call("hello-python", "env", &body).await == (200, json!(value))).then_some(())
+            },
+        )
+        .await;
+    }
 }

@@ -120,6 +120,7 @@ pub async fn for_node(
     let rows = store.list_placements(Some(&node)).await?;
     let mut releases = HashMap::new();
     let mut uids = HashMap::new();
+    let mut configs: HashMap<_, BTreeMap<String, String>> = HashMap::new();
     let (first, count) = morel_runtime_process::Sandbox::current().uid_range();
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -140,11 +141,25 @@ pub async fn for_node(
                 uid
             }
         };
+        // The environment's secrets go with the config, opened here: only to the agent the
+        // app's placement is on, over the authenticated API.
+        let config = match configs.get(&k) {
+            Some(c) => c,
+            None => {
+                let plain = serde_json::from_str(&release.config_json).unwrap_or_default();
+                let (config, _) = st
+                    .deployer
+                    .with_secrets(release, plain)
+                    .await
+                    .map_err(|e| ApiError::internal("opening an app's secrets", &e))?;
+                configs.entry(k.clone()).or_insert(config)
+            }
+        };
         out.push(Assignment {
             uid,
             env: release.env.clone(),
             digest: release.digest.clone(),
-            config: serde_json::from_str(&release.config_json).unwrap_or_default(),
+            config: config.clone(),
             placement: row.into(),
         });
     }
