@@ -190,6 +190,16 @@ impl LogHub {
         }
     }
 
+    /// Lines another machine's agent read and held to its own rate limit (shipped to a
+    /// server): written as they are, in the same batches.
+    pub fn append_shipped(&self, lines: Vec<NewLogLine>) {
+        for l in lines {
+            if self.tx.try_send(l).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// A platform event (deploy step, instance state change) in the app's log.
     pub fn event(&self, app: &AppKey, line: impl Into<String>) {
         self.send(app, LogStream::Event, "platform", line.into());

@@ -109,6 +109,7 @@ impl Server {
                 "/api/nodes/{id}/placements",
                 get(crate::api::placements::for_node),
             )
+            .route("/api/nodes/{id}/logs", post(crate::api::nodes::ship_logs))
             .route(
                 "/api/nodes/{id}/placements/{placement}",
                 post(crate::api::placements::report),

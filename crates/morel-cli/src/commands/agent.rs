@@ -65,10 +65,11 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         },
         store.clone(),
         blobs.clone(),
-        LogHub::start(store),
+        LogHub::start(store.clone()),
         engine,
         morel_compiler::Toolchains::detect(),
     )?;
+    let store_for_logs = store;
     let routes = Arc::new(RouteTable::new());
     let health = node.clone();
     let app = axum::Router::new()
@@ -112,6 +113,12 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         routes,
     );
     let sync = tokio::spawn(runner.run(SYNC_EVERY));
+    let shipper = tokio::spawn(ship_logs(
+        store_for_logs,
+        servers.clone(),
+        node.clone(),
+        morel_core::time::now_ms(),
+    ));
 
     let heartbeat_path = format!("/api/nodes/{node}/heartbeat");
     let every = Duration::from_millis(args.heartbeat_ms.max(100));
@@ -135,9 +142,62 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         _ = super::up::shutdown_signal() => {}
     }
     sync.abort();
+    shipper.abort();
     let _ = stop_serving.send(());
     let _ = serve.await;
     Ok(())
+}
+
+/// How often the agent ships its instances' new output to a server.
+const SHIP_LOGS_EVERY: Duration = Duration::from_secs(1);
+
+/// Ships the output its instances wrote to the agent's own store (since `since_ms`, this
+/// run's start) to a server (`POST /api/nodes/{node}/logs`), which records it in the shared
+/// store, so `morel logs` on any server shows it. A failed shipment is retried on the next
+/// round (servers fail over like every call of the agent); at most
+/// `MAX_SHIPPED_LINES` lines per request.
+async fn ship_logs(
+    store: Arc<dyn morel_store::Store>,
+    servers: Arc<Servers>,
+    node: String,
+    since_ms: i64,
+) {
+    let path = format!("/api/nodes/{node}/logs");
+    let mut shipped: std::collections::HashMap<morel_store::AppKey, i64> = Default::default();
+    loop {
+        tokio::time::sleep(SHIP_LOGS_EVERY).await;
+        if let Ok(instances) = store.list_instances(None).await {
+            for i in instances {
+                shipped.entry(i.app).or_insert(0);
+            }
+        }
+        for (app, after) in shipped.iter_mut() {
+            let limit = morel_control::api::nodes::MAX_SHIPPED_LINES as i64;
+            let Ok(rows) = store.read_logs(app, *after, since_ms, limit).await else {
+                continue;
+            };
+            let Some(last) = rows.last().map(|r| r.id) else {
+                continue;
+            };
+            let lines: Vec<serde_json::Value> = rows
+                .into_iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "namespace": app.namespace.as_str(),
+                        "app": app.name.as_str(),
+                        "ts": r.ts,
+                        "stream": r.stream.as_str(),
+                        "source": r.source,
+                        "line": r.line,
+                    })
+                })
+                .collect();
+            match send(&servers, &path, Some(&serde_json::Value::Array(lines))).await {
+                Ok(_) => *after = last,
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "shipping logs; retrying"),
+            }
+        }
+    }
 }
 
 enum Sent {

@@ -670,6 +670,18 @@ async fn servers_share_the_token_the_secrets_key_and_bundles_through_the_store()
         s2.log().contains("bundle restored from the store"),
         "s2 served the bundle from the store"
     );
+    // The worker's output on the agent reaches the store: any server's `morel logs` shows it.
+    wait_for(
+        Duration::from_secs(30),
+        "the agent's output in morel logs",
+        || async {
+            let out = s1.cli(&["logs", "hello-python"]);
+            String::from_utf8_lossy(&out.stdout)
+                .contains("greeting Ada")
+                .then_some(())
+        },
+    )
+    .await;
     // Secrets set on either server are sealed with the one shared key.
     s1.cli_ok(&[
         "secrets",

@@ -157,3 +157,109 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<Vec<NodeView>>, Api
     let nodes = st.deployer.store.list_nodes().await?;
     Ok(Json(nodes.into_iter().map(NodeView::from).collect()))
 }
+
+/// Most lines one shipment may carry; an agent sends more in several.
+pub const MAX_SHIPPED_LINES: usize = 1000;
+/// Longest line kept; longer ones are cut (on a character boundary).
+const MAX_LINE: usize = 16 << 10;
+
+/// One line of an agent-run instance's output, as the agent ships it.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShippedLine {
+    pub namespace: String,
+    pub app: String,
+    /// Milliseconds since the epoch, when the agent read the line.
+    pub ts: i64,
+    /// `stdout`, `stderr` or `event`.
+    pub stream: String,
+    /// The instance id, or `platform` for events.
+    pub source: String,
+    pub line: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ShippedLogs {
+    /// Lines recorded.
+    pub accepted: usize,
+    /// Lines of apps that have no placement on this node (dropped).
+    pub refused: usize,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/nodes/{id}/logs",
+    tag = "nodes",
+    summary = "An agent ships its instances' output, so `morel logs` shows it from any server",
+    params(("id" = String, Path, description = "node id")),
+    request_body = Vec<ShippedLine>,
+    responses(
+        (status = 200, description = "recorded", body = ShippedLogs),
+        (status = 400, description = "bad node id, line or too many lines", body = crate::openapi::ErrorBody),
+        (status = 401, description = "missing or wrong token", body = crate::openapi::ErrorBody),
+    ),
+    security(("token" = [])),
+)]
+pub async fn ship_logs(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(lines): ApiJson<Vec<ShippedLine>>,
+) -> Result<Json<ShippedLogs>, ApiError> {
+    let node = check_id(&id)?;
+    if lines.len() > MAX_SHIPPED_LINES {
+        return Err(ApiError::bad_request(format!(
+            "{} lines in one shipment: send at most {MAX_SHIPPED_LINES}",
+            lines.len()
+        )));
+    }
+    let store = &st.deployer.store;
+    // Only apps placed on this node: a node cannot write into another app's log.
+    let placed: std::collections::HashSet<morel_store::AppKey> = store
+        .list_placements(Some(&node))
+        .await?
+        .into_iter()
+        .map(|p| p.app)
+        .collect();
+    let mut out = Vec::with_capacity(lines.len());
+    let mut refused = 0;
+    for l in lines {
+        let app = morel_store::AppKey {
+            namespace: l
+                .namespace
+                .parse()
+                .map_err(|e: morel_core::NameError| ApiError::bad_request(e.to_string()))?,
+            name: l
+                .app
+                .parse()
+                .map_err(|e: morel_core::NameError| ApiError::bad_request(e.to_string()))?,
+        };
+        let stream = morel_store::LogStream::parse(&l.stream).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid stream {:?}: expected stdout, stderr or event",
+                l.stream
+            ))
+        })?;
+        if !placed.contains(&app) {
+            refused += 1;
+            continue;
+        }
+        let mut line = l.line;
+        if line.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+        }
+        out.push(morel_store::NewLogLine {
+            app,
+            ts: l.ts,
+            stream,
+            source: l.source.chars().take(64).collect(),
+            line,
+        });
+    }
+    let accepted = out.len();
+    st.deployer.logs.append_shipped(out);
+    Ok(Json(ShippedLogs { accepted, refused }))
+}
