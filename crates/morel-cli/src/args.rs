@@ -356,9 +356,13 @@ pub struct AgentArgs {
     /// How many instances this node may run.
     #[arg(long, default_value_t = 8)]
     pub capacity: i64,
-    /// Address the agent listens on (and announces to the server).
+    /// Address the agent listens on (announced to the servers unless --advertise is given).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+    /// The URL servers reach this agent at (default: http:// and the listen address). Needed
+    /// when listening on a wildcard address such as 0.0.0.0.
+    #[arg(long)]
+    pub advertise: Option<String>,
     /// Milliseconds between heartbeats (the server marks a node lost after 10 s without one).
     #[arg(long, default_value_t = 3000)]
     pub heartbeat_ms: u64,

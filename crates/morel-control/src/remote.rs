@@ -1,6 +1,8 @@
 //! The gateway of `morel server` for instances that run on agents: forwards
 //! `/{prefix}/{app}/{version}/call/{func}` to a ready endpoint of the function's resource,
-//! round-robin, trying the next endpoint when one cannot be reached.
+//! round-robin, trying the next endpoint when one cannot be reached; and an app's HTTP routes
+//! (`METHOD /{app}{path}`, apps of the default namespace, as on `morel up`) to an agent running
+//! the routed function's resource, which binds the route as `morel up` does.
 //!
 //! The table is in memory and refreshed from the store by polling ([`run_refresh`]): only
 //! placements reported `ready` on nodes that are `ready` with a heartbeat younger than the TTL
@@ -36,6 +38,8 @@ pub struct RemoteApp {
     pub deadlines: HashMap<String, Duration>,
     /// Resource → base URLs of agents serving a ready instance of it.
     pub endpoints: HashMap<String, Vec<String>>,
+    /// The release's HTTP routes.
+    pub http: Arc<morel_gateway::HttpRoutes>,
 }
 
 /// `(namespace, app)` → what to forward to.
@@ -57,8 +61,13 @@ impl RemoteTable {
 }
 
 /// What a forward needs of an active release's manifest: its environment, function →
-/// resource, and resource → deadline.
-type ReleaseRoutes = (String, HashMap<String, String>, HashMap<String, Duration>);
+/// resource, resource → deadline, and its HTTP routes.
+type ReleaseRoutes = (
+    String,
+    HashMap<String, String>,
+    HashMap<String, Duration>,
+    Arc<morel_gateway::HttpRoutes>,
+);
 
 /// Manifests of active releases, parsed once: `(namespace, app, release)` → their routes.
 type ManifestCache = HashMap<(String, String, i64), Arc<ReleaseRoutes>>;
@@ -117,7 +126,12 @@ pub async fn refresh(
                     .iter()
                     .map(|(r, spec)| (r.clone(), Duration::from_millis(spec.timeout_ms)))
                     .collect();
-                let e = Arc::new((release.env, functions, deadlines));
+                let http = manifest
+                    .routes
+                    .values()
+                    .flat_map(|t| t.iter().map(|(k, f)| (k.clone(), f.clone())))
+                    .collect();
+                let e = Arc::new((release.env, functions, deadlines, Arc::new(http)));
                 cache.insert(ck.clone(), e.clone());
                 e
             }
@@ -145,6 +159,7 @@ pub async fn refresh(
                 functions: entry.1.clone(),
                 deadlines: entry.2.clone(),
                 endpoints,
+                http: entry.3.clone(),
             }),
         );
     }
@@ -180,19 +195,139 @@ pub async fn run_refresh(
 struct Fwd {
     table: Arc<RemoteTable>,
     http: reqwest::Client,
+    next: axum::routing::RouterIntoService<Body>,
 }
 
-/// The forwarding call path; serve it in front of the control API's router.
-pub fn router(table: Arc<RemoteTable>) -> Router {
+/// The forwarding call path and app routes; what is neither goes to `next` (the control
+/// API's router on a server; on a gateway, a JSON 404).
+pub fn router(table: Arc<RemoteTable>, next: Option<Router>) -> Router {
     let http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .build()
         .unwrap_or_default();
+    let next = next.unwrap_or_else(|| {
+        Router::new().fallback(|req: axum::extract::Request| async move {
+            error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("no route for {} {}", req.method(), req.uri().path()),
+            )
+        })
+    });
     Router::new()
         .route("/{prefix}/{app}/{version}/call/{func}", any(forward))
         .route("/{prefix}/{app}/{version}/await/{func}", any(forward))
-        .with_state(Fwd { table, http })
+        .fallback(app_route)
+        .with_state(Fwd {
+            table,
+            http,
+            next: next.into_service(),
+        })
 }
+
+/// First path segments the server answers itself: an app of the same name cannot take them
+/// (on `morel up` the API wins the same way).
+const SERVER_PATHS: &[&str] = &[
+    "",
+    "api",
+    "dashboard",
+    "manifest",
+    "metrics",
+    "functions",
+    "executions",
+    "validate",
+];
+
+/// `METHOD /{app}{path}` of an app with agent-run instances: sent as it is to an agent running
+/// the resource of the function the route names; the agent binds and calls it.
+async fn app_route(State(fwd): State<Fwd>, req: axum::extract::Request) -> Response {
+    let path = req.uri().path().to_owned();
+    let (segment, rest) = match path.trim_start_matches('/').split_once('/') {
+        Some((a, r)) => (a.to_owned(), format!("/{r}")),
+        None => (path.trim_start_matches('/').to_owned(), "/".to_owned()),
+    };
+    let routes = (!SERVER_PATHS.contains(&segment.as_str()))
+        .then(|| fwd.table.get("default", &segment))
+        .flatten()
+        .filter(|r| !r.http.is_empty());
+    let Some(routes) = routes else {
+        // A router is always ready: no need to poll it first.
+        let mut next = fwd.next.clone();
+        return match tower_service::Service::call(&mut next, req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        };
+    };
+    let function = match routes.http.find(req.method().as_str(), &rest) {
+        morel_gateway::RouteMatch::Found { function, .. } => function.to_owned(),
+        morel_gateway::RouteMatch::OtherMethods(allowed) => {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("{rest} of {segment} accepts {}", allowed.join(", ")),
+            );
+        }
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("app {segment} has no route {} {rest}", req.method()),
+            );
+        }
+    };
+    let Some(resource) = routes.functions.get(&function) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("app {segment} has no function {function:?}"),
+        );
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!("request body exceeds the limit of {MAX_BODY} bytes"),
+        );
+    };
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or(path);
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in parts.headers.iter() {
+        if !HOP_HEADERS.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    send_to(
+        &fwd,
+        &routes,
+        resource,
+        &function,
+        |http, ep| {
+            http.request(parts.method.clone(), format!("{ep}{pq}"))
+                .headers(headers.clone())
+                .body(bytes.clone())
+        },
+        true,
+    )
+    .await
+}
+
+/// Headers of one connection, not passed on.
+const HOP_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+];
 
 fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
     let body = serde_json::json!({ "error": message.into(), "type": kind });
@@ -230,6 +365,41 @@ async fn forward(
             ),
         );
     };
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!("request body exceeds the limit of {MAX_BODY} bytes"),
+        );
+    };
+    let release = routes.release;
+    send_to(
+        &fwd,
+        &routes,
+        resource,
+        &func,
+        |http, ep| {
+            http.post(format!("{ep}/{prefix}/{app}/v{release}/call/{func}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone())
+        },
+        false,
+    )
+    .await
+}
+
+/// Sends a request (built by `request` for an endpoint) to a ready instance of `resource`,
+/// round-robin, trying the next when one cannot be reached. The call's deadline (plus a
+/// grace) bounds the wait: past it the agent is taken to be hung and the call is not sent
+/// elsewhere (it may have run).
+async fn send_to(
+    fwd: &Fwd,
+    routes: &RemoteApp,
+    resource: &str,
+    func: &str,
+    request: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    all_headers: bool,
+) -> Response {
     let endpoints = routes
         .endpoints
         .get(resource)
@@ -239,18 +409,9 @@ async fn forward(
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Unavailable",
-            format!(
-                "no ready instance of resource {resource:?} of {app} (instances are being placed)"
-            ),
+            format!("no ready instance of resource {resource:?} (instances are being placed)"),
         );
     }
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PayloadTooLarge",
-            format!("request body exceeds the limit of {MAX_BODY} bytes"),
-        );
-    };
     let deadline = routes
         .deadlines
         .get(resource)
@@ -260,17 +421,12 @@ async fn forward(
     let mut last = String::new();
     for i in 0..endpoints.len() {
         let ep = &endpoints[(start + i) % endpoints.len()];
-        let url = format!("{ep}/{prefix}/{app}/v{}/call/{func}", routes.release);
-        let sent = fwd
-            .http
-            .post(&url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(bytes.clone())
+        let sent = request(&fwd.http, ep)
             .timeout(deadline + FORWARD_GRACE)
             .send()
             .await;
         match sent {
-            Ok(resp) => return relay(resp).await,
+            Ok(resp) => return relay(resp, all_headers).await,
             // Sent, but no answer within the call's deadline: the agent is hung (it would
             // have answered 504 itself). The call may have run: it is not sent elsewhere.
             Err(e) if e.is_timeout() => {
@@ -304,20 +460,26 @@ async fn forward(
     )
 }
 
-/// Passes an agent's answer through: status, content type and body.
-async fn relay(resp: reqwest::Response) -> Response {
+/// Passes an agent's answer through: status, content type (every header but the
+/// connection's with `all_headers`: a route's response sets its own) and body.
+async fn relay(resp: reqwest::Response, all_headers: bool) -> Response {
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let ctype = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
+    let mut kept = axum::http::HeaderMap::new();
+    for (name, value) in resp.headers() {
+        let wanted = if all_headers {
+            !HOP_HEADERS.contains(&name.as_str())
+        } else {
+            name == header::CONTENT_TYPE
+        };
+        if wanted {
+            kept.append(name.clone(), value.clone());
+        }
+    }
     match resp.bytes().await {
         Ok(b) => {
             let mut out = Response::new(Body::from(b));
             *out.status_mut() = status;
-            if let Some(c) = ctype {
-                out.headers_mut().insert(header::CONTENT_TYPE, c);
-            }
+            *out.headers_mut() = kept;
             out.headers_mut()
                 .insert("x-morel-edge", HeaderValue::from_static("1"));
             out

@@ -146,6 +146,12 @@ impl FromIterator<(String, String)> for HttpRoutes {
     }
 }
 
+impl std::fmt::Debug for HttpRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.list()).finish()
+    }
+}
+
 impl HttpRoutes {
     pub fn is_empty(&self) -> bool {
         self.literal.is_empty() && self.templates.is_empty()

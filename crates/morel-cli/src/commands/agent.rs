@@ -42,7 +42,18 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr: SocketAddr = listener.local_addr()?;
-    let address = format!("http://{addr}");
+    let address = match &args.advertise {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            url.trim_end_matches('/').to_owned()
+        }
+        Some(url) => bail!("--advertise {url:?}: give a URL, such as http://10.0.0.5:7000"),
+        None if addr.ip().is_unspecified() => bail!(
+            "listening on {addr}, which servers cannot dial: give --advertise \
+             http://THIS-MACHINE:{} (the address servers reach this agent at)",
+            addr.port()
+        ),
+        None => format!("http://{addr}"),
+    };
 
     // The agent's own store holds only what its in-process agent records locally (instance
     // rows, logs); the cluster's state is on the servers.

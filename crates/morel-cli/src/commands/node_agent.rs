@@ -44,6 +44,8 @@ struct Instance {
     release: i64,
     env: String,
     running: Running,
+    /// The release's HTTP routes (`"METHOD /path"` → function), served at `/{app}{path}`.
+    http: Vec<(String, String)>,
 }
 
 /// The servers this agent may talk to; it moves to the next one when a request fails.
@@ -340,6 +342,12 @@ impl NodeAgent {
                     release: a.release,
                     env: a.env.clone(),
                     running,
+                    http: prepared
+                        .manifest
+                        .routes
+                        .values()
+                        .flat_map(|t| t.iter().map(|(k, f)| (k.clone(), f.clone())))
+                        .collect(),
                 },
             );
         self.install_routes(&app);
@@ -357,8 +365,10 @@ impl NodeAgent {
         };
         let mut functions = HashMap::new();
         let mut env = String::new();
+        let mut http = Vec::new();
         for inst in mine.iter().filter(|i| i.release == newest) {
             env = inst.env.clone();
+            http = inst.http.clone();
             for f in inst.running.functions() {
                 functions.insert(
                     f.name.clone(),
@@ -379,7 +389,7 @@ impl NodeAgent {
                 release: newest,
                 env,
                 functions,
-                http: Default::default(),
+                http: http.into_iter().collect(),
             },
         );
     }

@@ -164,7 +164,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         token: admin,
     };
     // Calls are forwarded to agents; everything else is the usual API.
-    let app = morel_control::remote::router(table).fallback_service(server.router());
+    let app = morel_control::remote::router(table, Some(server.router()));
     morel_control::listen::serve(listener, app, None, super::up::shutdown_signal(), GRACE).await?;
     let _ = stop_tx.send(true);
     Ok(())
@@ -234,15 +234,16 @@ pub async fn gateway(args: GatewayArgs) -> Result<()> {
         stop,
     ));
     eprintln!("Morel gateway is listening on http://{addr}");
-    let app = morel_control::remote::router(table).fallback(|| async {
+    let not_api = axum::Router::new().fallback(|| async {
         (
             axum::http::StatusCode::NOT_FOUND,
             axum::Json(serde_json::json!({
-                "error": "this is a Morel gateway: only /{prefix}/{app}/{version}/call/{func} is served here",
+                "error": "this is a Morel gateway: it serves calls (/{prefix}/{app}/{version}/call/{func}) and apps' routes (/{app}/path), no API",
                 "type": "NotFound"
             })),
         )
     });
+    let app = morel_control::remote::router(table, Some(not_api));
     morel_control::listen::serve(listener, app, None, super::up::shutdown_signal(), GRACE).await?;
     let _ = stop_tx.send(true);
     Ok(())

@@ -710,3 +710,88 @@ async fn servers_share_the_token_the_secrets_key_and_bundles_through_the_store()
         .await;
     }
 }
+
+/// The manifest-routed app on many machines: its HTTP routes answer on every server and on a
+/// gateway, a route's cross-resource calls reach the other resources' agents, and errors keep
+/// their status and type, as on `morel up` (`manifest_apps::routes_and_cross_resource_calls`).
+#[tokio::test(flavor = "multi_thread")]
+async fn shop_routes_and_cross_resource_calls_on_servers_and_a_gateway() {
+    let db = ScratchDb::create().await;
+    let server_args = ["--database-url", db.url.as_str(), "--no-compiler"];
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let kek = dirs.path().join("kek.key");
+    let env = [("MOREL_KEK_FILE", kek.to_str().unwrap())];
+    let s1 = MorelServer::start_role_with_env(&bin(), dirs.clone(), "server", &server_args, &env);
+    let mut s2 = MorelServer::start_role_with_env(
+        &bin(),
+        Arc::new(tempfile::tempdir().unwrap()),
+        "server",
+        &server_args,
+        &env,
+    );
+    s2.token = s1.token.clone();
+    let joins = format!("{},{}", s1.url, s2.url);
+    let _agents: Vec<AgentProc> = ["shop-a", "shop-b"]
+        .iter()
+        .map(|n| AgentProc::start(&s1, &joins, n, &dirs.path().join(n)))
+        .collect();
+    s1.deploy(&example("shop"));
+    wait_for(
+        Duration::from_secs(120),
+        "the shop's three resources",
+        || async {
+            let (_, rows) = s1.get("/api/placements").await;
+            let ready = rows
+                .as_array()?
+                .iter()
+                .filter(|p| p["app"] == "shop" && p["state"] == "ready")
+                .count();
+            (ready == 3).then_some(())
+        },
+    )
+    .await;
+    let edge = MorelServer::start_role(&bin(), dirs.clone(), "gateway", &server_args[..2]);
+    let http = s1.http();
+    for base in [&s1.url, &s2.url, &edge.url] {
+        let body: Value = wait_for(Duration::from_secs(20), "a routed checkout", || async {
+            let r = http
+                .post(format!("{base}/shop/checkout"))
+                .body(r#"{"items": [{"price": 10, "qty": 2}, {"price": 5, "qty": 1}]}"#)
+                .send()
+                .await
+                .ok()?;
+            if r.status() != 200 {
+                return None;
+            }
+            r.json().await.ok()
+        })
+        .await;
+        assert_eq!(body["total"], 25, "{base}: {body}");
+        assert_eq!(body["served_by"], "api");
+        assert_eq!(
+            body["thumbnail"],
+            json!({"w": 64, "h": 48, "served_by": "jobs"})
+        );
+        assert_eq!(body["score"]["served_by"], "models");
+        let r = http
+            .get(format!("{base}/shop/status"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.json::<Value>().await.unwrap(), json!({"ok": true}));
+        let status = |path: &'static str| {
+            let http = http.clone();
+            let url = format!("{base}{path}");
+            async move { http.get(url).send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(status("/shop/checkout").await, 405, "{base}");
+        assert_eq!(status("/shop/nope").await, 404, "{base}");
+        let r = http.post(format!("{base}/shop/fail")).send().await.unwrap();
+        assert_eq!(r.status(), 500, "{base}");
+        let err: Value = r.json().await.unwrap();
+        assert_eq!(err["type"], "ValueError", "{base}: {err}");
+    }
+    // The servers' own paths stay theirs.
+    assert_eq!(s2.get("/api/apps").await.0, 200);
+    assert_eq!(edge.get("/api/apps").await.0, 404);
+}
