@@ -56,6 +56,9 @@ pub struct Deployer {
     pub(crate) secret_fps: Mutex<HashMap<AppKey, Digest>>,
     /// Writes async jobs' enqueues and outcomes with group commit.
     pub jobs: crate::jobs::JobWriter,
+    /// On `morel server`: the apps whose instances run on agents, which its job worker
+    /// reaches by forwarding (set once at startup).
+    pub remote: std::sync::OnceLock<crate::remote::Remote>,
 }
 
 impl Deployer {
@@ -81,6 +84,7 @@ impl Deployer {
             release_locks: Default::default(),
             sealer: crate::secrets::SecretBox::new(cfg.state_dir.join("keys/secrets.key")),
             secret_fps: Default::default(),
+            remote: std::sync::OnceLock::new(),
             cfg,
         })
     }

@@ -70,20 +70,35 @@ pub async fn run(
         ),
         found => (app.clone(), found.or_else(|| table.get(&prefix, &app))),
     };
-    let routes =
-        routes.ok_or_else(|| ApiError::not_found(format!("app {prefix}/{app} is not deployed")))?;
+    // On `morel server` the instances run on agents: the job is checked against what they run.
+    let (release, env, known) = match (routes, st.deployer.remote.get()) {
+        (Some(r), _) => (r.release, r.env.clone(), r.functions.contains_key(&func)),
+        (None, Some(remote)) => match remote.table.get(&prefix, &app) {
+            Some(r) => (r.release, r.env.clone(), r.functions.contains_key(&func)),
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "app {prefix}/{app} is not deployed"
+                )));
+            }
+        },
+        (None, None) => {
+            return Err(ApiError::not_found(format!(
+                "app {prefix}/{app} is not deployed"
+            )));
+        }
+    };
     let version_ok = version == "latest"
-        || version == routes.env
+        || version == env
         || version
             .strip_prefix('v')
             .and_then(|n| n.parse::<i64>().ok())
-            == Some(routes.release);
+            == Some(release);
     if !version_ok {
         return Err(ApiError::not_found(format!(
             "version {version:?} of {app} is not active"
         )));
     }
-    if !routes.functions.contains_key(&func) {
+    if !known {
         return Err(ApiError::not_found(format!(
             "app {app} has no function {func:?}"
         )));
@@ -343,9 +358,19 @@ async fn run_one(d: &Deployer, msg_id: i64, job: Job) {
             found => break found,
         }
     };
-    let outcome = match route {
-        Some(route) => morel_gateway::call_function(&route, job.body.as_bytes()).await,
-        None => Err(morel_gateway::CallFailure {
+    let remote = d
+        .remote
+        .get()
+        .filter(|r| r.table.get(&job.namespace, &job.app).is_some());
+    let outcome = match (route, remote) {
+        (Some(route), _) => morel_gateway::call_function(&route, job.body.as_bytes()).await,
+        // On `morel server`: run it on an agent running the function.
+        (None, Some(remote)) => {
+            remote
+                .call(&job.namespace, &job.app, &job.function, job.body.as_bytes())
+                .await
+        }
+        (None, None) => Err(morel_gateway::CallFailure {
             id: None,
             status: StatusCode::NOT_FOUND,
             kind: "NotFound".into(),

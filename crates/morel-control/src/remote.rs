@@ -191,6 +191,98 @@ pub async fn run_refresh(
     }
 }
 
+/// The forwarding side of a server, for callers other than its HTTP routes (the job worker).
+#[derive(Clone)]
+pub struct Remote {
+    pub table: Arc<RemoteTable>,
+    http: reqwest::Client,
+}
+
+impl Remote {
+    pub fn new(table: Arc<RemoteTable>) -> Self {
+        Remote {
+            table,
+            http: client(),
+        }
+    }
+
+    /// Calls `func` of an agent-run app with `body` (its arguments, JSON), as the call path
+    /// would: the answer's bytes, or the failure with its status and type.
+    pub async fn call(
+        &self,
+        namespace: &str,
+        app: &str,
+        func: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, morel_gateway::CallFailure> {
+        let fail = |status, kind: &str, message: String| morel_gateway::CallFailure {
+            status,
+            kind: kind.into(),
+            message,
+            id: None,
+        };
+        let Some(routes) = self.table.get(namespace, app) else {
+            return Err(fail(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("{app}/{func} is no longer deployed"),
+            ));
+        };
+        let Some(resource) = routes.functions.get(func) else {
+            return Err(fail(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("{app} has no function {func:?}"),
+            ));
+        };
+        let fwd = Fwd {
+            table: self.table.clone(),
+            http: self.http.clone(),
+            next: Router::new().into_service(),
+        };
+        let release = routes.release;
+        let bytes = axum::body::Bytes::copy_from_slice(body);
+        let resp = send_to(
+            &fwd,
+            &routes,
+            resource,
+            func,
+            |http, ep| {
+                http.post(format!("{ep}/{namespace}/{app}/v{release}/call/{func}"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(bytes.clone())
+            },
+            false,
+        )
+        .await;
+        let status = resp.status();
+        let out = axum::body::to_bytes(resp.into_body(), MAX_BODY)
+            .await
+            .map_err(|e| fail(StatusCode::BAD_GATEWAY, "AgentError", e.to_string()))?;
+        if status.is_success() {
+            return Ok(out.to_vec());
+        }
+        let err: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+        let mut f = fail(
+            status,
+            err["type"].as_str().unwrap_or("Error"),
+            err["error"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(&out).into_owned()),
+        );
+        f.id = err["id"].as_str().map(str::to_owned);
+        Err(f)
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default()
+}
+
 #[derive(Clone)]
 struct Fwd {
     table: Arc<RemoteTable>,
@@ -201,10 +293,7 @@ struct Fwd {
 /// The forwarding call path and app routes; what is neither goes to `next` (the control
 /// API's router on a server; on a gateway, a JSON 404).
 pub fn router(table: Arc<RemoteTable>, next: Option<Router>) -> Router {
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-        .unwrap_or_default();
+    let http = client();
     let next = next.unwrap_or_else(|| {
         Router::new().fallback(|req: axum::extract::Request| async move {
             error(

@@ -127,8 +127,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         table.clone(),
         ttl,
         Duration::from_millis(500),
-        stop,
+        stop.clone(),
     ));
+    // Async jobs: every server reads the shared queue (each job is read by one at a time) and
+    // runs its jobs on the agents. A server that dies mid-job leaves it to come back after
+    // its visibility timeout.
+    let _ = deployer
+        .remote
+        .set(morel_control::remote::Remote::new(table.clone()));
+    tokio::spawn(morel_control::jobs::run_jobs(deployer.clone(), 16, stop));
 
     if let Some(token) = &local_token {
         settings::save_login(&settings::Login {

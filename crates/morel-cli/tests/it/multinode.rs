@@ -794,4 +794,51 @@ async fn shop_routes_and_cross_resource_calls_on_servers_and_a_gateway() {
     // The servers' own paths stay theirs.
     assert_eq!(s2.get("/api/apps").await.0, 200);
     assert_eq!(edge.get("/api/apps").await.0, 404);
+
+    // Async runs: queued on one server, run on an agent by whichever server reads the job,
+    // recorded in the store; a failure keeps its type.
+    let mut outcomes = Vec::new();
+    for (func, body) in [("resize", "[3, 4]"), ("explode", r#"["later"]"#)] {
+        let r = http
+            .post(format!("{}/default/shop/latest/run/{func}", s2.url))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "{func}");
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let e = wait_for(
+            Duration::from_secs(60),
+            "the async run to finish",
+            || async {
+                let (_, e) = s1.get(&format!("/api/executions/{id}")).await;
+                (e["status"] == "COMPLETED" || e["status"] == "FAILED").then_some(e)
+            },
+        )
+        .await;
+        outcomes.push(e);
+    }
+    assert_eq!(outcomes[0]["status"], "COMPLETED", "{}", outcomes[0]);
+    assert_eq!(
+        outcomes[0]["output"],
+        json!({"w": 3, "h": 4, "served_by": "jobs"})
+    );
+    assert_eq!(outcomes[1]["status"], "FAILED", "{}", outcomes[1]);
+    assert!(
+        outcomes[1]["errorMessage"]
+            .as_str()
+            .is_some_and(|e| e.contains("ValueError") && e.contains("exploded later")),
+        "{}",
+        outcomes[1]
+    );
+    let r = http
+        .post(format!("{}/default/shop/latest/run/nope", s1.url))
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
