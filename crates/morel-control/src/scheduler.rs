@@ -36,12 +36,14 @@ pub struct Pass {
 /// (app, release, resource): one resource of an active release.
 type Slot = (AppKey, i64, String);
 
-/// How many instances a resource wants: its `workers_min`, at least one.
-fn wanted(manifest: &Manifest) -> BTreeMap<String, usize> {
+/// How many instances a resource wants: its `workers_min`, or the app's scale (`morel scale
+/// --min`) when that is more; at least one.
+fn wanted(manifest: &Manifest, scale_min: Option<i64>) -> BTreeMap<String, usize> {
+    let floor = usize::try_from(scale_min.unwrap_or(0)).unwrap_or(0);
     manifest
         .resources
         .iter()
-        .map(|(name, spec)| (name.clone(), spec.workers_min.max(1) as usize))
+        .map(|(name, spec)| (name.clone(), (spec.workers_min as usize).max(floor).max(1)))
         .collect()
 }
 
@@ -58,6 +60,8 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
     let mut want: BTreeMap<Slot, usize> = BTreeMap::new();
     for app in store.list_apps().await? {
         let n = app.active_release.unwrap_or(0);
+        let budget = store.get_budget(&app.key).await?;
+        let scale_min = budget.as_ref().and_then(|b| b.scale_min);
         let active = match app.active_release {
             Some(n) => store.get_release(&app.key, n).await?,
             None => None,
@@ -68,7 +72,7 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
         {
             Ok(None) => {}
             Ok(Some(m)) => {
-                for (resource, count) in wanted(&m) {
+                for (resource, count) in wanted(&m, scale_min) {
                     want.insert((app.key.clone(), n, resource), count);
                 }
             }
@@ -78,10 +82,7 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
         }
         // A release being activated gets its instances before it takes traffic, within the
         // app's budget: both colours count, and a release that does not fit is failed.
-        let max_instances = store
-            .get_budget(&app.key)
-            .await?
-            .and_then(|b| b.max_instances);
+        let max_instances = budget.as_ref().and_then(|b| b.max_instances);
         let mut planned: usize = want
             .iter()
             .filter(|((a, _, _), _)| *a == app.key)
@@ -92,7 +93,7 @@ pub async fn schedule_once(store: &dyn Store) -> Result<Pass, StoreError> {
                 continue;
             }
             if let Ok(m) = serde_json::from_str::<Manifest>(&r.manifest_json) {
-                let counts = wanted(&m);
+                let counts = wanted(&m, scale_min);
                 let needs: usize = counts.values().sum();
                 if let Some(max) = max_instances
                     && (planned + needs) as i64 > max

@@ -77,6 +77,32 @@ impl Drop for AgentProc {
 }
 
 /// Ready placements of the app: (node, release).
+/// A `morel server` on `db` with a state directory in `state` and the key-encryption key's
+/// file in `dirs` (created by the first server, shared by every other), as on its own machine.
+fn kek_server(db: &ScratchDb, dirs: &Path, state: Arc<tempfile::TempDir>) -> MorelServer {
+    let kek = dirs.join("kek.key");
+    MorelServer::start_role_with_env(
+        &bin(),
+        state,
+        "server",
+        &["--database-url", db.url.as_str(), "--no-compiler"],
+        &[("MOREL_KEK_FILE", kek.to_str().unwrap())],
+    )
+}
+
+/// Two servers as on two machines, sharing only the database and the KEK file; the second
+/// keeps no token of its own and is given the one the first printed.
+fn two_servers(db: &ScratchDb, dirs: &Arc<tempfile::TempDir>) -> (MorelServer, MorelServer) {
+    let s1 = kek_server(db, dirs.path(), dirs.clone());
+    let mut s2 = kek_server(db, dirs.path(), Arc::new(tempfile::tempdir().unwrap()));
+    assert!(
+        !s2.state_dir.join("admin.token").exists(),
+        "the second server keeps no token of its own"
+    );
+    s2.token = s1.token.clone();
+    (s1, s2)
+}
+
 async fn ready_placements(s: &MorelServer) -> Vec<(String, i64)> {
     let (_, rows) = s.get("/api/placements").await;
     rows.as_array()
@@ -109,19 +135,8 @@ async fn two_servers_three_agents_survive_an_agent_and_a_server_dying() {
     let db = ScratchDb::create().await;
     let dirs = Arc::new(tempfile::tempdir().unwrap());
     let server_args = ["--database-url", db.url.as_str(), "--no-compiler"];
-    // Two machines: each server has a state directory of its own; they share only the
-    // database and the key-encryption key's file.
-    let kek = dirs.path().join("kek.key");
-    let env = [("MOREL_KEK_FILE", kek.to_str().unwrap())];
-    let other = Arc::new(tempfile::tempdir().unwrap());
-    let s1 = MorelServer::start_role_with_env(&bin(), dirs.clone(), "server", &server_args, &env);
-    let mut s2 = MorelServer::start_role_with_env(&bin(), other, "server", &server_args, &env);
-    assert!(
-        !s2.state_dir.join("admin.token").exists(),
-        "the second server keeps no token of its own"
-    );
-    // The token the first server printed is the installation's.
-    s2.token = s1.token.clone();
+    // Two machines: each server has a state directory of its own.
+    let (s1, s2) = two_servers(&db, &dirs);
     let joins = format!("{},{}", s1.url, s2.url);
     let mut agents: Vec<AgentProc> = ["node-a", "node-b", "node-c"]
         .iter()
@@ -610,9 +625,7 @@ async fn servers_share_the_token_the_secrets_key_and_bundles_through_the_store()
     let db = ScratchDb::create().await;
     let server_args = ["--database-url", db.url.as_str(), "--no-compiler"];
     let dirs = Arc::new(tempfile::tempdir().unwrap());
-    let kek = dirs.path().join("kek.key");
-    let env = [("MOREL_KEK_FILE", kek.to_str().unwrap())];
-    let s1 = MorelServer::start_role_with_env(&bin(), dirs.clone(), "server", &server_args, &env);
+    let s1 = kek_server(&db, dirs.path(), dirs.clone());
 
     // Another KEK: refused at startup, with the reason and what to do.
     let stray = tempfile::tempdir().unwrap();
@@ -646,13 +659,7 @@ async fn servers_share_the_token_the_secrets_key_and_bundles_through_the_store()
     );
 
     // The same KEK, its own state directory: a full server.
-    let mut s2 = MorelServer::start_role_with_env(
-        &bin(),
-        Arc::new(tempfile::tempdir().unwrap()),
-        "server",
-        &server_args,
-        &env,
-    );
+    let mut s2 = kek_server(&db, dirs.path(), Arc::new(tempfile::tempdir().unwrap()));
     s2.token = "morel_not-the-token".into();
     assert_eq!(s2.get("/api/apps").await.0, 401, "a wrong token");
     s2.token = s1.token.clone();
@@ -719,17 +726,7 @@ async fn shop_routes_and_cross_resource_calls_on_servers_and_a_gateway() {
     let db = ScratchDb::create().await;
     let server_args = ["--database-url", db.url.as_str(), "--no-compiler"];
     let dirs = Arc::new(tempfile::tempdir().unwrap());
-    let kek = dirs.path().join("kek.key");
-    let env = [("MOREL_KEK_FILE", kek.to_str().unwrap())];
-    let s1 = MorelServer::start_role_with_env(&bin(), dirs.clone(), "server", &server_args, &env);
-    let mut s2 = MorelServer::start_role_with_env(
-        &bin(),
-        Arc::new(tempfile::tempdir().unwrap()),
-        "server",
-        &server_args,
-        &env,
-    );
-    s2.token = s1.token.clone();
+    let (s1, s2) = two_servers(&db, &dirs);
     let joins = format!("{},{}", s1.url, s2.url);
     let _agents: Vec<AgentProc> = ["shop-a", "shop-b"]
         .iter()
@@ -841,4 +838,24 @@ async fn shop_routes_and_cross_resource_calls_on_servers_and_a_gateway() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    // morel scale: every resource keeps at least that many instances, spread over the agents.
+    s2.cli_ok(&["scale", "shop", "--min", "2"]);
+    wait_for(
+        Duration::from_secs(120),
+        "two instances of each resource",
+        || async {
+            let (_, rows) = s1.get("/api/placements").await;
+            let ready: Vec<&Value> = rows
+                .as_array()?
+                .iter()
+                .filter(|p| p["app"] == "shop" && p["state"] == "ready")
+                .collect();
+            let per_resource = |r: &str| ready.iter().filter(|p| p["resource"] == r).count();
+            (["api", "jobs", "models"]
+                .iter()
+                .all(|r| per_resource(r) == 2))
+            .then_some(())
+        },
+    )
+    .await;
 }
