@@ -200,6 +200,9 @@ pub enum BudgetCommand {
         /// Memory for the whole app: MiB, or with a unit (512M, 2G).
         #[arg(long)]
         memory: Option<String>,
+        /// Print the app's budget as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the budget and scale.
     Show {
@@ -221,6 +224,9 @@ pub struct ScaleArgs {
     /// Default: the same as --min.
     #[arg(long)]
     pub max: Option<u32>,
+    /// Print the app's scale and budget as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +253,9 @@ pub enum EnvCommand {
         /// Return once the release is created, without waiting for it to be ready.
         #[arg(long)]
         detach: bool,
+        /// Print the release it made as JSON (without --detach: once it is ready).
+        #[arg(long)]
+        json: bool,
     },
     /// Remove config values; rolls out a new release and waits until it is ready.
     Unset {
@@ -261,6 +270,9 @@ pub enum EnvCommand {
         /// Return once the release is created, without waiting for it to be ready.
         #[arg(long)]
         detach: bool,
+        /// Print the release it made as JSON (without --detach: once it is ready).
+        #[arg(long)]
+        json: bool,
     },
     /// Remove a preview environment: stop its instances and delete its data. Asks for
     /// confirmation on a terminal; elsewhere refuses unless --yes.
@@ -293,6 +305,9 @@ pub enum SecretsCommand {
         /// Return once the secret is stored, without waiting for the restart.
         #[arg(long)]
         detach: bool,
+        /// Print the release it made as JSON (without --detach: once it is ready).
+        #[arg(long)]
+        json: bool,
     },
     /// List secret names and update times (never values).
     Ls {
@@ -318,6 +333,9 @@ pub enum SecretsCommand {
         /// Return once the secret is removed, without waiting for the restart.
         #[arg(long)]
         detach: bool,
+        /// Print the release it made as JSON (without --detach: once it is ready).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -336,6 +354,9 @@ pub enum CertsCommand {
         /// The certificate's private key, PEM.
         #[arg(long)]
         key: PathBuf,
+        /// Print the server's answer (the host names now served) as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -622,6 +643,9 @@ pub struct RollbackArgs {
     /// The release to re-activate, e.g. v1.
     #[arg(long)]
     pub to: Option<String>,
+    /// Print the re-activated release as JSON once it is ready.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -642,7 +666,7 @@ pub enum KeysCommand {
         force: bool,
     },
     /// Print this CLI's public key (give it to `morel keys trust` on a server).
-    Show,
+    Show(JsonFlag),
     /// Trust a public key on the server (the text printed by `morel keys show`, or a file holding it).
     Trust {
         /// The public key: the text `morel keys show` prints, or a file holding it.

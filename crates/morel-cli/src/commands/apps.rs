@@ -262,6 +262,10 @@ pub async fn rollback(args: RollbackArgs) -> Result<()> {
             .get(&format!("/api/apps/{host}/releases/v{n}"))
             .await?;
         match r["status"].as_str() {
+            Some("ready") if args.json => {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
             Some("ready") => {
                 println!("{} is back on v{n}", args.app);
                 return Ok(());

@@ -124,6 +124,7 @@ pub async fn env(cmd: EnvCommand) -> Result<()> {
             pairs,
             env,
             detach,
+            json,
         } => {
             let mut set = serde_json::Map::new();
             for p in &pairs {
@@ -143,13 +144,14 @@ pub async fn env(cmd: EnvCommand) -> Result<()> {
                 )
                 .await?;
             let what = format!("set {} value(s) on {app}/{env}", pairs.len());
-            follow_release(&client, &app, &env, r["release"].as_str(), &what, detach).await
+            follow_release(&client, &app, &env, &r, &what, detach, json).await
         }
         EnvCommand::Unset {
             app,
             keys,
             env,
             detach,
+            json,
         } => {
             let r: Value = client
                 .json(
@@ -162,7 +164,7 @@ pub async fn env(cmd: EnvCommand) -> Result<()> {
                 )
                 .await?;
             let what = format!("unset {} on {app}/{env}", keys.join(", "));
-            follow_release(&client, &app, &env, r["release"].as_str(), &what, detach).await
+            follow_release(&client, &app, &env, &r, &what, detach, json).await
         }
         EnvCommand::Rm { app, env, yes } => {
             super::confirm(
@@ -192,6 +194,7 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<()> {
             value,
             env,
             detach,
+            json,
         } => {
             let value = match value {
                 Some(v) => v,
@@ -214,7 +217,7 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<()> {
                 )
                 .await?;
             let what = format!("set secret {key} on {app}/{env}");
-            follow_release(&client, &app, &env, r["release"].as_str(), &what, detach).await
+            follow_release(&client, &app, &env, &r, &what, detach, json).await
         }
         SecretsCommand::Ls { app, env, json } => {
             let list: Vec<Value> = client
@@ -239,6 +242,7 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<()> {
             key,
             env,
             detach,
+            json,
         } => {
             let r: Value = client
                 .json(client.request(
@@ -247,7 +251,7 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<()> {
                 ))
                 .await?;
             let what = format!("removed secret {key} from {app}/{env}");
-            follow_release(&client, &app, &env, r["release"].as_str(), &what, detach).await
+            follow_release(&client, &app, &env, &r, &what, detach, json).await
         }
     }
 }
@@ -256,21 +260,31 @@ pub async fn secrets(cmd: SecretsCommand) -> Result<()> {
 const RELEASE_LIMIT: Duration = Duration::from_secs(900);
 
 /// Says what a config or secret change did and, unless `detach`, waits until the release it
-/// made is ready (an error when it fails).
+/// made is ready (an error when it fails). With `json`, prints the change's answer (`detach`,
+/// or no release) or the ready release as JSON instead.
 async fn follow_release(
     client: &Client,
     app: &str,
     env: &str,
-    release: Option<&str>,
+    change: &Value,
     what: &str,
     detach: bool,
+    json: bool,
 ) -> Result<()> {
-    let Some(release) = release else {
-        println!("{what} (no release to restart yet: the next deploy has it)");
+    let Some(release) = change["release"].as_str() else {
+        if json {
+            println!("{}", serde_json::to_string_pretty(change)?);
+        } else {
+            println!("{what} (no release to restart yet: the next deploy has it)");
+        }
         return Ok(());
     };
     if detach {
-        println!("{what}: rolling out {release}");
+        if json {
+            println!("{}", serde_json::to_string_pretty(change)?);
+        } else {
+            println!("{what}: rolling out {release}");
+        }
         return Ok(());
     }
     eprintln!("{what}: rolling out {release}");
@@ -282,6 +296,10 @@ async fn follow_release(
             .get(&format!("/api/apps/{host}/releases/{release}"))
             .await?;
         match r["status"].as_str() {
+            Some("ready") if json => {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
             Some("ready") => {
                 println!("{what}: {release} is ready");
                 return Ok(());
@@ -315,6 +333,7 @@ pub async fn certs(cmd: CertsCommand) -> Result<()> {
             env,
             cert,
             key,
+            json,
         } => {
             let cert_pem = std::fs::read_to_string(&cert)
                 .with_context(|| format!("reading {}", cert.display()))?;
@@ -333,6 +352,10 @@ pub async fn certs(cmd: CertsCommand) -> Result<()> {
                 .with_context(|| {
                     format!("certificate {} / key {}", cert.display(), key.display())
                 })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(());
+            }
             let hosts: Vec<&str> = r["hosts"]
                 .as_array()
                 .into_iter()

@@ -24,10 +24,19 @@ pub async fn run(cmd: KeysCommand) -> Result<()> {
             println!("wrote {} (key id {})", path.display(), key.key_id());
             println!("{}", key.public().to_text());
         }
-        KeysCommand::Show => {
+        KeysCommand::Show(flag) => {
             let key = SigningKey::load(&path)
                 .with_context(|| "no signing key yet: run `morel keys generate`")?;
-            println!("{}", key.public().to_text());
+            let public = key.public();
+            if flag.json {
+                let v = serde_json::json!({
+                    "key_id": public.key_id(),
+                    "public_key": public.to_text(),
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{}", public.to_text());
+            }
         }
         KeysCommand::Trust { key, name } => {
             let text = match std::fs::read_to_string(&key) {

@@ -136,6 +136,7 @@ pub async fn budget(cmd: BudgetCommand) -> Result<()> {
             max_instances,
             cpu,
             memory,
+            json,
         } => {
             let memory_mb = memory.as_deref().map(parse_memory).transpose()?;
             let body =
@@ -147,7 +148,11 @@ pub async fn budget(cmd: BudgetCommand) -> Result<()> {
                         .json(&body),
                 )
                 .await?;
-            print_budget(&v);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print_budget(&v);
+            }
         }
         BudgetCommand::Show { app, json } => {
             let v: Value = client.get(&format!("/api/apps/{app}/budget")).await?;
@@ -171,7 +176,11 @@ pub async fn scale(args: ScaleArgs) -> Result<()> {
                 .json(&json!({ "min": args.min, "max": max })),
         )
         .await?;
-    print_budget(&v);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_budget(&v);
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The CLI's conventions as a Unix tool: a closed stdout ends a client quietly; destructive
 //! commands ask first, or need --yes without a terminal; no ANSI escapes off a terminal; exit
-//! codes by kind of failure; shell completions.
+//! codes by kind of failure; shell completions; `--json` on every command that prints data.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
@@ -217,4 +217,64 @@ fn cli_conventions_completions() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Every command that changes something and prints what it did has `--json`: its output is
+/// one JSON document with the fields a script needs.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_conventions_json_on_commands_that_print_data() {
+    let s = MorelServer::start(&bin());
+    s.deploy(&morel_test_support::example("hello-python"));
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = s.cli_ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    let set = json(&["env", "set", "hello-python", "A=1", "--json"]);
+    assert_eq!(set["status"], "ready", "{set}");
+    let v2 = set["number"].clone();
+    let secret = json(&[
+        "secrets",
+        "set",
+        "hello-python",
+        "K",
+        "--value",
+        "v",
+        "--json",
+    ]);
+    assert_eq!(secret["status"], "ready", "{secret}");
+    assert_ne!(secret["number"], v2, "a new release: {secret}");
+    let detached = json(&["env", "unset", "hello-python", "A", "--detach", "--json"]);
+    assert!(detached["release"].is_string(), "{detached}");
+    let removed = json(&["secrets", "rm", "hello-python", "K", "--json"]);
+    assert_eq!(removed["status"], "ready", "{removed}");
+    let back = json(&["rollback", "hello-python", "--to", "v1", "--json"]);
+    assert_eq!(
+        (back["number"].as_i64(), &back["status"]),
+        (Some(1), &serde_json::json!("ready")),
+        "{back}"
+    );
+    let budget = json(&[
+        "budget",
+        "set",
+        "hello-python",
+        "--max-instances",
+        "9",
+        "--json",
+    ]);
+    assert_eq!(budget["max_instances"], 9, "{budget}");
+    let scale = json(&["scale", "hello-python", "--min", "1", "--json"]);
+    assert_eq!(
+        (&scale["min"], &scale["max"]),
+        (&serde_json::json!(1), &serde_json::json!(1)),
+        "{scale}"
+    );
+    // The deploy made this CLI's signing key.
+    let key = json(&["keys", "show", "--json"]);
+    assert!(
+        key["key_id"].as_str().is_some_and(|k| k.len() == 16)
+            && key["public_key"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("morel-public-key-v1 ")),
+        "{key}"
+    );
 }
