@@ -240,7 +240,6 @@ impl Remote {
             http: self.http.clone(),
             next: Router::new().into_service(),
         };
-        let release = routes.release;
         let bytes = axum::body::Bytes::copy_from_slice(body);
         let resp = send_to(
             &fwd,
@@ -248,7 +247,7 @@ impl Remote {
             resource,
             func,
             |http, ep| {
-                http.post(format!("{ep}/{namespace}/{app}/v{release}/call/{func}"))
+                http.post(format!("{ep}/{namespace}/{app}/latest/call/{func}"))
                     .header(header::CONTENT_TYPE, "application/json")
                     .body(bytes.clone())
             },
@@ -461,14 +460,16 @@ async fn forward(
             format!("request body exceeds the limit of {MAX_BODY} bytes"),
         );
     };
-    let release = routes.release;
+    // The version was checked here against the active release; the agent serves its newest
+    // (`latest`): during a redeploy an agent may already run the next release, which this
+    // server's table (refreshed every 500 ms) learns of a moment later.
     send_to(
         &fwd,
         &routes,
         resource,
         &func,
         |http, ep| {
-            http.post(format!("{ep}/{prefix}/{app}/v{release}/call/{func}"))
+            http.post(format!("{ep}/{prefix}/{app}/latest/call/{func}"))
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(bytes.clone())
         },

@@ -39,6 +39,10 @@ pub struct Assignment {
     pub uid: Option<u32>,
 }
 
+/// How long an instance no longer placed on this node keeps serving before it stops: longer
+/// than the servers' routing refresh (500 ms) and a forwarded call's way.
+const DRAIN: Duration = Duration::from_secs(3);
+
 struct Instance {
     app: AppKey,
     release: i64,
@@ -147,6 +151,8 @@ pub struct NodeAgent {
     pub routes: Arc<RouteTable>,
     running: Mutex<HashMap<String, Instance>>,
     starting: Mutex<HashSet<String>>,
+    /// Placements gone from this node whose instances still serve for [`DRAIN`].
+    draining: Mutex<HashSet<String>>,
     failed: Mutex<HashMap<String, String>>,
     /// One prepare at a time (two placements of one release share its extracted files).
     prepare: tokio::sync::Mutex<()>,
@@ -170,6 +176,7 @@ impl NodeAgent {
             routes,
             running: Default::default(),
             starting: Default::default(),
+            draining: Default::default(),
             failed: Default::default(),
             prepare: Default::default(),
         })
@@ -194,22 +201,37 @@ impl NodeAgent {
         let assigned: Vec<Assignment> = resp.json().await.context("reading placements")?;
         let ids: HashSet<&str> = assigned.iter().map(|a| a.id.as_str()).collect();
 
-        // Stop what is no longer placed here.
-        let stale: Vec<(String, Instance)> = {
-            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            let gone: Vec<String> = running
+        // Stop what is no longer placed here, after a drain: servers route by a table they
+        // refresh every 500 ms, so an instance keeps serving what they still send it (a
+        // redeploy's old release, a moved placement) for `DRAIN` before it stops.
+        let gone: Vec<String> = {
+            let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            let mut draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+            running
                 .keys()
-                .filter(|id| !ids.contains(id.as_str()))
+                .filter(|id| !ids.contains(id.as_str()) && draining.insert((*id).clone()))
                 .cloned()
-                .collect();
-            gone.into_iter()
-                .filter_map(|id| running.remove(&id).map(|i| (id, i)))
                 .collect()
         };
-        for (id, inst) in stale {
-            tracing::info!(placement = %id, app = %inst.app, resource = inst.running.resource(), "not placed here any more: stopping");
-            self.install_routes(&inst.app);
-            inst.running.stop().await;
+        for id in gone {
+            let this = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(DRAIN).await;
+                let inst = this
+                    .running
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                this.draining
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+                if let Some(inst) = inst {
+                    tracing::info!(placement = %id, app = %inst.app, resource = inst.running.resource(), "not placed here any more: drained, stopping");
+                    this.install_routes(&inst.app);
+                    inst.running.stop().await;
+                }
+            });
         }
         self.failed
             .lock()

@@ -859,3 +859,96 @@ async fn shop_routes_and_cross_resource_calls_on_servers_and_a_gateway() {
     )
     .await;
 }
+
+/// A redeploy under load on many machines fails no request: the new release's instances are
+/// ready on agents before it is activated, servers route by `latest` (an agent already
+/// serving the new release answers), and an instance whose placement is gone keeps serving
+/// for a drain period longer than the servers' routing refresh. One sequential client per
+/// server, for the redeploy and three seconds after it (bounded in time).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redeploy_under_load_fails_no_request_on_many_machines() {
+    let db = ScratchDb::create().await;
+    let dirs = Arc::new(tempfile::tempdir().unwrap());
+    let (s1, s2) = two_servers(&db, &dirs);
+    let joins = format!("{},{}", s1.url, s2.url);
+    let _agents: Vec<AgentProc> = ["load-a", "load-b"]
+        .iter()
+        .map(|n| AgentProc::start(&s1, &joins, n, &dirs.path().join(n)))
+        .collect();
+    let project = dirs.path().join("project");
+    copy_dir(&example("hello-python"), &project);
+    std::fs::write(
+        project.join("morel.toml"),
+        format!("[app]\nname = \"{APP}\"\n[resources.default]\nworkers = [2, 2]\n"),
+    )
+    .unwrap();
+    s1.deploy(&project);
+    for s in [&s1, &s2] {
+        wait_for(
+            Duration::from_secs(120),
+            "calls through each server",
+            || async { answers(s).await.then_some(()) },
+        )
+        .await;
+    }
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = |base: String| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = http
+                    .post(format!("{base}/default/{APP}/latest/call/add"))
+                    .body("[20, 22]")
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => failed.push(format!(
+                        "{}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let clients = [load(s1.url.clone()), load(s2.url.clone())];
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s2.cli_ok(&["deploy", project.to_str().unwrap(), "--set", "ROUND=2"]);
+    wait_for(
+        Duration::from_secs(60),
+        "the old release's placements to go",
+        || async {
+            let p = ready_placements(&s1).await;
+            (p.len() == 2 && p.iter().all(|(_, r)| *r == 2)).then_some(())
+        },
+    )
+    .await;
+    // Past the agents' drain of the old instances.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    let mut failures = Vec::new();
+    for c in clients {
+        let (ok, failed) = c.await.unwrap();
+        total += ok as usize + failed.len();
+        failures.extend(failed);
+    }
+    eprintln!(
+        "{total} requests during the redeploy, {} failed",
+        failures.len()
+    );
+    assert!(total > 50, "the load ran: {total} requests");
+    assert!(
+        failures.is_empty(),
+        "{} of {total} requests failed, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
