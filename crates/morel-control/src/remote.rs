@@ -235,14 +235,9 @@ impl Remote {
                 format!("{app} has no function {func:?}"),
             ));
         };
-        let fwd = Fwd {
-            table: self.table.clone(),
-            http: self.http.clone(),
-            next: Router::new().into_service(),
-        };
         let bytes = axum::body::Bytes::copy_from_slice(body);
         let resp = send_to(
-            &fwd,
+            self,
             &routes,
             resource,
             func,
@@ -284,15 +279,13 @@ fn client() -> reqwest::Client {
 
 #[derive(Clone)]
 struct Fwd {
-    table: Arc<RemoteTable>,
-    http: reqwest::Client,
+    remote: Remote,
     next: axum::routing::RouterIntoService<Body>,
 }
 
 /// The forwarding call path and app routes; what is neither goes to `next` (the control
 /// API's router on a server; on a gateway, a JSON 404).
 pub fn router(table: Arc<RemoteTable>, next: Option<Router>) -> Router {
-    let http = client();
     let next = next.unwrap_or_else(|| {
         Router::new().fallback(|req: axum::extract::Request| async move {
             error(
@@ -307,8 +300,7 @@ pub fn router(table: Arc<RemoteTable>, next: Option<Router>) -> Router {
         .route("/{prefix}/{app}/{version}/await/{func}", any(forward))
         .fallback(app_route)
         .with_state(Fwd {
-            table,
-            http,
+            remote: Remote::new(table),
             next: next.into_service(),
         })
 }
@@ -335,7 +327,7 @@ async fn app_route(State(fwd): State<Fwd>, req: axum::extract::Request) -> Respo
         None => (path.trim_start_matches('/').to_owned(), "/".to_owned()),
     };
     let routes = (!SERVER_PATHS.contains(&segment.as_str()))
-        .then(|| fwd.table.get("default", &segment))
+        .then(|| fwd.remote.table.get("default", &segment))
         .flatten()
         .filter(|r| !r.http.is_empty());
     let Some(routes) = routes else {
@@ -390,7 +382,7 @@ async fn app_route(State(fwd): State<Fwd>, req: axum::extract::Request) -> Respo
         }
     }
     send_to(
-        &fwd,
+        &fwd.remote,
         &routes,
         resource,
         &function,
@@ -430,7 +422,7 @@ async fn forward(
     Path((prefix, app, version, func)): Path<(String, String, String, String)>,
     body: Body,
 ) -> Response {
-    let Some(routes) = fwd.table.get(&prefix, &app) else {
+    let Some(routes) = fwd.remote.table.get(&prefix, &app) else {
         return error(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -464,7 +456,7 @@ async fn forward(
     // (`latest`): during a redeploy an agent may already run the next release, which this
     // server's table (refreshed every 500 ms) learns of a moment later.
     send_to(
-        &fwd,
+        &fwd.remote,
         &routes,
         resource,
         &func,
@@ -483,7 +475,7 @@ async fn forward(
 /// grace) bounds the wait: past it the agent is taken to be hung and the call is not sent
 /// elsewhere (it may have run).
 async fn send_to(
-    fwd: &Fwd,
+    remote: &Remote,
     routes: &RemoteApp,
     resource: &str,
     func: &str,
@@ -507,11 +499,11 @@ async fn send_to(
         .get(resource)
         .copied()
         .unwrap_or(DEFAULT_DEADLINE);
-    let start = fwd.table.next.fetch_add(1, Ordering::Relaxed);
+    let start = remote.table.next.fetch_add(1, Ordering::Relaxed);
     let mut last = String::new();
     for i in 0..endpoints.len() {
         let ep = &endpoints[(start + i) % endpoints.len()];
-        let sent = request(&fwd.http, ep)
+        let sent = request(&remote.http, ep)
             .timeout(deadline + FORWARD_GRACE)
             .send()
             .await;
